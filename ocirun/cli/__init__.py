@@ -114,6 +114,10 @@ def cli(ctx: click.Context, root: str | None, debug: bool) -> None:
         os.environ["OCIRUN_DEBUG"] = "1"
 
 
+# click >= 8.2 raises this (a UsageError) for a bare group; print help, exit 0.
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _command_path(args: list[str]) -> str:
     for word in args:
         if word in COMMANDS:
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug and exc.detail:
             click.echo(exc.detail, err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.NoArgsIsHelp as exc:
+    except _NoArgsIsHelp as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)
     except click.UsageError as exc:
