@@ -1,0 +1,326 @@
+"""Raw ctypes wrappers for ptrace, waitpid and process_vm_readv/writev.
+
+Why not python-ptrace here: its debugger loop costs ~3x the CPU per stop
+(DESIGN.md). Everything in this module is a thin call into libc with
+preallocated ctypes buffers, so one tracer stop is a handful of C calls.
+
+Arch-specific facts (register slots of user_regs_struct, syscall ABI) live in
+ARCHES, keyed by the machine name, so aarch64 can be added as another entry.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from dataclasses import dataclass
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+_ptrace = libc.ptrace
+_ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_ptrace.restype = ctypes.c_long
+
+_waitpid = libc.waitpid
+_waitpid.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+_waitpid.restype = ctypes.c_int
+
+
+class iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+_vm_readv = libc.process_vm_readv
+_vm_readv.argtypes = [
+    ctypes.c_int,
+    ctypes.POINTER(iovec),
+    ctypes.c_ulong,
+    ctypes.POINTER(iovec),
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+_vm_readv.restype = ctypes.c_ssize_t
+_vm_writev = libc.process_vm_writev
+_vm_writev.argtypes = _vm_readv.argtypes
+_vm_writev.restype = ctypes.c_ssize_t
+
+# --- requests, options, events (linux/ptrace.h) ---
+PTRACE_PEEKUSER = 3
+PTRACE_POKEUSER = 6
+PTRACE_CONT = 7
+PTRACE_KILL = 8
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
+PTRACE_SYSCALL = 24
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_GETEVENTMSG = 0x4201
+PTRACE_GETSIGINFO = 0x4202
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_LISTEN = 0x4208
+PTRACE_GET_SYSCALL_INFO = 0x420E
+
+PTRACE_O_TRACESYSGOOD = 0x1
+PTRACE_O_TRACEFORK = 0x2
+PTRACE_O_TRACEVFORK = 0x4
+PTRACE_O_TRACECLONE = 0x8
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_TRACEVFORKDONE = 0x20
+PTRACE_O_TRACEEXIT = 0x40
+PTRACE_O_TRACESECCOMP = 0x80
+PTRACE_O_EXITKILL = 0x100000
+
+PTRACE_EVENT_FORK = 1
+PTRACE_EVENT_VFORK = 2
+PTRACE_EVENT_CLONE = 3
+PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_VFORK_DONE = 5
+PTRACE_EVENT_EXIT = 6
+PTRACE_EVENT_SECCOMP = 7
+PTRACE_EVENT_STOP = 128
+
+SYSCALL_INFO_NONE = 0
+SYSCALL_INFO_ENTRY = 1
+SYSCALL_INFO_EXIT = 2
+SYSCALL_INFO_SECCOMP = 3
+
+WALL = 0x40000000
+WNOHANG = 1
+
+SEIZE_OPTIONS = (
+    PTRACE_O_EXITKILL
+    | PTRACE_O_TRACESECCOMP
+    | PTRACE_O_TRACEFORK
+    | PTRACE_O_TRACEVFORK
+    | PTRACE_O_TRACECLONE
+    | PTRACE_O_TRACEEXEC
+    | PTRACE_O_TRACESYSGOOD
+)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Per-architecture facts the engine needs (register slots are 8-byte indexes
+    into user_regs_struct)."""
+
+    name: str
+    audit_arch: int  # AUDIT_ARCH_* checked by the seccomp filter
+    nregs: int  # words in user_regs_struct
+    arg_slots: tuple[int, ...]  # syscall argument registers, in order
+    nr_slot: int  # register holding the syscall number as seen at entry (orig_rax)
+    ret_slot: int  # return value register
+    sp_slot: int
+    ip_slot: int
+    red_zone: int  # bytes below sp the program may use without moving sp
+    x32_bit: int = 0  # syscall-number bit of an x32 ABI call (x86_64 only)
+
+
+ARCHES: dict[str, Arch] = {
+    "x86_64": Arch(
+        name="x86_64",
+        audit_arch=0xC000003E,
+        nregs=27,
+        arg_slots=(14, 13, 12, 7, 9, 8),  # rdi rsi rdx r10 r8 r9
+        nr_slot=15,  # orig_rax
+        ret_slot=10,  # rax
+        sp_slot=19,
+        ip_slot=16,
+        red_zone=128,
+        x32_bit=0x40000000,
+    ),
+}
+
+
+def host_arch() -> Arch:
+    machine = platform.machine()
+    try:
+        return ARCHES[machine]
+    except KeyError:
+        from ocirun.errors import OcirunError
+
+        raise OcirunError(f"the ptrace engine does not support this host architecture ({machine})") from None
+
+
+class PtraceError(OSError):
+    pass
+
+
+def _err(what: str) -> PtraceError:
+    e = ctypes.get_errno()
+    return PtraceError(e, f"{what}: {os.strerror(e)}")
+
+
+def ptrace(req: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    r = _ptrace(req, pid, addr, data)
+    if r == -1:
+        e = ctypes.get_errno()
+        if e:
+            raise PtraceError(e, f"ptrace({req:#x}, {pid}): {os.strerror(e)}")
+    return r
+
+
+def ptrace_quiet(req: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    """ptrace that returns -errno instead of raising (resume paths: the tracee may be gone)."""
+    r = _ptrace(req, pid, addr, data)
+    if r == -1:
+        return -ctypes.get_errno()
+    return r
+
+
+def seize(pid: int, options: int = SEIZE_OPTIONS) -> None:
+    ptrace(PTRACE_SEIZE, pid, 0, options)
+
+
+def cont(pid: int, sig: int = 0) -> int:
+    return _ptrace(PTRACE_CONT, pid, 0, sig)
+
+
+def syscall(pid: int, sig: int = 0) -> int:
+    return _ptrace(PTRACE_SYSCALL, pid, 0, sig)
+
+
+def listen(pid: int) -> int:
+    return _ptrace(PTRACE_LISTEN, pid, 0, 0)
+
+
+def interrupt(pid: int) -> int:
+    return _ptrace(PTRACE_INTERRUPT, pid, 0, 0)
+
+
+_msg = ctypes.c_ulong()
+
+
+def geteventmsg(pid: int) -> int:
+    if _ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(_msg)) == -1:
+        raise _err("PTRACE_GETEVENTMSG")
+    return _msg.value
+
+
+def poke_user(pid: int, slot: int, value: int) -> None:
+    """Write one register (slot index of user_regs_struct)."""
+    if _ptrace(PTRACE_POKEUSER, pid, slot * 8, value & 0xFFFFFFFFFFFFFFFF) == -1:
+        raise _err("PTRACE_POKEUSER")
+
+
+def peek_user(pid: int, slot: int) -> int:
+    ctypes.set_errno(0)
+    r = _ptrace(PTRACE_PEEKUSER, pid, slot * 8, 0)
+    if r == -1 and ctypes.get_errno():
+        raise _err("PTRACE_PEEKUSER")
+    return r & 0xFFFFFFFFFFFFFFFF
+
+
+def get_regs(pid: int, nregs: int = 27) -> list[int]:
+    buf = (ctypes.c_ulonglong * nregs)()
+    if _ptrace(PTRACE_GETREGS, pid, 0, ctypes.addressof(buf)) == -1:
+        raise _err("PTRACE_GETREGS")
+    return list(buf)
+
+
+def set_regs(pid: int, regs: list[int]) -> None:
+    buf = (ctypes.c_ulonglong * len(regs))(*[r & 0xFFFFFFFFFFFFFFFF for r in regs])
+    if _ptrace(PTRACE_SETREGS, pid, 0, ctypes.addressof(buf)) == -1:
+        raise _err("PTRACE_SETREGS")
+
+
+class SyscallInfo(ctypes.Structure):
+    """struct ptrace_syscall_info (entry/seccomp layout; exit uses rval/is_error)."""
+
+    _fields_ = [
+        ("op", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 3),
+        ("arch", ctypes.c_uint32),
+        ("ip", ctypes.c_uint64),
+        ("sp", ctypes.c_uint64),
+        ("nr", ctypes.c_uint64),  # exit: rval (signed)
+        ("args", ctypes.c_uint64 * 6),  # exit: args[0] low byte = is_error
+        ("ret_data", ctypes.c_uint32),
+        ("pad2", ctypes.c_uint32),
+    ]
+
+
+_info = SyscallInfo()
+_info_addr = ctypes.addressof(_info)
+_info_size = ctypes.sizeof(SyscallInfo)
+
+
+def syscall_info(pid: int) -> SyscallInfo:
+    """PTRACE_GET_SYSCALL_INFO into a shared buffer: copy what you keep."""
+    if _ptrace(PTRACE_GET_SYSCALL_INFO, pid, _info_size, _info_addr) == -1:
+        raise _err("PTRACE_GET_SYSCALL_INFO")
+    return _info
+
+
+_status = ctypes.c_int()
+_status_ref = ctypes.byref(_status)
+
+
+def waitpid(pid: int = -1, options: int = WALL) -> tuple[int, int]:
+    """waitpid; returns (pid, status); (-errno, 0) on failure (EINTR, ECHILD)."""
+    r = _waitpid(pid, _status_ref, options)
+    if r == -1:
+        return -ctypes.get_errno(), 0
+    return r, _status.value
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+_rbuf = ctypes.create_string_buffer(PAGE * 2)
+_local = iovec()
+_remote = iovec()
+
+
+def read_mem(pid: int, addr: int, size: int) -> bytes:
+    """Read `size` bytes of the tracee's memory (may return fewer at an unmapped page)."""
+    if size <= 0:
+        return b""
+    buf = _rbuf if size <= len(_rbuf) else ctypes.create_string_buffer(size)
+    _local.iov_base = ctypes.addressof(buf)
+    _local.iov_len = size
+    _remote.iov_base = addr
+    _remote.iov_len = size
+    n = _vm_readv(pid, ctypes.byref(_local), 1, ctypes.byref(_remote), 1, 0)
+    if n < 0:
+        e = ctypes.get_errno()
+        # a read crossing into an unmapped page fails whole: retry up to the page end
+        end = (addr | (PAGE - 1)) + 1
+        if e == 14 and addr + size > end:  # EFAULT
+            return read_mem(pid, addr, end - addr)
+        raise PtraceError(e, f"process_vm_readv({pid}, {addr:#x}): {os.strerror(e)}")
+    return buf.raw[:n]
+
+
+def read_cstring(pid: int, addr: int, limit: int = 4096) -> bytes:
+    """Read a NUL-terminated string, page by page (never across an unmapped page)."""
+    out = b""
+    while len(out) < limit:
+        end = (addr | (PAGE - 1)) + 1
+        chunk = read_mem(pid, addr, min(end - addr, limit - len(out)))
+        if not chunk:
+            break
+        i = chunk.find(b"\0")
+        if i >= 0:
+            return out + chunk[:i]
+        out += chunk
+        addr += len(chunk)
+    return out
+
+
+def write_mem(pid: int, addr: int, data: bytes) -> None:
+    buf = ctypes.create_string_buffer(data, len(data))
+    _local.iov_base = ctypes.addressof(buf)
+    _local.iov_len = len(data)
+    _remote.iov_base = addr
+    _remote.iov_len = len(data)
+    n = _vm_writev(pid, ctypes.byref(_local), 1, ctypes.byref(_remote), 1, 0)
+    if n != len(data):
+        e = ctypes.get_errno() if n < 0 else 14
+        raise PtraceError(e, f"process_vm_writev({pid}, {addr:#x}): {os.strerror(e)}")
+
+
+# --- wait status decoding ---
+def stop_event(status: int) -> int:
+    return (status >> 16) & 0xFFFF
+
+
+SIGTRAP = 5
+SYSGOOD_TRAP = SIGTRAP | 0x80

@@ -1,0 +1,125 @@
+"""The Syscall object: one guest syscall between its entry and exit stops.
+
+The core creates it at the entry stop (seccomp stop, or syscall-enter stop in
+the no-seccomp mode), translates its paths, then hands it to each extension's
+on_enter. If an exit stop was asked for, the same object comes back to
+on_exit with the result.
+
+API for extensions:
+
+    sc.tracee          the Tracee
+    sc.nr, sc.name     syscall number and name (ocirun.engine.syscalls names)
+    sc.spec            its SyscallSpec (None for syscalls with no path role)
+    sc.args            list of the 6 argument registers as unsigned ints,
+                       as they are now (after the core's rewriting)
+    sc.orig_args       the arguments as the guest passed them
+    sc.arg_int(i)      args[i] as a signed C int (dirfds, fds, flags)
+    sc.guest_paths     {arg index: guest path} of every translated path argument
+    sc.host_paths      {arg index: host path} the kernel will see
+    sc.set_arg(i, v)   change argument register i (written at once)
+    sc.push(data)      copy bytes to scratch memory on the tracee's stack
+                       (below the red zone); returns the address. Valid until
+                       the syscall returns.
+    sc.push_string(s)  push(s.encode() + b"\0")
+    sc.skip(result)    at entry: do not run the syscall; the guest sees
+                       `result` (e.g. 0, or -errno.EPERM). No exit hooks run.
+    sc.want_exit()     at entry: ask for the exit stop (on_exit is called)
+    sc.skipped         True once skip() was called
+    sc.at_exit         False at entry, True in on_exit
+    sc.result          at exit: the return value (signed; -errno on failure)
+    sc.set_result(v)   at exit: change what the guest sees
+
+Registers: the core does not restore rewritten path pointers at the exit stop
+(as PRoot does not): the x86_64 kernel preserves argument registers, so the
+guest's register keeps pointing at the translated host path in the scratch
+area. Compiled code does not read a pointer back from a syscall's argument
+register after a libc call (they are caller-saved across calls), so this costs
+nothing and saves one stop per syscall. An extension that changes an argument
+and needs it restored asks for want_exit() and restores it with set_arg.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ocirun.engine import ptrace as pt
+
+if TYPE_CHECKING:
+    from ocirun.engine.syscalls import SyscallSpec
+    from ocirun.engine.tracee import Tracee
+
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+class Syscall:
+    __slots__ = (
+        "tracee", "nr", "name", "spec", "args", "orig_args", "guest_paths", "host_paths",
+        "sp", "_scratch", "skipped", "skip_result", "exit_wanted", "at_exit", "_result",
+        "seccomp_mode", "notes",
+    )
+
+    def __init__(self, tracee: Tracee, nr: int, name: str, spec: SyscallSpec | None,
+                 args: list[int], sp: int, seccomp_mode: bool):
+        self.tracee = tracee
+        self.nr = nr
+        self.name = name
+        self.spec = spec
+        self.args = args
+        self.orig_args = tuple(args)
+        self.guest_paths: dict[int, str] = {}
+        self.host_paths: dict[int, str] = {}
+        self.sp = sp
+        self._scratch = sp - tracee.engine.arch.red_zone
+        self.skipped = False
+        self.skip_result = 0
+        self.exit_wanted = False
+        self.at_exit = False
+        self._result = 0
+        self.seccomp_mode = seccomp_mode
+        self.notes: dict = {}  # the core's own bookkeeping between entry and exit
+
+    # --- entry ---
+    def arg_int(self, i: int) -> int:
+        """args[i] as a signed 32-bit C int."""
+        v = self.args[i] & 0xFFFFFFFF
+        return v - (1 << 32) if v & 0x80000000 else v
+
+    def set_arg(self, i: int, value: int) -> None:
+        value &= _MASK64
+        self.args[i] = value
+        pt.poke_user(self.tracee.pid, self.tracee.engine.arch.arg_slots[i], value)
+
+    def push(self, data: bytes) -> int:
+        addr = (self._scratch - len(data)) & ~15
+        self.tracee.write(addr, data)
+        self._scratch = addr
+        return addr
+
+    def push_string(self, s: str | bytes) -> int:
+        b = s if isinstance(s, bytes) else s.encode("utf-8", "surrogateescape")
+        return self.push(b + b"\0")
+
+    def skip(self, result: int) -> None:
+        """Do not run the syscall; the guest sees `result`."""
+        arch = self.tracee.engine.arch
+        pid = self.tracee.pid
+        pt.poke_user(pid, arch.nr_slot, _MASK64)  # orig_rax = -1
+        if self.seccomp_mode:
+            pt.poke_user(pid, arch.ret_slot, result)
+        self.skipped = True
+        self.skip_result = result
+
+    def want_exit(self) -> None:
+        self.exit_wanted = True
+
+    # --- exit ---
+    @property
+    def result(self) -> int:
+        return self._result
+
+    def set_result(self, value: int) -> None:
+        self._result = value
+        pt.poke_user(self.tracee.pid, self.tracee.engine.arch.ret_slot, value)
+
+    def __repr__(self) -> str:
+        return f"Syscall({self.name}, pid={self.tracee.pid}, paths={self.guest_paths})"

@@ -1,0 +1,83 @@
+"""The syscall table as data: what the engine must know about each syscall.
+
+One module per architecture (x86_64.py now; aarch64.py follows the same shape)
+lists SyscallSpec entries. The tracer never switches on syscall names for path
+handling: it reads `paths` (which argument is a path, which dirfd goes with it,
+whether the last component is followed), `kind` (the few syscalls that need
+their own handler: execve, getcwd, readlink, sockets, ...) and `invalidate`
+(which translated paths the guest mutates, so the path cache must forget them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# How the last component of a path argument is treated.
+FOLLOW = "follow"  # symlink at the end is dereferenced (stat, open, chdir, ...)
+NOFOLLOW = "nofollow"  # never dereferenced (lstat, unlink, rename, mkdir, symlink's linkpath, ...)
+FLAG_NOFOLLOW = "flag_nofollow"  # followed unless flag_mask is set in args[flag_arg] (AT_SYMLINK_NOFOLLOW)
+FLAG_FOLLOW = "flag_follow"  # followed only if flag_mask is set (linkat's AT_SYMLINK_FOLLOW)
+OPEN = "open"  # open flags in args[flag_arg]: O_NOFOLLOW or O_CREAT|O_EXCL -> not followed
+OPENAT2 = "openat2"  # struct open_how at args[flag_arg]
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_REMOVEDIR = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_EMPTY_PATH = 0x1000
+O_CREAT = 0o100
+O_EXCL = 0o200
+O_NOFOLLOW = 0o400000
+
+
+@dataclass(frozen=True)
+class PathArg:
+    """One path argument: args[arg] is a char*, relative to args[dirfd] (None = cwd)."""
+
+    arg: int
+    dirfd: int | None = None
+    follow: str = FOLLOW
+    flag_arg: int | None = None
+    flag_mask: int = 0
+    abs_only: bool = False  # translate only absolute paths (mount's source may be "proc")
+
+
+@dataclass(frozen=True)
+class SyscallSpec:
+    """What the engine does with one syscall.
+
+    kind: "" for plain path translation, else the name of a core handler
+    ("execve", "execveat", "getcwd", "chdir", "fchdir", "readlink",
+    "sockaddr", "sendmsg", "sockname", "accept").
+    exit: the core always needs the exit stop (result fixed up).
+    invalidate: indexes into `paths` whose host path the syscall changes (the
+    path cache forgets them after the call).
+    sockaddr: (pointer arg, length arg) of a struct sockaddr for socket kinds.
+    """
+
+    name: str
+    nr: int
+    paths: tuple[PathArg, ...] = ()
+    kind: str = ""
+    exit: bool = False
+    invalidate: tuple[int, ...] = ()
+    sockaddr: tuple[int, int] | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def load(arch: str) -> dict[int, SyscallSpec]:
+    """nr -> spec for `arch` (a key of ocirun.engine.ptrace.ARCHES)."""
+    if arch == "x86_64":
+        from ocirun.engine.syscalls import x86_64 as mod
+    else:
+        raise KeyError(arch)
+    return {spec.nr: spec for spec in mod.SPECS}
+
+
+def names(arch: str) -> dict[str, int]:
+    """Every syscall name of `arch` -> number (not only the path ones): for extensions."""
+    if arch == "x86_64":
+        from ocirun.engine.syscalls import x86_64 as mod
+    else:
+        raise KeyError(arch)
+    return dict(mod.NUMBERS)

@@ -1,0 +1,142 @@
+"""Per-process state of a traced guest process or thread (PRoot's tracee).
+
+What an extension may use on a Tracee:
+
+    tracee.pid            thread id (== process id for a process' main thread)
+    tracee.parent         the Tracee that created it (None for the first one)
+    tracee.exe            guest path of the program it runs (what /proc/self/exe shows)
+    tracee.engine         the tracer (ocirun.engine.loop.Tracer): .arch, .translator, .plan
+    tracee.data           dict for extensions' own per-tracee state (copied on fork)
+    tracee.read(addr, n) / tracee.write(addr, data)      raw memory
+    tracee.read_string(addr) -> str                      NUL-terminated string (surrogateescape)
+    tracee.read_u64(addr) / write_u64(addr, v) / read_u32 / write_u32
+    tracee.get_regs() / tracee.set_regs(regs)             whole user_regs_struct (list of ints)
+    tracee.get_reg(slot) / tracee.set_reg(slot, value)    one register (slots: engine.arch)
+    tracee.guest_cwd()                                    current guest working directory
+    tracee.fd_guest_path(fd) -> str | None                guest path an fd refers to
+
+Threads created with CLONE_FS share one FsState (the working directory cache),
+like the kernel's fs_struct. The guest cwd is not tracked by following chdir
+results: it is read back from /proc/PID/cwd (the kernel's own, symlink-free
+answer) and translated to a guest path, then cached until the next chdir or
+fchdir of a process sharing it. That needs no exit stop for chdir/fchdir, and
+matches Linux after the directory is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ocirun.engine import ptrace as pt
+
+if TYPE_CHECKING:
+    from ocirun.engine.syscall import Syscall
+
+ENC = "surrogateescape"
+
+
+@dataclass
+class FsState:
+    """Shared by CLONE_FS threads: the cached guest cwd (None = read /proc again)."""
+
+    cwd: str | None = None
+    users: int = 1
+
+
+@dataclass(eq=False)
+class Tracee:
+    pid: int
+    engine: Any
+    parent: Tracee | None = None
+    fs: FsState = field(default_factory=FsState)
+    exe: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    # loop state
+    seen_first_stop: bool = False
+    sc: Syscall | None = None  # the syscall between its entry and exit stops
+    in_syscall: bool = False  # PTRACE_SYSCALL mode: next syscall stop is an exit
+    pending_exe: str | None = None  # set by an execve entry; becomes exe at the exec event
+    exited: bool = False
+
+    # --- memory ---
+    def read(self, addr: int, size: int) -> bytes:
+        return pt.read_mem(self.pid, addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        pt.write_mem(self.pid, addr, data)
+
+    def read_bytes_string(self, addr: int, limit: int = 4096) -> bytes:
+        return pt.read_cstring(self.pid, addr, limit)
+
+    def read_string(self, addr: int, limit: int = 4096) -> str:
+        return pt.read_cstring(self.pid, addr, limit).decode("utf-8", ENC)
+
+    def read_u64(self, addr: int) -> int:
+        return struct.unpack("<Q", self.read(addr, 8))[0]
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
+
+    def read_u32(self, addr: int) -> int:
+        return struct.unpack("<I", self.read(addr, 4))[0]
+
+    def write_u32(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<I", value & 0xFFFFFFFF))
+
+    # --- registers ---
+    def get_regs(self) -> list[int]:
+        return pt.get_regs(self.pid, self.engine.arch.nregs)
+
+    def set_regs(self, regs: list[int]) -> None:
+        pt.set_regs(self.pid, regs)
+
+    def get_reg(self, slot: int) -> int:
+        return pt.peek_user(self.pid, slot)
+
+    def set_reg(self, slot: int, value: int) -> None:
+        pt.poke_user(self.pid, slot, value)
+
+    # --- file system view ---
+    def guest_cwd(self) -> str:
+        """The guest working directory (cached; refreshed from /proc after chdir)."""
+        cwd = self.fs.cwd
+        if cwd is None:
+            try:
+                host = os.readlink(f"/proc/{self.pid}/cwd")
+            except OSError:
+                host = ""
+            if host.endswith(" (deleted)"):
+                return self.engine.to_guest(host[: -len(" (deleted)")]) or "/"
+            cwd = self.engine.to_guest(host) or "/"
+            if self.fs.users == 1:
+                self.fs.cwd = cwd
+        return cwd
+
+    def cwd_deleted(self) -> bool:
+        try:
+            return os.readlink(f"/proc/{self.pid}/cwd").endswith(" (deleted)")
+        except OSError:
+            return False
+
+    def fd_host_path(self, fd: int) -> str | None:
+        try:
+            return os.readlink(f"/proc/{self.pid}/fd/{fd}")
+        except OSError:
+            return None
+
+    def fd_guest_path(self, fd: int) -> str | None:
+        host = self.fd_host_path(fd)
+        if host is None or not host.startswith("/"):
+            return None
+        if host.endswith(" (deleted)"):
+            host = host[: -len(" (deleted)")]
+        return self.engine.to_guest(host)
+
+    def invalidate_cwd(self) -> None:
+        self.fs.cwd = None
+
+    def __repr__(self) -> str:
+        return f"Tracee(pid={self.pid}, exe={self.exe!r})"
