@@ -1,0 +1,96 @@
+"""Filesystem helpers for trees an unprivileged user must be able to delete.
+
+An image tree holds 0555 directories (/proc, /sys, /usr/lib/...). Their owner can
+still chmod them, so removal makes each directory writable before emptying it,
+and never follows a symlink (everything is done relative to directory fds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+
+def rmtree_at(dir_fd: int | None, name: str) -> None:
+    """Remove `name` (file, symlink or directory tree) relative to `dir_fd`, chmodding as needed."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    if st.st_mode & 0o700 != 0o700:
+        _chmod_at(dir_fd, name, 0o700)
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        with os.scandir(fd) as it:
+            children = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for child, is_dir in children:
+            if is_dir:
+                rmtree_at(fd, child)
+            else:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
+
+
+def _chmod_at(dir_fd: int | None, name: str, mode: int) -> None:
+    """chmod a directory we know is not a symlink (Linux has no lchmod)."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def rmtree(path: str | os.PathLike[str]) -> None:
+    """Remove a whole tree that may contain read-only directories; no error if absent."""
+    path = os.fspath(path)
+    parent, name = os.path.split(os.path.abspath(path))
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        rmtree_at(fd, name)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a file under a temporary name in the same directory, then rename it in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def tree_size(path: str | os.PathLike[str]) -> int:
+    """Bytes used by the regular files of a tree (hardlinked files counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, f))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1:
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                total += st.st_size
+    return total

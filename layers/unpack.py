@@ -1,0 +1,551 @@
+"""Apply OCI/Docker layers, in order, to a fresh directory, as an unprivileged user.
+
+Modelled on umoci's rootless unpacker and the OCI image-spec's layer rules, in
+small steps each testable alone: `clean_name` (refuse `..` and absolute names),
+`TreeWriter.resolve_dir` (walk parents inside the tree, never through a symlink
+that leaves it), one method per entry type, `whiteout` / `opaque` (acting on
+lower layers only), and `finish` (directory modes and mtimes last, deepest first,
+so 0555 directories stay writable while later layers change them).
+
+The tree being written is private to this process (a fresh temporary directory),
+so checking a parent with lstat and then using its path has no race to lose.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import sys
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from layers.blobs import BlobError, BlobStore, digest_file, parse_digest
+from layers.compression import LayerFormatError, LayerReader
+from layers.fsutil import rmtree_at
+from ocirun.errors import OcirunError
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
+_COPY_CHUNK = 1 << 20
+_IS_ROOT = os.geteuid() == 0
+
+# tar type -> the single-letter kind recorded for entries that were skipped.
+SKIPPED_TYPES: dict[bytes, str] = {
+    tarfile.CHRTYPE: "c",
+    tarfile.BLKTYPE: "b",
+    tarfile.FIFOTYPE: "p",
+}
+
+
+class UnsafeEntryError(OcirunError):
+    """A layer entry would be written outside the image tree: the image is rejected."""
+
+
+@dataclass
+class UnpackStats:
+    """What an unpack did: counts for the notice, the benchmark and meta.json."""
+
+    layers: int = 0
+    entries: int = 0
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    whiteouts: int = 0
+    skipped_special: int = 0
+    bytes_written: int = 0
+    compressed_bytes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class LayerSpec:
+    """One layer to apply: its blob digest and the diff_id the config promises (or None)."""
+
+    digest: str
+    diff_id: str | None = None
+    media_type: str = ""
+
+
+def clean_name(name: str) -> str:
+    """A tar member name as a tree-relative path: `./a//b/` -> `a/b`; '' is the root.
+
+    Absolute names and `..` components are refused (GNU tar would strip them; an
+    image that needs them is hostile or broken).
+    """
+    if name.startswith("/"):
+        raise UnsafeEntryError(f"layer entry {name!r} has an absolute name")
+    if "\x00" in name:
+        raise UnsafeEntryError(f"layer entry {name!r} contains a NUL byte")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeEntryError(f"layer entry {name!r} has a '..' component")
+    return "/".join(parts)
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def _is_under(path: str, top: str) -> bool:
+    return not top or path == top or path.startswith(top + "/")
+
+
+@dataclass
+class TreeWriter:
+    """Writes layer entries into `root` (an empty directory this process owns)."""
+
+    root: Path
+    stats: UnpackStats = field(default_factory=UnpackStats)
+    # rel path -> (mode, mtime_ns) applied in finish(); '' is the root itself.
+    dir_meta: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # rel path -> ownership/skip record (see README "ownership" file).
+    owners: dict[str, dict] = field(default_factory=dict)
+    # directories known to be real directories (not symlinks) right now.
+    known_dirs: set[str] = field(default_factory=lambda: {""})
+    # paths written by the current layer, and their ancestors (for whiteouts).
+    layer_paths: set[str] = field(default_factory=set)
+    layer_ancestors: set[str] = field(default_factory=set)
+    chown: bool = _IS_ROOT
+
+    def __post_init__(self) -> None:
+        self.root_s = os.path.abspath(self.root)
+        self.dir_meta.setdefault("", (0o755, 0))
+
+    def _abs(self, rel: str) -> str:
+        return f"{self.root_s}/{rel}" if rel else self.root_s
+
+    # -- layers -----------------------------------------------------------------
+
+    def begin_layer(self) -> None:
+        """Whiteouts act on lower layers only: forget what the previous layer wrote."""
+        self.layer_paths.clear()
+        self.layer_ancestors.clear()
+        self.stats.layers += 1
+
+    def _mark_written(self, rel: str) -> None:
+        self.layer_paths.add(rel)
+        parent = rel
+        while "/" in parent:
+            parent = parent.rsplit("/", 1)[0]
+            if parent in self.layer_ancestors:
+                break
+            self.layer_ancestors.add(parent)
+
+    # -- path resolution --------------------------------------------------------
+
+    def resolve_dir(self, parts: list[str], entry: str, create: bool = True) -> str:
+        """Real tree-relative directory for `parts`, following only in-tree relative symlinks.
+
+        Missing directories are created (mode 0755, like docker) when `create`; a
+        symlink with an absolute target, or one whose `..` climbs above the root,
+        makes the entry unsafe. Raises FileNotFoundError when missing and not `create`.
+        """
+        stack = list(reversed(parts))
+        cur: list[str] = []
+        followed = 0
+        while stack:
+            comp = stack.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":  # only from a symlink target
+                if not cur:
+                    raise UnsafeEntryError(f"layer entry {entry!r} leads outside the image through a symlink")
+                cur.pop()
+                continue
+            cand = "/".join(cur + [comp])
+            if cand in self.known_dirs:
+                cur.append(comp)
+                continue
+            try:
+                st = os.lstat(self._abs(cand))
+            except FileNotFoundError:
+                if not create:
+                    raise
+                self._mkdir(cand, 0o755, 0)
+                cur.append(comp)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                self.known_dirs.add(cand)
+                cur.append(comp)
+            elif stat.S_ISLNK(st.st_mode):
+                target = os.readlink(self._abs(cand))
+                followed += 1
+                if target.startswith("/"):
+                    raise UnsafeEntryError(
+                        f"layer entry {entry!r} goes through symlink {cand!r} -> {target!r}, "
+                        "which points outside the image tree"
+                    )
+                if followed > MAX_SYMLINKS:
+                    raise UnsafeEntryError(f"layer entry {entry!r}: too many levels of symlinks")
+                stack.extend(reversed(target.split("/")))
+            else:
+                raise OcirunError(f"layer entry {entry!r}: {cand!r} is not a directory")
+        return "/".join(cur)
+
+    def _split(self, rel: str, entry: str, create: bool = True) -> tuple[str, str]:
+        """(real parent dir, base name) of a cleaned entry path."""
+        parent, _, base = rel.rpartition("/")
+        return self.resolve_dir(parent.split("/") if parent else [], entry, create), base
+
+    # -- removal ------------------------------------------------------------------
+
+    def _forget_under(self, rel: str, was_dir: bool) -> None:
+        """Drop recorded metadata of a removed path (and of its subtree)."""
+        self.owners.pop(rel, None)
+        self.dir_meta.pop(rel, None)
+        if was_dir:
+            self.known_dirs = {""}
+            prefix = rel + "/"
+            for d in (self.owners, self.dir_meta):
+                for key in [k for k in d if k.startswith(prefix)]:
+                    del d[key]
+
+    def _remove(self, rel: str) -> None:
+        """Remove whatever is at `rel` (never following a symlink)."""
+        try:
+            st = os.lstat(self._abs(rel))
+        except FileNotFoundError:
+            return
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir:
+            rmtree_at(None, self._abs(rel))
+        else:
+            os.unlink(self._abs(rel))
+        self._forget_under(rel, is_dir)
+
+    def _remove_lower(self, rel: str) -> None:
+        """Remove what lower layers put at `rel`, keeping what this layer wrote."""
+        if rel in self.layer_paths or rel in self.layer_ancestors:
+            try:
+                st = os.lstat(self._abs(rel))
+            except FileNotFoundError:
+                return
+            if stat.S_ISDIR(st.st_mode):
+                for child in os.listdir(self._abs(rel)):
+                    self._remove_lower(_join(rel, child))
+            return
+        self._remove(rel)
+
+    # -- entries ------------------------------------------------------------------
+
+    def apply(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        """Apply one tar member (its data read from `tar`)."""
+        self.stats.entries += 1
+        rel = clean_name(member.name)
+        entry = member.name
+        if rel == "":
+            if member.isdir():
+                self.dir_meta[""] = (member.mode & 0o7777, _mtime_ns(member))
+            return
+        base = rel.rpartition("/")[2]
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(rel, entry)
+            return
+        parent, base = self._split(rel, entry)
+        path = _join(parent, base)
+        if member.isdir():
+            self._dir(path, member)
+        elif member.isreg():
+            self._file(path, member, tar)
+        elif member.issym():
+            self._symlink(path, member)
+        elif member.islnk():
+            self._hardlink(path, member)
+        elif member.type in SKIPPED_TYPES:
+            self._skip(path, member)
+            return
+        else:
+            return  # unknown types (GNU volume headers...) carry nothing to write
+        self._mark_written(path)
+        self._record_owner(path, member)
+
+    def _whiteout(self, rel: str, entry: str) -> None:
+        """`.wh.NAME` removes NAME from lower layers; `.wh..wh..opq` empties the directory."""
+        self.stats.whiteouts += 1
+        if rel.rpartition("/")[2][len(WHITEOUT_PREFIX) :] in ("", ".", ".."):
+            raise UnsafeEntryError(f"layer entry {entry!r} is a malformed whiteout")
+        try:
+            parent, base = self._split(rel, entry, create=False)
+        except FileNotFoundError:
+            return  # nothing below to hide
+        if base == OPAQUE_MARKER:
+            try:
+                children = os.listdir(self._abs(parent))
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            self._mark_ancestors_only(parent)
+            for child in children:
+                self._remove_lower(_join(parent, child))
+            return
+        name = base[len(WHITEOUT_PREFIX) :]
+        if name.startswith(".wh."):
+            return  # aufs metadata (.wh..wh.plnk and friends): not content
+        self._remove_lower(_join(parent, name))
+
+    def _mark_ancestors_only(self, parent: str) -> None:
+        """An opaque dir itself stays; only its lower children go."""
+        if parent:
+            self._mark_written(parent)
+
+    def _prepare(self, path: str, want_dir: bool = False) -> bool:
+        """Clear the way for a new entry at `path`; True if a directory is already there."""
+        try:
+            st = os.lstat(self._abs(path))
+        except FileNotFoundError:
+            return False
+        if want_dir and stat.S_ISDIR(st.st_mode):
+            return True
+        self._remove(path)
+        return False
+
+    def _mkdir(self, path: str, mode: int, mtime_ns: int) -> None:
+        os.mkdir(self._abs(path), 0o700)
+        self.known_dirs.add(path)
+        self.dir_meta[path] = (mode, mtime_ns)
+        self.stats.dirs += 1
+
+    def _dir(self, path: str, member: tarfile.TarInfo) -> None:
+        if self._prepare(path, want_dir=True):
+            self.known_dirs.add(path)
+            self.dir_meta[path] = (member.mode & 0o7777, _mtime_ns(member))
+        else:
+            self._mkdir(path, member.mode & 0o7777, _mtime_ns(member))
+
+    def _file(self, path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        self._prepare(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self._abs(path), flags, 0o600)
+        try:
+            src = tar.extractfile(member)
+            if src is not None and member.size:
+                written = 0
+                while chunk := src.read(_COPY_CHUNK):
+                    written += _write_all(fd, chunk)
+                if written != member.size:
+                    raise LayerFormatError(f"layer entry {member.name!r} is truncated")
+                self.stats.bytes_written += written
+            self._chown(fd, None, member)
+            os.fchmod(fd, member.mode & 0o7777)
+            mt = _mtime_ns(member)
+            os.utime(fd, ns=(mt, mt))
+        finally:
+            os.close(fd)
+        self.stats.files += 1
+
+    def _symlink(self, path: str, member: tarfile.TarInfo) -> None:
+        self._prepare(path)
+        os.symlink(member.linkname, self._abs(path))  # byte for byte: never rewritten
+        self._chown(None, path, member)
+        mt = _mtime_ns(member)
+        os.utime(self._abs(path), ns=(mt, mt), follow_symlinks=False)
+        self.stats.symlinks += 1
+
+    def _hardlink(self, path: str, member: tarfile.TarInfo) -> None:
+        entry = member.name
+        try:
+            target_rel = clean_name(member.linkname)
+        except UnsafeEntryError:
+            target_rel = ""
+        if not target_rel:
+            raise UnsafeEntryError(
+                f"layer entry {entry!r} is a hardlink to {member.linkname!r}, outside the image tree"
+            )
+        try:
+            tparent, tbase = self._split(target_rel, entry, create=False)
+        except FileNotFoundError:
+            raise OcirunError(f"layer entry {entry!r} is a hardlink to missing {member.linkname!r}") from None
+        target = _join(tparent, tbase)
+        try:
+            st = os.lstat(self._abs(target))
+        except FileNotFoundError:
+            raise OcirunError(f"layer entry {entry!r} is a hardlink to missing {member.linkname!r}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise UnsafeEntryError(f"layer entry {entry!r} is a hardlink to directory {member.linkname!r}")
+        if stat.S_ISLNK(st.st_mode):
+            link = os.readlink(self._abs(target))
+            new_parent = path.rpartition("/")[0]
+            if link.startswith("/") or not (_stays_inside(tparent, link) and _stays_inside(new_parent, link)):
+                raise UnsafeEntryError(
+                    f"layer entry {entry!r} is a hardlink to symlink {member.linkname!r} -> {link!r}, "
+                    "which points outside the image tree"
+                )
+        if target == path:
+            return
+        self._prepare(path)
+        os.link(self._abs(target), self._abs(path), follow_symlinks=False)
+        if target in self.owners:
+            self.owners[path] = dict(self.owners[target])
+        self.stats.hardlinks += 1
+
+    def _skip(self, path: str, member: tarfile.TarInfo) -> None:
+        """Device nodes and FIFOs need mknod privilege: record them, do not fail."""
+        self.stats.skipped_special += 1
+        self.owners[path] = {
+            "type": SKIPPED_TYPES[member.type],
+            "mode": member.mode & 0o7777,
+            "uid": member.uid,
+            "gid": member.gid,
+            "major": member.devmajor,
+            "minor": member.devminor,
+            "skipped": True,
+        }
+
+    # -- ownership ------------------------------------------------------------------
+
+    def _chown(self, fd: int | None, path: str | None, member: tarfile.TarInfo) -> None:
+        if not self.chown:
+            return
+        try:
+            if fd is not None:
+                os.fchown(fd, member.uid, member.gid)
+            else:
+                os.lchown(self._abs(path), member.uid, member.gid)
+        except OSError:
+            pass  # e.g. a uid the filesystem cannot store: recorded below instead
+
+    def _record_owner(self, path: str, member: tarfile.TarInfo) -> None:
+        """Owners other than root that were not applied go to the ownership file."""
+        if member.islnk():
+            return
+        if (member.uid or member.gid) and not self.chown:
+            self.owners[path] = {"uid": member.uid, "gid": member.gid, "mode": member.mode & 0o7777}
+        else:
+            self.owners.pop(path, None)
+
+    # -- the end ----------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Directory modes and mtimes last, deepest first (writing a child changes an mtime)."""
+        for rel in sorted(self.dir_meta, key=lambda p: p.count("/") + (1 if p else 0), reverse=True):
+            mode, mtime = self.dir_meta[rel]
+            p = self._abs(rel)
+            try:
+                fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError, OSError):
+                continue
+            try:
+                if rel == "":
+                    mode |= 0o700  # the tree's root must stay usable by its owner
+                os.fchmod(fd, mode)
+                if mtime:
+                    os.utime(fd, ns=(mtime, mtime))
+            finally:
+                os.close(fd)
+
+    def ownership_doc(self) -> dict:
+        return {"version": 1, "entries": dict(sorted(self.owners.items()))}
+
+
+def _stays_inside(parent: str, link: str) -> bool:
+    """Does a relative symlink target, taken from directory `parent`, stay in the tree?"""
+    depth = len(parent.split("/")) if parent else 0
+    for comp in link.split("/"):
+        if comp == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif comp not in ("", "."):
+            depth += 1
+    return True
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    try:
+        return int(float(member.mtime) * 1_000_000_000)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    view = memoryview(data)
+    total = 0
+    while total < len(view):
+        total += os.write(fd, view[total:])
+    return total
+
+
+# -- whole layers -------------------------------------------------------------------
+
+
+def verify_blob(blobs: BlobStore, digest: str) -> None:
+    """Check a layer blob's bytes against its digest before any of it is unpacked."""
+    path = blobs.path(digest)
+    if not path.is_file():
+        raise BlobError(f"layer {digest} is not in the store (pull the image again)")
+    algo, _ = parse_digest(digest)
+    got = digest_file(path, algo)
+    if got != digest:
+        raise BlobError(f"layer {digest} does not match its digest (got {got}); the stored blob is corrupt")
+
+
+def apply_layer(writer: TreeWriter, blob: Path, layer: LayerSpec) -> None:
+    """Stream one layer blob into the tree and check its diff_id."""
+    writer.begin_layer()
+    with open(blob, "rb") as raw:
+        reader = LayerReader(raw)
+        writer.stats.compressed_bytes += os.fstat(raw.fileno()).st_size
+        try:
+            tar = tarfile.open(fileobj=reader, mode="r|", bufsize=1 << 16, errors="surrogateescape")
+        except tarfile.ReadError as exc:
+            reader.drain()
+            if reader.uncompressed_size == 0:
+                tar = None  # an empty blob: an empty layer
+            else:
+                raise LayerFormatError(f"layer {layer.digest} is not a tar archive: {exc}") from None
+        if tar is not None:
+            try:
+                for member in tar:
+                    writer.apply(member, tar)
+                    tar.members.clear()  # stream mode keeps every member otherwise
+            except (tarfile.TarError, EOFError) as exc:
+                raise LayerFormatError(f"layer {layer.digest} is not a valid tar archive: {exc}") from None
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise OcirunError(f"no space left unpacking layer {layer.digest}") from None
+                raise OcirunError(f"cannot unpack layer {layer.digest}: {exc}") from None
+        reader.drain()
+    if layer.diff_id and reader.diff_id != layer.diff_id:
+        raise LayerFormatError(
+            f"layer {layer.digest}: uncompressed content is {reader.diff_id}, "
+            f"but the image config says {layer.diff_id}"
+        )
+
+
+def unpack_layers(
+    blobs: BlobStore,
+    layers: Iterable[LayerSpec],
+    dest: Path,
+    ownership_file: Path | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> UnpackStats:
+    """Apply `layers` in order into the new directory `dest` (which must not exist).
+
+    The caller makes `dest` a temporary name and renames it into place afterwards;
+    on any error the caller removes it (nothing half-unpacked is ever published).
+    """
+    os.mkdir(dest, 0o700)
+    writer = TreeWriter(Path(dest))
+    for layer in layers:
+        verify_blob(blobs, layer.digest)
+        apply_layer(writer, blobs.path(layer.digest), layer)
+    writer.finish()
+    if ownership_file is not None:
+        ownership_file.write_text(json.dumps(writer.ownership_doc(), indent=1) + "\n")
+    if writer.stats.skipped_special:
+        (notice or _stderr_notice)(
+            f"skipped {writer.stats.skipped_special} device node(s)/FIFO(s): creating them needs "
+            "privilege (recorded in the image's ownership file)"
+        )
+    return writer.stats
+
+
+def _stderr_notice(msg: str) -> None:
+    print(f"ocirun: {msg}", file=sys.stderr)
