@@ -1,0 +1,213 @@
+"""`pull_image`: resolve a reference to one platform's image and fill a BlobSink with it.
+
+Every blob (manifest, config, layers) ends up in the sink content-addressed and
+verified; layers are fetched several at a time (`OCIRUN_MAX_CONCURRENT_DOWNLOADS`,
+default 4). Archive references (`docker-archive:`, `oci:`, `oci-archive:`) go to
+registry.archive through the same entry point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ocirun.errors import OcirunError
+from registry.client import RegistryClient, RetryPolicy
+from registry.config import RegistryConfig
+from registry.platform import Platform, describe, host_platform, select
+from registry.progress import Progress
+from registry.reference import ArchiveReference, Reference, parse_reference
+from registry.types import (
+    INDEX_TYPES,
+    BlobSink,
+    Descriptor,
+    PulledImage,
+    iter_layers,
+    parse_json_object,
+)
+
+
+def store_bytes(sink: BlobSink, digest: str, data: bytes) -> None:
+    """Put small in-memory content (manifest, config) into the sink, verified."""
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise OcirunError(f"blob {digest} does not match its digest")
+    if sink.has(digest):
+        return
+    with sink.lock(digest):
+        if sink.has(digest):
+            return
+        partial = sink.partial_path(digest)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        sink.commit(digest, partial)
+
+
+def is_attestation(desc: Descriptor) -> bool:
+    """BuildKit's attestation manifests in an index (platform unknown/unknown)."""
+    return (
+        desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+        or (desc.platform is not None and desc.platform.os == "unknown")
+    )
+
+
+def choose_manifest(index: dict, wanted: Platform, display: str) -> Descriptor:
+    """Pick the manifest for `wanted` from an index, or fail listing what there is."""
+    entries = [Descriptor.from_json(d) for d in index.get("manifests") or []]
+    entries = [e for e in entries if not is_attestation(e)]
+    with_plat = [(e.platform, e) for e in entries if e.platform is not None]
+    chosen = select(wanted, with_plat)
+    if chosen is None:
+        if not with_plat and len(entries) == 1:
+            return entries[0]  # an index without platform info: its only image
+        raise OcirunError(
+            f"no image for platform {wanted} in {display}; available: {describe(p for p, _ in with_plat)}"
+        )
+    return chosen
+
+
+def pull_image(
+    ref: str | Reference | ArchiveReference,
+    platform: Platform | None,
+    sink: BlobSink,
+    *,
+    progress: bool | None = None,
+    config: RegistryConfig | None = None,
+    retry: RetryPolicy | None = None,
+    max_workers: int | None = None,
+) -> PulledImage:
+    """Pull one platform's image into `sink`.
+
+    `platform=None` means the host's platform for a multi-platform image, and whatever
+    a single-platform image is (so a foreign image can still run under QEMU); an
+    explicit platform that a single-platform image does not match is an error.
+    `progress=None` shows per-layer progress only when stderr is a terminal.
+    """
+    config = config or RegistryConfig.load()
+    if isinstance(ref, str):
+        ref = parse_reference(ref, config)
+    if isinstance(ref, ArchiveReference):
+        from registry.archive import pull_archive
+
+        return pull_archive(ref, platform, sink)
+    board = Progress(progress)
+    client, data, media_type, digest = _resolve(ref, config, retry)
+    repo_digest = digest
+    display = ref.familiar
+    wanted = platform or host_platform()
+    if media_type in INDEX_TYPES:
+        index = parse_json_object(data, f"index for {display}")
+        store_bytes(sink, digest, data)
+        chosen = choose_manifest(index, wanted, display)
+        data, media_type, digest = client.get_manifest(ref.repository, chosen.digest, display=display)
+        if media_type in INDEX_TYPES:
+            raise OcirunError(f"manifest for {display}: nested index is not supported")
+    manifest = parse_json_object(data, f"manifest for {display}")
+    store_bytes(sink, digest, data)
+    config_desc = Descriptor.from_json(manifest.get("config") or {"digest": "", "size": 0})
+    if not config_desc.digest:
+        raise OcirunError(f"manifest for {display} has no config")
+    layers = list(iter_layers(manifest))
+    board.message(f"Pulling {display}")
+    config_bytes = _read_blob(sink, config_desc.digest)
+    if config_bytes is None:
+        config_bytes = client.fetch_small(ref.repository, config_desc)
+        store_bytes(sink, config_desc.digest, config_bytes)
+    config_json = parse_json_object(config_bytes, f"image config {config_desc.digest}")
+    image_platform = Platform.from_json(config_json)
+    if platform is not None and media_type not in INDEX_TYPES and repo_digest == digest:
+        if wanted.rank(image_platform) is None:
+            raise OcirunError(
+                f"no image for platform {wanted} in {display}; available: {image_platform}"
+            )
+    _fetch_layers(client, ref.repository, layers, sink, board, max_workers)
+    board.close()
+    return PulledImage(
+        name=ref.name,
+        tag=ref.tag,
+        repo_digest=repo_digest,
+        manifest_digest=digest,
+        manifest=data,
+        manifest_media_type=media_type,
+        config_digest=config_desc.digest,
+        config=config_bytes,
+        config_json=config_json,
+        layers=layers,
+        platform=image_platform,
+    )
+
+
+def _resolve(ref: Reference, config: RegistryConfig, retry: RetryPolicy | None) -> tuple[RegistryClient, bytes, str, str]:
+    """Fetch the top manifest, trying Docker Hub mirrors first; returns the client that answered."""
+    endpoints = config.endpoints(ref.registry)
+    errors: list[str] = []
+    for i, base in enumerate(endpoints):
+        mirror = i < len(endpoints) - 1
+        client = RegistryClient(ref.registry, config=config, base_url=base if mirror else None, retry=retry)
+        try:
+            data, media_type, digest = client.get_manifest(ref.repository, ref.ref, display=ref.familiar)
+        except OcirunError as exc:
+            if not mirror:
+                raise
+            errors.append(f"{base}: {exc.message}")
+            continue
+        return client, data, media_type, digest
+    raise OcirunError("; ".join(errors))  # not reached: the last endpoint raises
+
+
+def _read_blob(sink: BlobSink, digest: str) -> bytes | None:
+    """A stored blob's bytes if the sink can give its path (`sink.path(digest)`), else None.
+
+    BlobSink has no read method; a sink that offers `path()` saves a request on a
+    cached pull. What comes back is checked again: the store is not trusted blindly.
+    """
+    path = getattr(sink, "path", None)
+    if not callable(path) or not sink.has(digest):
+        return None
+    try:
+        data = Path(path(digest)).read_bytes()
+    except OSError:
+        return None
+    return data if "sha256:" + hashlib.sha256(data).hexdigest() == digest else None
+
+
+def _fetch_layers(client: RegistryClient, repo: str, layers: list[Descriptor], sink: BlobSink, board: Progress, max_workers: int | None) -> None:
+    """Download missing layers in a thread pool; the first failure wins."""
+    todo = []
+    for d in layers:
+        if sink.has(d.digest):
+            board.add(d.digest, d.size, "Already exists")
+        elif d not in todo:
+            board.add(d.digest, d.size)
+            todo.append(d)
+    if not todo:
+        return
+    workers = max_workers or int(os.environ.get("OCIRUN_MAX_CONCURRENT_DOWNLOADS", "4"))
+
+    def one(d: Descriptor) -> None:
+        client.fetch_blob(
+            repo,
+            d,
+            sink,
+            on_start=lambda off: board.start(d.digest, off),
+            on_bytes=lambda n: board.advance(d.digest, n),
+        )
+        board.finish(d.digest)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+        futures = [pool.submit(one, d) for d in todo]
+        first_error: BaseException | None = None
+        for fut in futures:
+            try:
+                fut.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                if first_error is None:
+                    first_error = exc
+                    for f in futures:
+                        f.cancel()
+        if first_error is not None:
+            raise first_error
