@@ -1,0 +1,22 @@
+"""The error a guest path lookup fails with: an OSError that carries the kernel's errno.
+
+The engine turns it into `-errno` for the syscall (skipping the syscall), so the
+guest sees exactly what the kernel would have said for the same path.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class GuestPathError(OSError):
+    """A guest path that cannot resolve: ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES, ..."""
+
+    def __init__(self, errno: int, guest_path: str = ""):
+        super().__init__(errno, os.strerror(errno), guest_path)
+
+    @classmethod
+    def from_oserror(cls, exc: OSError, guest_path: str) -> GuestPathError:
+        """Re-raise a host OSError under the guest path (never leak the host path)."""
+        return cls(exc.errno or _errno.EIO, guest_path)

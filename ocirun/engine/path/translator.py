@@ -1,0 +1,446 @@
+"""Guest path -> host path, resolved the way the kernel would, but inside the guest.
+
+`PathTranslator` is called by the tracer at every path syscall, so it is the hot
+path of every path-heavy workload. It walks a guest path component by component
+exactly like the kernel's lookup (symlinks, `..`, trailing slashes, ELOOP,
+ENOTDIR), with every symlink - absolute or relative, in the rootfs or in a bound
+host directory - resolved in the GUEST namespace, and `..` never above the guest
+root.
+
+Errors vs. host paths (the choice this module makes):
+- A failure the kernel would report during the walk (a missing or non-directory
+  intermediate component, ELOOP, ENAMETOOLONG, EACCES from a host lstat, an empty
+  path) raises `GuestPathError(errno)`; the engine skips the syscall with -errno.
+  Raising keeps the errno right even where bindings or glue make the host layout
+  differ from the guest's.
+- The LAST component is never an error by itself: a missing final entry (creat,
+  mkdir, bind, symlink targets) yields the host path where it would be, and a
+  trailing `/` is kept (`host + "/"`) so the kernel applies its own
+  trailing-slash rules per syscall (mkdir "new/" works, open("file/") fails
+  ENOTDIR, open("new/", O_CREAT) fails EISDIR). A trailing `.` or `..` yields
+  `host + "/."`, so rmdir/rename/unlink of such a path fail as in the kernel
+  (rmdir("d/..") reports EINVAL where Linux says ENOTEMPTY) instead of acting on
+  the resolved directory.
+- A trailing slash forces the last symlink to be followed even with
+  follow_last=False (as lstat("link/") does).
+
+Cache (OCIRUN_PATH_CACHE=0 or cache=False turns it off):
+- entry cache: canonical guest path -> (host path, kind, symlink target) for every
+  EXISTING component met during walks (dirs, files, symlinks; never missing ones,
+  whose later creation by open/mknod is not an invalidation event). A warm lookup
+  of /usr/lib/x86_64-linux-gnu/libc.so.6 makes no host query at all.
+- result caches (one per follow_last): joined guest path -> (guest, host). They are
+  emptied by every invalidation, so they can never outlive a symlink, a rename, a
+  removal or a binding change; errors are never cached.
+- `invalidate(host_path)` drops every entry whose host path is at or under
+  `host_path` (all guest aliases of it, through bindings too); the engine must call
+  it after the guest's own rename, unlink, rmdir, symlink, link, mkdir and mount
+  of a binding (for rename: both paths). `invalidate_all()` drops everything.
+- Mutations made outside the guest (another host process replacing a directory
+  by a symlink under a running guest) are NOT seen by the cache: the guest then
+  resolves through the old entry until the next invalidation. Turn the cache off
+  for trees shared with concurrent writers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+
+from ocirun.engine.path.bindings import BindingMap, normpath
+from ocirun.engine.path.errors import GuestPathError
+from ocirun.engine.path.fsview import DIR, LINK, MISSING, FsView, HostFs
+from ocirun.engine.plan import Binding
+
+PATH_MAX = 4096  # a path of PATH_MAX bytes or more (NUL excluded) is ENAMETOOLONG
+MAXSYMLINKS = 40  # Linux: the 41st symlink in one lookup is ELOOP
+
+# What the path ends with: plain name, '/', or '.'/'..' (both need a directory).
+_TAIL_NONE, _TAIL_SLASH, _TAIL_DOT = 0, 1, 2
+
+_CACHE_MAX = 1 << 16  # entries per cache before it is emptied (bounded memory)
+
+_PROC_FD_DIRS = frozenset({"fd", "map_files"})
+_PROC_LINKS = frozenset({"exe", "cwd", "root"})
+
+
+def _tail_kind(path: str) -> int:
+    if path.endswith("/"):
+        return _TAIL_SLASH
+    last = path.rpartition("/")[2]
+    return _TAIL_DOT if last == "." or last == ".." else _TAIL_NONE
+
+
+def cache_enabled_by_env() -> bool:
+    """OCIRUN_PATH_CACHE=0 (or 'no', 'false', 'off') disables the resolution cache."""
+    return os.environ.get("OCIRUN_PATH_CACHE", "1").strip().lower() not in ("0", "no", "false", "off")
+
+
+def is_proc_magic_link(host_path: str) -> bool:
+    """/proc/<pid|self|thread-self>[/task/<tid>]/{exe,cwd,root,fd/N,map_files/X}: targets are host paths."""
+    parts = host_path.split("/")
+    if len(parts) < 4 or parts[0] or parts[1] != "proc":
+        return False
+    pid = parts[2]
+    if not (pid.isdigit() or pid in ("self", "thread-self")):
+        return False
+    rest = parts[3:]
+    if len(rest) >= 3 and rest[0] == "task" and rest[1].isdigit():
+        rest = rest[2:]
+    if len(rest) == 1:
+        return rest[0] in _PROC_LINKS
+    return len(rest) == 2 and rest[0] in _PROC_FD_DIRS and bool(rest[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """One resolution: canonical guest path (for chdir/getcwd) and the host path for the kernel."""
+
+    guest: str
+    host: str
+
+
+class PathTranslator:
+    """Translate guest paths to host paths (and back) for one guest root + bindings.
+
+    rootfs: host path of the guest root (realpath'd). bindings: `-b` list; host
+    paths are realpath'd, bindings whose host path is missing are skipped and
+    listed in `self.skipped` (PRoot warns and ignores them). Guest paths of
+    bindings are canonicalised inside the guest (symlink dereferenced unless
+    deref_guest is False), shallow bindings first so nested ones see them.
+    Guest directories that a binding needs but the rootfs lacks ("/opt" for
+    `-b X:/opt/foo`) appear as directories backed by a glue tree created lazily
+    under `glue_dir` (default: a private temp dir removed with the translator).
+    """
+
+    def __init__(
+        self,
+        rootfs: str,
+        bindings: list[Binding] | None = None,
+        fs: FsView | None = None,
+        *,
+        cache: bool | None = None,
+        glue_dir: str | None = None,
+    ):
+        self.fs: FsView = fs if fs is not None else HostFs()
+        self.rootfs = normpath(os.path.realpath(rootfs))
+        self.cache_enabled = cache_enabled_by_env() if cache is None else bool(cache)
+        self.skipped: list[Binding] = []
+        self._glue_parent = glue_dir
+        self._glue_root: str | None = None
+        self._glue_finalizer: weakref.finalize | None = None
+        # guest canonical path -> host ('' stands for the host root '/')
+        self._bind_exact: dict[str, str] = {}
+        self._binding_of: dict[str, Binding] = {}
+        self._virtual: set[str] = set()
+        self._glue_children: dict[str, set[str]] = {}
+        self._entries: dict[str, tuple[str, int, str | None]] = {}
+        self._host_keys: dict[str, list[str]] = {}
+        self._host_children: dict[str, set[str]] = {}
+        self._full_follow: dict[str, tuple[str, str]] = {}
+        self._full_nofollow: dict[str, tuple[str, str]] = {}
+        self._setup_bindings(list(bindings or ()))
+        self._map = BindingMap(
+            [(self.rootfs, "/")]
+            + [(h or "/", g or "/") for g, h in self._bind_exact.items()]
+        )
+
+    # ----------------------------------------------------------------- setup
+
+    def _setup_bindings(self, bindings: list[Binding]) -> None:
+        """Realpath hosts, canonicalise guests in the guest (shallowest first), collect glue dirs."""
+        items: list[tuple[Binding, str, str]] = []
+        for b in bindings:
+            host = os.path.realpath(os.path.expanduser(b.host))
+            if not os.path.lexists(host):
+                self.skipped.append(b)
+                continue
+            guest = normpath(b.guest if b.guest.startswith("/") else "/" + b.guest)
+            items.append((b, host, guest))
+        items.sort(key=lambda it: 0 if it[2] == "/" else it[2].count("/"))
+        self._root_host = "" if self.rootfs == "/" else self.rootfs
+        for b, host, guest in items:
+            if guest == "/":
+                self.rootfs = host
+                self._root_host = "" if host == "/" else host
+                self._binding_of["/"] = b
+                continue
+            try:
+                canon, _ = self._walk(guest, b.deref_guest, lenient=True)
+            except GuestPathError:  # ELOOP or EACCES on the guest side: PRoot ignores it too
+                self.skipped.append(b)
+                continue
+            if canon == "/":  # a guest symlink leading to the root: bind onto the root
+                self.rootfs = host
+                self._root_host = "" if host == "/" else host
+                self._binding_of["/"] = b
+                continue
+            self._bind_exact[canon] = "" if host == "/" else host
+            self._binding_of[canon] = b
+            parent, _, name = canon.rpartition("/")
+            while parent:
+                self._virtual.add(parent)
+                self._glue_children.setdefault(parent, set()).add(name)
+                parent, _, name = parent.rpartition("/")
+        # a bound path that is itself an ancestor of another binding is a real dir, not glue
+        self._virtual.difference_update(self._bind_exact)
+
+    def _glue(self, guest: str) -> str:
+        """Host directory standing for the virtual guest dir `guest`, with placeholder children."""
+        root = self._glue_root
+        if root is None:
+            root = tempfile.mkdtemp(prefix="ocirun-glue-", dir=self._glue_parent)
+            self._glue_root = root
+            self._glue_finalizer = weakref.finalize(self, shutil.rmtree, root, True)
+        path = root + guest
+        os.makedirs(path, exist_ok=True)
+        for name in self._glue_children.get(guest, ()):
+            child = guest + "/" + name
+            entry = path + "/" + name
+            if os.path.lexists(entry):
+                continue
+            bound = self._bind_exact.get(child)
+            if child in self._virtual or (bound is not None and os.path.isdir(bound or "/")):
+                os.mkdir(entry)
+            else:
+                with open(entry, "x"):
+                    pass
+        return path
+
+    def close(self) -> None:
+        """Remove the glue tree, if one was created."""
+        if self._glue_finalizer is not None:
+            self._glue_finalizer()
+
+    # ------------------------------------------------------------ resolution
+
+    def _walk(self, path: str, follow_last: bool, lenient: bool = False) -> tuple[str, str]:
+        """Resolve absolute guest `path`; returns (canonical guest, host path for the kernel).
+
+        lenient (binding setup only): missing or non-directory intermediates are
+        taken as directories and nothing is cached.
+        """
+        use_cache = self.cache_enabled and not lenient
+        entries = self._entries
+        bind = self._bind_exact
+        virtual = self._virtual
+        fs = self.fs
+        segs = path.split("/")
+        last_seg = segs[-1]
+        tail = _TAIL_SLASH if not last_seg else (_TAIL_DOT if last_seg == "." or last_seg == ".." else _TAIL_NONE)
+        todo = [s for s in reversed(segs) if s and s != "."]
+        out = tail  # the suffix the host path keeps ('/' or '/.')
+        gs = [""]
+        hs = [self._root_host]
+        links = 0
+        while todo:
+            name = todo.pop()
+            if name == "..":
+                if len(gs) > 1:
+                    gs.pop()
+                    hs.pop()
+                continue
+            g = gs[-1] + "/" + name
+            ent = entries.get(g) if use_cache else None
+            if ent is None:
+                h = bind.get(g)
+                if h is None:
+                    h = hs[-1] + "/" + name
+                try:
+                    kind = fs.lstat_kind(h or "/")
+                    target = fs.readlink(h or "/") if kind == LINK else None
+                except OSError as exc:
+                    raise GuestPathError.from_oserror(exc, g) from None
+                if kind != DIR and kind != LINK and g in virtual:
+                    kind = DIR
+                    h = self._glue(g)
+                if use_cache and kind != MISSING:
+                    self._store(g, h, kind, target)
+            else:
+                h, kind, target = ent
+            last = not todo
+            if kind == LINK and (follow_last or tail or not last):
+                links += 1
+                if links > MAXSYMLINKS:
+                    raise GuestPathError(errno.ELOOP, path)
+                if not target:
+                    raise GuestPathError(errno.ENOENT, g)
+                if last:
+                    t = _tail_kind(target)
+                    if t > tail:
+                        tail = t  # "target/" or "target/.." needs a directory
+                        if out == _TAIL_NONE:
+                            out = _TAIL_SLASH
+                if target[0] == "/":
+                    del gs[1:]
+                    del hs[1:]
+                todo.extend([s for s in reversed(target.split("/")) if s and s != "."])
+                continue
+            if kind != DIR and (tail or not last) and not lenient:
+                if not (last and tail == _TAIL_SLASH):
+                    raise GuestPathError(errno.ENOENT if kind == MISSING else errno.ENOTDIR, g)
+            gs.append(g)
+            hs.append(h)
+        host = hs[-1] or "/"
+        if out == _TAIL_SLASH:
+            if len(gs) > 1:
+                host += "/"
+        elif out == _TAIL_DOT:
+            host = host + "/." if host != "/" else "/."
+        return gs[-1] or "/", host
+
+    def _store(self, g: str, h: str, kind: int, target: str | None) -> None:
+        entries = self._entries
+        if len(entries) >= _CACHE_MAX:
+            self._drop_entries()
+        entries[g] = (h, kind, target)
+        keys = self._host_keys.get(h)
+        if keys is None:
+            self._host_keys[h] = [g]
+        else:
+            keys.append(g)
+        parent = h.rpartition("/")[0]
+        if parent != h:
+            kids = self._host_children.get(parent)
+            if kids is None:
+                self._host_children[parent] = {h}
+            else:
+                kids.add(h)
+
+    def _drop_entries(self) -> None:
+        self._entries.clear()
+        self._host_keys.clear()
+        self._host_children.clear()
+
+    @staticmethod
+    def _absolute(guest_path: str, cwd: str) -> str:
+        if guest_path[:1] == "/":
+            return guest_path
+        return "/" + guest_path if cwd == "/" else cwd + "/" + guest_path
+
+    def resolve(self, guest_path: str, cwd: str = "/", follow_last: bool = True) -> Resolved:
+        """Canonical guest path and host path of `guest_path` (see to_host)."""
+        guest, host = self._resolve(guest_path, cwd, follow_last)
+        return Resolved(guest, host)
+
+    def _resolve(self, guest_path: str, cwd: str, follow_last: bool) -> tuple[str, str]:
+        if not guest_path:
+            raise GuestPathError(errno.ENOENT, guest_path)
+        key = guest_path if guest_path[0] == "/" else self._absolute(guest_path, cwd)
+        if self.cache_enabled:
+            full = self._full_follow if follow_last else self._full_nofollow
+            hit = full.get(key)
+            if hit is not None:
+                return hit
+            if len(guest_path) >= PATH_MAX:
+                raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
+            res = self._walk(key, follow_last)
+            if len(full) >= _CACHE_MAX:
+                full.clear()
+            full[key] = res
+            return res
+        if len(guest_path) >= PATH_MAX:
+            raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
+        return self._walk(key, follow_last)
+
+    def to_host(self, guest_path: str, cwd: str = "/", follow_last: bool = True) -> str:
+        """Host path for the kernel, for a guest path as a syscall received it.
+
+        cwd: the guest's canonical working directory (relative paths start there;
+        for *at syscalls pass the dirfd's guest path). follow_last=False for
+        lstat/readlink/unlink/rename/O_NOFOLLOW/AT_SYMLINK_NOFOLLOW. Raises
+        GuestPathError for a path the kernel could not resolve (module doc).
+        """
+        if self.cache_enabled and guest_path[:1] == "/":  # fast path: absolute, warm
+            hit = (self._full_follow if follow_last else self._full_nofollow).get(guest_path)
+            if hit is not None:
+                return hit[1]
+        return self._resolve(guest_path, cwd, follow_last)[1]
+
+    def canonical(self, guest_path: str, cwd: str = "/", follow_last: bool = True) -> str:
+        """Canonical guest path (what chdir stores and getcwd shows)."""
+        return self._resolve(guest_path, cwd, follow_last)[0]
+
+    # --------------------------------------------------------------- reverse
+
+    def to_guest(self, host_path: str) -> str | None:
+        """Guest path showing `host_path` (getcwd, /proc/PID/{cwd,exe,fd/N}, socket names).
+
+        Longest binding by host path first (ties: the shortest guest path), then
+        the rootfs prefix. None when the guest cannot see that host path at all;
+        the engine then shows it unchanged, as PRoot does. Purely lexical: a host
+        path that is shadowed in the guest by another binding still maps to the
+        guest path it would have.
+        """
+        if host_path[:1] != "/":
+            return None
+        if "//" in host_path or "/." in host_path or (host_path.endswith("/") and host_path != "/"):
+            host_path = normpath(host_path)
+        glue = self._glue_root
+        if glue is not None and (host_path == glue or host_path.startswith(glue + "/")):
+            return host_path[len(glue) :] or "/"
+        return self._map.host_to_guest(host_path)
+
+    def readlink_guest(self, host_link_path: str) -> str:
+        """What readlink() must show the guest for the host symlink `host_link_path`.
+
+        Guest symlinks are returned byte for byte (absolute targets are already
+        guest paths). The kernel's magic links under /proc/PID (exe, cwd, root,
+        fd/N, map_files/X) hold host paths: those are translated with to_guest,
+        keeping a " (deleted)" suffix; anon/pipe/socket targets and host paths the
+        guest cannot see are returned unchanged.
+        """
+        target = self.fs.readlink(host_link_path)
+        if target[:1] == "/" and is_proc_magic_link(host_link_path):
+            suffix = ""
+            if target.endswith(" (deleted)"):
+                target, suffix = target[: -len(" (deleted)")], " (deleted)"
+            guest = self.to_guest(target)
+            if guest is not None:
+                return guest + suffix
+            return target + suffix
+        return target
+
+    def binding_for(self, guest_canonical: str) -> Binding | None:
+        """The Binding covering a canonical guest path (longest match), e.g. for readonly/EROFS."""
+        key = self._map.binding_for_guest(guest_canonical)
+        return None if key is None else self._binding_of.get(key)
+
+    # ---------------------------------------------------------- invalidation
+
+    def invalidate(self, host_path: str) -> None:
+        """Forget everything cached at or under `host_path` (after a guest mutation there).
+
+        Accepts the host path as to_host returned it (a trailing '/' or '/.' is ignored).
+        """
+        self._full_follow.clear()
+        self._full_nofollow.clear()
+        if not self._entries:
+            return
+        path = normpath(host_path) if host_path else host_path
+        if path == "/":
+            self._drop_entries()
+            return
+        entries = self._entries
+        host_keys = self._host_keys
+        children = self._host_children
+        stack = [path]
+        while stack:
+            h = stack.pop()
+            keys = host_keys.pop(h, None)
+            if keys:
+                for g in keys:
+                    entries.pop(g, None)
+            kids = children.pop(h, None)
+            if kids:
+                stack.extend(kids)
+
+    def invalidate_all(self) -> None:
+        """Forget every cached resolution (e.g. after a binding change or an unknown mutation)."""
+        self._full_follow.clear()
+        self._full_nofollow.clear()
+        self._drop_entries()
