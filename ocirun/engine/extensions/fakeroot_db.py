@@ -1,0 +1,349 @@
+"""The fake root's memory: what `-0`/`-i` guests did that the kernel could not do.
+
+PRoot's `-0` forgets every chown the moment it returns success. Like
+fakeroot's state file, this database remembers, per guest root filesystem:
+the owner the guest gave a file, mode bits the kernel refused (or that the
+engine widened so the real user keeps access), and device nodes made with
+mknod (a regular placeholder file on disk, its type and rdev here).
+
+Records are keyed by the inode (st_dev, st_ino), so renames and hard links
+follow for free; the birth time (statx) tells a reused inode number from the
+file that was recorded, and the last known rootfs-relative path lets a copied
+tree (new inode numbers) find its records again when the database is opened.
+Deleting the last link forgets the record.
+
+Several engines may run on one rootfs at once: sqlite in WAL mode, short
+transactions, and an in-memory cache that is reloaded whenever another
+connection has committed (PRAGMA data_version).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import os
+import sqlite3
+import stat as statmod
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ocirun.engine.extensions import statbuf
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inodes (
+    dev   INTEGER NOT NULL,
+    ino   INTEGER NOT NULL,
+    btime INTEGER,          -- birth time in ns (NULL: filesystem does not say)
+    path  TEXT,             -- last known path relative to the rootfs
+    uid   INTEGER,          -- owner the guest sees (NULL: as on disk)
+    gid   INTEGER,
+    mode  INTEGER,          -- full st_mode the guest sees (NULL: as on disk)
+    rdev  INTEGER,          -- device number of a mknod'ed node
+    PRIMARY KEY (dev, ino)
+);
+CREATE INDEX IF NOT EXISTS inodes_path ON inodes(path);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+DB_ENV = "OCIRUN_FAKEROOT_DB"
+
+
+@dataclass(frozen=True)
+class Record:
+    dev: int
+    ino: int
+    btime: int | None
+    path: str | None
+    uid: int | None
+    gid: int | None
+    mode: int | None
+    rdev: int | None
+
+    @property
+    def empty(self) -> bool:
+        return self.uid is None and self.gid is None and self.mode is None and self.rdev is None
+
+
+# ---- birth time through statx(2): os.stat does not return it on Linux ---------------------
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_EMPTY_PATH = 0x1000
+
+
+def btime_ns(path: str | None = None, *, fd: int | None = None, follow: bool = False) -> int | None:
+    """Birth time of a file in ns, or None where the filesystem does not record one."""
+    buf = ctypes.create_string_buffer(statbuf.STATX_SIZE)
+    if fd is not None:
+        rc = _libc.statx(fd, b"", _AT_EMPTY_PATH, statbuf.STATX_BTIME, buf)
+    else:
+        flags = 0 if follow else _AT_SYMLINK_NOFOLLOW
+        rc = _libc.statx(_AT_FDCWD, os.fsencode(path), flags, statbuf.STATX_BTIME, buf)
+    if rc != 0:
+        return None
+    return statbuf.parse_statx(buf.raw).btime_ns
+
+
+def default_db_path(rootfs: str) -> str:
+    """Where the database of `rootfs` lives: beside it, or in the user's state dir.
+
+    `<parent>/.<name>.ocirun-fakeroot.db` keeps the state with the tree (a
+    container directory, a copied image) without being visible in the guest.
+    When the parent is not writable (e.g. rootfs "/"), the per-user state dir
+    holds one file per rootfs path. OCIRUN_FAKEROOT_DB overrides both.
+    """
+    if os.environ.get(DB_ENV):
+        return os.environ[DB_ENV]
+    real = os.path.realpath(rootfs)
+    parent, name = os.path.split(real.rstrip("/"))
+    if name and os.access(parent, os.W_OK | os.X_OK):
+        return os.path.join(parent, f".{name}.ocirun-fakeroot.db")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    digest = hashlib.sha256(real.encode()).hexdigest()[:16]
+    return os.path.join(state, "ocirun", "fakeroot", f"{digest}.db")
+
+
+class FakeRootDB:
+    """Persistent per-rootfs records, with a read cache for the stat hot path."""
+
+    def __init__(self, path: str, rootfs: str):
+        self.path = path
+        self.rootfs = os.path.realpath(rootfs)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        root_st = os.stat(self.rootfs)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('root', ?)",
+            (f"{root_st.st_dev}:{root_st.st_ino}",),
+        )
+        self._cache: dict[tuple[int, int], Record] = {}
+        self._version = -1
+        self._reload()
+
+    # ---- cache --------------------------------------------------------------
+
+    def _reload(self) -> None:
+        rows = self._conn.execute(
+            "SELECT dev, ino, btime, path, uid, gid, mode, rdev FROM inodes"
+        ).fetchall()
+        self._cache = {(r[0], r[1]): Record(*r) for r in rows}
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _fresh(self) -> None:
+        if self._data_version() != self._version:
+            self._reload()
+
+    def __len__(self) -> int:
+        self._fresh()
+        return len(self._cache)
+
+    def get(self, dev: int, ino: int) -> Record | None:
+        """The record of an inode (cached; sees other engines' commits)."""
+        self._fresh()
+        return self._cache.get((dev, ino))
+
+    def records(self) -> list[Record]:
+        self._fresh()
+        return list(self._cache.values())
+
+    # ---- writes -------------------------------------------------------------
+
+    def rel(self, host_path: str) -> str | None:
+        """Rootfs-relative form of a host path, or None outside the rootfs."""
+        if host_path == self.rootfs:
+            return "."
+        prefix = self.rootfs.rstrip("/") + "/"
+        if host_path.startswith(prefix):
+            return host_path[len(prefix) :]
+        return None
+
+    def _write(self, key: tuple[int, int], sql: str, params: tuple) -> None:
+        """One short write transaction about one inode, then refresh just that cache entry
+        (or everything, if another engine committed since we last looked)."""
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            others = self._data_version() != self._version
+            self._conn.execute(sql, params)
+            self._conn.execute(
+                "DELETE FROM inodes WHERE dev=? AND ino=? AND uid IS NULL AND gid IS NULL"
+                " AND mode IS NULL AND rdev IS NULL",
+                key,
+            )
+        if others:
+            self._reload()
+            return
+        row = self._conn.execute(
+            "SELECT dev, ino, btime, path, uid, gid, mode, rdev FROM inodes WHERE dev=? AND ino=?",
+            key,
+        ).fetchone()
+        if row is None:
+            self._cache.pop(key, None)
+        else:
+            self._cache[key] = Record(*row)
+
+    def _key(self, st: os.stat_result, host_path: str | None) -> tuple:
+        btime = btime_ns(host_path) if host_path is not None else None
+        rel = self.rel(host_path) if host_path is not None else None
+        return st.st_dev, st.st_ino, btime, rel
+
+    def set_owner(
+        self, st: os.stat_result, host_path: str | None, uid: int | None, gid: int | None
+    ) -> None:
+        """Remember the owner the guest gave the inode `st` (None clears that half)."""
+        dev, ino, btime, rel = self._key(st, host_path)
+        self._write(
+            (dev, ino),
+            "INSERT INTO inodes (dev, ino, btime, path, uid, gid) VALUES (?,?,?,?,?,?)"
+            " ON CONFLICT(dev, ino) DO UPDATE SET uid=excluded.uid, gid=excluded.gid,"
+            " btime=COALESCE(excluded.btime, btime), path=COALESCE(excluded.path, path)",
+            (dev, ino, btime, rel, uid, gid),
+        )
+
+    def set_mode(self, st: os.stat_result, host_path: str | None, mode: int | None) -> None:
+        """Remember the st_mode the guest sees (None: the disk's mode is right)."""
+        dev, ino, btime, rel = self._key(st, host_path)
+        self._write(
+            (dev, ino),
+            "INSERT INTO inodes (dev, ino, btime, path, mode) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(dev, ino) DO UPDATE SET mode=excluded.mode,"
+            " btime=COALESCE(excluded.btime, btime), path=COALESCE(excluded.path, path)",
+            (dev, ino, btime, rel, mode),
+        )
+
+    def set_node(self, st: os.stat_result, host_path: str | None, mode: int, rdev: int) -> None:
+        """A device node the guest made: the placeholder `st` stands for (mode, rdev)."""
+        dev, ino, btime, rel = self._key(st, host_path)
+        self._write(
+            (dev, ino),
+            "INSERT INTO inodes (dev, ino, btime, path, mode, rdev) VALUES (?,?,?,?,?,?)"
+            " ON CONFLICT(dev, ino) DO UPDATE SET mode=excluded.mode, rdev=excluded.rdev,"
+            " uid=NULL, gid=NULL, btime=excluded.btime, path=excluded.path",
+            (dev, ino, btime, rel, mode, rdev),
+        )
+
+    def forget(self, dev: int, ino: int) -> None:
+        """The inode is gone (last link removed)."""
+        if (dev, ino) in self._cache or self._data_version() != self._version:
+            self._write((dev, ino), "DELETE FROM inodes WHERE dev=? AND ino=?", (dev, ino))
+
+    def renamed(self, old_host: str, new_host: str) -> None:
+        """Keep the remembered paths right after a rename (of a file or a whole directory)."""
+        old, new = self.rel(old_host), self.rel(new_host)
+        if old is None or new is None or old == new:
+            return
+        self._fresh()
+        if not any(r.path == old or (r.path or "").startswith(old + "/") for r in self._cache.values()):
+            return
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("UPDATE inodes SET path=? WHERE path=?", (new, old))
+            self._conn.execute(
+                "UPDATE inodes SET path=? || substr(path, ?) WHERE substr(path, 1, ?) = ?",
+                (new, len(old) + 1, len(old) + 1, old + "/"),
+            )
+        self._reload()
+
+    # ---- consistency ----------------------------------------------------------
+
+    def revalidate(self) -> tuple[int, int]:
+        """Check every record against the tree (at engine start).
+
+        If the rootfs directory itself is another inode than the one the database
+        was last used with, the tree was copied (new inode numbers everywhere):
+        records move to whatever inode their path names now. Otherwise a record
+        stays only while its path still names its inode with the same birth time;
+        anything else was deleted or replaced behind our back (an inode number
+        reused by a new file must not inherit an old owner) and is dropped.
+        Returns (moved, dropped).
+        """
+        root_st = os.stat(self.rootfs)
+        root_id = f"{root_st.st_dev}:{root_st.st_ino}"
+        row = self._conn.execute("SELECT value FROM meta WHERE key='root'").fetchone()
+        copied = row is not None and row[0] != root_id
+        self._fresh()
+        updates: list[tuple] = []
+        deletes: list[tuple[int, int]] = []
+        for rec in self._cache.values():
+            if rec.path is None:
+                continue
+            host = os.path.normpath(os.path.join(self.rootfs, rec.path))
+            try:
+                st = os.lstat(host)
+            except OSError:
+                deletes.append((rec.dev, rec.ino))
+                continue
+            bt = btime_ns(host)
+            if copied:
+                updates.append((st.st_dev, st.st_ino, bt, rec.dev, rec.ino))
+                continue
+            same_inode = (st.st_dev, st.st_ino) == (rec.dev, rec.ino)
+            same_birth = rec.btime is None or bt is None or rec.btime == bt
+            if not (same_inode and same_birth):
+                deletes.append((rec.dev, rec.ino))
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for key in deletes:
+                self._conn.execute("DELETE FROM inodes WHERE dev=? AND ino=?", key)
+            moved = []
+            for dev, ino, bt, odev, oino in updates:
+                rec = self._cache[(odev, oino)]
+                moved.append((dev, ino, bt, rec.path, rec.uid, rec.gid, rec.mode, rec.rdev))
+                self._conn.execute("DELETE FROM inodes WHERE dev=? AND ino=?", (odev, oino))
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO inodes (dev, ino, btime, path, uid, gid, mode, rdev)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                moved,
+            )
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?)", (root_id,)
+            )
+        self._reload()
+        return len(updates), len(deletes)
+
+    def seed(self, entries: Iterable[tuple[str, int | None, int | None, int | None]], source: str) -> int:
+        """Seed from ownership an image unpacker could not apply, once per `source`.
+
+        `entries` are (rootfs-relative path, uid, gid, mode or None). Returns how
+        many records were written (0 if this source was already seeded).
+        """
+        if self._conn.execute("SELECT 1 FROM meta WHERE key=?", ("seeded:" + source,)).fetchone():
+            return 0
+        count = 0
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for rel, uid, gid, mode in entries:
+                host = os.path.join(self.rootfs, rel.lstrip("/"))
+                try:
+                    st = os.lstat(host)
+                except OSError:
+                    continue
+                guest_mode = None
+                if mode is not None:
+                    guest_mode = statmod.S_IFMT(st.st_mode) | (mode & 0o7777)
+                    if guest_mode == st.st_mode:
+                        guest_mode = None
+                self._conn.execute(
+                    "INSERT INTO inodes (dev, ino, btime, path, uid, gid, mode)"
+                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT(dev, ino) DO UPDATE SET"
+                    " uid=excluded.uid, gid=excluded.gid,"
+                    " mode=COALESCE(excluded.mode, mode)",
+                    (st.st_dev, st.st_ino, btime_ns(host), os.path.normpath(rel.lstrip("/")),
+                     uid, gid, guest_mode),
+                )
+                count += 1
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", ("seeded:" + source, "1")
+            )
+        self._reload()
+        return count
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,145 @@
+"""Reading and rewriting x86_64 `struct stat` and `struct statx` as raw bytes.
+
+The fake-root and link2symlink extensions change what the guest sees in a
+stat result (owner, mode, device number, link count) at the syscall's exit
+stop. These are pure functions over the bytes the kernel wrote, so they are
+unit-tested without a tracee.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# x86_64 struct stat (asm/stat.h): 144 bytes.
+STAT_SIZE = 144
+_ST_DEV, _ST_INO, _ST_NLINK = 0, 8, 16
+_ST_MODE, _ST_UID, _ST_GID = 24, 28, 32
+_ST_RDEV, _ST_SIZE = 40, 48
+
+# struct statx (linux/stat.h): 256 bytes.
+STATX_SIZE = 256
+_STX_MASK, _STX_NLINK, _STX_UID, _STX_GID, _STX_MODE = 0, 16, 20, 24, 28
+_STX_INO, _STX_SIZE = 32, 40
+_STX_BTIME = 80
+_STX_RDEV_MAJOR, _STX_RDEV_MINOR = 128, 132
+_STX_DEV_MAJOR, _STX_DEV_MINOR = 136, 140
+STATX_BTIME = 0x800
+
+S_IFMT = 0o170000
+
+
+@dataclass
+class StatView:
+    """The fields the extensions read or change; `None` in a change means "keep"."""
+
+    dev: int
+    ino: int
+    nlink: int
+    mode: int
+    uid: int
+    gid: int
+    rdev: int
+    size: int
+    btime_ns: int | None = None  # statx only, when the kernel filled it
+
+
+def makedev(major: int, minor: int) -> int:
+    """glibc's makedev for the 64-bit dev_t encoding."""
+    return (
+        ((major & 0xFFFFF000) << 32)
+        | ((major & 0xFFF) << 8)
+        | ((minor & 0xFFFFFF00) << 12)
+        | (minor & 0xFF)
+    )
+
+
+def major(dev: int) -> int:
+    return ((dev >> 32) & 0xFFFFF000) | ((dev >> 8) & 0xFFF)
+
+
+def minor(dev: int) -> int:
+    return ((dev >> 12) & 0xFFFFFF00) | (dev & 0xFF)
+
+
+def parse_stat(buf: bytes) -> StatView:
+    """Decode the interesting fields of a `struct stat`."""
+    dev, ino, nlink = struct.unpack_from("<QQQ", buf, _ST_DEV)
+    mode, uid, gid = struct.unpack_from("<III", buf, _ST_MODE)
+    (rdev,) = struct.unpack_from("<Q", buf, _ST_RDEV)
+    (size,) = struct.unpack_from("<q", buf, _ST_SIZE)
+    return StatView(dev, ino, nlink, mode, uid, gid, rdev, size)
+
+
+def patch_stat(
+    buf: bytes,
+    *,
+    uid: int | None = None,
+    gid: int | None = None,
+    mode: int | None = None,
+    rdev: int | None = None,
+    nlink: int | None = None,
+    size: int | None = None,
+) -> bytes:
+    """Return `buf` (a struct stat) with the given fields replaced."""
+    out = bytearray(buf)
+    if uid is not None:
+        struct.pack_into("<I", out, _ST_UID, uid & 0xFFFFFFFF)
+    if gid is not None:
+        struct.pack_into("<I", out, _ST_GID, gid & 0xFFFFFFFF)
+    if mode is not None:
+        struct.pack_into("<I", out, _ST_MODE, mode & 0xFFFFFFFF)
+    if rdev is not None:
+        struct.pack_into("<Q", out, _ST_RDEV, rdev)
+    if nlink is not None:
+        struct.pack_into("<Q", out, _ST_NLINK, nlink)
+    if size is not None:
+        struct.pack_into("<q", out, _ST_SIZE, size)
+    return bytes(out)
+
+
+def parse_statx(buf: bytes) -> StatView:
+    """Decode the interesting fields of a `struct statx`."""
+    (mask,) = struct.unpack_from("<I", buf, _STX_MASK)
+    nlink, uid, gid = struct.unpack_from("<III", buf, _STX_NLINK)
+    (mode,) = struct.unpack_from("<H", buf, _STX_MODE)
+    ino, size = struct.unpack_from("<QQ", buf, _STX_INO)
+    rmaj, rmin, dmaj, dmin = struct.unpack_from("<IIII", buf, _STX_RDEV_MAJOR)
+    btime = None
+    if mask & STATX_BTIME:
+        sec, nsec = struct.unpack_from("<qI", buf, _STX_BTIME)
+        btime = sec * 1_000_000_000 + nsec
+    return StatView(
+        makedev(dmaj, dmin), ino, nlink, mode, uid, gid, makedev(rmaj, rmin), size, btime
+    )
+
+
+def patch_statx(
+    buf: bytes,
+    *,
+    uid: int | None = None,
+    gid: int | None = None,
+    mode: int | None = None,
+    rdev: int | None = None,
+    nlink: int | None = None,
+    size: int | None = None,
+) -> bytes:
+    """Return `buf` (a struct statx) with the given fields replaced.
+
+    Only fields the kernel reported (stx_mask) are meaningful to the guest, but
+    writing the others is harmless: the guest ignores them.
+    """
+    out = bytearray(buf)
+    if uid is not None:
+        struct.pack_into("<I", out, _STX_UID, uid & 0xFFFFFFFF)
+    if gid is not None:
+        struct.pack_into("<I", out, _STX_GID, gid & 0xFFFFFFFF)
+    if mode is not None:
+        struct.pack_into("<H", out, _STX_MODE, mode & 0xFFFF)
+    if rdev is not None:
+        struct.pack_into("<II", out, _STX_RDEV_MAJOR, major(rdev), minor(rdev))
+    if nlink is not None:
+        struct.pack_into("<I", out, _STX_NLINK, nlink & 0xFFFFFFFF)
+    if size is not None:
+        struct.pack_into("<Q", out, _STX_SIZE, size)
+    return bytes(out)
