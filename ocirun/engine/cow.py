@@ -1,0 +1,310 @@
+"""Cheap containers: a lazily materialised hardlink tree plus copy-up before writes.
+
+Design (the runner's; see the README's runner section):
+- A container tree starts as one directory. A directory of the container is
+  *materialised* the first time the path resolver looks into it or stats it:
+  its image directory is listed once, files become hardlinks to the image's
+  files, symlinks are copied, fifos re-made, and subdirectories are created as
+  empty *placeholders* that carry an xattr (`user.ocirun.lazy`) naming their
+  image directory and final mode. The xattr travels with a renamed placeholder,
+  so laziness survives any rename. Creating a container therefore costs one
+  directory listing, whatever the image's size.
+- `ContainerView` wraps the resolver's `FsView`: before a lookup of `dir/name`
+  it materialises `dir`, and a directory it reports is materialised before the
+  guest can list it. The resolver routes every host query through the view, so
+  the guest never sees a placeholder's empty state.
+- A file still shared with the image (regular file, link count > 1) is copied
+  up (copied to a private inode, renamed over the link) before anything could
+  change it: open for writing or truncating, truncate, chmod, chown, utimes,
+  xattr changes, link. The `CopyUp` engine extension does that at syscall
+  entry, on the host path the core just translated. fd-based changes
+  (fchmod, fchown, fsetxattr, futimens on an fd of a shared file) are done by
+  the tracer on the copied-up path and the syscall is skipped with the result.
+- Consequence: a hardlink the guest itself made is split on the first write
+  (it looks shared). Documented; rare in practice.
+
+Concurrent ocirun processes on one container (`exec`) take a flock on the
+directory being materialised or copied into, and re-check under the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+LAZY_XATTR = "user.ocirun.lazy"
+_S_IFMT = 0o170000
+
+
+@contextlib.contextmanager
+def _dir_lock(path: str) -> Iterator[int]:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _writable_dir(path: str) -> Iterator[None]:
+    """Make a directory we own writable for the time of an update (0555 dirs of images)."""
+    mode = os.lstat(path).st_mode
+    if os.geteuid() == 0 or mode & 0o300 == 0o300:
+        yield
+        return
+    os.chmod(path, stat.S_IMODE(mode) | 0o300)
+    try:
+        yield
+    finally:
+        os.chmod(path, stat.S_IMODE(mode))
+
+
+def _lazy_value(mode: int, rel: str) -> bytes:
+    return f"{stat.S_IMODE(mode):o}:{rel}".encode()
+
+
+def _parse_lazy(value: bytes) -> tuple[int, str]:
+    mode, _, rel = value.decode().partition(":")
+    return int(mode, 8), rel
+
+
+class ContainerTree:
+    """A container's root filesystem backed by an image tree."""
+
+    def __init__(self, image_root: str | Path, root: str | Path):
+        self.image_root = os.path.abspath(image_root)
+        self.root = os.path.abspath(root)
+
+    def create(self) -> None:
+        """Make the empty tree and materialise its top directory (one listing)."""
+        st = os.stat(self.image_root)
+        os.makedirs(os.path.dirname(self.root), exist_ok=True)
+        os.mkdir(self.root, 0o700)
+        os.setxattr(self.root, LAZY_XATTR, _lazy_value(st.st_mode, ""))
+        self.ensure(self.root)
+
+    def is_lazy(self, host_dir: str) -> bool:
+        try:
+            os.getxattr(host_dir, LAZY_XATTR, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+
+    def ensure(self, host_dir: str) -> bool:
+        """Materialise `host_dir` if it is a placeholder. True if it is a materialised directory."""
+        try:
+            os.getxattr(host_dir, LAZY_XATTR, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+                return True
+            return False  # missing, not a directory, no permission: nothing to do
+        with _dir_lock(host_dir):
+            try:
+                value = os.getxattr(host_dir, LAZY_XATTR, follow_symlinks=False)
+            except OSError:
+                return True  # another process did it while we waited
+            mode, rel = _parse_lazy(value)
+            self._fill(host_dir, rel)
+            os.removexattr(host_dir, LAZY_XATTR, follow_symlinks=False)
+            os.chmod(host_dir, mode)
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(self.image_root, rel))
+                os.utime(host_dir, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return True
+
+    def _fill(self, host_dir: str, rel: str) -> None:
+        """Create every entry of the image directory `rel` in `host_dir` (skip existing ones)."""
+        src_dir = os.path.join(self.image_root, rel)
+        try:
+            entries = list(os.scandir(src_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            dst = os.path.join(host_dir, entry.name)
+            st = entry.stat(follow_symlinks=False)
+            kind = st.st_mode & _S_IFMT
+            try:
+                if kind == stat.S_IFDIR:
+                    os.mkdir(dst, 0o700)
+                    os.setxattr(dst, LAZY_XATTR, _lazy_value(st.st_mode, os.path.join(rel, entry.name)))
+                elif kind == stat.S_IFREG:
+                    _link_or_copy(entry.path, dst)
+                elif kind == stat.S_IFLNK:
+                    os.symlink(os.readlink(entry.path), dst)
+                    with contextlib.suppress(OSError):
+                        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                elif kind == stat.S_IFIFO:
+                    os.mkfifo(dst, stat.S_IMODE(st.st_mode))
+                # sockets and device nodes: not reproducible without privileges, skipped
+            except FileExistsError:
+                continue
+
+    def materialise_all(self) -> None:
+        """Materialise the whole tree (for `export`)."""
+        stack = [self.root]
+        while stack:
+            d = stack.pop()
+            self.ensure(d)
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+            raise
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def is_shared(st: os.stat_result) -> bool:
+    """A regular file with more than one link may be the image's: copy it before changing it."""
+    return stat.S_ISREG(st.st_mode) and st.st_nlink > 1
+
+
+def copy_up(host_path: str) -> bool:
+    """Give `host_path` its own inode if it is shared; True if a copy was made.
+
+    Content, mode, ownership (when permitted), times and user xattrs are kept;
+    the copy is renamed over the link, so the image's inode is never opened for
+    writing.
+    """
+    try:
+        st = os.lstat(host_path)
+    except OSError:
+        return False
+    if not is_shared(st):
+        return False
+    parent, name = os.path.split(host_path)
+    with _dir_lock(parent), _writable_dir(parent):
+        st = os.lstat(host_path)
+        if not is_shared(st):
+            return False
+        tmp = os.path.join(parent, f".ocirun-copyup.{os.getpid()}.{name}"[:255])
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        try:
+            _copy_file(host_path, tmp, st)
+            os.rename(tmp, host_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return True
+
+
+def _copy_file(src: str, dst: str, st: os.stat_result) -> None:
+    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _copy_data(fd_in, fd_out, st.st_size)
+            for attr in _listxattr(fd_in):
+                with contextlib.suppress(OSError):
+                    os.setxattr(fd_out, attr, os.getxattr(fd_in, attr))
+            with contextlib.suppress(OSError):
+                os.fchown(fd_out, st.st_uid, st.st_gid)
+            os.fchmod(fd_out, stat.S_IMODE(st.st_mode))
+            os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+
+
+def _copy_data(fd_in: int, fd_out: int, size: int) -> None:
+    try:
+        while size > 0:
+            sent = os.copy_file_range(fd_in, fd_out, size)
+            if sent <= 0:
+                break
+            size -= sent
+        return
+    except OSError:
+        os.lseek(fd_in, 0, os.SEEK_SET)
+        os.lseek(fd_out, 0, os.SEEK_SET)
+        os.ftruncate(fd_out, 0)
+    while chunk := os.read(fd_in, 1 << 20):
+        os.write(fd_out, chunk)
+
+
+def _listxattr(fd: int) -> list[str]:
+    try:
+        return [a for a in os.listxattr(fd) if a != LAZY_XATTR]
+    except OSError:
+        return []
+
+
+class ContainerView:
+    """FsView wrapper that materialises container directories before the resolver sees them."""
+
+    __slots__ = ("inner", "tree", "root", "prefix", "done")
+
+    def __init__(self, inner: object, tree: ContainerTree):
+        self.inner = inner
+        self.tree = tree
+        self.root = tree.root
+        self.prefix = tree.root + "/"
+        self.done: set[str] = set()
+
+    def _ensure(self, host_dir: str) -> None:
+        if host_dir in self.done:
+            return
+        if self.tree.ensure(host_dir):
+            self.done.add(host_dir)
+
+    def _ensure_chain(self, host_dir: str) -> None:
+        """Materialise `host_dir` and every container directory above it (top down)."""
+        if host_dir in self.done:
+            return
+        if host_dir != self.root:
+            parent = host_dir.rsplit("/", 1)[0]
+            if parent.startswith(self.prefix) or parent == self.root:
+                self._ensure_chain(parent)
+        self._ensure(host_dir)
+
+    def lstat_kind(self, host_path: str) -> int:
+        from ocirun.engine.path.fsview import DIR
+
+        inside = host_path.startswith(self.prefix)
+        if inside:
+            self._ensure_chain(host_path.rsplit("/", 1)[0])
+        kind = self.inner.lstat_kind(host_path)
+        if kind == DIR and (inside or host_path == self.root):
+            self._ensure(host_path)
+        return kind
+
+    def readlink(self, host_path: str) -> str:
+        return self.inner.readlink(host_path)
+
+    def forget(self, host_path: str) -> None:
+        """Drop cached knowledge of `host_path` and below (after a rename or rmdir there)."""
+        pre = host_path.rstrip("/") + "/"
+        self.done = {d for d in self.done if d != host_path and not d.startswith(pre)}
+
+
+def rmtree(path: str | Path) -> None:
+    """Remove a container tree, making read-only directories writable on the way."""
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return
+    if os.geteuid() != 0 and not os.path.islink(path):
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+        for dirpath, dirnames, _ in os.walk(path):
+            for d in dirnames:
+                full = os.path.join(dirpath, d)
+                if not os.path.islink(full):
+                    with contextlib.suppress(OSError):
+                        os.chmod(full, 0o700)
+    shutil.rmtree(path)
