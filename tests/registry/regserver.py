@@ -271,14 +271,19 @@ def start_registry(tmp: Path, auth: str = "none", port: int | None = None) -> Re
         time.sleep(0.05)
 
 
-def push(layout: Path, registry: Registry | str, repo_tag: str, *, tag: str | None = None, creds: str | None = None) -> None:
-    """skopeo copy --all oci:LAYOUT:TAG docker://HOST/REPO:TAG (digests preserved)."""
+def push(layout: Path, registry: Registry | str, repo_tag: str, *, tag: str | None = None, creds: str | None = None, docker_format: bool = False) -> None:
+    """skopeo copy --all oci:LAYOUT:TAG docker://HOST/REPO:TAG.
+
+    Digests are preserved, unless `docker_format` converts to Docker's media types
+    (manifest list + schema 2; skopeo reads only OCI types from a layout's index.json).
+    """
     host = registry.host if isinstance(registry, Registry) else registry
     if creds is None and isinstance(registry, Registry) and registry.auth != "none":
         creds = registry.creds
     src_tag = tag or repo_tag.rpartition(":")[2]
     cmd = [
-        "skopeo", "--insecure-policy", "copy", "--all", "--preserve-digests", "--quiet",
+        "skopeo", "--insecure-policy", "copy", "--all", "--quiet",
+        *(["--format", "v2s2"] if docker_format else ["--preserve-digests"]),
         "--dest-tls-verify=false", f"oci:{layout}:{src_tag}", f"docker://{host}/{repo_tag}",
     ]
     if creds:
