@@ -143,6 +143,8 @@ class PathTranslator:
         self._host_children: dict[str, set[str]] = {}
         self._full_follow: dict[str, tuple[str, str]] = {}
         self._full_nofollow: dict[str, tuple[str, str]] = {}
+        self._glued: set[str] = set()
+        self._map = BindingMap([(self.rootfs, "/")])
         self._setup_bindings(list(bindings or ()))
         self._map = BindingMap(
             [(self.rootfs, "/")]
@@ -170,7 +172,7 @@ class PathTranslator:
                 self._binding_of["/"] = b
                 continue
             try:
-                canon, _ = self._walk(guest, b.deref_guest, lenient=True)
+                canon = self._walk(guest, b.deref_guest, lenient=True)[0]
             except GuestPathError:  # ELOOP or EACCES on the guest side: PRoot ignores it too
                 self.skipped.append(b)
                 continue
@@ -190,39 +192,81 @@ class PathTranslator:
         self._virtual.difference_update(self._bind_exact)
 
     def _glue(self, guest: str) -> str:
-        """Host directory standing for the virtual guest dir `guest`, with placeholder children."""
+        """Host directory standing for the virtual guest dir `guest`, with placeholder children.
+
+        Created once (with its whole virtual subtree) on first use; the glue tree
+        is private to this translator and removed by close().
+        """
         root = self._glue_root
         if root is None:
             root = tempfile.mkdtemp(prefix="ocirun-glue-", dir=self._glue_parent)
             self._glue_root = root
             self._glue_finalizer = weakref.finalize(self, shutil.rmtree, root, True)
         path = root + guest
+        if guest in self._glued:
+            return path
         os.makedirs(path, exist_ok=True)
         for name in self._glue_children.get(guest, ()):
             child = guest + "/" + name
             entry = path + "/" + name
-            if os.path.lexists(entry):
-                continue
             bound = self._bind_exact.get(child)
-            if child in self._virtual or (bound is not None and os.path.isdir(bound or "/")):
+            if child in self._virtual:
+                self._glue(child)  # the whole virtual subtree: its entries are looked up as real dirs
+            elif os.path.lexists(entry):
+                continue
+            elif bound is not None and os.path.isdir(bound or "/"):
                 os.mkdir(entry)
             else:
                 with open(entry, "x"):
                     pass
+        self._glued.add(guest)
         return path
 
     def close(self) -> None:
         """Remove the glue tree, if one was created."""
         if self._glue_finalizer is not None:
             self._glue_finalizer()
+        self._glued.clear()
 
     # ------------------------------------------------------------ resolution
 
-    def _walk(self, path: str, follow_last: bool, lenient: bool = False) -> tuple[str, str]:
-        """Resolve absolute guest `path`; returns (canonical guest, host path for the kernel).
+    def _proc_link(self, h: str, target: str, pid: int | None, tid: int | None) -> str | None:
+        """Target to follow, in the guest, for a symlink of the host's procfs.
 
-        lenient (binding setup only): missing or non-directory intermediates are
-        taken as directories and nothing is cached.
+        /proc/self and /proc/thread-self name the TRACEE (the tracer reading them
+        would get its own pid). Magic links (/proc/PID/{cwd,exe,root,fd/N}) hold
+        host paths: they are mapped back into the guest; None when they cannot be
+        (pipes, sockets, deleted files, host paths the guest cannot see), in which
+        case the host path of the link itself is used and the kernel follows it.
+        """
+        if h == "/proc/self":
+            return str(pid) if pid is not None else target
+        if h == "/proc/thread-self":
+            if pid is None:
+                return target
+            return f"{pid}/task/{tid if tid is not None else pid}"
+        if not is_proc_magic_link(h):
+            return target
+        if h.endswith("/root"):
+            return "/"  # the tracee's root is the guest root
+        if target[:1] != "/" or target.endswith(" (deleted)"):
+            return None
+        return self.to_guest(target)
+
+    def _walk(
+        self,
+        path: str,
+        follow_last: bool,
+        lenient: bool = False,
+        pid: int | None = None,
+        tid: int | None = None,
+    ) -> tuple[str, str, bool]:
+        """Resolve absolute guest `path` like the kernel's lookup, in the guest namespace.
+
+        Returns (canonical guest path, host path for the kernel, volatile); volatile
+        results went through the host's /proc and must not be cached. lenient
+        (binding setup only): missing or non-directory intermediates are taken as
+        directories and nothing is cached.
         """
         use_cache = self.cache_enabled and not lenient
         entries = self._entries
@@ -237,6 +281,7 @@ class PathTranslator:
         gs = [""]
         hs = [self._root_host]
         links = 0
+        volatile = False
         while todo:
             name = todo.pop()
             if name == "..":
@@ -246,6 +291,7 @@ class PathTranslator:
                 continue
             g = gs[-1] + "/" + name
             ent = entries.get(g) if use_cache else None
+            proc = False
             if ent is None:
                 h = bind.get(g)
                 if h is None:
@@ -258,12 +304,20 @@ class PathTranslator:
                 if kind != DIR and kind != LINK and g in virtual:
                     kind = DIR
                     h = self._glue(g)
-                if use_cache and kind != MISSING:
+                if h.startswith("/proc/"):  # per-process and ever-changing: never cached
+                    proc = volatile = True
+                elif use_cache and kind != MISSING:
                     self._store(g, h, kind, target)
             else:
                 h, kind, target = ent
             last = not todo
             if kind == LINK and (follow_last or tail or not last):
+                if proc:
+                    target = self._proc_link(h, target, pid, tid)
+                    if target is None:  # the kernel follows this magic link itself
+                        gs.append(g)
+                        hs.append(h)
+                        continue
                 links += 1
                 if links > MAXSYMLINKS:
                     raise GuestPathError(errno.ELOOP, path)
@@ -291,7 +345,7 @@ class PathTranslator:
                 host += "/"
         elif out == _TAIL_DOT:
             host = host + "/." if host != "/" else "/."
-        return gs[-1] or "/", host
+        return gs[-1] or "/", host, volatile
 
     def _store(self, g: str, h: str, kind: int, target: str | None) -> None:
         entries = self._entries
@@ -316,54 +370,78 @@ class PathTranslator:
         self._host_keys.clear()
         self._host_children.clear()
 
-    @staticmethod
-    def _absolute(guest_path: str, cwd: str) -> str:
-        if guest_path[:1] == "/":
-            return guest_path
-        return "/" + guest_path if cwd == "/" else cwd + "/" + guest_path
-
-    def resolve(self, guest_path: str, cwd: str = "/", follow_last: bool = True) -> Resolved:
-        """Canonical guest path and host path of `guest_path` (see to_host)."""
-        guest, host = self._resolve(guest_path, cwd, follow_last)
-        return Resolved(guest, host)
-
-    def _resolve(self, guest_path: str, cwd: str, follow_last: bool) -> tuple[str, str]:
+    def _resolve(
+        self, guest_path: str, cwd: str, follow_last: bool, pid: int | None, tid: int | None
+    ) -> tuple[str, str]:
         if not guest_path:
             raise GuestPathError(errno.ENOENT, guest_path)
-        key = guest_path if guest_path[0] == "/" else self._absolute(guest_path, cwd)
+        if guest_path[0] == "/":
+            key = guest_path
+        elif cwd == "/":
+            key = "/" + guest_path
+        else:
+            key = cwd + "/" + guest_path
+        full = None
         if self.cache_enabled:
             full = self._full_follow if follow_last else self._full_nofollow
             hit = full.get(key)
             if hit is not None:
                 return hit
-            if len(guest_path) >= PATH_MAX:
-                raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
-            res = self._walk(key, follow_last)
+        if len(guest_path) >= PATH_MAX:
+            raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
+        guest, host, volatile = self._walk(key, follow_last, False, pid, tid)
+        res = (guest, host)
+        if full is not None and not volatile:
             if len(full) >= _CACHE_MAX:
                 full.clear()
             full[key] = res
-            return res
-        if len(guest_path) >= PATH_MAX:
-            raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
-        return self._walk(key, follow_last)
+        return res
 
-    def to_host(self, guest_path: str, cwd: str = "/", follow_last: bool = True) -> str:
+    def to_host(
+        self,
+        guest_path: str,
+        cwd: str = "/",
+        follow_last: bool = True,
+        pid: int | None = None,
+        tid: int | None = None,
+    ) -> str:
         """Host path for the kernel, for a guest path as a syscall received it.
 
         cwd: the guest's canonical working directory (relative paths start there;
         for *at syscalls pass the dirfd's guest path). follow_last=False for
-        lstat/readlink/unlink/rename/O_NOFOLLOW/AT_SYMLINK_NOFOLLOW. Raises
-        GuestPathError for a path the kernel could not resolve (module doc).
+        lstat/readlink/unlink/rename/O_NOFOLLOW/AT_SYMLINK_NOFOLLOW. pid/tid: the
+        tracee's thread group id and thread id, used for /proc/self and
+        /proc/thread-self (without them the tracer's own pid would show).
+        Raises GuestPathError for a path the kernel could not resolve (module doc).
         """
         if self.cache_enabled and guest_path[:1] == "/":  # fast path: absolute, warm
             hit = (self._full_follow if follow_last else self._full_nofollow).get(guest_path)
             if hit is not None:
                 return hit[1]
-        return self._resolve(guest_path, cwd, follow_last)[1]
+        return self._resolve(guest_path, cwd, follow_last, pid, tid)[1]
 
-    def canonical(self, guest_path: str, cwd: str = "/", follow_last: bool = True) -> str:
+    def resolve(
+        self,
+        guest_path: str,
+        cwd: str = "/",
+        follow_last: bool = True,
+        pid: int | None = None,
+        tid: int | None = None,
+    ) -> Resolved:
+        """Canonical guest path and host path of `guest_path` (arguments as to_host)."""
+        guest, host = self._resolve(guest_path, cwd, follow_last, pid, tid)
+        return Resolved(guest, host)
+
+    def canonical(
+        self,
+        guest_path: str,
+        cwd: str = "/",
+        follow_last: bool = True,
+        pid: int | None = None,
+        tid: int | None = None,
+    ) -> str:
         """Canonical guest path (what chdir stores and getcwd shows)."""
-        return self._resolve(guest_path, cwd, follow_last)[0]
+        return self._resolve(guest_path, cwd, follow_last, pid, tid)[0]
 
     # --------------------------------------------------------------- reverse
 
