@@ -19,6 +19,10 @@ Fixtures:
   busybox_armhf_rootfs      Path  the same with the armhf busybox-static (function)
   busybox_arm64_binary      Path  bin/busybox of busybox-static:arm64 in the cache (session)
   busybox_armhf_binary      Path  bin/busybox of busybox-static:armhf in the cache (session)
+  registry_images           TestImages  one anonymous docker-registry on 127.0.0.1 with
+                            test/busybox:latest (amd64+arm64) and test/debian:12 (amd64,
+                            + arm64 when cached) pushed; .busybox/.debian are full refs,
+                            .host is 127.0.0.1:PORT (session; started on first use)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT, fixtures_root
+from tests.helpers.images import TestImages, busybox_layout, debian_layout
 from tests.helpers.trees import HOST_BUSYBOX, copy_tree, make_busybox_tree
 
 DEBIAN_AMD64 = "debian-bookworm-amd64"
@@ -140,3 +145,29 @@ def busybox_arm64_rootfs(tmp_path: Path, busybox_arm64_binary: Path) -> Path:
 @pytest.fixture
 def busybox_armhf_rootfs(tmp_path: Path, busybox_armhf_binary: Path) -> Path:
     return make_busybox_tree(tmp_path / "busybox-armhf-rootfs", busybox_armhf_binary)
+
+
+@pytest.fixture(scope="session")
+def registry_images(
+    tmp_path_factory: pytest.TempPathFactory, debian_rootfs: Path, busybox_arm64_binary: Path
+) -> TestImages:
+    """One anonymous loopback registry holding the shared test images (stopped at the end)."""
+    from tests.registry.regserver import push, start_registry
+
+    arm64 = (fixtures_root() / f"{DEBIAN_ARM64}.key").is_file()
+    bb_layout, bb_platforms = busybox_layout(busybox_arm64_binary)
+    deb_layout, deb_platforms = debian_layout(arm64)
+    reg = start_registry(tmp_path_factory.mktemp("registry"), auth="none")
+    try:
+        push(bb_layout, reg, "test/busybox:latest")
+        push(deb_layout, reg, "test/debian:12")
+        yield TestImages(
+            host=reg.host,
+            busybox=f"{reg.host}/test/busybox:latest",
+            debian=f"{reg.host}/test/debian:12",
+            busybox_platforms=bb_platforms,
+            debian_platforms=deb_platforms,
+            registry=reg,
+        )
+    finally:
+        reg.stop()

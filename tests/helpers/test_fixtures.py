@@ -136,3 +136,20 @@ def test_assert_one_line_error() -> None:
     for cp in bad:
         with pytest.raises(AssertionError):
             assert_one_line_error(cp, 125)
+
+
+def test_registry_images_are_served(registry_images) -> None:
+    import requests
+
+    accept = "application/vnd.oci.image.index.v1+json"
+    for ref, platforms in ((registry_images.busybox, registry_images.busybox_platforms),
+                           (registry_images.debian, registry_images.debian_platforms)):
+        repo, _, tag = ref.split("/", 1)[1].rpartition(":")
+        r = requests.get(f"http://{registry_images.host}/v2/{repo}/manifests/{tag}",
+                         headers={"Accept": accept}, timeout=10)
+        assert r.status_code == 200, r.text
+        got = ["/".join(filter(None, (m["platform"]["os"], m["platform"]["architecture"],
+                                      m["platform"].get("variant"))))
+               for m in r.json()["manifests"]]
+        assert got == platforms
+    assert "linux/arm64/v8" in registry_images.busybox_platforms
