@@ -144,3 +144,61 @@ def write_oci_layout(
     (dest / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [mdesc]}))
     return {"config": config, "config_digest": cdesc["digest"], "manifest_digest": mdesc["digest"]}
+
+
+def make_pulled(
+    store: BlobStore,
+    layers: list[list[tuple]],
+    name: str | None = "docker.io/library/test",
+    tag: str | None = "latest",
+    arch: str = "amd64",
+    how: str = "gzip",
+    created: str = "2024-01-02T03:04:05Z",
+):
+    """A registry.types.PulledImage whose blobs are in `store`, as pull_image would return."""
+    from registry.platform import Platform
+    from registry.types import Descriptor, PulledImage
+
+    specs = add_layers(store, layers, how)
+    mt = {"gzip": "application/vnd.oci.image.layer.v1.tar+gzip", "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"}
+    descs = [Descriptor(mt.get(how, "application/vnd.oci.image.layer.v1.tar"), s.digest, store.size(s.digest)) for s in specs]
+    config = {
+        "architecture": arch,
+        "os": "linux",
+        "created": created,
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/bin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [s.diff_id for s in specs]},
+    }
+    cbytes = json.dumps(config).encode()
+    store.ingest_bytes(sha256(cbytes), cbytes)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(cbytes), "size": len(cbytes)},
+        "layers": [d.to_json() for d in descs],
+    }
+    mbytes = json.dumps(manifest).encode()
+    store.ingest_bytes(sha256(mbytes), mbytes)
+    return PulledImage(
+        name=name,
+        tag=tag,
+        repo_digest=sha256(mbytes),
+        manifest_digest=sha256(mbytes),
+        manifest=mbytes,
+        manifest_media_type=manifest["mediaType"],
+        config_digest=sha256(cbytes),
+        config=cbytes,
+        config_json=config,
+        layers=descs,
+        platform=Platform.of("linux", arch),
+    )
+
+
+def many_files(n: int, prefix: str = "f", size: int = 100) -> list[tuple]:
+    """A layer of n small files in a few directories (for concurrency/kill tests)."""
+    entries: list[tuple] = []
+    for d in range(max(1, n // 100)):
+        entries.append(("dir", f"{prefix}{d}"))
+        for i in range(100):
+            entries.append(("file", f"{prefix}{d}/file{i}", bytes([65 + (i % 26)]) * size))
+    return entries
