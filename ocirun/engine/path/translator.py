@@ -222,6 +222,11 @@ class PathTranslator:
         self._glued.add(guest)
         return path
 
+    @property
+    def glue_root(self) -> str | None:
+        """Host directory of the glue tree (None until a virtual directory was needed)."""
+        return self._glue_root
+
     def close(self) -> None:
         """Remove the glue tree, if one was created."""
         if self._glue_finalizer is not None:
