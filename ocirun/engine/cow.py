@@ -79,8 +79,10 @@ class ContainerTree:
     """A container's root filesystem backed by an image tree."""
 
     def __init__(self, image_root: str | Path, root: str | Path):
-        self.image_root = os.path.abspath(image_root)
-        self.root = os.path.abspath(root)
+        self.image_root = os.path.realpath(image_root)
+        # realpath'd as the path translator does, so host paths compare equal
+        root = os.path.abspath(root)
+        self.root = os.path.join(os.path.realpath(os.path.dirname(root)), os.path.basename(root))
 
     def create(self) -> None:
         """Make the empty tree and materialise its top directory (one listing)."""
@@ -308,3 +310,183 @@ def rmtree(path: str | Path) -> None:
                     with contextlib.suppress(OSError):
                         os.chmod(full, 0o700)
     shutil.rmtree(path)
+
+
+# --- the engine extension -----------------------------------------------------
+
+_O_ACCMODE = 0o3
+_O_TRUNC = 0o1000
+
+# syscall name -> register index of the path whose file it may change
+_PATH_WRITES: dict[str, int] = {
+    "creat": 0,
+    "truncate": 0,
+    "chmod": 0,
+    "fchmodat": 1,
+    "fchmodat2": 1,
+    "chown": 0,
+    "lchown": 0,
+    "fchownat": 1,
+    "utime": 0,
+    "utimes": 0,
+    "futimesat": 1,
+    "utimensat": 1,
+    "setxattr": 0,
+    "lsetxattr": 0,
+    "removexattr": 0,
+    "lremovexattr": 0,
+    "setxattrat": 1,
+    "removexattrat": 1,
+    "link": 0,
+    "linkat": 1,
+}
+# open-like syscalls: name -> (path register, flags register)
+_OPENS: dict[str, tuple[int, int]] = {"open": (0, 1), "openat": (1, 2)}
+# fd-based changes: name -> fd register
+_FD_WRITES: dict[str, int] = {"fchmod": 0, "fchown": 0, "fsetxattr": 0, "fremovexattr": 0}
+
+
+class CopyUp:
+    """Engine extension: copy a file shared with the image up before any change to it.
+
+    Registered first among the extensions, so the fake-root database and the
+    others see the container's private inode.
+    """
+
+    name = "copy-up"
+    syscalls = frozenset(_FD_WRITES) | frozenset(("utimensat", "rename", "renameat", "renameat2"))
+
+    def __init__(self, tree: ContainerTree):
+        self.tree = tree
+        self.view: ContainerView | None = None
+
+    # hooks the engine calls (see ocirun.engine.extension.Extension)
+    def attach(self, engine) -> None:  # noqa: ANN001 - the tracer
+        translator = getattr(engine, "translator", None)
+        if translator is not None and not isinstance(translator.fs, ContainerView):
+            self.view = ContainerView(translator.fs, self.tree)
+            translator.fs = self.view
+
+    def on_enter(self, tracee, sc) -> None:  # noqa: ANN001 - Tracee, Syscall
+        if sc.skipped:
+            return
+        name = sc.name
+        reg = _PATH_WRITES.get(name)
+        if reg is not None:
+            host = sc.host_paths.get(reg)
+            if host is None and name in ("utimensat", "fchownat", "fchmodat2"):  # NULL/"" path: the fd
+                self._fd_change(tracee, sc, sc.arg_int(0))
+            elif host is not None:
+                copy_up(host)
+            return
+        if name in _OPENS:
+            path_reg, flags_reg = _OPENS[name]
+            flags = sc.args[flags_reg]
+            if flags & _O_ACCMODE or flags & _O_TRUNC:
+                host = sc.host_paths.get(path_reg)
+                if host is not None:
+                    copy_up(host)
+            return
+        if name == "openat2":
+            how = sc.orig_args[2]
+            try:
+                flags = tracee.read_u64(how)
+            except OSError:
+                return
+            if flags & _O_ACCMODE or flags & _O_TRUNC:
+                host = sc.host_paths.get(1)
+                if host is not None:
+                    copy_up(host)
+            return
+        if name in _FD_WRITES:
+            self._fd_change(tracee, sc, sc.arg_int(_FD_WRITES[name]))
+            return
+        if name in ("rename", "renameat", "renameat2"):
+            src = sc.host_paths.get(0 if name == "rename" else 1)
+            dst = sc.host_paths.get(1 if name == "rename" else 3)
+            if src is not None:
+                self.tree.ensure(src)  # a moved directory is materialised first
+            if dst is not None and self.view is not None:
+                self.view.forget(dst)
+
+    def _fd_change(self, tracee, sc, fd: int) -> None:  # noqa: ANN001
+        """fchmod & co. on an fd of a shared file: copy up, do it on the copy, skip the syscall."""
+        if fd < 0:
+            return
+        try:
+            host = os.readlink(f"/proc/{tracee.pid}/fd/{fd}")
+        except OSError:
+            return
+        if not host.startswith("/") or not copy_up(host):
+            return
+        result = _emulate(sc, host)
+        if result is not None and result != -errno.EPERM:
+            sc.skip(result)
+
+    def on_exit(self, tracee, sc) -> None:  # noqa: ANN001
+        pass
+
+    def on_fork(self, parent, child) -> None:  # noqa: ANN001
+        pass
+
+    def on_exec(self, tracee) -> None:  # noqa: ANN001
+        pass
+
+    def on_process_exit(self, tracee) -> None:  # noqa: ANN001
+        pass
+
+    def detach(self, engine) -> None:  # noqa: ANN001
+        pass
+
+
+def _emulate(sc, host: str) -> int | None:  # noqa: ANN001
+    """Apply an fd-based change to the copied-up path; the syscall's result, or None."""
+    tracee = sc.tracee
+    try:
+        if sc.name == "fchmod":
+            os.chmod(host, sc.args[1] & 0o7777)
+        elif sc.name == "fchown" or sc.name == "fchownat":
+            base = 1 if sc.name == "fchown" else 2
+            uid, gid = sc.args[base] & 0xFFFFFFFF, sc.args[base + 1] & 0xFFFFFFFF
+            os.chown(host, -1 if uid == 0xFFFFFFFF else uid, -1 if gid == 0xFFFFFFFF else gid, follow_symlinks=False)
+        elif sc.name == "fchmodat2":
+            os.chmod(host, sc.args[2] & 0o7777)
+        elif sc.name == "fsetxattr":
+            attr = tracee.read_string(sc.args[1])
+            value = tracee.read(sc.args[2], sc.args[3]) if sc.args[3] else b""
+            os.setxattr(host, attr, value, sc.args[4] & 0xFFFFFFFF)
+        elif sc.name == "fremovexattr":
+            os.removexattr(host, tracee.read_string(sc.args[1]))
+        elif sc.name == "utimensat":
+            return _emulate_utimensat(tracee, sc, host)
+        else:
+            return None
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
+    return 0
+
+
+_UTIME_NOW = (1 << 30) - 1
+_UTIME_OMIT = (1 << 30) - 2
+
+
+def _emulate_utimensat(tracee, sc, host: str) -> int | None:  # noqa: ANN001
+    import struct
+    import time as _time
+
+    ptr = sc.args[2]
+    st = os.stat(host)
+    now = _time.time_ns()
+    if not ptr:
+        times = (now, now)
+    else:
+        a_s, a_ns, m_s, m_ns = struct.unpack("<qqqq", tracee.read(ptr, 32))
+        def pick(sec: int, nsec: int, old: int) -> int:
+            if nsec == _UTIME_NOW:
+                return now
+            if nsec == _UTIME_OMIT:
+                return old
+            return sec * 1_000_000_000 + nsec
+        times = (pick(a_s, a_ns, st.st_atime_ns), pick(m_s, m_ns, st.st_mtime_ns))
+    os.utime(host, ns=times)
+    return 0

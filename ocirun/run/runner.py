@@ -1,0 +1,329 @@
+"""Glue between the image store, the container store and the engine.
+
+create_container: image (pulled per --pull) + options -> a container (no copy).
+start_container:  a container -> an EnginePlan -> the engine's exit status,
+                  with docker's exit codes and --rm on every exit path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ocirun.engine import cow
+from ocirun.engine.plan import Binding, EnginePlan
+from ocirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_OCIRUN, OcirunError
+from ocirun.run.containers import Container, ContainerStore
+from ocirun.run.options import RunOptions
+from ocirun.run.plan import RunPlan, build_run_plan, resolv_conf
+
+# What the guest sees of the host, as `proot -R` and docker give it.
+HOST_BINDINGS = ("/proc", "/sys", "/dev")
+
+
+def warn(message: str) -> None:
+    print(f"ocirun: warning: {message}", file=sys.stderr)
+
+
+def open_stores(root: str | None) -> tuple[Any, ContainerStore]:
+    """The image store (layers.store) and the container store on the same root."""
+    from layers.store import Store
+
+    store = Store.open(root)
+    return store, ContainerStore(store.root)
+
+
+def get_image(store: Any, ref: str, platform: str | None, pull: str) -> Any:
+    """The image record for `ref`, pulled as the --pull policy says (docker's messages)."""
+    record = None
+    if pull != "always":
+        record = store.resolve(ref, platform)
+        if record is not None and platform and not _platform_matches(record.platform, platform):
+            record = None
+    if record is None:
+        if pull == "never":
+            raise OcirunError(f"No such image: {ref}" + (f" (platform {platform})" if platform else ""), EXIT_OCIRUN)
+        if pull == "missing":
+            print(f"Unable to find image '{ref}' locally", file=sys.stderr)
+        record = store.pull(ref, platform)
+    return record
+
+
+def _platform_matches(have: str, want: str) -> bool:
+    from registry.platform import Platform
+
+    try:
+        return Platform.parse(want).rank(Platform.parse(have)) is not None
+    except OcirunError:
+        return False
+
+
+def create_container(store: Any, cstore: ContainerStore, opts: RunOptions) -> Container:
+    """Pull if needed, build the RunPlan from the image config, make the container."""
+    for message in opts.warnings:
+        warn(message)
+    record = get_image(store, opts.image, opts.platform, opts.pull)
+    image_root = store.ensure_unpacked(record)
+    if opts.platform is None:
+        opts.platform = record.platform or None
+    return cstore.create(
+        image=opts.image,
+        image_id=record.id,
+        image_root=image_root,
+        plan_for_id=lambda cid: build_run_plan(opts, record.config, image_root, cid),
+        name=opts.name,
+        auto_remove=opts.rm,
+    )
+
+
+# --- the engine plan ------------------------------------------------------------
+
+
+def _extensions(c: Container, plan: RunPlan, uid: int, gid: int) -> list[Any]:
+    """CopyUp first (so the others see private inodes), then fake ids, -k, ports."""
+    exts: list[Any] = [cow.CopyUp(c.tree())]
+    try:
+        from ocirun.engine import extensions as registry
+    except ImportError:  # pragma: no cover
+        return exts
+    factory = getattr(registry, "for_runner", None)
+    if factory is None:
+        return exts
+    exts += factory(
+        uid=uid,
+        gid=gid,
+        kernel_release=plan.kernel_release,
+        ports=[(p.container_port, p.host_port) for p in plan.ports],
+        netcoop=plan.netcoop,
+        state_dir=str(c.path),
+        rootfs=str(c.rootfs),
+        ownership=str(Path(c.image_root).parent / "ownership"),
+    )
+    return exts
+
+
+def _qemu(platform: str | None) -> list[str] | None:
+    if not platform:
+        return None
+    try:
+        from ocirun.engine.qemu import qemu_for_platform
+    except ImportError:
+        return None
+    return qemu_for_platform(platform)
+
+
+def engine_plan(
+    c: Container,
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
+) -> EnginePlan:
+    """The container's RunPlan (with exec's overrides) as the engine's plan."""
+    plan = c.plan
+    bindings = [Binding(h, h) for h in HOST_BINDINGS]
+    if plan.share_tmp:
+        bindings.append(Binding("/tmp", "/tmp"))
+    bindings += [Binding(v.host, v.guest, readonly=v.readonly) for v in plan.volumes]
+    uid = plan.uid if uid is None else uid
+    gid = plan.gid if gid is None else gid
+    return EnginePlan(
+        argv=list(argv or plan.argv),
+        rootfs=str(c.rootfs),
+        bindings=bindings,
+        cwd=cwd or plan.cwd,
+        env=dict(env if env is not None else plan.env),
+        extensions=_extensions(c, plan, uid, gid),
+        qemu=_qemu(plan.platform),
+    )
+
+
+def prepare_tree(c: Container, plan: EnginePlan) -> None:
+    """Materialise what the engine needs before it starts: the workdir and binding targets."""
+    for b in plan.bindings:
+        if b.guest not in HOST_BINDINGS:
+            _guest_dir(c, b.guest, create=False)
+    _guest_dir(c, plan.cwd, create=True)
+    if not c.plan.dns:  # the host's resolv.conf may have changed since create
+        etc = c.rootfs / "etc"
+        with contextlib.suppress(OSError):
+            text = resolv_conf([])
+            if (etc / "resolv.conf").read_text() != text:
+                (etc / "resolv.conf").write_text(text)
+
+
+def _guest_dir(c: Container, guest: str, create: bool) -> Path | None:
+    """Walk `guest` in the container tree, materialising on the way (symlinks stay inside)."""
+    tree = c.tree()
+    root = Path(tree.root)
+    parts = [p for p in guest.split("/") if p and p != "."]
+    current = root
+    links = 0
+    while parts:
+        tree.ensure(str(current))
+        name = parts.pop(0)
+        if name == "..":
+            current = current.parent if current != root else root
+            continue
+        nxt = current / name
+        if nxt.is_symlink():
+            links += 1
+            if links > 40:
+                return None
+            target = os.readlink(nxt)
+            if target.startswith("/"):
+                current = root
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        if not nxt.exists():
+            if not create:
+                return None
+            nxt.mkdir(mode=0o755)
+        current = nxt
+    tree.ensure(str(current))
+    return current
+
+
+def find_command(c: Container, plan: EnginePlan) -> None:
+    """Docker's 127 (not found) and 126 (cannot invoke) before the engine starts."""
+    name = plan.argv[0]
+    env_path = (plan.env or {}).get("PATH", "")
+    if "/" in name:
+        guest = name if name.startswith("/") else os.path.join(plan.cwd, name)
+        candidates = [guest]
+    else:
+        candidates = [os.path.join(d or ".", name) for d in env_path.split(":")]
+    translator = _translator(c, plan)
+    denied = None
+    for guest in candidates:
+        try:
+            host = translator.to_host(guest, plan.cwd)
+            st = os.stat(host)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return
+        denied = guest
+        if "/" in name:
+            break
+    if denied:
+        raise OcirunError(f'exec: "{name}": permission denied', EXIT_CANNOT_INVOKE)
+    if "/" in name:
+        raise OcirunError(f'exec: "{name}": stat {name}: no such file or directory', EXIT_NOT_FOUND)
+    raise OcirunError(f'exec: "{name}": executable file not found in $PATH', EXIT_NOT_FOUND)
+
+
+def _translator(c: Container, plan: EnginePlan) -> Any:
+    from ocirun.engine.path.fsview import HostFs
+    from ocirun.engine.path.translator import PathTranslator
+
+    view = cow.ContainerView(HostFs(), c.tree())
+    return PathTranslator(plan.rootfs, plan.bindings, fs=view, cache=False)
+
+
+def _run_engine(plan: EnginePlan) -> int:
+    from ocirun import engine
+
+    run = getattr(engine, "run", None)
+    if run is None:
+        raise OcirunError("the engine is not available yet (ocirun.engine.run missing)", EXIT_OCIRUN)
+    return int(run(plan))
+
+
+class _Terminated(BaseException):
+    """SIGTERM/SIGHUP to ocirun: unwind (so --rm and the state update still happen)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _unwind_on_signals():
+    def handler(signum, frame):  # noqa: ANN001
+        raise _Terminated(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def start_container(cstore: ContainerStore, c: Container) -> int:
+    """Run the container's main command in the foreground; the command's exit status."""
+    code = EXIT_OCIRUN
+    error = ""
+    try:
+        with cstore.running(c), _unwind_on_signals():
+            plan = engine_plan(c)
+            prepare_tree(c, plan)
+            try:
+                find_command(c, plan)
+                code = _run_engine(plan)
+            except OcirunError as exc:
+                code, error = exc.exit_code, exc.message
+                raise
+            except KeyboardInterrupt:
+                code, error = 130, "interrupted"
+                raise
+            except _Terminated as exc:
+                code, error = 128 + exc.signum, "terminated"
+                raise SystemExit(code) from None
+    finally:
+        if c.auto_remove:
+            with contextlib.suppress(OcirunError, OSError):
+                cstore.remove(c, force=True)
+        else:
+            with contextlib.suppress(OSError):
+                cstore.finish(c, code, error)
+    return code
+
+
+def exec_in(cstore: ContainerStore, c: Container, argv: list[str], env: dict[str, str], cwd: str | None,
+            user: str | None) -> int:
+    """A new process (a new engine instance) on the container's tree and config."""
+    from ocirun.run.plan import resolve_user
+
+    uid = gid = None
+    run_env = dict(c.plan.env)
+    if user:
+        guest = resolve_user(c.rootfs, user)
+        uid, gid = guest.uid, guest.gid
+        run_env["HOME"] = guest.home
+    run_env.update(env)
+    plan = engine_plan(c, argv=argv, env=run_env, cwd=cwd, uid=uid, gid=gid)
+    with cstore.exec_session(c):
+        prepare_tree(c, plan)
+        find_command(c, plan)
+        return _run_engine(plan)
+
+
+def start_detached(cstore: ContainerStore, c: Container, wait: float = 10.0) -> None:
+    """Run the container in a background ocirun whose output goes to the container's log."""
+    log = open(c.log_path, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ocirun.run.background", str(cstore.root), c.id],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        log.close()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if cstore.is_running(c) or proc.poll() is not None:
+            return
+        time.sleep(0.01)
