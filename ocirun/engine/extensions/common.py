@@ -1,0 +1,141 @@
+"""Small helpers the extensions share: the file a syscall acts on, umask, auxv, restart."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ocirun.engine.syscall import Syscall
+    from ocirun.engine.tracee import Tracee
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+
+# auxv entry types (elf.h)
+AT_NULL = 0
+AT_UID = 11
+AT_EUID = 12
+AT_GID = 13
+AT_EGID = 14
+AT_HWCAP = 16
+AT_SECURE = 23
+
+
+def fd_path(pid: int, fd: int) -> str:
+    """A path the tracer can use to reach the guest's open file (follows to the inode)."""
+    if fd == AT_FDCWD:
+        return f"/proc/{pid}/cwd"
+    return f"/proc/{pid}/fd/{fd}"
+
+
+def target_path(sc: Syscall, path_arg: int, dirfd_arg: int | None, flags: int = 0) -> str | None:
+    """Host path of the file a path syscall acts on (None: let the kernel fail it).
+
+    The core has already translated (and, for following syscalls, resolved)
+    args[path_arg]; an empty path with AT_EMPTY_PATH means the dirfd itself.
+    """
+    host = sc.host_paths.get(path_arg)
+    if host:
+        return host
+    guest = sc.guest_paths.get(path_arg)
+    if guest is None:
+        try:
+            guest = sc.tracee.read_string(sc.args[path_arg]) if sc.args[path_arg] else ""
+        except OSError:
+            guest = ""
+    if guest == "":
+        if dirfd_arg is not None and flags & AT_EMPTY_PATH:
+            return fd_path(sc.tracee.pid, sc.arg_int(dirfd_arg))
+        return None
+    if guest.startswith("/"):
+        return guest
+    if dirfd_arg is not None:
+        return os.path.join(fd_path(sc.tracee.pid, sc.arg_int(dirfd_arg)), guest)
+    return os.path.join(f"/proc/{sc.tracee.pid}/cwd", guest)
+
+
+def umask_of(pid: int) -> int:
+    """The process' umask (Linux >= 4.7 shows it in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def restart(sc: Syscall) -> None:
+    """At an exit stop: run the same syscall again, with the guest's own arguments.
+
+    The instruction pointer goes back over the 2-byte `syscall` instruction and
+    rax gets the syscall number again, so the kernel re-executes it and the
+    engine sees a fresh entry (translating the guest's paths again).
+    """
+    tracee = sc.tracee
+    arch = tracee.engine.arch
+    for i, value in enumerate(sc.orig_args):
+        if sc.args[i] != value:
+            sc.set_arg(i, value)
+    tracee.set_reg(arch.ip_slot, tracee.get_reg(arch.ip_slot) - 2)
+    tracee.set_reg(arch.ret_slot, sc.nr)
+
+
+def _read_words(tracee: Tracee, addr: int, count: int) -> list[int]:
+    data = tracee.read(addr, count * 8)
+    return list(struct.unpack(f"<{count}Q", data))
+
+
+def auxv_address(tracee: Tracee) -> int | None:
+    """Address of the auxiliary vector on a freshly exec'd process' stack.
+
+    At the exec stop, sp points at argc; argv[argc+1] pointers, then envp up to
+    its NULL, then the (type, value) pairs.
+    """
+    arch = tracee.engine.arch
+    sp = tracee.get_reg(arch.sp_slot)
+    argc = tracee.read_u64(sp)
+    if argc > 1 << 20:
+        return None
+    p = sp + 8 * (argc + 2)
+    for _ in range(1 << 16):
+        chunk = _read_words(tracee, p, 32 - ((p >> 3) & 31) or 32)  # up to a 256-byte boundary
+        for word in chunk:
+            p += 8
+            if word == 0:
+                return p
+    return None
+
+
+def patch_auxv(tracee: Tracee, values: dict[int, int]) -> int:
+    """Rewrite the values of the given auxv types in place; returns how many changed."""
+    addr = auxv_address(tracee)
+    if addr is None:
+        return 0
+    changed = 0
+    for _ in range(128):
+        a_type, a_val = _read_words(tracee, addr, 2)
+        if a_type == AT_NULL:
+            break
+        if a_type in values and values[a_type] != a_val:
+            tracee.write_u64(addr + 8, values[a_type])
+            changed += 1
+        addr += 16
+    return changed
+
+
+def read_auxv(tracee: Tracee) -> dict[int, int]:
+    """The auxv as the kernel gave it (/proc/PID/auxv), for checks and tests."""
+    with open(f"/proc/{tracee.pid}/auxv", "rb") as f:
+        raw = f.read()
+    out = {}
+    for i in range(0, len(raw) - 15, 16):
+        a_type, a_val = struct.unpack_from("<QQ", raw, i)
+        if a_type == AT_NULL:
+            break
+        out[a_type] = a_val
+    return out
