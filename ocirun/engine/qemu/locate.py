@@ -63,7 +63,10 @@ def describe(command: str | list[str], arch: Arch | None = None, path_env: str |
         raise OcirunError("empty QEMU command", EXIT_OCIRUN)
     path = _resolve(words[0], path_env)
     if path is None:
-        raise OcirunError(f"QEMU command not found: {words[0]}", EXIT_OCIRUN)
+        raise OcirunError(
+            f"QEMU command not found: {words[0]} (QEMU user-mode: apt-get install qemu-user-static on Debian/Ubuntu)",
+            EXIT_OCIRUN,
+        )
     from ocirun.engine.qemu.elfinfo import interp_of
 
     return QemuCommand(path, tuple(words[1:]), interp_of(os.path.realpath(path)), arch)
