@@ -113,7 +113,7 @@ def test_guest_root_agrees_with_chroot(tmp_path, seed, cache_mode):
     tr = PathTranslator(rootfs, [], cache=cache_mode)
     guests = [randtree.random_path("", entries, rng) for _ in range(300)] + ["/..", "/../..", "/../" + entries[0]]
     expected = _chroot_oracle(rootfs, guests)
-    for guest, exp in zip(guests, expected):
+    for guest, exp in zip(guests, expected, strict=True):
         try:
             host = tr.to_host(guest)
         except GuestPathError as exc:
