@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""Run the same workloads natively, under PRoot (Debian's 5.1 and upstream 5.4) and
+under ``ocirun proot``, interleaved, and print a markdown table of medians and ratios.
+
+    python benchmarks/run.py                     # 5 runs of everything
+    python benchmarks/run.py --runs 3 --only stat --only start
+    python benchmarks/run.py --write-readme      # also put the table into benchmarks/README.md
+    python benchmarks/run.py --list              # workloads and runners
+
+Each run goes through every workload and, inside it, every runner in a rotated order,
+so slow drifts of the machine (other load, caches, frequency) fall on all runners
+alike. A cell whose command fails (non-zero exit, time-out, runner missing) shows
+"fail" or "n/a": the ocirun column fails until the engine works, and that must not
+hide the others.
+
+Adding a workload is one ``Workload(...)`` entry in WORKLOADS; adding a runner is one
+``Runner(...)`` entry in RUNNERS. Not run in CI: timings need a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "benchmarks" / "README.md"
+TABLE_BEGIN = "<!-- bench:table -->"
+TABLE_END = "<!-- /bench:table -->"
+HOST_PYTHON = "/usr/bin/python3"  # the guest's python: Debian's, the same for every runner
+
+
+# ---------------------------------------------------------------- context
+
+
+@dataclass
+class Context:
+    """What workloads and runners need: a scratch dir, the tools, and lazily made inputs."""
+
+    tmp: Path
+    proot51: str
+    proot54: str
+    ocirun_python: str
+    timeout: float
+    made: dict[str, Path] = field(default_factory=dict)
+
+    def fmt(self, argv: list[str]) -> list[str]:
+        """Fill {tmp}, {python} and the inputs that setups made into an argv."""
+        values = {"tmp": str(self.tmp), "python": HOST_PYTHON, **{k: str(v) for k, v in self.made.items()}}
+        return [a.format(**values) for a in argv]
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def make_tarball(ctx: Context) -> None:
+    """A tarball of 1,500 small files in 30 directories (plus the directories)."""
+    src = ctx.tmp / "tar-src"
+    rng = random.Random(42)
+    for d in range(30):
+        sub = src / f"dir{d:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for f in range(50):
+            (sub / f"file{f:03d}.txt").write_bytes(rng.randbytes(rng.randint(64, 8192)))
+    tarball = ctx.tmp / "files.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(src, arcname="files")
+    shutil.rmtree(src)
+    ctx.made["tarball"] = tarball
+
+
+@dataclass
+class Workload:
+    """One benchmark row.
+
+    command: the program as every runner runs it ({tmp}, {python}, and names that
+        ``setup`` put in ctx.made are filled in).
+    setup: makes inputs once, before the first run.
+    proot_args: extra options for the PRoot-like runners only (e.g. ["-0"]).
+    runners: restrict the row to these runner names (None: all).
+    commands: full argv per runner name, replacing the wrapping (e.g. a udocker row).
+    """
+
+    name: str
+    command: list[str]
+    setup: Callable[[Context], None] | None = None
+    proot_args: list[str] = field(default_factory=list)
+    runners: tuple[str, ...] | None = None
+    commands: dict[str, list[str]] | None = None
+
+
+SHELL_TRUE_LOOP = "i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"
+
+WORKLOADS: list[Workload] = [
+    Workload("start-up (/bin/true)", ["/bin/true"]),
+    Workload(
+        "stat loop (os.stat x 100k)",
+        ["{python}", "-c", "import os\nfor _ in range(100000): os.stat('/usr/lib/os-release')"],
+    ),
+    Workload("find /usr", ["sh", "-c", "find /usr > /dev/null"]),
+    Workload("fork+exec (2,000 /bin/true)", ["sh", "-c", SHELL_TRUE_LOOP.replace("{n}", "2000")]),
+    Workload(
+        "tar x (1,500 files)",
+        ["sh", "-c", "rm -rf {tmp}/untar && mkdir {tmp}/untar && tar -xf {tarball} -C {tmp}/untar"],
+        setup=make_tarball,
+    ),
+    Workload(
+        "CPU-bound loop",
+        ["{python}", "-c", "x = 0\nfor i in range(10_000_000): x += i * i"],
+    ),
+]
+
+
+# ---------------------------------------------------------------- runners
+
+
+@dataclass
+class Runner:
+    """One column: how to run a workload's command, and whether the tool is here."""
+
+    name: str
+    wrap: Callable[[Context, Workload, list[str]], list[str]]
+    available: Callable[[Context], str | None]  # None when usable, else why not
+    anchor: bool = False  # a PRoot to compare ocirun with (the best anchor counts)
+    subject: bool = False  # the runner the ratios are about
+
+
+def _exe(path: str) -> Callable[[Context], str | None]:
+    def check(ctx: Context) -> str | None:
+        p = getattr(ctx, path)
+        return None if p and os.access(p, os.X_OK) else f"{p or path} not found"
+
+    return check
+
+
+def _ocirun_available(ctx: Context) -> str | None:
+    return None if os.access(ctx.ocirun_python, os.X_OK) else f"{ctx.ocirun_python} not found"
+
+
+RUNNERS: list[Runner] = [
+    Runner("native", lambda ctx, wl, cmd: cmd, lambda ctx: None),
+    Runner(
+        "proot 5.1",
+        lambda ctx, wl, cmd: [ctx.proot51, *wl.proot_args, "-r", "/", *cmd],
+        _exe("proot51"),
+        anchor=True,
+    ),
+    Runner(
+        "proot 5.4",
+        lambda ctx, wl, cmd: [ctx.proot54, *wl.proot_args, "-r", "/", *cmd],
+        _exe("proot54"),
+        anchor=True,
+    ),
+    Runner(
+        "ocirun",
+        lambda ctx, wl, cmd: [ctx.ocirun_python, "-m", "ocirun", "proot", *wl.proot_args, "-r", "/", *cmd],
+        _ocirun_available,
+        subject=True,
+    ),
+]
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Cell:
+    times: list[float] = field(default_factory=list)
+    error: str | None = None  # first failure, if any
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.times) if self.times and not self.error else None
+
+
+def run_once(argv: list[str], ctx: Context) -> tuple[float | None, str | None]:
+    """Wall time of one run, or the reason it failed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            timeout=ctx.timeout, env=env, cwd=ctx.tmp,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {ctx.timeout:.0f}s"
+    except OSError as e:
+        return None, str(e)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        return None, f"exit {proc.returncode}: {last[0][:200]}"
+    return elapsed, None
+
+
+def argv_for(ctx: Context, wl: Workload, runner: Runner) -> list[str] | None:
+    if wl.commands and runner.name in wl.commands:
+        return ctx.fmt(wl.commands[runner.name])
+    if wl.runners is not None and runner.name not in wl.runners:
+        return None
+    return runner.wrap(ctx, wl, ctx.fmt(wl.command))
+
+
+def measure(ctx: Context, workloads: list[Workload], runners: list[Runner], runs: int,
+            warmup: int) -> dict[tuple[str, str], Cell]:
+    cells: dict[tuple[str, str], Cell] = {}
+    usable = {}
+    for r in runners:
+        why = r.available(ctx)
+        usable[r.name] = why is None
+        if why:
+            print(f"runner {r.name}: n/a ({why})", file=sys.stderr)
+    for wl in workloads:
+        if wl.setup:
+            wl.setup(ctx)
+    for i in range(-warmup, runs):
+        label = f"warm-up {i + warmup + 1}/{warmup}" if i < 0 else f"run {i + 1}/{runs}"
+        for wl in workloads:
+            order = runners[i % len(runners):] + runners[: i % len(runners)]  # rotate
+            for r in order:
+                if not usable[r.name]:
+                    continue
+                argv = argv_for(ctx, wl, r)
+                if argv is None:
+                    continue
+                cell = cells.setdefault((wl.name, r.name), Cell())
+                if cell.error:
+                    continue  # failed once: do not spend the time again
+                t, err = run_once(argv, ctx)
+                if err:
+                    cell.error = err
+                    print(f"{label}: {wl.name} / {r.name}: FAIL {err}", file=sys.stderr)
+                elif i >= 0:
+                    cell.times.append(t)
+            print(f"{label}: {wl.name} done", file=sys.stderr)
+    return cells
+
+
+# ---------------------------------------------------------------- table
+
+
+def fmt_time(t: float | None) -> str:
+    if t is None:
+        return "fail"
+    return f"{t * 1000:.1f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def fmt_ratio(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+
+
+def table(cells: dict[tuple[str, str], Cell], workloads: list[Workload], runners: list[Runner]) -> str:
+    subject = next((r for r in runners if r.subject), None)
+    cols = [r.name for r in runners]
+    head = ["workload", *cols]
+    if subject:
+        head += [f"{subject.name}/native", f"{subject.name}/PRoot (best)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for wl in workloads:
+        row = [wl.name]
+        for c in cols:
+            cell = cells.get((wl.name, c))
+            row.append("n/a" if cell is None else fmt_time(cell.median))
+        if subject:
+            med = {c: cells[(wl.name, c)].median for c in cols if (wl.name, c) in cells}
+            anchors = [med.get(r.name) for r in runners if r.anchor and med.get(r.name)]
+            s = med.get(subject.name)
+            row += [fmt_ratio(s, med.get("native")), fmt_ratio(s, min(anchors) if anchors else None)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip() or "?"
+    except OSError:
+        commit = "?"
+    return (f"{os.cpu_count()} CPUs, {model}, Linux {platform.release()}, "
+            f"ocirun {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def write_readme(text: str) -> None:
+    block = f"{TABLE_BEGIN}\n{text}\n{TABLE_END}"
+    if README.exists():
+        old = README.read_text()
+        if TABLE_BEGIN in old and TABLE_END in old:
+            pre, rest = old.split(TABLE_BEGIN, 1)
+            post = rest.split(TABLE_END, 1)[1]
+            README.write_text(pre + block + post)
+            return
+        README.write_text(old.rstrip() + "\n\n## Latest results\n\n" + block + "\n")
+        return
+    README.write_text("# Benchmarks\n\n## Latest results\n\n" + block + "\n")
+
+
+# ---------------------------------------------------------------- main
+
+
+def default_proot54() -> str:
+    for p in (REPO.parent / "shared/tools/proot-5.4", Path("/work/shared/tools/proot-5.4")):
+        if p.is_file():
+            return str(p)
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per cell (default 5)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="only workloads whose name contains TEXT (repeatable)")
+    ap.add_argument("--runner", action="append", default=[], metavar="NAME",
+                    help="only these runners (repeatable; default all)")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds per run (default 300)")
+    ap.add_argument("--proot51", default=shutil.which("proot") or "", help="Debian's proot")
+    ap.add_argument("--proot54", default=default_proot54(), help="upstream PRoot 5.4")
+    ap.add_argument("--ocirun-python", default=str(Path(sys.executable)),
+                    help="python that runs `-m ocirun` (default: this one)")
+    ap.add_argument("--write-readme", action="store_true",
+                    help=f"put the table into {README.relative_to(REPO)}")
+    ap.add_argument("--json", metavar="FILE", help="also write every raw time to FILE")
+    ap.add_argument("--list", action="store_true", help="list workloads and runners")
+    args = ap.parse_args(argv)
+
+    workloads = [w for w in WORKLOADS if not args.only or any(t in w.name for t in args.only)]
+    runners = [r for r in RUNNERS if not args.runner or r.name in args.runner]
+    if args.list:
+        print("workloads:\n" + "\n".join(f"  {w.name}" for w in WORKLOADS))
+        print("runners:\n" + "\n".join(f"  {r.name}" for r in RUNNERS))
+        return 0
+    if not workloads or not runners:
+        ap.error("no workload or runner selected (see --list)")
+
+    with tempfile.TemporaryDirectory(prefix="ocirun-bench-") as tmp:
+        ctx = Context(Path(tmp), args.proot51, args.proot54, args.ocirun_python, args.timeout)
+        cells = measure(ctx, workloads, runners, args.runs, args.warmup)
+
+    text = (f"Medians of {args.runs} interleaved runs (wall time); "
+            f"{machine()}.\n\n{table(cells, workloads, runners)}")
+    failures = [f"- {w} / {r}: {c.error}" for (w, r), c in cells.items() if c.error]
+    if failures:
+        text += "\n\nFailed cells:\n" + "\n".join(failures)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {f"{w} | {r}": {"times": c.times, "error": c.error} for (w, r), c in cells.items()},
+            indent=2))
+    if args.write_readme:
+        write_readme(text)
+        print(f"\nwritten to {README}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
