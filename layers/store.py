@@ -159,8 +159,14 @@ class Store:
 
     def load(self, path: str, progress: bool | None = None) -> list[ImageRecord]:
         """Import every image of a `docker save` tarball or OCI layout (dir or tar)."""
-        from registry.archive import load_archive
-
+        if not os.path.exists(path):
+            raise OcirunError(f"open {path}: no such file or directory")
+        try:
+            from registry.archive import load_archive
+        except ModuleNotFoundError as exc:
+            if exc.name != "registry.archive":
+                raise
+            raise OcirunError("loading archives is not available in this build (no registry.archive)") from None
         with self._gc_lock():
             pulled = load_archive(path, sink=self.blobs)
             if not isinstance(pulled, list | tuple):

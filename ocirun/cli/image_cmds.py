@@ -1,0 +1,401 @@
+"""Image commands: pull, images, rmi, inspect, load, login, logout, `image ...`, `system ...`.
+
+They read and write the store of layers.store (its root from the global --root /
+$OCIRUN_ROOT, else $XDG_DATA_HOME/ocirun) and print what docker prints.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from ocirun.errors import OcirunError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _store(ctx: click.Context):
+    from layers.store import Store
+
+    obj = ctx.find_root().obj or {}
+    return Store.open(obj.get("root"))
+
+
+# -- formatting helpers (docker's style) ----------------------------------------------------
+
+
+def human_size(n: float) -> str:
+    """4260000 -> '4.26MB' (powers of 1000, three significant digits, as docker)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            if unit == "B":
+                return f"{int(n)}B"
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n:.3g}TB"
+
+
+def _parse_time(text: str) -> float | None:
+    if not text:
+        return None
+    t = text.strip().replace("Z", "+00:00")
+    if "." in t:  # Go's RFC 3339 nanoseconds: keep microseconds for Python
+        head, _, tail = t.partition(".")
+        digits = "".join(c for c in tail if c.isdigit())
+        zone = tail[len(digits) :]
+        t = f"{head}.{digits[:6]}{zone}"
+    try:
+        dt = _dt.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_dt.UTC)
+    return dt.timestamp()
+
+
+def human_ago(text: str, now: float | None = None) -> str:
+    """RFC 3339 time -> '2 weeks ago' (docker's CREATED column)."""
+    ts = _parse_time(text)
+    if ts is None:
+        return "N/A"
+    secs = max(0.0, (now or time.time()) - ts)
+    for limit, div, unit in (
+        (60, 1, "second"),
+        (3600, 60, "minute"),
+        (86400 * 2, 3600, "hour"),
+        (86400 * 14, 86400, "day"),
+        (86400 * 60, 86400 * 7, "week"),
+        (86400 * 365 * 2, 86400 * 30, "month"),
+    ):
+        if secs < limit:
+            n = int(secs // div)
+            if unit == "second" and n < 1:
+                return "Less than a second ago"
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return f"{int(secs // (86400 * 365))} years ago"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
+
+
+# -- pull / load ---------------------------------------------------------------------------------
+
+
+@click.command("pull", context_settings=CONTEXT)
+@click.option("--platform", metavar="PLATFORM", help="Pull this platform's image (e.g. linux/arm64).")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
+@click.argument("ref", metavar="NAME[:TAG|@DIGEST]")
+@click.pass_context
+def pull(ctx: click.Context, platform: str | None, quiet: bool, ref: str) -> None:
+    """Download an image from a registry (or an archive) into the store."""
+    store = _store(ctx)
+    if not quiet and ":" not in ref.rsplit("/", 1)[-1] and "@" not in ref:
+        click.echo("Using default tag: latest")
+    try:
+        before = store.resolve(ref, platform=platform)
+    except OcirunError:
+        before = None
+    rec = store.pull(ref, platform=platform, progress=False if quiet else None)
+    if quiet:
+        click.echo(_canonical(ref))
+        return
+    click.echo(f"Digest: {rec.repo_digests[0].partition('@')[2] if rec.repo_digests else rec.manifest_digest}")
+    status = "Image is up to date" if before is not None and before.id == rec.id else "Downloaded newer image"
+    click.echo(f"Status: {status} for {_familiar(ref)} ({rec.platform}, image {rec.short_id})")
+    click.echo(_canonical(ref))
+
+
+def _canonical(ref: str) -> str:
+    try:
+        from registry.reference import Reference, parse_reference
+
+        r = parse_reference(ref)
+        return str(r) if isinstance(r, Reference) else ref
+    except OcirunError:
+        return ref
+
+
+def _familiar(ref: str) -> str:
+    try:
+        from registry.reference import Reference, parse_reference
+
+        r = parse_reference(ref)
+        return r.familiar if isinstance(r, Reference) else ref
+    except OcirunError:
+        return ref
+
+
+@click.command("load", context_settings=CONTEXT)
+@click.option("-i", "--input", "path", required=True, metavar="FILE",
+              help="Read from a `docker save` tar archive or an OCI layout (directory or tar).")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+@click.pass_context
+def load(ctx: click.Context, path: str, quiet: bool) -> None:
+    """Load images from a tar archive or an OCI layout."""
+    store = _store(ctx)
+    recs = store.load(path)
+    if quiet:
+        return
+    for rec in recs:
+        if rec.repo_tags:
+            for tag in rec.repo_tags:
+                click.echo(f"Loaded image: {tag}")
+        else:
+            click.echo(f"Loaded image ID: {rec.id}")
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+@click.command("images", context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--digests", is_flag=True, help="Show digests.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all images (accepted for docker compatibility).")
+@click.argument("repository", required=False)
+@click.pass_context
+def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_: bool, repository: str | None) -> None:
+    """List images."""
+    store = _store(ctx)
+    rows = store.table_rows()
+    if repository:
+        want = repository.split(":")[0] if "/" not in repository.rsplit(":", 1)[-1] else repository
+        tag = repository.rsplit(":", 1)[1] if ":" in repository.rsplit("/", 1)[-1] else None
+        rows = [r for r in rows if r[0] == want and (tag is None or r[1] == tag)]
+    if quiet:
+        seen: list[str] = []
+        for _repo, _tag, rec, _dig in rows:
+            ident = rec.id if no_trunc else rec.short_id
+            if ident not in seen:
+                seen.append(ident)
+        for ident in seen:
+            click.echo(ident)
+        return
+    head = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "PLATFORM", "CREATED", "SIZE"]
+    table = [head]
+    for repo, tag, rec, dig in rows:
+        table.append(
+            [repo, tag]
+            + ([dig or "<none>"] if digests else [])
+            + [rec.id if no_trunc else rec.short_id, rec.platform, human_ago(rec.created), human_size(rec.size)]
+        )
+    click.echo(_table(table))
+
+
+# -- rmi -----------------------------------------------------------------------------------------
+
+
+@click.command("rmi", context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="Force removal of the image (even if a container uses it).")
+@click.argument("refs", nargs=-1, required=True, metavar="IMAGE [IMAGE...]")
+@click.pass_context
+def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
+    """Remove one or more images."""
+    store = _store(ctx)
+    errors = []
+    for ref in refs:
+        try:
+            for line in store.remove(ref, force=force):
+                click.echo(line)
+        except OcirunError as exc:
+            errors.append(exc.message)
+    if errors:
+        raise OcirunError("; ".join(errors))
+
+
+# -- inspect --------------------------------------------------------------------------------------
+
+
+def inspect_doc(store: Any, rec: Any) -> dict[str, Any]:
+    """docker image inspect's shape, plus `Rootfs` (the unpacked tree) and `Platform`."""
+    cfg = rec.config
+    doc: dict[str, Any] = {
+        "Id": rec.id,
+        "RepoTags": rec.repo_tags,
+        "RepoDigests": rec.repo_digests,
+        "Parent": "",
+        "Comment": cfg.get("comment", ""),
+        "Created": rec.created,
+        "DockerVersion": cfg.get("docker_version", ""),
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""),
+        "Os": cfg.get("os", ""),
+        "Size": rec.size,
+        "GraphDriver": {"Name": "ocirun", "Data": {"RootDir": str(rec.rootfs)}},
+        "RootFS": {"Type": "layers", "Layers": list((cfg.get("rootfs") or {}).get("diff_ids") or [])},
+        "Metadata": {"LastTagTime": _dt.datetime.fromtimestamp(rec.pulled, _dt.UTC).isoformat()},
+        "ManifestDigest": rec.manifest_digest,
+        "Platform": rec.platform,
+        "Rootfs": str(rec.rootfs.absolute()),
+        "Ownership": str(rec.ownership_path.absolute()),
+    }
+    if cfg.get("variant"):
+        doc["Variant"] = cfg["variant"]
+    if cfg.get("os.version"):
+        doc["OsVersion"] = cfg["os.version"]
+    return doc
+
+
+@click.command("inspect", context_settings=CONTEXT)
+@click.option("--platform", metavar="PLATFORM", help="Inspect the image of this platform.")
+@click.option("-f", "--format", "fmt", metavar="FIELD",
+              help="Print one top-level field per image (e.g. Id, Rootfs, '{{.Id}}').")
+@click.argument("refs", nargs=-1, required=True, metavar="IMAGE [IMAGE...]")
+@click.pass_context
+def inspect(ctx: click.Context, platform: str | None, fmt: str | None, refs: tuple[str, ...]) -> None:
+    """Display detailed information on one or more images (a JSON array)."""
+    store = _store(ctx)
+    docs, missing = [], []
+    for ref in refs:
+        rec = store.resolve(ref, platform=platform)
+        if rec is None:
+            missing.append(ref)
+        else:
+            docs.append(inspect_doc(store, rec))
+    if fmt:
+        key = fmt.strip().removeprefix("{{").removesuffix("}}").strip().removeprefix(".")
+        for d in docs:
+            val = d.get(key)
+            click.echo(val if isinstance(val, str) else json.dumps(val))
+    else:
+        click.echo(json.dumps(docs, indent=4))
+    if missing:
+        raise OcirunError(f"No such image: {', '.join(missing)}")
+
+
+# -- login / logout --------------------------------------------------------------------------------
+
+
+def _server(server: str | None) -> str:
+    """docker's server argument: a host[:port], maybe written as a URL."""
+    if not server:
+        return "docker.io"
+    s = server.strip()
+    for prefix in ("https://", "http://"):
+        if s.startswith(prefix):
+            s = s[len(prefix) :]
+    s = s.split("/", 1)[0]
+    return s
+
+
+@click.command("login", context_settings=CONTEXT)
+@click.option("-u", "--username", help="Username.")
+@click.option("-p", "--password", help="Password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
+@click.argument("server", required=False)
+@click.pass_context
+def login(ctx: click.Context, username: str | None, password: str | None, password_stdin: bool, server: str | None) -> None:
+    """Log in to a registry (Docker Hub when SERVER is not given)."""
+    from registry import auth
+
+    if password and password_stdin:
+        raise OcirunError("--password and --password-stdin are mutually exclusive")
+    if password_stdin:
+        if not username:
+            raise OcirunError("must provide --username with --password-stdin")
+        password = sys.stdin.read().rstrip("\r\n")
+    if password and not password_stdin:
+        click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True)
+    if not username:
+        if not sys.stdin.isatty():
+            raise OcirunError("cannot prompt for a username: stdin is not a terminal (use -u)")
+        username = click.prompt("Username")
+    if not password:
+        if not sys.stdin.isatty():
+            raise OcirunError("cannot prompt for a password: stdin is not a terminal (use --password-stdin)")
+        password = click.prompt("Password", hide_input=True)
+    path = auth.login(_server(server), username, password)
+    click.echo(f"Login Succeeded (credentials stored in {path})")
+
+
+@click.command("logout", context_settings=CONTEXT)
+@click.argument("server", required=False)
+def logout(server: str | None) -> None:
+    """Log out from a registry (Docker Hub when SERVER is not given)."""
+    from registry import auth
+
+    name = _server(server)
+    if auth.logout(name):
+        click.echo(f"Removing login credentials for {name}")
+    else:
+        click.echo(f"Not logged in to {name}")
+
+
+# -- prune / df ---------------------------------------------------------------------------------------
+
+
+@click.command("prune", context_settings=CONTEXT)
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all images not used by a container, not just dangling ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def prune(ctx: click.Context, all_: bool, force: bool) -> None:
+    """Remove unused images, blobs and leftovers of interrupted pulls."""
+    store = _store(ctx)
+    if not force and sys.stdin.isatty():
+        what = "all images without at least one container" if all_ else "all dangling images"
+        if not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
+            return
+    report = store.prune(all_images=all_)
+    if report.deleted:
+        click.echo("Deleted Images:")
+        for image_id in report.deleted:
+            click.echo(f"deleted: {image_id}")
+        click.echo()
+    for note in report.notes:
+        click.echo(note)
+    click.echo(f"Total reclaimed space: {human_size(report.reclaimed)}")
+
+
+@click.command("df", context_settings=CONTEXT)
+@click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
+@click.pass_context
+def df(ctx: click.Context, verbose: bool) -> None:
+    """Show ocirun disk usage."""
+    store = _store(ctx)
+    usage = store.df()
+    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
+    for kind, u in usage.items():
+        pct = f" ({100 * u['reclaimable'] // u['size']}%)" if u["size"] else ""
+        rows.append([kind, str(u["total"]), str(u["active"]), human_size(u["size"]), human_size(u["reclaimable"]) + pct])
+    click.echo(_table(rows))
+    if verbose:
+        click.echo(f"\nStore: {store.root}\n\nImages space usage:\n")
+        table = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "CONTAINERS"]]
+        for repo, tag, rec, _dig in store.table_rows():
+            table.append([repo, tag, rec.short_id, human_ago(rec.created), human_size(rec.size),
+                          str(len(store.containers_using(rec.id)))])
+        click.echo(_table(table))
+
+
+# -- groups ---------------------------------------------------------------------------------------------
+
+
+@click.group("image", context_settings=CONTEXT)
+def image() -> None:
+    """Manage images."""
+
+
+image.add_command(images, "ls")
+image.add_command(images, "list")
+image.add_command(rmi, "rm")
+image.add_command(pull, "pull")
+image.add_command(inspect, "inspect")
+image.add_command(load, "load")
+image.add_command(prune, "prune")
+
+
+@click.group("system", context_settings=CONTEXT)
+def system() -> None:
+    """Manage ocirun's store."""
+
+
+system.add_command(df, "df")
+system.add_command(prune, "prune")

@@ -1,0 +1,131 @@
+"""Image commands through the real CLI (subprocesses): output shapes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from layers.store import Store
+from tests.helpers import assert_one_line_error, run_ocirun
+from tests.layers.tarbuild import make_pulled
+from tests.registry.regserver import build_layout, busybox_images, push, start_registry
+
+BASE = [[("dir", "etc"), ("file", "etc/os-release", "ID=test\n")]]
+
+
+@pytest.fixture
+def populated(tmp_path):
+    store = Store.open(tmp_path / "root")
+    rec = store.install(make_pulled(store.blobs, BASE, name="docker.io/library/alpha", tag="1"))
+    return store, rec
+
+
+def test_images_inspect_rmi(populated):
+    store, rec = populated
+    root = str(store.root)
+    cp = run_ocirun("--root", root, "images")
+    assert cp.returncode == 0, cp.stderr
+    head, row = cp.stdout.splitlines()
+    assert head.split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "PLATFORM", "CREATED", "SIZE"]
+    assert row.split()[:4] == ["alpha", "1", rec.short_id, "linux/amd64"]
+    assert run_ocirun("--root", root, "images", "-q").stdout.split() == [rec.short_id]
+    assert rec.manifest_digest in run_ocirun("--root", root, "images", "--digests").stdout
+
+    cp = run_ocirun("--root", root, "inspect", "alpha:1")
+    assert cp.returncode == 0, cp.stderr
+    (doc,) = json.loads(cp.stdout)
+    assert doc["Id"] == rec.id and doc["RepoTags"] == ["alpha:1"]
+    assert doc["Rootfs"] == str(rec.rootfs) and os.path.isabs(doc["Rootfs"])
+    assert doc["Architecture"] == "amd64" and doc["Os"] == "linux"
+    assert doc["RootFS"]["Layers"] == rec.config["rootfs"]["diff_ids"]
+    assert doc["Config"]["Cmd"] == ["/bin/sh"]
+    assert run_ocirun("--root", root, "inspect", "-f", "{{.Rootfs}}", rec.short_id).stdout.strip() == str(rec.rootfs)
+
+    cp = run_ocirun("--root", root, "image", "ls")
+    assert "alpha" in cp.stdout
+    cp = run_ocirun("--root", root, "rmi", "alpha:1")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.splitlines() == ["Untagged: alpha:1", f"Deleted: {rec.id}"]
+    assert run_ocirun("--root", root, "images", "-q").stdout == ""
+
+
+def test_rmi_refuses_while_a_container_uses_it(populated):
+    store, rec = populated
+    cdir = store.root / "containers" / ("c" * 64)
+    cdir.mkdir(parents=True)
+    (cdir / "config.json").write_text(json.dumps({"ImageID": rec.id}))
+    cp = run_ocirun("--root", str(store.root), "rmi", "alpha:1")
+    line = assert_one_line_error(cp, 125)
+    assert "container cccccccccccc is using" in line
+    cp = run_ocirun("--root", str(store.root), "rmi", "-f", "alpha:1")
+    assert cp.returncode == 0 and f"Deleted: {rec.id}" in cp.stdout
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["rmi", "nosuch"], "No such image: nosuch"),
+        (["inspect", "nosuch"], "No such image: nosuch"),
+        (["pull", "INVALID//ref"], "invalid reference"),
+        (["pull", "--platform", "a/b/c/d", "busybox"], "invalid platform"),
+        (["load", "-i", "/nonexistent/file.tar"], "/nonexistent/file.tar"),
+        (["pull", "127.0.0.1:9/none/such:1"], "127.0.0.1:9"),
+    ],
+)
+def test_one_line_errors(tmp_path, args, words):
+    cp = run_ocirun("--root", str(tmp_path), *args)
+    line = assert_one_line_error(cp, 125)
+    assert words in line
+
+
+def test_system_df_and_image_prune(populated):
+    store, rec = populated
+    root = str(store.root)
+    cp = run_ocirun("--root", root, "system", "df")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split("\n")[1].split()[:3] == ["Images", "1", "0"]
+    stale = store.tmp_dir / f"unpack-{'e' * 64}-x"
+    (stale / "rootfs").mkdir(parents=True)
+    cp = run_ocirun("--root", root, "image", "prune", "-f")
+    assert cp.returncode == 0, cp.stderr
+    assert "Total reclaimed space" in cp.stdout and not stale.exists()
+    assert store.resolve("alpha:1") is not None  # tagged: kept
+    cp = run_ocirun("--root", root, "image", "prune", "-a", "-f")
+    assert f"deleted: {rec.id}" in cp.stdout
+
+
+def test_root_from_environment(populated):
+    store, rec = populated
+    cp = run_ocirun("images", "-q", env={"OCIRUN_ROOT": str(store.root)})
+    assert cp.stdout.split() == [rec.short_id]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli-registry")
+    reg = start_registry(tmp / "reg")
+    push(build_layout(tmp / "layout", busybox_images(), tag="1"), reg, "library/busybox:1")
+    yield reg
+    reg.stop()
+
+
+def test_pull_images_inspect_via_cli(registry, tmp_path):
+    root = str(tmp_path / "root")
+    ref = f"{registry.host}/library/busybox:1"
+    cp = run_ocirun("--root", root, "pull", "--platform", "linux/arm64", ref)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.splitlines()[-1] == ref
+    assert "Downloaded newer image" in cp.stdout
+    cp = run_ocirun("--root", root, "pull", "-q", ref)
+    assert cp.returncode == 0 and cp.stdout.strip() == ref
+    cp = run_ocirun("--root", root, "images")
+    platforms = sorted(line.split()[3] for line in cp.stdout.splitlines()[1:])
+    assert platforms == ["linux/amd64", "linux/arm64/v8"]
+    cp = run_ocirun("--root", root, "inspect", "--platform", "linux/arm64", ref)
+    (doc,) = json.loads(cp.stdout)
+    assert doc["Architecture"] == "arm64" and doc["Variant"] == "v8"
+    assert (open(os.path.join(doc["Rootfs"], "etc/hostname")).read()) == "arm64\n"
+    cp = run_ocirun("--root", root, "pull", ref)
+    assert "Image is up to date" in cp.stdout
