@@ -28,8 +28,8 @@ def _apply(setup: QemuSetup, plan: Any, want_foreign: bool) -> Any:
         return plan
     plan.host_path = rw.host_file
     plan.argv = rw.argv
-    if rw.env is not None and hasattr(plan, "env"):
-        plan.env = rw.env
+    if rw.env is not None:
+        plan.new_env = rw.env  # the engine writes it only if its ExecPlan has this field
     return plan
 
 
