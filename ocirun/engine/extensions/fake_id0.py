@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions import statbuf
 from ocirun.engine.extensions.common import (
+    AT_EGID,
     AT_EUID,
     AT_GID,
-    AT_EGID,
     AT_SYMLINK_NOFOLLOW,
     AT_UID,
     fd_path,

@@ -1,0 +1,93 @@
+"""`-k/--kernel-release`: make the kernel appear as another release.
+
+What is emulated (and only that, see the README): uname(2)'s release (or every
+field with PRoot's `\\sysname\\nodename\\release\\version\\machine\\domainname\\`
+form), and the files that say the same thing, /proc/sys/kernel/osrelease and
+/proc/version (and /proc/sys/kernel/{ostype,version} with the long form). This
+host kernel (6.x) is newer than anything a guest's C library asks for, so no
+missing syscall needs emulating; PRoot's emulation of old-kernel gaps
+(accept4, pipe2, ... on 2.6 kernels) has no user here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from ocirun.engine.extension import Extension
+from ocirun.engine.extensions.utsname import UTSNAME_SIZE, FakeUname
+
+if TYPE_CHECKING:
+    from ocirun.engine.syscall import Syscall
+    from ocirun.engine.tracee import Tracee
+
+# open-like syscalls and the index of their path argument
+_OPENS = {"open": 0, "openat": 1, "openat2": 1, "creat": 0, "stat": 0, "lstat": 0,
+          "newfstatat": 1, "statx": 1, "access": 0, "faccessat": 1, "faccessat2": 1}
+
+
+class Kompat(Extension):
+    name = "kompat"
+    syscalls = frozenset({"uname"})
+
+    def __init__(self, release: str):
+        self.fake = FakeUname.parse(release)
+        self._files: dict[str, str] = {}  # guest /proc file -> host replacement
+        self._dir: str | None = None
+
+    def attach(self, engine: Any) -> None:
+        self._dir = tempfile.mkdtemp(prefix="ocirun-kompat-")
+        real = os.uname()
+        contents = {}
+        if self.fake.release is not None:
+            contents["/proc/sys/kernel/osrelease"] = self.fake.release + "\n"
+            try:
+                with open("/proc/version") as f:
+                    version = f.read()
+                contents["/proc/version"] = version.replace(real.release, self.fake.release, 1)
+            except OSError:
+                pass
+        if self.fake.sysname is not None:
+            contents["/proc/sys/kernel/ostype"] = self.fake.sysname + "\n"
+        if self.fake.version is not None:
+            contents["/proc/sys/kernel/version"] = self.fake.version + "\n"
+        if self.fake.nodename is not None:
+            contents["/proc/sys/kernel/hostname"] = self.fake.nodename + "\n"
+        for guest, text in contents.items():
+            host = os.path.join(self._dir, guest.strip("/").replace("/", "_"))
+            with open(host, "w") as f:
+                f.write(text)
+            os.chmod(host, 0o444)
+            self._files[guest] = host
+
+    def detach(self, engine: Any) -> None:
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
+        if sc.name == "uname":
+            sc.want_exit()
+            return
+        index = _OPENS.get(sc.name)
+        if index is None or not self._files:
+            return
+        guest = sc.guest_paths.get(index)
+        if guest is None or "/proc/" not in guest:
+            return
+        host = sc.host_paths.get(index, "")
+        for name, replacement in self._files.items():
+            if guest == name or host == name or host.endswith(name) and "/proc/" in host:
+                sc.set_arg(index, sc.push_string(replacement))
+                return
+
+    def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
+        if sc.name != "uname" or sc.result != 0:
+            return
+        addr = sc.args[0]
+        try:
+            buf = tracee.read(addr, UTSNAME_SIZE)
+            tracee.write(addr, self.fake.apply(buf))
+        except OSError:
+            pass
