@@ -60,6 +60,9 @@ class Tracee:
     in_syscall: bool = False  # PTRACE_SYSCALL mode: next syscall stop is an exit
     pending_exe: str | None = None  # set by an execve entry; becomes exe at the exec event
     exited: bool = False
+    forked: bool = False  # its parent's fork/clone event was seen
+    held: bool = False  # first stop seen before the parent's event: resumed at that event
+    last_rewrite: tuple[int, dict[int, tuple[int, int]]] | None = None  # (nr, {arg: (scratch, guest ptr)})
 
     # --- memory ---
     def read(self, addr: int, size: int) -> bytes:

@@ -1,0 +1,157 @@
+"""`ocirun proot [OPTIONS] [COMMAND...]`: PRoot's command line on ocirun's engine.
+
+Options are PRoot's (see its manual): the regular ones here, the extension
+options (-0, -i, -k, -p, -n, -q) are added by their owners to EXTENSION_OPTIONS
+below and turned into engine extensions in `build_plan`'s hook list. Everything
+after the first non-option word is the guest command (`ocirun proot -r R ls -l`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+import click
+
+from ocirun import __version__
+from ocirun.errors import EXIT_OCIRUN, OcirunError
+
+VERSION_TEXT = f"""ocirun proot {__version__}: PRoot's interface on ocirun's ptrace engine.
+A user-space implementation of chroot, mount --bind and binfmt_misc, re-imagined in Python.
+Licensed under GPL v2 or later."""
+
+HELP = """PRoot: chroot, mount --bind, and binfmt_misc without privilege/setup.
+
+\b
+The command-line interface is composed of two parts: first PRoot's
+options (optional), then the command to launch (/bin/sh if not
+specified).
+"""
+
+# Regular options, as PRoot's manual describes them.
+REGULAR_OPTIONS: list[Callable] = [
+    click.option(
+        "-r", "--rootfs", "rootfs", metavar="path", default=None,
+        help="Use *path* as the new guest root file-system, default is /.",
+    ),
+    click.option(
+        "-b", "-m", "--bind", "--mount", "binds", metavar="path", multiple=True,
+        help="Make the content of *path* accessible in the guest rootfs "
+        "(host_path[:guest_location], a trailing ! does not dereference the guest location).",
+    ),
+    click.option(
+        "-w", "--pwd", "--cwd", "cwd", metavar="path", default=None,
+        help="Set the initial working directory to *path*.",
+    ),
+    click.option(
+        "-v", "--verbose", "verbose", metavar="value", type=int, default=0,
+        help="Set the level of debug information to *value* (negative: quiet; 2 and more trace syscalls).",
+    ),
+    click.option(
+        "--kill-on-exit", "kill_on_exit", is_flag=True,
+        help="Kill all processes on command exit.",
+    ),
+]
+
+# Alias options.
+ALIAS_OPTIONS: list[Callable] = [
+    click.option(
+        "-R", "alias_r", metavar="path", default=None,
+        help="Alias: -r *path* + a couple of recommended -b.",
+    ),
+    click.option(
+        "-S", "alias_s", metavar="path", default=None,
+        help="Alias: -0 -r *path* + a couple of recommended -b.",
+    ),
+]
+
+# Extension options (-0, -i, -k, -p, -n, -q): their owners add click.option
+# decorators here and a PlanHook to PLAN_HOOKS that turns them into extensions.
+EXTENSION_OPTIONS: list[Callable] = []
+
+# Each hook gets (plan, options dict) after the core plan is built and may add
+# extensions / change the plan (e.g. -S asks for -0: the hook for -0 checks
+# options["alias_s"]).
+PlanHook = Callable[[object, dict], None]
+PLAN_HOOKS: list[PlanHook] = []
+
+
+def _apply(options: list[Callable], f: Callable) -> Callable:
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(VERSION_TEXT)
+        ctx.exit(0)
+
+
+def build_plan(options: dict, command: tuple[str, ...]):
+    """EnginePlan from PRoot's options (no tracing here)."""
+    from ocirun.engine.path.bindings import parse_bind_spec, recommended_bindings
+    from ocirun.engine.plan import EnginePlan
+
+    rootfs = options.get("rootfs")
+    bindings = []
+    for kind in ("R", "S"):
+        path = options.get(f"alias_{kind.lower()}")
+        if path:
+            rootfs = path
+            if not os.path.isdir(path):
+                raise OcirunError(f"guest rootfs '{path}' does not exist or is not a directory")
+            bindings.extend(recommended_bindings(path, kind))
+    rootfs = rootfs or "/"
+    if not os.path.isdir(rootfs):
+        raise OcirunError(f"guest rootfs '{rootfs}' does not exist or is not a directory")
+    for spec in options.get("binds") or ():
+        try:
+            bindings.append(parse_bind_spec(spec))
+        except ValueError as exc:
+            raise OcirunError(f"bad -b/--bind: {exc}") from None
+    cwd = options.get("cwd") or "/"
+    if not cwd.startswith("/"):
+        cwd = "/" + cwd
+    plan = EnginePlan(
+        argv=list(command) or ["/bin/sh"],
+        rootfs=os.path.abspath(rootfs),
+        bindings=bindings,
+        cwd=cwd,
+        verbose=options.get("verbose") or 0,
+        kill_on_exit=bool(options.get("kill_on_exit")),
+    )
+    for hook in PLAN_HOOKS:
+        hook(plan, options)
+    return plan
+
+
+def _command(f: Callable) -> Callable:
+    f = click.argument("command", nargs=-1, type=click.UNPROCESSED)(f)
+    f = _apply(EXTENSION_OPTIONS, f)
+    f = _apply(ALIAS_OPTIONS, f)
+    f = _apply(REGULAR_OPTIONS, f)
+    f = click.option(
+        "-V", "--version", "--about", is_flag=True, expose_value=False, is_eager=True,
+        callback=_version, help="Print version, copyright, license and contact, then exit.",
+    )(f)
+    return click.command(
+        "proot",
+        help=HELP,
+        context_settings={
+            "allow_interspersed_args": False,
+            "help_option_names": ["-h", "--help", "--usage"],
+            "ignore_unknown_options": False,
+        },
+    )(f)
+
+
+@_command
+def proot(command: tuple[str, ...], **options) -> None:
+    from ocirun.engine import run
+
+    plan = build_plan(options, command)
+    code = run(plan)
+    sys.stdout.flush()
+    sys.exit(code if 0 <= code <= 255 else EXIT_OCIRUN)

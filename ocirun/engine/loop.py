@@ -1,0 +1,873 @@
+"""The tracer: spawn the guest's first process, trace the whole tree, translate.
+
+One Tracer runs one EnginePlan. Its loop waits for any stop (__WALL) and
+dispatches on the kind of stop:
+
+  seccomp stop           a trapped syscall's entry: translate, then extensions
+  syscall stop (0x85)    an exit stop we asked for (or every entry/exit in the
+                         no-seccomp fallback mode)
+  fork/vfork/clone event a new tracee (auto-attached; its first stop is a
+                         PTRACE_EVENT_STOP, held until the parent's event is seen)
+  exec event             the new program runs: /proc/self/exe now names it
+  group stop             job control: PTRACE_LISTEN, so SIGCONT works as usual
+  signal stop            the signal is delivered as without a tracer
+
+Stops are kept few: a syscall gets an exit stop only when its result must be
+fixed (SyscallSpec.exit), an extension asked for it, or the path cache must be
+invalidated while other tracees could race the mutation. Rewritten path
+pointers are not restored at exit (see ocirun/engine/syscall.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import struct
+import sys
+import tempfile
+import threading
+
+from ocirun.engine import ptrace as pt
+from ocirun.engine import seccomp, syscalls
+from ocirun.engine.affinity import CpuPinning
+from ocirun.engine.execve import ExecPlanner
+from ocirun.engine.path.errors import GuestPathError
+from ocirun.engine.path.fsview import DIR, HostFs
+from ocirun.engine.path.translator import PathTranslator, is_proc_magic_link
+from ocirun.engine.plan import EnginePlan
+from ocirun.engine.syscall import Syscall
+from ocirun.engine.syscalls import (
+    AT_EMPTY_PATH,
+    AT_FDCWD,
+    FLAG_FOLLOW,
+    FLAG_NOFOLLOW,
+    FOLLOW,
+    O_CREAT,
+    O_EXCL,
+    O_NOFOLLOW,
+    OPEN,
+    OPENAT2,
+    PathArg,
+)
+from ocirun.engine.tracee import FsState, Tracee
+from ocirun.errors import OcirunError
+
+ENC = "surrogateescape"
+STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+CLONE_FS = 0x200
+CLONE_THREAD = 0x10000
+AF_UNIX = 1
+SUN_PATH_MAX = 108
+ERESTART_MIN, ERESTART_MAX = 512, 516
+_OWN_PATHS = frozenset({"execve", "execveat"})  # kinds whose handler reads the path itself
+_PROC_EXE = re.compile(r"^/proc/(self|\d+)(?:/task/(\d+))?/exe$")
+_PROC_ROOT = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/root(/.*)?$")
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+class GuestFs(HostFs):
+    """The resolver's view of the host, aware that the tracer is not the tracee:
+    /proc/self and the magic links under /proc/PID are never followed by the
+    resolver (the tracer's /proc/self is not the guest's); they reach the kernel
+    as they are, and the kernel resolves them in the calling tracee."""
+
+    __slots__ = ()
+
+    def lstat_kind(self, host_path: str) -> int:
+        if host_path[:6] == "/proc/" and (
+            host_path in ("/proc/self", "/proc/thread-self") or is_proc_magic_link(host_path)
+        ):
+            return DIR
+        return HostFs.lstat_kind(self, host_path)
+
+
+class Tracer:
+    def __init__(self, plan: EnginePlan):
+        self.plan = plan
+        self.arch = pt.host_arch()
+        self.table = syscalls.load(self.arch.name)
+        self.names = syscalls.names(self.arch.name)
+        self.nr_names = {v: k for k, v in self.names.items()}
+        no_seccomp_env = os.environ.get("OCIRUN_NO_SECCOMP", "") not in ("", "0")
+        self.use_seccomp = plan.seccomp and not no_seccomp_env
+        if not os.path.isdir(plan.rootfs):
+            raise OcirunError(f"guest rootfs '{plan.rootfs}' is not a directory")
+        self.translator = PathTranslator(plan.rootfs, plan.bindings, fs=GuestFs())
+        self.verbose = plan.verbose
+        for b in self.translator.skipped:
+            if self.verbose >= 1:
+                print(f"ocirun: warning: binding {b.host}:{b.guest} skipped (missing)", file=sys.stderr)
+        self.extensions = list(plan.extensions)
+        self.planner = ExecPlanner(self.to_host, self.to_guest, self.arch.name)
+        self.tracees: dict[int, Tracee] = {}
+        self.first_pid = 0
+        self.exit_status: int | None = None
+        self.execve_nr = self.names["execve"]
+        self._started = False
+        self.pinning = CpuPinning()
+        self._alias_dir: str | None = None
+        self._aliases: dict[str, str] = {}  # alias dir -> host dir
+        ext_nrs: set[int] = set()
+        for ext in self.extensions:
+            for name in ext.syscalls:
+                if name in self.names:
+                    ext_nrs.add(self.names[name])
+        self.trapped = set(self.table) | ext_nrs
+        self.ext_nrs = ext_nrs
+        self._handlers = {
+            "execve": self._enter_execve,
+            "execveat": self._enter_execve,
+            "getcwd": self._enter_getcwd,
+            "chdir": self._enter_chdir,
+            "fchdir": self._enter_chdir,
+            "readlink": self._enter_readlink,
+            "sockaddr": self._enter_sockaddr,
+            "sendmsg": self._enter_sendmsg,
+            "sockname": self._enter_sockname,
+            "accept": self._enter_accept,
+        }
+
+    # ------------------------------------------------------------------ paths
+    def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
+        return self.translator.to_host(guest, cwd, follow_last)
+
+    def to_guest(self, host: str) -> str | None:
+        if self._aliases and host.startswith(self._alias_dir or "\0"):
+            host = self._unalias(host)
+        return self.translator.to_guest(host)
+
+    # ------------------------------------------------------------------ spawn
+    def _resolve_command(self, argv0: str, env: dict[str, str], cwd: str) -> str:
+        """The guest path execve gets for argv[0]: PATH lookup in the guest, with
+        the shell's 126/127 errors reported by ocirun before anything runs."""
+        if "/" in argv0:
+            candidates = [argv0]
+        else:
+            path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+            candidates = [(d or ".").rstrip("/") + "/" + argv0 for d in path.split(":")]
+        found_noexec = None
+        for cand in candidates:
+            try:
+                host = self.to_host(cand, cwd, True)
+            except GuestPathError:
+                continue
+            if os.path.isfile(host):
+                if os.access(host, os.X_OK):
+                    return cand
+                found_noexec = found_noexec or cand
+            elif os.path.isdir(host) and "/" in argv0:
+                raise OcirunError(f"{argv0}: is a directory in the guest", 126)
+        if found_noexec:
+            raise OcirunError(f"{found_noexec}: permission denied (not executable in the guest)", 126)
+        raise OcirunError(f"{argv0}: command not found in the guest", 127)
+
+    def spawn(self) -> int:
+        plan = self.plan
+        env = dict(os.environ if plan.env is None else plan.env)
+        argv = list(plan.argv) or ["/bin/sh"]
+        try:
+            guest_cwd = self.translator.canonical(plan.cwd or "/", "/", True)
+            host_cwd = self.to_host(guest_cwd, "/", True)
+        except GuestPathError as exc:
+            raise OcirunError(f"working directory '{plan.cwd}' does not exist in the guest: {exc.strerror}") from None
+        if not os.path.isdir(host_cwd):
+            raise OcirunError(f"working directory '{plan.cwd}' is not a directory in the guest")
+        prog = self._resolve_command(argv[0], env, guest_cwd)
+        self.pinning.pin()
+        prepared = seccomp.prepare(seccomp.build_filter(self.arch, self.trapped)) if self.use_seccomp else None
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: becomes the guest's first process
+            try:
+                os.close(w)
+                _child_reset_signals()
+                if self.pinning.released:
+                    os.sched_setaffinity(0, self.pinning.allowed)
+                if os.read(r, 1) != b"g":
+                    os._exit(125)
+                os.close(r)
+                os.chdir(host_cwd)
+                if prepared is not None:
+                    e = seccomp.install(prepared)
+                    if e:
+                        os.write(2, f"ocirun: cannot install the seccomp filter: {os.strerror(e)}\n".encode())
+                        os._exit(125)
+                else:
+                    os.kill(os.getpid(), signal.SIGSTOP)  # first stop: PTRACE_SYSCALL from here on
+                os.execve(prog, argv, env)
+            except OSError as exc:
+                code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+                os.write(2, f"ocirun: {argv[0]}: {exc.strerror}\n".encode())
+                os._exit(code)
+            except BaseException:  # noqa: BLE001 - never return into the parent's code
+                os._exit(125)
+            os._exit(125)
+        os.close(r)
+        try:
+            pt.seize(pid)
+        except OSError as exc:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(w)
+            raise OcirunError(
+                f"ptrace is not permitted here ({exc.strerror}): the engine needs ptrace "
+                "(check kernel.yama.ptrace_scope or a container's seccomp profile)"
+            ) from None
+        t = Tracee(pid=pid, engine=self, exe=prog)
+        t.seen_first_stop = True
+        t.fs.cwd = guest_cwd
+        self.tracees[pid] = t
+        self.first_pid = pid
+        os.write(w, b"g")
+        os.close(w)
+        return pid
+
+    # ------------------------------------------------------------------- loop
+    def run(self) -> int:
+        for ext in self.extensions:
+            ext.attach(self)
+        self.spawn()
+        forwarder = _SignalForwarder(self.first_pid)
+        self.pinning.start(lambda: list(self.tracees))
+        try:
+            self._loop()
+        finally:
+            self.pinning.stop()
+            forwarder.stop()
+            for ext in self.extensions:
+                ext.detach(self)
+            self._cleanup_aliases()
+            self.translator.close()
+        return self.exit_status if self.exit_status is not None else 0
+
+    def _loop(self) -> None:
+        tracees = self.tracees
+        waitpid = pt.waitpid
+        while tracees:
+            pid, status = waitpid(-1, pt.WALL)
+            if pid < 0:
+                if pid == -errno.EINTR:
+                    continue
+                break  # ECHILD: nothing left
+            t = tracees.get(pid)
+            if status & 0x7F == 0x7F:  # stopped
+                sig = (status >> 8) & 0xFF
+                event = status >> 16
+                if t is None:
+                    t = self._new_tracee(pid, None)
+                if sig == pt.SYSGOOD_TRAP:
+                    self._syscall_stop(t)
+                elif event == pt.PTRACE_EVENT_SECCOMP:
+                    self._seccomp_stop(t)
+                elif event:
+                    self._event_stop(t, event, sig)
+                else:
+                    self._signal_stop(t, sig)
+            else:
+                self._gone(pid, t, status)
+
+    # ---------------------------------------------------------------- resume
+    def _resume(self, t: Tracee, sig: int = 0) -> None:
+        if not self.use_seccomp or (t.sc is not None and t.sc.exit_wanted):
+            r = pt.syscall(t.pid, sig)
+        else:
+            r = pt.cont(t.pid, sig)
+        if r == -1 and self.verbose >= 3:
+            print(f"ocirun: resume {t.pid} failed", file=sys.stderr)
+
+    # ----------------------------------------------------------- process tree
+    def _new_tracee(self, pid: int, parent: Tracee | None, share_fs: bool = False) -> Tracee:
+        t = Tracee(pid=pid, engine=self, parent=parent)
+        if parent is not None:
+            t.exe = parent.exe
+            t.data = dict(parent.data)
+            if share_fs:
+                t.fs = parent.fs
+                parent.fs.users += 1
+            else:
+                t.fs = FsState(cwd=parent.fs.cwd)
+        self.tracees[pid] = t
+        return t
+
+    def _event_stop(self, t: Tracee, event: int, sig: int) -> None:
+        if event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
+            child_pid = pt.geteventmsg(t.pid)
+            share_fs = False
+            if event == pt.PTRACE_EVENT_CLONE:
+                flags = self._clone_flags(t)
+                share_fs = bool(flags & CLONE_FS)
+            child = self.tracees.get(child_pid)
+            if child is None:
+                child = self._new_tracee(child_pid, t, share_fs)
+            else:  # its first stop came before this event: adopt it now
+                child.parent = t
+                child.exe = t.exe
+                child.data = dict(t.data)
+                child.fs = t.fs if share_fs else FsState(cwd=t.fs.cwd)
+                if share_fs:
+                    t.fs.users += 1
+            child.forked = True
+            if self.pinning.released and self.pinning.enabled:
+                self.pinning.unpin(child_pid)
+            for ext in self.extensions:
+                ext.on_fork(t, child)
+            if child.held:
+                child.held = False
+                self._resume(child)
+            self._resume(t)
+        elif event == pt.PTRACE_EVENT_EXEC:
+            former = pt.geteventmsg(t.pid)
+            if former != t.pid and former in self.tracees:  # a thread exec'd: it takes the leader's pid
+                old = self.tracees.pop(former)
+                t.pending_exe = old.pending_exe or t.pending_exe
+            if t.pending_exe:
+                t.exe = t.pending_exe
+                t.pending_exe = None
+            t.last_rewrite = None
+            for ext in self.extensions:
+                ext.on_exec(t)
+            self._resume(t)
+        elif event == pt.PTRACE_EVENT_STOP:
+            if not t.seen_first_stop:  # auto-attached child's first stop
+                t.seen_first_stop = True
+                if t.forked:
+                    self._resume(t)
+                else:
+                    t.held = True  # resumed at the parent's fork event
+            elif sig in STOP_SIGNALS:  # group stop: job control as without a tracer
+                pt.listen(t.pid)
+            else:
+                self._resume(t)
+        else:
+            self._resume(t)
+
+    def _clone_flags(self, t: Tracee) -> int:
+        try:
+            regs = t.get_regs()
+        except OSError:
+            return 0
+        nr = regs[self.arch.nr_slot]
+        if nr == self.names["clone3"]:
+            try:
+                return t.read_u64(regs[self.arch.arg_slots[0]])
+            except OSError:
+                return 0
+        return regs[self.arch.arg_slots[0]]
+
+    def _signal_stop(self, t: Tracee, sig: int) -> None:
+        if not t.seen_first_stop:
+            t.seen_first_stop = True
+        if sig == signal.SIGSTOP and t.pid == self.first_pid and not self.use_seccomp and not self._started:
+            self._started = True  # the child's own SIGSTOP that starts PTRACE_SYSCALL mode
+            self._resume(t, 0)
+            return
+        self._resume(t, sig)
+
+    def _gone(self, pid: int, t: Tracee | None, status: int) -> None:
+        if t is None:
+            return
+        del self.tracees[pid]
+        t.exited = True
+        t.fs.users -= 1
+        for ext in self.extensions:
+            ext.on_process_exit(t)
+        if pid == self.first_pid:
+            if status & 0x7F == 0:
+                self.exit_status = (status >> 8) & 0xFF
+            else:
+                self.exit_status = 128 + (status & 0x7F)
+            if self.plan.kill_on_exit:
+                for other in list(self.tracees):
+                    try:
+                        os.kill(other, signal.SIGKILL)
+                    except OSError:
+                        pass
+
+    # --------------------------------------------------------------- syscalls
+    def _seccomp_stop(self, t: Tracee) -> None:
+        try:
+            info = pt.syscall_info(t.pid)
+        except OSError:
+            return  # killed meanwhile
+        self._enter(t, info)
+        self._resume(t)
+
+    def _syscall_stop(self, t: Tracee) -> None:
+        try:
+            info = pt.syscall_info(t.pid)
+        except OSError:
+            return
+        op = info.op
+        if op == pt.SYSCALL_INFO_ENTRY:
+            nr = info.nr
+            if nr in self.trapped:
+                self._enter(t, info)
+            else:
+                t.sc = None
+                if self.verbose >= 3:
+                    self._trace_other(t, info)
+        elif op == pt.SYSCALL_INFO_EXIT:
+            sc = t.sc
+            t.sc = None
+            if sc is not None:
+                self._exit(t, sc, _signed(info.nr))
+        elif op == pt.SYSCALL_INFO_SECCOMP:  # seccomp stop reported as a syscall stop
+            self._enter(t, info)
+        self._resume(t)
+
+    def _enter(self, t: Tracee, info: pt.SyscallInfo) -> None:
+        nr = info.nr
+        args = list(info.args)
+        spec = self.table.get(nr)
+        sc = Syscall(t, nr, spec.name if spec else self.nr_names.get(nr, str(nr)), spec, args, info.sp,
+                     self.use_seccomp)
+        t.sc = sc
+        if not self.use_seccomp:
+            sc.exit_wanted = True  # the exit stop comes anyway
+        last = t.last_rewrite
+        if last is not None:
+            # a restarted syscall re-enters with our scratch pointers: give it back the guest's
+            lnr, saved = last
+            t.last_rewrite = None
+            if lnr == nr:
+                for i, (scratch, orig) in saved.items():
+                    if args[i] == scratch:
+                        args[i] = orig
+                        sc.set_arg(i, orig)
+                sc.orig_args = tuple(args)
+        if spec is not None:
+            try:
+                if spec.kind not in _OWN_PATHS:
+                    for pa in spec.paths:
+                        self._translate(t, sc, pa)
+                if spec.kind and not sc.skipped:
+                    self._handlers[spec.kind](t, sc)
+            except GuestPathError as exc:
+                sc.skip(-(exc.errno or errno.ENOENT))
+            except OSError as exc:  # the guest passed a bad pointer
+                if exc.errno == errno.EFAULT or exc.errno == errno.ESRCH:
+                    if not sc.skipped:
+                        sc.skip(-errno.EFAULT)
+                else:
+                    raise
+            if spec.invalidate and not sc.skipped:
+                self._invalidate(sc, spec)
+            rew = {i: (sc.args[i], sc.orig_args[i]) for i in range(6) if sc.args[i] != sc.orig_args[i]}
+            if rew:
+                t.last_rewrite = (nr, rew)
+        if not sc.skipped:
+            for ext in self.extensions:
+                ext.on_enter(t, sc)
+                if sc.skipped:
+                    break
+        if self.verbose >= 2:
+            self._trace(t, sc)
+        if sc.skipped and self.use_seccomp:
+            t.sc = None
+        elif spec is not None and spec.exit:
+            sc.exit_wanted = True
+        if not sc.exit_wanted:
+            t.sc = None
+
+    def _exit(self, t: Tracee, sc: Syscall, result: int) -> None:
+        sc.at_exit = True
+        if sc.skipped:  # no-seccomp mode: the kernel ran nothing, the result is ours
+            sc.set_result(sc.skip_result)
+            return
+        sc._result = result
+        if -ERESTART_MAX <= result <= -ERESTART_MIN:
+            return  # the syscall will be restarted (and re-trapped)
+        t.last_rewrite = None
+        for ext in reversed(self.extensions):
+            ext.on_exit(t, sc)
+        spec = sc.spec
+        if spec is None:
+            return
+        if spec.invalidate and result >= 0:
+            self._invalidate(sc, spec)
+        if spec.kind == "sockname" or spec.kind == "accept":
+            if result >= 0:
+                self._fix_sockname(t, sc)
+
+    def _invalidate(self, sc: Syscall, spec) -> None:
+        for idx in spec.invalidate:
+            pa = spec.paths[idx]
+            host = sc.host_paths.get(pa.arg)
+            if host:
+                self.translator.invalidate(host)
+        if not sc.at_exit and len(self.tracees) > 1:
+            sc.exit_wanted = True  # another tracee could re-cache the old state meanwhile
+
+    # ------------------------------------------------------ path translation
+    def _follow(self, sc: Syscall, pa: PathArg) -> bool:
+        mode = pa.follow
+        if mode == FOLLOW:
+            return True
+        if mode == FLAG_NOFOLLOW:
+            return not (sc.args[pa.flag_arg] & pa.flag_mask)
+        if mode == FLAG_FOLLOW:
+            return bool(sc.args[pa.flag_arg] & pa.flag_mask)
+        if mode == OPEN:
+            flags = sc.args[pa.flag_arg]
+            return not (flags & O_NOFOLLOW or (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+        if mode == OPENAT2:
+            try:
+                flags = sc.tracee.read_u64(sc.args[pa.flag_arg])
+            except OSError:
+                return True
+            return not (flags & O_NOFOLLOW or (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+        return False
+
+    def _base_dir(self, t: Tracee, sc: Syscall, pa: PathArg) -> str | None:
+        """Guest directory a relative path starts from (None: leave the call alone)."""
+        if pa.dirfd is None:
+            return t.guest_cwd()
+        fd = sc.arg_int(pa.dirfd)
+        if fd == AT_FDCWD:
+            return t.guest_cwd()
+        return t.fd_guest_path(fd)
+
+    def _translate(self, t: Tracee, sc: Syscall, pa: PathArg) -> None:
+        ptr = sc.args[pa.arg]
+        if not ptr:
+            return
+        raw = pt.read_cstring(t.pid, ptr)
+        if not raw:
+            return  # "": ENOENT from the kernel, or AT_EMPTY_PATH on the dirfd
+        guest = raw.decode("utf-8", ENC)
+        if guest[0] != "/":
+            if pa.abs_only:
+                return
+            base = self._base_dir(t, sc, pa)
+            if base is None:
+                return  # relative to an fd the guest cannot name: the kernel resolves it
+        else:
+            base = "/"
+        follow = self._follow(sc, pa)
+        if guest[:6] == "/proc/":
+            guest = self._proc_path(t, guest, follow)
+        host = self.translator.to_host(guest, base, follow)
+        sc.guest_paths[pa.arg] = guest
+        sc.host_paths[pa.arg] = host
+        if host != guest:
+            sc.set_arg(pa.arg, sc.push_string(host))
+
+    def _proc_path(self, t: Tracee, guest: str, follow: bool) -> str:
+        """/proc/PID/exe of a tracee leads to its program (not the loader that runs
+        it); /proc/PID/root/... to the guest root, when the guest sees the host's /proc."""
+        if follow:
+            m = _PROC_EXE.match(guest)
+            if m:
+                target = self._tracee_of(t, m.group(1))
+                if target is not None and target.exe:
+                    return target.exe
+                return guest
+        m = _PROC_ROOT.match(guest)
+        if m and self._host_proc():
+            return m.group(2) or "/"
+        return guest
+
+    def _host_proc(self) -> bool:
+        try:
+            return self.translator.to_host("/proc", "/", True) == "/proc"
+        except GuestPathError:
+            return False
+
+    def _tracee_of(self, t: Tracee, who: str) -> Tracee | None:
+        if who == "self":
+            return t
+        return self.tracees.get(int(who))
+
+    # ----------------------------------------------------------- kind handlers
+    def _enter_getcwd(self, t: Tracee, sc: Syscall) -> None:
+        try:
+            host = os.readlink(f"/proc/{t.pid}/cwd")
+        except OSError:
+            host = ""
+        if host.endswith(" (deleted)"):
+            sc.skip(-errno.ENOENT)
+            return
+        cwd = (self.to_guest(host) if host else None) or t.guest_cwd()
+        data = cwd.encode("utf-8", ENC) + b"\0"
+        if len(data) > sc.args[1]:
+            sc.skip(-errno.ERANGE)
+            return
+        t.write(sc.args[0], data)
+        sc.skip(len(data))
+
+    def _enter_chdir(self, t: Tracee, sc: Syscall) -> None:
+        t.invalidate_cwd()  # re-read from /proc/PID/cwd at the next relative path
+
+    def _enter_readlink(self, t: Tracee, sc: Syscall) -> None:
+        idx = sc.spec.paths[0].arg
+        host = sc.host_paths.get(idx)
+        if host is None or not host.startswith("/proc/") or not is_proc_magic_link(host):
+            return
+        buf, size = sc.args[idx + 1], sc.args[idx + 2]
+        m = _PROC_EXE.match(host)
+        target_t = self._tracee_of(t, m.group(1)) if m else None
+        if target_t is not None and target_t.exe:
+            value = target_t.exe
+        else:
+            parts = host.split("/")
+            if parts[2] == "self":
+                parts[2] = str(t.pid)
+            elif parts[2] == "thread-self":
+                parts[2:3] = [str(t.pid), "task", str(t.pid)]
+            real = "/".join(parts)
+            if parts[-1] == "root" and len(parts) in (4, 6):
+                value = "/"
+            else:
+                try:
+                    value = self.translator.readlink_guest(real)
+                except OSError as exc:
+                    sc.skip(-(exc.errno or errno.ENOENT))
+                    return
+        data = value.encode("utf-8", ENC)[: max(0, _signed(size))]
+        if _signed(size) <= 0:
+            sc.skip(-errno.EINVAL)
+            return
+        t.write(buf, data)
+        sc.skip(len(data))
+
+    def _read_argv(self, t: Tracee, ptr: int) -> list[str]:
+        out: list[str] = []
+        if not ptr:
+            return out
+        while len(out) < 1 << 16:
+            chunk = t.read(ptr, 8 * 64)
+            if len(chunk) < 8:
+                break
+            done = False
+            for (p,) in struct.iter_unpack("<Q", chunk[: len(chunk) // 8 * 8]):
+                if p == 0:
+                    done = True
+                    break
+                out.append(t.read_string(p, 1 << 17))
+            if done:
+                break
+            ptr += len(chunk) // 8 * 8
+        return out
+
+    def _enter_execve(self, t: Tracee, sc: Syscall) -> None:
+        at = sc.spec.kind == "execveat"
+        pidx = 1 if at else 0
+        argv_ptr = sc.args[pidx + 1]
+        envp_ptr = sc.args[pidx + 2]
+        raw = pt.read_cstring(t.pid, sc.args[pidx]) if sc.args[pidx] else b""
+        if at and not raw and sc.args[4] & AT_EMPTY_PATH:
+            guest = t.fd_guest_path(sc.arg_int(0))  # fexecve
+            if guest is None:
+                return
+        elif not raw:
+            sc.skip(-errno.ENOENT if sc.args[pidx] else -errno.EFAULT)
+            return
+        else:
+            guest = raw.decode("utf-8", ENC)
+        if guest[0] != "/":
+            base = self._base_dir(t, sc, sc.spec.paths[0]) or "/"
+            guest = (base.rstrip("/") or "") + "/" + guest
+        m = _PROC_EXE.match(guest)
+        if m:
+            target = self._tracee_of(t, m.group(1))
+            if target is not None and target.exe:
+                guest = target.exe
+        argv = self._read_argv(t, argv_ptr)
+        plan = self.planner.plan(guest, argv or [guest], t.guest_cwd())
+        path_addr = sc.push_string(plan.host_path)
+        if plan.argv != argv:
+            addrs = [sc.push_string(a) for a in plan.argv]
+            arr = struct.pack(f"<{len(addrs) + 1}Q", *addrs, 0)
+            argv_addr = sc.push(arr)
+        else:
+            argv_addr = argv_ptr
+        if at:  # becomes a plain execve of the planned host file
+            pt.poke_user(t.pid, self.arch.nr_slot, self.execve_nr)
+        sc.set_arg(0, path_addr)
+        sc.set_arg(1, argv_addr)
+        sc.set_arg(2, envp_ptr)
+        t.pending_exe = plan.guest_path
+        if self.verbose >= 1:
+            print(f"ocirun: [{t.pid}] execve {guest} -> {plan.host_path} {plan.argv}", file=sys.stderr)
+
+    # ------------------------------------------------------------ unix sockets
+    def _alias(self, host: str) -> str:
+        """A path under 108 bytes naming `host` (a socket path): a symlink to its directory
+        in a private short tmp dir, as PRoot does."""
+        if self._alias_dir is None:
+            self._alias_dir = tempfile.mkdtemp(prefix="ocr", dir="/tmp")
+        parent, _, name = host.rpartition("/")
+        alias = next((a for a, target in self._aliases.items() if target == parent), None)
+        if alias is None:
+            alias = f"{self._alias_dir}/{len(self._aliases)}"
+            os.symlink(parent or "/", alias)
+            self._aliases[alias] = parent
+        out = alias + "/" + name
+        if len(out.encode("utf-8", ENC)) >= SUN_PATH_MAX:
+            raise GuestPathError(errno.ENAMETOOLONG)
+        return out
+
+    def _unalias(self, host: str) -> str:
+        for alias, target in self._aliases.items():
+            if host == alias or host.startswith(alias + "/"):
+                return target + host[len(alias):]
+        return host
+
+    def _cleanup_aliases(self) -> None:
+        if self._alias_dir is None:
+            return
+        for alias in self._aliases:
+            try:
+                os.unlink(alias)
+            except OSError:
+                pass
+        try:
+            os.rmdir(self._alias_dir)
+        except OSError:
+            pass
+
+    def _translate_sockaddr(self, t: Tracee, sc: Syscall, addr: int, length: int, creating: bool) -> bytes | None:
+        """A new struct sockaddr_un for the host, or None when nothing changes."""
+        if not addr or length <= 2 or length > 128:
+            return None
+        data = t.read(addr, length)
+        if len(data) < 3 or struct.unpack_from("<H", data)[0] != AF_UNIX or data[2] == 0:
+            return None  # not AF_UNIX, or an abstract socket
+        raw = data[2:].split(b"\0", 1)[0]
+        guest = raw.decode("utf-8", ENC)
+        base = "/" if guest.startswith("/") else t.guest_cwd()
+        host = self.translator.to_host(guest, base, not creating)
+        sc.guest_paths[sc.spec.sockaddr[0] if sc.spec.sockaddr else 1] = guest
+        sc.host_paths[sc.spec.sockaddr[0] if sc.spec.sockaddr else 1] = host
+        if host == guest:
+            return None
+        hb = host.encode("utf-8", ENC)
+        if len(hb) >= SUN_PATH_MAX:
+            hb = self._alias(host).encode("utf-8", ENC)
+        return struct.pack("<H", AF_UNIX) + hb + b"\0"
+
+    def _enter_sockaddr(self, t: Tracee, sc: Syscall) -> None:
+        a, ln = sc.spec.sockaddr
+        new = self._translate_sockaddr(t, sc, sc.args[a], sc.args[ln], sc.spec.name == "bind")
+        if new is not None:
+            sc.set_arg(a, sc.push(new))
+            sc.set_arg(ln, len(new))
+
+    def _enter_sendmsg(self, t: Tracee, sc: Syscall) -> None:
+        msg = sc.args[1]
+        if not msg:
+            return
+        hdr = t.read(msg, 56)
+        if len(hdr) < 56:
+            return
+        name, namelen = struct.unpack_from("<QI", hdr, 0)
+        new = self._translate_sockaddr(t, sc, name, namelen, False)
+        if new is not None:
+            name_addr = sc.push(new)
+            hdr = struct.pack("<QI", name_addr, len(new)) + hdr[12:]
+            sc.set_arg(1, sc.push(hdr))
+
+    def _enter_sockname(self, t: Tracee, sc: Syscall) -> None:
+        sc.want_exit()
+
+    def _enter_accept(self, t: Tracee, sc: Syscall) -> None:
+        if sc.args[1] and sc.args[2]:
+            sc.want_exit()
+
+    def _fix_sockname(self, t: Tracee, sc: Syscall) -> None:
+        """Reverse-translate an AF_UNIX address the kernel wrote back."""
+        a, ln = sc.spec.sockaddr
+        addr, lenp = sc.args[a], sc.args[ln]
+        if not addr or not lenp:
+            return
+        try:
+            buflen = struct.unpack("<I", t.read(lenp, 4))[0]
+            data = t.read(addr, min(buflen, 110))
+        except OSError:
+            return
+        if len(data) < 3 or struct.unpack_from("<H", data)[0] != AF_UNIX or data[2] == 0:
+            return
+        host = data[2:].split(b"\0", 1)[0].decode("utf-8", ENC)
+        guest = self.to_guest(host)
+        if guest is None or guest == host:
+            return
+        new = struct.pack("<H", AF_UNIX) + guest.encode("utf-8", ENC) + b"\0"
+        t.write(addr, new[: max(0, min(buflen, SUN_PATH_MAX + 2))])
+        t.write(lenp, struct.pack("<I", len(new)))
+
+    # ------------------------------------------------------------------ trace
+    def _trace(self, t: Tracee, sc: Syscall) -> None:
+        paths = " ".join(f"{sc.guest_paths[i]!r}->{sc.host_paths.get(i)!r}" for i in sc.guest_paths)
+        res = f" = {sc.skip_result}" if sc.skipped else ""
+        print(f"[{t.pid}] {sc.name}({', '.join(hex(a) for a in sc.args[:4])}) {paths}{res}", file=sys.stderr)
+
+    def _trace_other(self, t: Tracee, info: pt.SyscallInfo) -> None:
+        print(f"[{t.pid}] {self.nr_names.get(info.nr, info.nr)}(...)", file=sys.stderr)
+
+
+def _child_reset_signals() -> None:
+    """What Python changed and exec would keep: ignored SIGPIPE/SIGXFSZ, the signal mask."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    ctypes_prctl_pdeathsig()
+
+
+def ctypes_prctl_pdeathsig() -> None:
+    """If ocirun dies before the exec, the child dies too (it is not traced yet)."""
+    try:
+        pt.libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001
+        pass
+
+
+class _SignalForwarder:
+    """SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to ocirun reach the guest's first process.
+
+    A signal the terminal sends (Ctrl-C) already reaches the guest, which is in
+    ocirun's foreground process group; only signals sent with kill() (si_code
+    <= 0) are forwarded, so a Ctrl-C is not delivered twice. The signals are
+    blocked in the tracer and read by this thread with sigwaitinfo.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.sigs = set(FORWARDED_SIGNALS)
+        self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.sigs | {signal.SIGUSR2})
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True, name="ocirun-signals")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            try:
+                info = signal.sigwaitinfo(self.sigs | {signal.SIGUSR2})
+            except (OSError, InterruptedError):
+                continue
+            if not self.running:
+                return
+            if info.si_signo == signal.SIGUSR2 and info.si_pid == os.getpid():
+                return
+            if info.si_code <= 0 and info.si_signo != signal.SIGUSR2:
+                try:
+                    os.kill(self.pid, info.si_signo)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self.running = False
+        try:
+            signal.pthread_kill(self.thread.ident, signal.SIGUSR2)
+        except (OSError, TypeError):
+            pass
+        self.thread.join(0.5)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old)

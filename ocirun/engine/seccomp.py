@@ -1,0 +1,89 @@
+"""The seccomp-bpf filter: SECCOMP_RET_TRACE for the syscalls the engine must
+see, SECCOMP_RET_ALLOW for all others (they run at native speed).
+
+The child installs it after PR_SET_NO_NEW_PRIVS, once the tracer has seized
+it, right before execve: with no tracer a RET_TRACE syscall fails with ENOSYS,
+and EXITKILL guarantees the filter never outlives the tracer.
+
+Program layout (classic BPF over struct seccomp_data):
+    ld arch; jeq AUDIT_ARCH -> check nr; else ALLOW (a 32-bit personality is
+        not translated: the engine only knows the host ABI, see README)
+    ld nr; jset X32_BIT -> ERRNO(ENOSYS)  (x32 calls would bypass the table)
+    jeq nr_1 -> TRACE ... jeq nr_n -> TRACE; ALLOW
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+from ocirun.engine.ptrace import Arch, libc
+
+BPF_LD_W_ABS = 0x20
+BPF_JEQ_K = 0x15
+BPF_JSET_K = 0x45
+BPF_RET_K = 0x06
+
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_TRACE = 0x7FF00000
+SECCOMP_RET_ERRNO = 0x00050000
+ENOSYS = 38
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+MAX_JUMP = 255  # jt is a u8
+
+
+def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("<HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+
+def build_filter(arch: Arch, trapped: set[int]) -> bytes:
+    """The BPF program (bytes of struct sock_filter[]) trapping `trapped`."""
+    nrs = sorted(trapped)
+    if len(nrs) >= MAX_JUMP:
+        raise ValueError("too many trapped syscalls for one jump table")
+    prog = [
+        _insn(BPF_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        _insn(BPF_JEQ_K, 1, 0, arch.audit_arch),
+        _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+        _insn(BPF_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+    ]
+    if arch.x32_bit:
+        prog += [
+            _insn(BPF_JSET_K, 0, 1, arch.x32_bit),
+            _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | ENOSYS),
+        ]
+    n = len(nrs)
+    for i, nr in enumerate(nrs):
+        prog.append(_insn(BPF_JEQ_K, n - i, 0, nr))
+    prog.append(_insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
+    prog.append(_insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE))
+    return b"".join(prog)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_prctl = libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+
+
+def prepare(program: bytes) -> tuple[ctypes.Array, _SockFprog]:
+    """Build the C structures before fork (the child then only makes two prctl calls)."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    return buf, fprog
+
+
+def install(prepared: tuple[ctypes.Array, _SockFprog]) -> int:
+    """In the child: no_new_privs + the filter. Returns 0 or an errno."""
+    if _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return ctypes.get_errno()
+    if _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prepared[1]), 0, 0) != 0:
+        return ctypes.get_errno()
+    return 0
