@@ -86,16 +86,23 @@ def parse_reference(text: str, config: RegistryConfig | None = None) -> Referenc
 
 
 def _parse_archive(transport: str, rest: str) -> ArchiveReference:
-    """PATH[:ref], where the ref follows the last `:` only if PATH without it exists."""
-    if not rest:
-        raise OcirunError(f"invalid reference {transport}:: missing path")
-    path, ref = rest, None
+    """PATH[:ref]: the path is the longest prefix before a `:` that exists on disk.
+
+    When no prefix exists (an error later), docker-archive splits at the first `:`
+    (its ref is `repo:tag`), oci at the last (its ref is a single name).
+    """
     import os
 
-    if not os.path.exists(rest) and ":" in rest:
-        path, _, ref = rest.rpartition(":")
-        ref = ref or None
-    return ArchiveReference(transport, path, ref)
+    if not rest:
+        raise OcirunError(f"invalid reference {transport}:: missing path")
+    if os.path.exists(rest) or ":" not in rest:
+        return ArchiveReference(transport, rest, None)
+    cuts = [i for i, c in enumerate(rest) if c == ":"]
+    for i in reversed(cuts):
+        if os.path.exists(rest[:i]):
+            return ArchiveReference(transport, rest[:i], rest[i + 1 :] or None)
+    i = cuts[0] if transport == "docker-archive" else cuts[-1]
+    return ArchiveReference(transport, rest[:i], rest[i + 1 :] or None)
 
 
 def parse_image_reference(text: str, config: RegistryConfig | None = None) -> Reference:
