@@ -352,6 +352,51 @@ class PathTranslator:
             host = host + "/." if host != "/" else "/."
         return gs[-1] or "/", host, volatile
 
+    def _leaf(self, path: str, follow_last: bool) -> tuple[str, str] | None:
+        """Warm shortcut: a plain path whose parent directory is cached costs one lstat at most.
+
+        Applies to normalised absolute paths (no '//', '.', '..', trailing '/')
+        whose parent is a cached directory entry: by the cache's invariant the
+        parent then is canonical, so only the leaf is left to look at. Anything
+        else (a symlink to follow, glue, /proc, an error) returns None and takes
+        the full walk.
+        """
+        if "//" in path or "/." in path or path[-1] == "/":
+            return None
+        parent, _, name = path.rpartition("/")
+        entries = self._entries
+        if parent:
+            pent = entries.get(parent)
+            if pent is None or pent[1] != DIR:
+                return None
+            phost = pent[0]
+        else:
+            phost = self._root_host
+        ent = entries.get(path)
+        if ent is None:
+            h = self._bind_exact.get(path)
+            if h is None:
+                h = phost + "/" + name
+            if h.startswith("/proc/") or path in self._virtual:
+                return None
+            try:
+                kind = self.fs.lstat_kind(h or "/")
+            except OSError:
+                return None  # the walk reports it with the guest path
+            if kind == LINK:
+                return None  # the walk reads it (and caches it)
+            if kind != MISSING:
+                self._store(path, h, kind, None)
+        else:
+            h, kind, _ = ent
+            if kind == LINK and follow_last:
+                return None
+        if len(self._full_follow) >= _CACHE_MAX:
+            self._full_follow.clear()
+        if len(self._full_nofollow) >= _CACHE_MAX:
+            self._full_nofollow.clear()
+        return path, h or "/"
+
     def _store(self, g: str, h: str, kind: int, target: str | None) -> None:
         entries = self._entries
         if len(entries) >= _CACHE_MAX:
@@ -394,6 +439,10 @@ class PathTranslator:
                 return hit
         if len(guest_path) >= PATH_MAX:
             raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
+        res = self._leaf(key, follow_last) if full is not None else None
+        if res is not None:
+            full[key] = res  # full is not None whenever _leaf answered
+            return res
         guest, host, volatile = self._walk(key, follow_last, False, pid, tid)
         res = (guest, host)
         if full is not None and not volatile:
