@@ -245,6 +245,11 @@ def test_proc_self_is_the_tracee(rootfs, cache_mode, monkeypatch):
     monkeypatch.chdir(rootfs / "usr/bin")
     assert tr.to_host("/proc/self/cwd/sh", pid=me) == str(rootfs) + "/usr/bin/sh"
     assert tr.canonical("/proc/self/cwd", pid=me) == "/usr/bin"
+    assert tr.canonical("/proc/self/cwd/..", pid=me) == "/usr"
+    # as the last component the kernel follows it (in the tracee): the very object
+    assert tr.to_host("/proc/self/cwd", pid=me) == f"/proc/{me}/cwd"
+    assert tr.to_host("/proc/self/root", pid=me) == str(rootfs)
+    assert tr.canonical("/proc/self/root/..", pid=me) == "/"
     assert tr.readlink_guest(f"/proc/{me}/cwd") == "/usr/bin"
     # a pipe: the kernel follows the magic link itself
     r, w = os.pipe()

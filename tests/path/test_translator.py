@@ -194,3 +194,33 @@ def test_eacces_as_root_is_not_applied(tmp_path, cache_mode):
             assert err(tr, "/locked/inner/x") == errno.EACCES
     finally:
         os.chmod(root / "locked", 0o755)
+
+
+def test_non_utf8_names_round_trip(tmp_path, cache_mode):
+    root = tmp_path / "r"
+    root.mkdir()
+    raw = b"caf\xe9-\xff"
+    os.mkdir(os.path.join(os.fsencode(root), raw))
+    os.symlink(b"/" + raw, os.path.join(os.fsencode(root), b"lnk\xfe"))
+    tr = PathTranslator(str(root), [], cache=cache_mode)
+    guest = os.fsdecode(b"/lnk\xfe/x")
+    host = tr.to_host(guest)
+    assert os.fsencode(host) == os.fsencode(root) + b"/" + raw + b"/x"
+    assert os.fsencode(tr.canonical(os.fsdecode(b"/lnk\xfe"))) == b"/" + raw
+    assert os.fsencode(tr.to_guest(host)) == b"/" + raw + b"/x"
+    assert tr.readlink_guest(tr.to_host(os.fsdecode(b"/lnk\xfe"), follow_last=False)) == os.fsdecode(b"/" + raw)
+
+
+def test_to_guest_rootfs_and_outside(tr, rootfs):
+    assert tr.to_guest(str(rootfs)) == "/"
+    assert tr.to_guest(str(rootfs) + "/etc/passwd") == "/etc/passwd"
+    assert tr.to_guest(str(rootfs) + "/etc/") == "/etc"
+    assert tr.to_guest(str(rootfs) + "x/etc") is None  # a sibling of the rootfs, not inside it
+    assert tr.to_guest("/usr/bin") is None
+    assert tr.to_guest("pipe:[1234]") is None
+    assert PathTranslator("/", []).to_guest("/usr/bin") == "/usr/bin"
+
+
+def test_round_trip_to_host_to_guest(tr):
+    for guest in ("/etc/passwd", "/lib/x86_64-linux-gnu/libc.so.6", "/bin/sh", "/dir/sub/deep", "/"):
+        assert tr.to_guest(tr.to_host(guest)) == tr.canonical(guest)

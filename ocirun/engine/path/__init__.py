@@ -1,6 +1,23 @@
 """Pure path logic of the engine: guest<->host translation, bindings, resolution cache.
 
-No ptrace in here: the tracer calls these at each path syscall.
+No ptrace in here: the tracer calls these at each path syscall. Paths are str;
+decode tracee bytes with os.fsdecode (surrogateescape) and encode results with
+os.fsencode, so any byte sequence round-trips exactly.
+
+How the engine uses it:
+    tr = PathTranslator(plan.rootfs, plan.bindings)        # tr.skipped: missing hosts
+    host = tr.to_host(path, cwd=guest_cwd_or_dirfd_path, follow_last=not NOFOLLOW,
+                      pid=tgid, tid=tid)                  # GuestPathError -> -errno
+    guest_cwd = tr.canonical(path, cwd)                    # chdir: store the canonical path
+    tr.invalidate(host)                                    # after a successful rename (both),
+                                                           # unlink, rmdir, symlink, link (new),
+                                                           # mkdir, mknod, mount
+    tr.to_guest(host) or host                              # getcwd, /proc results, sun_path
+    tr.readlink_guest(host_link)                           # readlink results (incl. /proc magic)
+    tr.binding_for(guest).readonly                         # EROFS for `-v a:b:ro`
+    tr.close()                                             # removes the glue tree
+
+The error/best-effort policy and the cache policy are in translator.py's docstring.
 """
 
 from ocirun.engine.path.bindings import (

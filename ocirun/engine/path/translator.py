@@ -239,10 +239,12 @@ class PathTranslator:
         """Target to follow, in the guest, for a symlink of the host's procfs.
 
         /proc/self and /proc/thread-self name the TRACEE (the tracer reading them
-        would get its own pid). Magic links (/proc/PID/{cwd,exe,root,fd/N}) hold
-        host paths: they are mapped back into the guest; None when they cannot be
-        (pipes, sockets, deleted files, host paths the guest cannot see), in which
-        case the host path of the link itself is used and the kernel follows it.
+        would get its own pid). Magic links (/proc/PID/{cwd,exe,fd/N,map_files/X})
+        hold host paths: they are mapped back into the guest (to go on resolving
+        below them, and as the canonical guest path); None when they cannot be
+        (pipes, sockets, deleted files, host paths the guest cannot see). As the
+        last component a magic link is handed to the kernel as is (it reopens the
+        very object); /proc/PID/root is always the guest root.
         """
         if h == "/proc/self":
             return str(pid) if pid is not None else target
@@ -318,11 +320,17 @@ class PathTranslator:
             last = not todo
             if kind == LINK and (follow_last or tail or not last):
                 if proc:
-                    target = self._proc_link(h, target, pid, tid)
-                    if target is None:  # the kernel follows this magic link itself
-                        gs.append(g)
+                    mapped = self._proc_link(h, target, pid, tid)
+                    if mapped is None or (
+                        last and not h.endswith("/root") and is_proc_magic_link(h)
+                    ):
+                        # A magic link the kernel follows itself, in the tracee, to the very
+                        # object (an open fd, the exe, the cwd): used as is when it is the
+                        # last component or cannot be mapped; the guest path is its target's.
+                        gs.append(mapped if mapped is not None else g)
                         hs.append(h)
                         continue
+                    target = mapped
                 links += 1
                 if links > MAXSYMLINKS:
                     raise GuestPathError(errno.ELOOP, path)
