@@ -443,6 +443,7 @@ def prune(ctx: click.Context, force: bool) -> int:
         if not click.confirm("Are you sure you want to continue?", default=False):
             return 0
     cstore = _cstore(ctx)
+    cstore.prune_trash()
     deleted = []
     for c in cstore.list():
         if cstore.status(c) != "running":

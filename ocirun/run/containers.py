@@ -23,7 +23,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import signal
 import tempfile
 import time
@@ -53,6 +52,10 @@ _SURNAMES = (
     "mccarthy meitner mendel morse newton nobel noether pasteur perlman pike ritchie shannon "
     "sinoussi thompson torvalds turing wilson wozniak wright"
 ).split()
+
+
+def _choice(words: list[str]) -> str:
+    return words[int.from_bytes(os.urandom(4), "little") % len(words)]
 
 
 def now_iso() -> str:
@@ -163,7 +166,7 @@ class ContainerStore:
         """Every container, newest first (the order of `ps`)."""
         if not self.dir.is_dir():
             return []
-        out = [c for d in self.dir.iterdir() if d.is_dir() and (c := self._load(d))]
+        out = [c for d in self.dir.iterdir() if d.name[:1] != "." and d.is_dir() and (c := self._load(d))]
         return sorted(out, key=lambda c: c.created, reverse=True)
 
     def find(self, ref: str) -> Container | None:
@@ -199,7 +202,7 @@ class ContainerStore:
                 )
             return wanted
         while True:
-            name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
+            name = f"{_choice(_ADJECTIVES)}_{_choice(_SURNAMES)}"
             if name not in names:
                 return name
 
@@ -218,7 +221,7 @@ class ContainerStore:
         `plan_for_id(container_id) -> RunPlan`: the plan needs the id (the default hostname).
         """
         self.dir.mkdir(parents=True, exist_ok=True)
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         plan: RunPlan = plan_for_id(cid)
         with flocked(self.dir / ".lock"):
             cname = self._unique_name(name)
@@ -366,8 +369,13 @@ class ContainerStore:
         while self.is_running(c) and time.monotonic() < deadline:
             time.sleep(0.02)
 
-    def remove(self, c: Container, force: bool = False) -> None:
-        """Delete the container (its tree, logs, config). Running ones need force."""
+    def remove(self, c: Container, force: bool = False, background: bool = False) -> None:
+        """Delete the container (its tree, logs, config). Running ones need force.
+
+        The directory is renamed away at once (the container is gone for every
+        command); background=True leaves deleting the files to a detached child,
+        so `run --rm` returns without waiting for them (leftovers: prune_trash).
+        """
         if self.is_running(c):
             if not force:
                 raise OcirunError(
@@ -383,7 +391,41 @@ class ContainerStore:
                 os.rename(c.path, trash)
             except FileNotFoundError:
                 return
-            cow.rmtree(trash)
+        if background:
+            pid = _fork_detached()
+            if pid == 0:
+                try:
+                    cow.rmtree(trash)
+                finally:
+                    os._exit(0)
+            if pid is not None:
+                return
+        cow.rmtree(trash)
+
+    def prune_trash(self) -> None:
+        """Finish removals a killed background child left behind."""
+        if self.dir.is_dir():
+            for d in self.dir.glob(".rm-*"):
+                with contextlib.suppress(OSError):
+                    cow.rmtree(d)
+
+
+def _fork_detached() -> int | None:
+    """Fork a child in its own session with no terminal fds: 0 in the child, None on failure."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        return pid
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+    except OSError:
+        pass
+    return 0
 
 
 def human_duration(seconds: float) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 from ocirun.engine import cow
 from ocirun.engine.plan import Binding, EnginePlan
-from ocirun.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_OCIRUN, OcirunError
+from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.containers import Container, ContainerStore
 from ocirun.run.options import RunOptions
 from ocirun.run.plan import RunPlan, build_run_plan, resolv_conf
@@ -99,7 +98,7 @@ def _extensions(c: Container, plan: RunPlan, uid: int, gid: int) -> list[Any]:
     exts += factory(
         uid=uid,
         gid=gid,
-        kernel_release=plan.kernel_release,
+        kernel_release=_uts_spec(plan.hostname, plan.kernel_release),
         ports=[(p.container_port, p.host_port) for p in plan.ports],
         netcoop=plan.netcoop,
         state_dir=str(c.path),
@@ -107,6 +106,13 @@ def _extensions(c: Container, plan: RunPlan, uid: int, gid: int) -> list[Any]:
         ownership=str(Path(c.image_root).parent / "ownership"),
     )
     return exts
+
+
+def _uts_spec(hostname: str, release: str | None) -> str:
+    """The container's hostname (and -k release) in kompat's \\sysname\\nodename\\release\\ form."""
+    if release and release.startswith("\\"):
+        return release  # the user's own long form wins
+    return f"\\Linux\\{hostname}\\{release or ''}\\"
 
 
 def _qemu(platform: str | None) -> list[str] | None:
@@ -192,43 +198,6 @@ def _guest_dir(c: Container, guest: str, create: bool) -> Path | None:
     return current
 
 
-def find_command(c: Container, plan: EnginePlan) -> None:
-    """Docker's 127 (not found) and 126 (cannot invoke) before the engine starts."""
-    name = plan.argv[0]
-    env_path = (plan.env or {}).get("PATH", "")
-    if "/" in name:
-        guest = name if name.startswith("/") else os.path.join(plan.cwd, name)
-        candidates = [guest]
-    else:
-        candidates = [os.path.join(d or ".", name) for d in env_path.split(":")]
-    translator = _translator(c, plan)
-    denied = None
-    for guest in candidates:
-        try:
-            host = translator.to_host(guest, plan.cwd)
-            st = os.stat(host)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
-            return
-        denied = guest
-        if "/" in name:
-            break
-    if denied:
-        raise OcirunError(f'exec: "{name}": permission denied', EXIT_CANNOT_INVOKE)
-    if "/" in name:
-        raise OcirunError(f'exec: "{name}": stat {name}: no such file or directory', EXIT_NOT_FOUND)
-    raise OcirunError(f'exec: "{name}": executable file not found in $PATH', EXIT_NOT_FOUND)
-
-
-def _translator(c: Container, plan: EnginePlan) -> Any:
-    from ocirun.engine.path.fsview import HostFs
-    from ocirun.engine.path.translator import PathTranslator
-
-    view = cow.ContainerView(HostFs(), c.tree())
-    return PathTranslator(plan.rootfs, plan.bindings, fs=view, cache=False)
-
-
 def _run_engine(plan: EnginePlan) -> int:
     from ocirun import engine
 
@@ -268,8 +237,7 @@ def start_container(cstore: ContainerStore, c: Container) -> int:
             plan = engine_plan(c)
             prepare_tree(c, plan)
             try:
-                find_command(c, plan)
-                code = _run_engine(plan)
+                code = _run_engine(plan)  # the engine answers 127/126 itself
             except OcirunError as exc:
                 code, error = exc.exit_code, exc.message
                 raise
@@ -282,7 +250,7 @@ def start_container(cstore: ContainerStore, c: Container) -> int:
     finally:
         if c.auto_remove:
             with contextlib.suppress(OcirunError, OSError):
-                cstore.remove(c, force=True)
+                cstore.remove(c, force=True, background=True)
         else:
             with contextlib.suppress(OSError):
                 cstore.finish(c, code, error)
@@ -304,7 +272,6 @@ def exec_in(cstore: ContainerStore, c: Container, argv: list[str], env: dict[str
     plan = engine_plan(c, argv=argv, env=run_env, cwd=cwd, uid=uid, gid=gid)
     with cstore.exec_session(c):
         prepare_tree(c, plan)
-        find_command(c, plan)
         return _run_engine(plan)
 
 
