@@ -16,6 +16,7 @@ import os
 import random
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,9 @@ def short_reason(exc: BaseException) -> str:
         return m.group(1).strip().lower()
     if isinstance(exc, requests.exceptions.SSLError):
         m = re.search(r"certificate verify failed: ([^'\")(]+)", text)
-        return "TLS verification failed" + (f": {m.group(1).strip()}" if m else "")
+        if m or "CERTIFICATE_VERIFY_FAILED" in text:
+            return "TLS verification failed" + (f": {m.group(1).strip()}" if m else "")
+        return "TLS handshake failed (a plain-HTTP registry must be listed in OCIRUN_INSECURE_REGISTRIES)"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     for name in ("RemoteDisconnected", "IncompleteRead", "ConnectionResetError", "Connection broken"):
@@ -125,6 +128,9 @@ class RegistryClient:
         self.config = config or RegistryConfig.load()
         self.base_url = (base_url or self.config.base_url(registry)).rstrip("/")
         self.host = urlsplit(self.base_url).netloc
+        # Loopback and listed-insecure registries: HTTPS without verification if they
+        # speak it, else plain HTTP (docker's fallback), decided on the first request.
+        self._probe_https = base_url is None and self.base_url.startswith("http://")
         self.retry = retry or RetryPolicy.from_env()
         self.timeout = timeout
         self.session = session or requests.Session()
@@ -168,8 +174,22 @@ class RegistryClient:
             raise OcirunError(f"unauthorized: {self.host} refused access{who}" + (f" ({msg})" if msg else ""))
         return resp
 
+    def _probe(self) -> None:
+        """Use https://HOST (unverified) if the insecure/loopback registry speaks TLS."""
+        self._probe_https = False
+        https = f"https://{self.host}"
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        try:
+            self.session.get(f"{https}/v2/", timeout=(3.0, 10.0), verify=False, allow_redirects=False).close()
+        except requests.RequestException:
+            return  # plain HTTP there, or nothing listening (reported by the real request)
+        self.base_url = https
+        self.verify = self.auth.verify = False
+
     def request(self, method: str, path: str, *, scope: str = "", headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
         """`path` under /v2/, retried on connection errors, 408/429/5xx (bounded)."""
+        if self._probe_https:
+            self._probe()
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/v2/{path.lstrip('/')}"
         last = ""
         for attempt in range(self.retry.attempts):

@@ -59,10 +59,10 @@ OCI_LAYER = {
 }
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A TCP port free on `ip` right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((ip, 0))
         return s.getsockname()[1]
 
 
@@ -194,6 +194,7 @@ class Registry:
     user: str = USER
     password: str = PASSWORD
     log: Path | None = None
+    cert: Path | None = None  # the self-signed certificate of a TLS registry
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -216,11 +217,44 @@ class Registry:
         return f"{self.user}:{self.password}"
 
 
-def start_registry(tmp: Path, auth: str = "none", port: int | None = None) -> Registry:
-    """Start docker-registry on 127.0.0.1 (auth: none | basic | token); wait until it answers."""
+def self_signed_cert(tmp: Path, ip: str) -> tuple[Path, Path]:
+    """A self-signed server certificate for `ip` (and localhost): (cert.pem, key.pem)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = _dt.datetime.now(_dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(days=1))
+        .not_valid_after(now + _dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip)), x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "tls-cert.pem", tmp / "tls-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def start_registry(tmp: Path, auth: str = "none", port: int | None = None, *, tls: bool = False, ip: str = "127.0.0.1") -> Registry:
+    """Start docker-registry (auth: none | basic | token) on ip:port; wait until it answers.
+
+    tls=True serves HTTPS with a self-signed certificate (Registry.cert is its PEM).
+    """
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    port = port or free_port(ip)
     storage = tmp / "storage"
     storage.mkdir(exist_ok=True)
     cfg: dict[str, Any] = {
@@ -231,8 +265,12 @@ def start_registry(tmp: Path, auth: str = "none", port: int | None = None) -> Re
             "delete": {"enabled": True},
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
-        "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
+        "http": {"addr": f"{ip}:{port}", "secret": uuid.uuid4().hex},
     }
+    cert = None
+    if tls:
+        cert, key = self_signed_cert(tmp, ip)
+        cfg["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
     token_server = None
     if auth == "basic":
         out = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
@@ -256,11 +294,12 @@ def start_registry(tmp: Path, auth: str = "none", port: int | None = None) -> Re
     log = tmp / "registry.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen([REGISTRY_BIN, "serve", str(tmp / "config.yml")], stdout=logf, stderr=subprocess.STDOUT)
-    reg = Registry(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", storage, auth, proc, token_server, log=log)
+    scheme = "https" if tls else "http"
+    reg = Registry(f"{scheme}://{ip}:{port}", f"{ip}:{port}", storage, auth, proc, token_server, log=log, cert=cert)
     deadline = time.monotonic() + 20
     while True:
         try:
-            r = requests.get(reg.url + "/v2/", timeout=2)
+            r = requests.get(reg.url + "/v2/", timeout=2, verify=str(cert) if cert else True)
             if r.status_code in (200, 401):
                 return reg
         except requests.RequestException:
