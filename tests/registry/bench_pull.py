@@ -62,7 +62,7 @@ def main() -> None:
             for n, workers in enumerate((1, 4)):
                 sink = DirectorySink(tmp / f"s{n}")
                 name = f"pull_image ({workers} worker)"
-                wall, cpu[name] = _tc(lambda: pull_image(f"{reg.host}/bench/big:1", None, sink, progress=False, max_workers=workers))
+                wall, cpu[name] = _tc(lambda s=sink, w=workers: pull_image(f"{reg.host}/bench/big:1", None, s, progress=False, max_workers=w))
                 rows.append((name, wall))
             print(f"blob: {mb:.0f} MB random, uncompressed; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             for name, secs in rows:
