@@ -103,6 +103,17 @@ class Workload:
 
 SHELL_TRUE_LOOP = "i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"
 
+# arm64 under QEMU (QEMU engineer): the cached arm64 Debian tree of the tests, run with -q.
+ARM64_LOOP = "for i in $(seq 200); do /bin/true; done; find /usr > /dev/null"
+ARM64_ARGS = ["-q", "qemu-aarch64-static", "-r", "{arm64}", "-b", "/proc", "-b", "/dev", "/bin/bash", "-c", ARM64_LOOP]
+
+
+def arm64_tree(ctx: Context) -> None:
+    """The tests' debian-bookworm-arm64 fixture, and the tool paths its full commands need."""
+    fixtures = Path(os.environ.get("OCIRUN_TEST_FIXTURES") or "/var/tmp/ocirun-fixtures")
+    ctx.made.update(arm64=fixtures / "debian-bookworm-arm64", proot51=ctx.proot51, proot54=ctx.proot54,
+                    ocirun_python=ctx.ocirun_python)
+
 WORKLOADS: list[Workload] = [
     Workload("start-up (/bin/true)", ["/bin/true"]),
     Workload(
@@ -115,6 +126,17 @@ WORKLOADS: list[Workload] = [
         "tar x (1,500 files)",
         ["sh", "-c", "rm -rf {tmp}/untar && mkdir {tmp}/untar && tar -xf {tarball} -C {tmp}/untar"],
         setup=make_tarball,
+    ),
+    Workload(
+        "arm64 (QEMU): 200 /bin/true + find /usr",
+        [],
+        setup=arm64_tree,
+        runners=("proot 5.1", "proot 5.4", "ocirun"),
+        commands={
+            "proot 5.1": ["{proot51}", *ARM64_ARGS],
+            "proot 5.4": ["{proot54}", *ARM64_ARGS],
+            "ocirun": ["{ocirun_python}", "-m", "ocirun", "proot", *ARM64_ARGS],
+        },
     ),
     Workload(
         "CPU-bound loop",
