@@ -98,13 +98,18 @@ class Tracer:
         self.use_seccomp = plan.seccomp and not no_seccomp_env
         if not os.path.isdir(plan.rootfs):
             raise OcirunError(f"guest rootfs '{plan.rootfs}' is not a directory")
+        # QEMU (-q): adds the /host-rootfs binding, returns the execve hooks (ocirun/engine/qemu/hook.py)
+        from ocirun.engine.qemu.hook import hooks_for
+
+        qemu_foreign, qemu_host = hooks_for(plan)
         self.translator = PathTranslator(plan.rootfs, plan.bindings, fs=GuestFs())
         self.verbose = plan.verbose
         for b in self.translator.skipped:
             if self.verbose >= 1:
                 print(f"ocirun: warning: binding {b.host}:{b.guest} skipped (missing)", file=sys.stderr)
         self.extensions = list(plan.extensions)
-        self.planner = ExecPlanner(self.to_host, self.to_guest, self.arch.name)
+        self.planner = ExecPlanner(self.to_host, self.to_guest, self.arch.name,
+                                   foreign=qemu_foreign, host_program=qemu_host)
         self.tracees: dict[int, Tracee] = {}
         self.first_pid = 0
         self.exit_status: int | None = None
@@ -569,7 +574,7 @@ class Tracer:
                     return target.exe
                 return guest
         m = _PROC_ROOT.match(guest)
-        if m and self._host_proc():
+        if m and (follow or m.group(2)) and self._host_proc():
             return m.group(2) or "/"
         return guest
 
@@ -670,7 +675,8 @@ class Tracer:
             return
         else:
             guest = raw.decode("utf-8", ENC)
-        if guest[0] != "/":
+        cwd = t.guest_cwd()
+        if guest[0] != "/" and at and sc.arg_int(0) != AT_FDCWD:
             base = self._base_dir(t, sc, sc.spec.paths[0]) or "/"
             guest = (base.rstrip("/") or "") + "/" + guest
         m = _PROC_EXE.match(guest)
@@ -679,7 +685,8 @@ class Tracer:
             if target is not None and target.exe:
                 guest = target.exe
         argv = self._read_argv(t, argv_ptr)
-        plan = self.planner.plan(guest, argv or [guest], t.guest_cwd())
+        env = self._read_argv(t, envp_ptr) if self.planner.foreign is not None else None  # QEMU: LD_* -> -E
+        plan = self.planner.plan(guest, argv or [guest], cwd, env)
         path_addr = sc.push_string(plan.host_path)
         if plan.argv != argv:
             addrs = [sc.push_string(a) for a in plan.argv]
@@ -687,6 +694,9 @@ class Tracer:
             argv_addr = sc.push(arr)
         else:
             argv_addr = argv_ptr
+        if plan.new_env is not None:  # QEMU: the guest's LD_* moved to QEMU's -E
+            addrs = [sc.push_string(a) for a in plan.new_env]
+            envp_ptr = sc.push(struct.pack(f"<{len(addrs) + 1}Q", *addrs, 0))
         if at:  # becomes a plain execve of the planned host file
             pt.poke_user(t.pid, self.arch.nr_slot, self.execve_nr)
         sc.set_arg(0, path_addr)
@@ -774,11 +784,15 @@ class Tracer:
             sc.set_arg(1, sc.push(hdr))
 
     def _enter_sockname(self, t: Tracee, sc: Syscall) -> None:
-        sc.want_exit()
-
-    def _enter_accept(self, t: Tracee, sc: Syscall) -> None:
-        if sc.args[1] and sc.args[2]:
+        a, ln = sc.spec.sockaddr
+        if sc.args[a] and sc.args[ln]:
+            try:
+                sc.notes["buflen"] = t.read_u32(sc.args[ln])
+            except OSError:
+                return
             sc.want_exit()
+
+    _enter_accept = _enter_sockname
 
     def _fix_sockname(self, t: Tracee, sc: Syscall) -> None:
         """Reverse-translate an AF_UNIX address the kernel wrote back."""
@@ -786,9 +800,10 @@ class Tracer:
         addr, lenp = sc.args[a], sc.args[ln]
         if not addr or not lenp:
             return
+        buflen = sc.notes.get("buflen", 0)
         try:
-            buflen = struct.unpack("<I", t.read(lenp, 4))[0]
-            data = t.read(addr, min(buflen, 110))
+            outlen = t.read_u32(lenp)
+            data = t.read(addr, min(buflen, outlen, 110))
         except OSError:
             return
         if len(data) < 3 or struct.unpack_from("<H", data)[0] != AF_UNIX or data[2] == 0:
@@ -798,8 +813,8 @@ class Tracer:
         if guest is None or guest == host:
             return
         new = struct.pack("<H", AF_UNIX) + guest.encode("utf-8", ENC) + b"\0"
-        t.write(addr, new[: max(0, min(buflen, SUN_PATH_MAX + 2))])
-        t.write(lenp, struct.pack("<I", len(new)))
+        t.write(addr, new[:buflen])
+        t.write_u32(lenp, len(new))
 
     # ------------------------------------------------------------------ trace
     def _trace(self, t: Tracee, sc: Syscall) -> None:

@@ -1,0 +1,95 @@
+"""Corner cases from small C programs (tests/cprogs), dynamic (guest glibc via the
+guest's ld.so), static, and musl (the guest's musl loader)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import ok, proot
+
+
+def _musl_tree(dest: Path) -> Path:
+    """A tiny musl root: the loader (musl's libc.so is its own ld.so) and a shell."""
+    (dest / "lib").mkdir(parents=True)
+    (dest / "bin").mkdir()
+    (dest / "tmp").mkdir()
+    shutil.copy2("/lib/ld-musl-x86_64.so.1", dest / "lib/ld-musl-x86_64.so.1")
+    shutil.copy2("/bin/busybox", dest / "bin/busybox")
+    for name in ("sh", "echo", "true", "cat"):
+        (dest / "bin" / name).symlink_to("/bin/busybox")
+    return dest
+
+
+def test_proc_self_exe_names_the_program(debian_rootfs: Path, cprogs: Path, mode_env: dict) -> None:
+    out = ok(proot("-r", debian_rootfs, "-b", "/proc", "-b", f"{cprogs}:/c", "/c/selfexe", "again", env=mode_env))
+    assert out.splitlines() == ["exe=/c/selfexe argv0=/c/selfexe", "exe=/c/selfexe argv0=renamed"]
+
+
+def test_static_program(bb_root: Path, cprogs: Path, mode_env: dict) -> None:
+    out = ok(proot("-r", bb_root, "-b", "/proc", "-b", f"{cprogs}:/c", "/c/selfexe.static", "again", env=mode_env))
+    assert out.splitlines() == ["exe=/c/selfexe.static argv0=/c/selfexe.static",
+                                "exe=/c/selfexe.static argv0=renamed"]
+
+
+def test_musl_program_uses_the_guest_musl_loader(tmp_path: Path, cprogs: Path) -> None:
+    root = _musl_tree(tmp_path / "musl")
+    out = ok(proot("-r", root, "-b", "/proc", "-b", f"{cprogs}:/c", "/c/selfexe.musl"))
+    assert out.splitlines() == ["exe=/c/selfexe.musl argv0=/c/selfexe.musl"]
+    out = ok(proot("-r", root, "-b", f"{cprogs}:/c", "/c/vfork.musl", "echo", "via-vfork"))
+    assert out.splitlines() == ["via-vfork", "child-exit=0"]
+
+
+def test_getcwd_after_rmdir(debian_rootfs: Path, cprogs: Path, tmp_path: Path, mode_env: dict) -> None:
+    out = ok(proot("-r", debian_rootfs, "-b", f"{cprogs}:/c", "-b", f"{tmp_path}:/w",
+                   "/c/rmcwd", "/w/gone", env=mode_env))
+    assert out.splitlines() == ["cwd=/w/gone", "after-errno=ENOENT"]
+
+
+def test_fd_relative_at_calls_with_proc(bb_rw: Path, cprogs: Path, mode_env: dict) -> None:
+    out = ok(proot("-r", bb_rw, "-b", "/proc", "-b", f"{cprogs}:/c", "/c/atcalls.static", "/tmp", env=mode_env))
+    assert out.splitlines() == ["fdlink=/tmp/atdir", "OK"]
+    assert not (bb_rw / "tmp/atdir").exists()
+
+
+def test_threads_share_cwd(debian_rootfs: Path, cprogs: Path, mode_env: dict) -> None:
+    out = ok(proot("-r", debian_rootfs, "-b", f"{cprogs}:/c", "/c/threads", env=mode_env))
+    assert out == "failures=0 thread-cwd=/etc\n"
+
+
+def test_vfork_exec(debian_rootfs: Path, cprogs: Path, mode_env: dict) -> None:
+    out = ok(proot("-r", debian_rootfs, "-b", f"{cprogs}:/c", "/c/vfork", "sh", "-c", "echo in-child; exit 7",
+                   env=mode_env))
+    assert out == "in-child\nchild-exit=7\n"
+
+
+def test_execve_errors_as_the_kernel(bb_rw: Path, cprogs: Path, mode_env: dict) -> None:
+    (bb_rw / "noexec").write_text("#!/bin/sh\n")
+    (bb_rw / "garbage").write_bytes(b"\x00\x01garbage")
+    os.chmod(bb_rw / "garbage", 0o755)
+    (bb_rw / "badinterp").write_text("#!/no/such/interp\n")
+    os.chmod(bb_rw / "badinterp", 0o755)
+    out = ok(proot("-r", bb_rw, "-b", f"{cprogs}:/c", "/c/execerr.static", "/missing", "/noexec", "/etc",
+                   "/garbage", "/badinterp", env=mode_env))
+    assert out.splitlines() == ["/missing: ENOENT", "/noexec: EACCES", "/etc: EACCES", "/garbage: ENOEXEC",
+                                "/badinterp: ENOENT"]
+
+
+@pytest.mark.parametrize("depth", [10, 60])
+def test_unix_socket_paths(bb_rw: Path, cprogs: Path, depth: int, mode_env: dict) -> None:
+    # a guest path well under 108 bytes whose host path is longer than sun_path allows
+    guest_dir = "/tmp/" + "/".join(["d" * 8] * (depth // 10))
+    (bb_rw / guest_dir.lstrip("/")).mkdir(parents=True)
+    guest_sock = guest_dir + "/s.sock"
+    assert len(guest_sock) < 108
+    host_len = len(str(bb_rw)) + len(guest_sock)
+    out = ok(proot("-r", bb_rw, "-b", f"{cprogs}:/c", "/c/unixsock.static", guest_sock, env=mode_env))
+    assert out.splitlines() == [f"name={guest_sock}", "got=ping child=0"], (host_len, out)
+
+
+def test_signal_death_status(bb_root: Path, cprogs: Path) -> None:
+    cp = proot("-r", bb_root, "-b", f"{cprogs}:/c", "/c/signals.static", "self")
+    assert cp.returncode == 128 + 10
