@@ -3,9 +3,12 @@
 Under `-0`/`-i` the kernel never sees an id change: every set*id call is
 answered by this state machine, one instance per traced process (copied on
 fork, kept across exec). "Privileged" follows the kernel's capability rules
-for a process without file capabilities: CAP_SETUID/CAP_SETGID are effective
-exactly when the effective uid is 0 (a process that drops every uid 0 also
-loses the permitted set, so it cannot come back).
+for a process without file capabilities (capabilities(7), "Effect of user ID
+changes on capabilities"), with the whole capability set as one bit:
+permitted/effective are full for root; dropping every uid 0 clears them unless
+PR_SET_KEEPCAPS was set; leaving euid 0 clears the effective set, coming back
+to euid 0 restores it from the permitted set; capset may raise the effective
+set within the permitted one (what setpriv and su-like tools do).
 
 Every method returns 0 or a negative errno, like the syscall it emulates.
 """
@@ -35,6 +38,15 @@ class Creds:
     sgid: int = 0
     fsgid: int = 0
     groups: list[int] = field(default_factory=list)
+    cap_permitted: bool | None = None  # None: as for a fresh process (full iff a uid is 0)
+    cap_effective: bool | None = None
+    keepcaps: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cap_permitted is None:
+            self.cap_permitted = 0 in (self.ruid, self.euid, self.suid)
+        if self.cap_effective is None:
+            self.cap_effective = self.euid == 0
 
     @classmethod
     def initial(cls, uid: int, gid: int) -> Creds:
@@ -45,9 +57,29 @@ class Creds:
     def copy(self) -> Creds:
         return replace(self, groups=list(self.groups))
 
+    def _uids_changed(self, old_r: int, old_e: int, old_s: int) -> None:
+        """The kernel's cap_emulate_setxuid."""
+        if 0 in (old_r, old_e, old_s) and 0 not in (self.ruid, self.euid, self.suid):
+            if not self.keepcaps:
+                self.cap_permitted = self.cap_effective = False
+        if old_e == 0 and self.euid != 0:
+            self.cap_effective = False
+        if old_e != 0 and self.euid == 0:
+            self.cap_effective = self.cap_permitted
+
+    def capset(self, permitted: bool, effective: bool) -> int:
+        """capset(2) reduced to one bit: no raising beyond the permitted set."""
+        if permitted and not self.cap_permitted:
+            return -errno.EPERM
+        if effective and not permitted:
+            return -errno.EPERM
+        self.cap_permitted, self.cap_effective = permitted, effective
+        return 0
+
     @property
     def privileged(self) -> bool:
-        return self.euid == 0
+        """CAP_SETUID/CAP_SETGID/CAP_CHOWN/... are effective."""
+        return bool(self.cap_effective)
 
     # ---- uids -------------------------------------------------------------
 
@@ -55,12 +87,14 @@ class Creds:
         uid = _arg(uid)
         if uid == NOCHANGE:
             return -errno.EINVAL
+        old = (self.ruid, self.euid, self.suid)
         if self.privileged:
             self.ruid = self.euid = self.suid = self.fsuid = uid
         elif uid in (self.ruid, self.suid):
             self.euid = self.fsuid = uid
         else:
             return -errno.EPERM
+        self._uids_changed(*old)
         return 0
 
     def setreuid(self, ruid: int, euid: int) -> int:
@@ -73,9 +107,11 @@ class Creds:
                 return -errno.EPERM
             if euid != NOCHANGE and euid not in (old_ruid, old_euid, self.suid):
                 return -errno.EPERM
+        old = (self.ruid, self.euid, self.suid)
         if ruid != NOCHANGE or (euid != NOCHANGE and new_euid != old_ruid):
             self.suid = new_euid
         self.ruid, self.euid, self.fsuid = new_ruid, new_euid, new_euid
+        self._uids_changed(*old)
         return 0
 
     def setresuid(self, ruid: int, euid: int, suid: int) -> int:
@@ -85,6 +121,7 @@ class Creds:
             for value in (ruid, euid, suid):
                 if value != NOCHANGE and value not in allowed:
                     return -errno.EPERM
+        old = (self.ruid, self.euid, self.suid)
         if ruid != NOCHANGE:
             self.ruid = ruid
         if euid != NOCHANGE:
@@ -92,6 +129,7 @@ class Creds:
         if suid != NOCHANGE:
             self.suid = suid
         self.fsuid = self.euid
+        self._uids_changed(*old)
         return 0
 
     def setfsuid(self, fsuid: int) -> int:
@@ -188,6 +226,10 @@ class Creds:
         if file_gid is not None:
             self.egid = self.fsgid = file_gid
         self.suid, self.sgid = self.euid, self.egid
+        # capabilities(7), "Capabilities and execution of programs by root"
+        self.cap_permitted = 0 in (self.ruid, self.euid)
+        self.cap_effective = self.euid == 0
+        self.keepcaps = False
 
     # ---- permission helpers for the fake-root extension --------------------
 

@@ -109,12 +109,25 @@ _CREATES = {"mkdir": 0, "mkdirat": 1, "mknod": 0, "mknodat": 1, "symlink": 1, "s
 _RENAMES = {"rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3)}
 _UNLINKS = {"unlink": 0, "unlinkat": 1, "rmdir": 0}
 _XATTR_SET = {"setxattr": 1, "lsetxattr": 1, "fsetxattr": 1}
-_ALWAYS_OK = {"capset", "sethostname", "setdomainname"}
+_ALWAYS_OK = {"sethostname", "setdomainname"}
+PR_GET_KEEPCAPS, PR_SET_KEEPCAPS = 7, 8
+_CAP_V1, _CAP_V2, _CAP_V3 = 0x19980330, 0x20071026, 0x20080522
+
+
+def _full_caps() -> tuple[int, int]:
+    """The capability bits a real root has on this kernel (low word, high word)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = 40
+    return 0xFFFFFFFF, (1 << (last - 31)) - 1 if last >= 32 else 0
 
 SYSCALLS = frozenset(
     set(_ID_GETTERS) | set(_ID_SETTERS) | set(_CHOWN) | set(_CHMOD) | set(_MKNOD) | set(_STAT)
     | set(_ACCESS) | set(_OPEN) | set(_NAMESPACE) | set(_XATTR_SET) | _ALWAYS_OK
-    | {"getresuid", "getresgid", "getgroups", "setgroups", "chroot", "truncate", "chdir"}
+    | {"getresuid", "getresgid", "getgroups", "setgroups", "chroot", "truncate", "chdir",
+       "capget", "capset", "prctl"}
 )
 
 
@@ -140,6 +153,8 @@ class FakeId0(Extension):
             (_XATTR_SET, self._setxattr), (_ALWAYS_OK, self._ok),
             ({"getresuid": 0, "getresgid": 0}, self._getres), ({"getgroups": 0}, self._getgroups),
             ({"setgroups": 0}, self._setgroups), ({"chroot": 0}, self._chroot),
+            ({"capget": 0}, self._capget), ({"capset": 0}, self._capset),
+            ({"prctl": 0}, self._prctl),
         ):
             for n in names:
                 self._enter[n] = handler
@@ -353,6 +368,59 @@ class FakeId0(Extension):
                 sc.skip(-errno.EFAULT)
                 return
         sc.skip(self.creds(tracee).setgroups(groups))
+
+    def _cap_header(self, tracee: Tracee, sc: Syscall) -> int | None:
+        """Words per set in capget/capset's data for this header, or None: not ours."""
+        try:
+            version, pid = struct.unpack("<Ii", tracee.read(sc.args[0], 8))
+        except OSError:
+            return None
+        if pid not in (0, tracee.pid) or not sc.args[1]:
+            return None
+        return {_CAP_V1: 1, _CAP_V2: 2, _CAP_V3: 2}.get(version)
+
+    def _capget(self, tracee: Tracee, sc: Syscall) -> None:
+        words = self._cap_header(tracee, sc)
+        if words is None:
+            return
+        c = self.creds(tracee)
+        full = _full_caps()
+        data = b""
+        for i in range(words):
+            eff = full[i] if c.cap_effective else 0
+            perm = full[i] if c.cap_permitted else 0
+            data += struct.pack("<III", eff, perm, 0)
+        try:
+            tracee.write(sc.args[1], data)
+        except OSError:
+            sc.skip(-errno.EFAULT)
+            return
+        sc.skip(0)
+
+    def _capset(self, tracee: Tracee, sc: Syscall) -> None:
+        words = self._cap_header(tracee, sc)
+        if words is None:
+            return
+        try:
+            raw = struct.unpack(f"<{3 * words}I", tracee.read(sc.args[1], 12 * words))
+        except OSError:
+            sc.skip(-errno.EFAULT)
+            return
+        effective = any(raw[3 * i] for i in range(words))
+        permitted = any(raw[3 * i + 1] for i in range(words))
+        sc.skip(self.creds(tracee).capset(permitted, effective))
+
+    def _prctl(self, tracee: Tracee, sc: Syscall) -> None:
+        option = sc.arg_int(0)
+        c = self.creds(tracee)
+        if option == PR_GET_KEEPCAPS:
+            sc.skip(int(c.keepcaps))
+        elif option == PR_SET_KEEPCAPS:
+            if sc.args[1] > 1:
+                sc.skip(-errno.EINVAL)
+            else:
+                c.keepcaps = bool(sc.args[1])
+                sc.skip(0)
 
     def _ok(self, tracee: Tracee, sc: Syscall) -> None:
         if self.creds(tracee).privileged:
