@@ -76,6 +76,12 @@ EXTENSION_OPTIONS: list[Callable] = []
 PlanHook = Callable[[object, dict], None]
 PLAN_HOOKS: list[PlanHook] = []
 
+# -q/--qemu (QEMU engineer: ocirun/engine/qemu/cli.py)
+from ocirun.engine.qemu.cli import QEMU_OPTION, qemu_plan_hook  # noqa: E402
+
+EXTENSION_OPTIONS.append(QEMU_OPTION)
+PLAN_HOOKS.append(qemu_plan_hook)
+
 
 def _apply(options: list[Callable], f: Callable) -> Callable:
     for opt in reversed(options):

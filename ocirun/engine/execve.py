@@ -145,6 +145,8 @@ class ExecPlan:
     program_host: str
     elf: ElfInfo | None = None
     chain: list[str] = field(default_factory=list)
+    env: list[str] | None = None  # QEMU: the guest's environment, read only when QEMU is on
+    new_env: list[str] | None = None  # QEMU: the environment to exec with (None: unchanged)
 
 
 # a hook that turns a plan for a foreign-architecture ELF into a runnable one
@@ -160,11 +162,14 @@ class ExecPlanner:
     """
 
     def __init__(self, to_host: Callable[..., str], to_guest: Callable[[str], str | None],
-                 host_machine: str = "x86_64", foreign: ForeignHandler | None = None):
+                 host_machine: str = "x86_64", foreign: ForeignHandler | None = None,
+                 host_program: ForeignHandler | None = None):
         self.to_host = to_host
         self.to_guest = to_guest
         self.host_em = HOST_MACHINES.get(host_machine, EM_X86_64)
         self.foreign = foreign
+        # QEMU (-q): host-architecture programs use the host's loader and libraries (qemu/hook.py)
+        self.host_program = host_program
 
     def _open_exec(self, guest: str, cwd: str) -> tuple[str, bytes]:
         """Resolve a guest path to an executable host file; return it and its first bytes."""
@@ -186,7 +191,7 @@ class ExecPlanner:
             raise GuestPathError(exc.errno or errno.EACCES) from None
         return host, head
 
-    def plan(self, guest_path: str, argv: list[str], cwd: str) -> ExecPlan:
+    def plan(self, guest_path: str, argv: list[str], cwd: str, env: list[str] | None = None) -> ExecPlan:
         """The ExecPlan for execve(guest_path, argv) by a process in guest `cwd`;
         raises GuestPathError(errno) where the kernel would fail."""
         chain: list[str] = []
@@ -207,11 +212,14 @@ class ExecPlanner:
         elf = read_elf(host, head)
         if elf is None:
             raise GuestPathError(errno.ENOEXEC)
-        plan = ExecPlan(host_path=host, argv=argv, guest_path=guest_canon, program_host=host, elf=elf, chain=chain)
+        plan = ExecPlan(host_path=host, argv=argv, guest_path=guest_canon, program_host=host, elf=elf, chain=chain,
+                        env=env)
         if elf.machine != self.host_em:
             if self.foreign is None:
                 raise GuestPathError(errno.ENOEXEC)
             return self.foreign(plan, elf)
+        if self.host_program is not None:  # QEMU on: mixed mode (qemu/hook.py)
+            return self.host_program(plan, elf)
         if elf.interp:
             return self._with_loader(plan, path, elf.interp, cwd)
         return plan
