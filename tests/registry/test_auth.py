@@ -178,7 +178,7 @@ def test_token_refreshed_after_401(tmp_path: Path) -> None:
             self.wfile.write(body)
 
     tsrv = ThreadingHTTPServer(("127.0.0.1", 0), TokenHandler)
-    threading.Thread(target=tsrv.serve_forever, daemon=True).start()
+    threading.Thread(target=tsrv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     realm = f"http://127.0.0.1:{tsrv.server_address[1]}/token"
     fake = FakeRegistry()
     try:
