@@ -11,7 +11,7 @@ from tests.engine.conftest import ok, proot
 
 
 def test_bash_and_coreutils(debian_rootfs: Path, mode_env: dict) -> None:
-    out = ok(proot("-r", debian_rootfs, "bash", "-c",
+    out = ok(proot("-r", debian_rootfs, "-b", "/dev", "bash", "-c",
                    'echo "$BASH_VERSION" | cut -d. -f1; cat /etc/debian_version | cut -d. -f1; '
                    "ls /usr/bin | grep -c . >/dev/null && echo listed; "
                    "stat -c %F /bin /etc/passwd; wc -l < /etc/passwd | tr -d ' ' | grep -q . && echo counted",
