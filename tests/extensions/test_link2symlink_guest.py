@@ -1,0 +1,75 @@
+"""-l: hard links emulated with symlinks, forced on by the flag or the environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ocirun.engine.extensions import build
+from ocirun.engine.extensions.link2symlink import Link2Symlink, link2symlink_needed
+from tests.extensions.guest import sh
+from tests.extensions.test_fake_id0_guest import build_demo_deb
+
+SCRIPT = """
+set -e
+cd /tmp; echo data > a; ln a b; ln b c
+stat -c '%h %F %n' a b c
+readlink b || echo not-a-symlink
+[ /tmp/a -ef /tmp/c ] && echo same-file
+rm a; stat -c '%h %n' b c; cat c
+mv c d; echo more >> d; cat b; stat -c '%h %n' b d
+rm b; stat -c '%h %n' d; rm d
+ls -A /.ocirun-l2s | wc -l
+"""
+EXPECTED = ["3 regular file a", "3 regular file b", "3 regular file c", "not-a-symlink",
+            "same-file", "2 b", "2 c", "data", "data", "more", "2 b", "2 d", "1 d", "0"]
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_ln_stat_rm_mv(debian_rootfs_copy, how):
+    opts, env = (("-l",), None) if how == "flag" else ((), {"OCIRUN_LINK2SYMLINK": "1"})
+    out = sh(debian_rootfs_copy, SCRIPT, *opts, env=env).stdout.splitlines()
+    assert out == EXPECTED
+    # on the host no real hard link was made: the store file has one link
+    store = debian_rootfs_copy / ".ocirun-l2s"
+    assert not store.exists() or os.listdir(store) == []
+
+
+def test_links_survive_the_run(debian_rootfs_copy):
+    sh(debian_rootfs_copy, "echo x > /tmp/a; ln /tmp/a /tmp/b", "-l")
+    assert os.path.islink(debian_rootfs_copy / "tmp/a")
+    store = debian_rootfs_copy / ".ocirun-l2s"
+    (data,) = [n for n in os.listdir(store) if not n.endswith(".nlink")]
+    assert os.lstat(store / data).st_nlink == 1
+    assert os.readlink(debian_rootfs_copy / "tmp/b").startswith("/.ocirun-l2s/")
+    out = sh(debian_rootfs_copy, "stat -c %h /tmp/a; rm /tmp/a; stat -c %h /tmp/b; cat /tmp/b",
+             "-l").stdout.split()
+    assert out == ["2", "1", "x"]
+
+
+def test_dpkg_i_with_link2symlink_and_fake_root(debian_rootfs_copy):
+    build_demo_deb(debian_rootfs_copy, "1.0", "-l")
+    build_demo_deb(debian_rootfs_copy, "2.0", "-l")
+    out = sh(debian_rootfs_copy, """
+        set -e
+        dpkg -i /tmp/demo_1.0.deb >/dev/null; demo
+        stat -c '%h %U' /usr/share/demo/a /usr/share/demo/b
+        dpkg -i /tmp/demo_2.0.deb >/dev/null; demo   # upgrade: dpkg's backup links
+        dpkg -i /tmp/demo_2.0.deb >/dev/null; demo   # reinstall over itself
+        stat -c '%h' /usr/share/demo/a; cat /usr/share/demo/b
+        dpkg -r demo >/dev/null; ls /usr/share/demo 2>&1 | wc -l
+    """, "-0", "-l").stdout.splitlines()
+    assert out == ["demo 1.0", "2 daemon", "2 daemon", "demo 2.0", "demo 2.0", "2", "data", "1"]
+
+
+def test_automatic_probe(tmp_path, monkeypatch):
+    # link() works on this host's filesystems: the probe says no and leaves nothing behind
+    assert link2symlink_needed(str(tmp_path)) is False
+    assert os.listdir(tmp_path) == []
+    monkeypatch.delenv("OCIRUN_LINK2SYMLINK", raising=False)
+    assert not any(isinstance(e, Link2Symlink) for e in build(rootfs=str(tmp_path)))
+    monkeypatch.setenv("OCIRUN_LINK2SYMLINK", "1")
+    assert isinstance(build(rootfs=str(tmp_path))[0], Link2Symlink)
+    monkeypatch.setenv("OCIRUN_LINK2SYMLINK", "0")
+    assert build(rootfs=str(tmp_path), link2symlink=None) == []
