@@ -20,6 +20,7 @@ import stat
 import sys
 import tarfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,11 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
 _COPY_CHUNK = 1 << 20
+# Small files are handed to writer threads: creating inodes is where the time goes
+# (the kernel's open/create blocks on the journal), and os.open/os.write drop the GIL.
+SMALL_FILE = 1 << 20
+PENDING_BYTES_MAX = 64 << 20
+WRITER_THREADS = int(os.environ.get("OCIRUN_UNPACK_THREADS", "2"))
 _IS_ROOT = os.geteuid() == 0
 
 # tar type -> the single-letter kind recorded for entries that were skipped.
@@ -114,10 +120,32 @@ class TreeWriter:
     layer_paths: set[str] = field(default_factory=set)
     layer_ancestors: set[str] = field(default_factory=set)
     chown: bool = _IS_ROOT
+    threads: int = WRITER_THREADS
 
     def __post_init__(self) -> None:
         self.root_s = os.path.abspath(self.root)
         self.dir_meta.setdefault("", (0o755, 0))
+        self._pool = ThreadPoolExecutor(self.threads, "unpack") if self.threads > 1 else None
+        self._pending: dict[str, Future] = {}
+        self._pending_bytes = 0
+
+    # -- writer threads ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Wait for every queued file write (and raise the first failure)."""
+        pending, self._pending = self._pending, {}
+        self._pending_bytes = 0
+        for fut in pending.values():
+            fut.result()
+
+    def close(self) -> None:
+        """Stop the writer threads; nothing is written after this returns."""
+        if self._pool is not None:
+            for fut in self._pending.values():
+                fut.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._pending = {}
 
     def _abs(self, rel: str) -> str:
         return f"{self.root_s}/{rel}" if rel else self.root_s
@@ -164,6 +192,8 @@ class TreeWriter:
             if cand in self.known_dirs:
                 cur.append(comp)
                 continue
+            if cand in self._pending:
+                self.flush()
             try:
                 st = os.lstat(self._abs(cand))
             except FileNotFoundError:
@@ -210,6 +240,7 @@ class TreeWriter:
 
     def _remove(self, rel: str) -> None:
         """Remove whatever is at `rel` (never following a symlink)."""
+        self.flush()  # a queued file may be at or below rel
         try:
             st = os.lstat(self._abs(rel))
         except FileNotFoundError:
@@ -269,6 +300,7 @@ class TreeWriter:
 
     def _whiteout(self, rel: str, entry: str) -> None:
         """`.wh.NAME` removes NAME from lower layers; `.wh..wh..opq` empties the directory."""
+        self.flush()
         self.stats.whiteouts += 1
         if rel.rpartition("/")[2][len(WHITEOUT_PREFIX) :] in ("", ".", ".."):
             raise UnsafeEntryError(f"layer entry {entry!r} is a malformed whiteout")
@@ -297,6 +329,8 @@ class TreeWriter:
 
     def _prepare(self, path: str, want_dir: bool = False) -> bool:
         """Clear the way for a new entry at `path`; True if a directory is already there."""
+        if path in self._pending:
+            self.flush()
         try:
             st = os.lstat(self._abs(path))
         except FileNotFoundError:
@@ -321,24 +355,27 @@ class TreeWriter:
 
     def _file(self, path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         self._prepare(path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(self._abs(path), flags, 0o600)
-        try:
-            src = tar.extractfile(member)
-            if src is not None and member.size:
-                written = 0
-                while chunk := src.read(_COPY_CHUNK):
-                    written += _write_all(fd, chunk)
-                if written != member.size:
-                    raise LayerFormatError(f"layer entry {member.name!r} is truncated")
-                self.stats.bytes_written += written
-            self._chown(fd, None, member)
-            os.fchmod(fd, member.mode & 0o7777)
-            mt = _mtime_ns(member)
-            os.utime(fd, ns=(mt, mt))
-        finally:
-            os.close(fd)
         self.stats.files += 1
+        self.stats.bytes_written += member.size
+        owner = (member.uid, member.gid) if self.chown else None
+        mode, mt = member.mode & 0o7777, _mtime_ns(member)
+        if self._pool is not None and member.size <= SMALL_FILE:
+            data = b""
+            if member.size:
+                src = tar.extractfile(member)
+                data = src.read(member.size) if src is not None else b""
+                if len(data) != member.size:
+                    raise LayerFormatError(f"layer entry {member.name!r} is truncated")
+            if self._pending_bytes > PENDING_BYTES_MAX:
+                self.flush()
+            self._pending[path] = self._pool.submit(_write_file, self._abs(path), [data], mode, mt, owner)
+            self._pending_bytes += len(data)
+            return
+        src = tar.extractfile(member)
+        chunks = iter(lambda: src.read(_COPY_CHUNK), b"") if src is not None and member.size else iter(())
+        written = _write_file(self._abs(path), chunks, mode, mt, owner)
+        if written != member.size:
+            raise LayerFormatError(f"layer entry {member.name!r} is truncated")
 
     def _symlink(self, path: str, member: tarfile.TarInfo) -> None:
         self._prepare(path)
@@ -349,6 +386,7 @@ class TreeWriter:
         self.stats.symlinks += 1
 
     def _hardlink(self, path: str, member: tarfile.TarInfo) -> None:
+        self.flush()  # the target may still be queued
         entry = member.name
         try:
             target_rel = clean_name(member.linkname)
@@ -424,6 +462,7 @@ class TreeWriter:
 
     def finish(self) -> None:
         """Directory modes and mtimes last, deepest first (writing a child changes an mtime)."""
+        self.flush()
         for rel in sorted(self.dir_meta, key=lambda p: p.count("/") + (1 if p else 0), reverse=True):
             mode, mtime = self.dir_meta[rel]
             p = self._abs(rel)
@@ -462,6 +501,26 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
         return int(float(member.mtime) * 1_000_000_000)
     except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def _write_file(path: str, chunks: Iterable[bytes], mode: int, mtime_ns: int, owner: tuple[int, int] | None) -> int:
+    """Create a new file (never through a symlink), write it, then owner, mode and mtime."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        written = 0
+        for chunk in chunks:
+            written += _write_all(fd, chunk)
+        if owner is not None:
+            try:
+                os.fchown(fd, *owner)
+            except OSError:
+                pass
+        os.fchmod(fd, mode)  # after chown and write, which clear setuid bits
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+    return written
 
 
 def _write_all(fd: int, data: bytes) -> int:
@@ -505,6 +564,7 @@ def apply_layer(writer: TreeWriter, blob: Path, layer: LayerSpec) -> None:
                 for member in tar:
                     writer.apply(member, tar)
                     tar.members.clear()  # stream mode keeps every member otherwise
+                writer.flush()
             except (tarfile.TarError, EOFError) as exc:
                 raise LayerFormatError(f"layer {layer.digest} is not a valid tar archive: {exc}") from None
             except OSError as exc:
@@ -533,10 +593,13 @@ def unpack_layers(
     """
     os.mkdir(dest, 0o700)
     writer = TreeWriter(Path(dest))
-    for layer in layers:
-        verify_blob(blobs, layer.digest)
-        apply_layer(writer, blobs.path(layer.digest), layer)
-    writer.finish()
+    try:
+        for layer in layers:
+            verify_blob(blobs, layer.digest)
+            apply_layer(writer, blobs.path(layer.digest), layer)
+        writer.finish()
+    finally:
+        writer.close()
     if ownership_file is not None:
         ownership_file.write_text(json.dumps(writer.ownership_doc(), indent=1) + "\n")
     if writer.stats.skipped_special:
