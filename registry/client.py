@@ -17,7 +17,7 @@ import random
 import re
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -314,7 +314,7 @@ class RegistryClient:
                 on_start(offset)
                 with open(partial, mode) as f:
                     try:
-                        for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                        for chunk in _chunks(resp):
                             f.write(chunk)
                             hasher.update(chunk)
                             got += len(chunk)
@@ -341,6 +341,16 @@ class RegistryClient:
                 why = f" ({last_error})" if last_error else ""
                 raise OcirunError(f"blob {desc.digest} is truncated: got {total} of {desc.size} bytes from {self.host}{why}")
             time.sleep(self.retry.delay(attempt - 1))
+
+
+def _chunks(resp: requests.Response) -> Iterator[bytes]:
+    """Body bytes as they arrive (read1: up to CHUNK, without waiting to fill it), undecoded.
+
+    Waiting for full 1 MiB reads would delay progress and cancellation on slow links.
+    """
+    raw = resp.raw
+    while chunk := raw.read1(CHUNK, decode_content=False):
+        yield chunk
 
 
 def _hash_existing(partial: Path) -> tuple[hashlib._Hash, int]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ocirun.errors import OcirunError
@@ -187,27 +188,46 @@ def _fetch_layers(client: RegistryClient, repo: str, layers: list[Descriptor], s
     if not todo:
         return
     workers = max_workers or int(os.environ.get("OCIRUN_MAX_CONCURRENT_DOWNLOADS", "4"))
+    stop = threading.Event()  # set on the first failure or Ctrl-C: other downloads end at their next chunk
+
+    def advance(d: Descriptor, n: int) -> None:
+        if stop.is_set():
+            raise _Cancelled()
+        board.advance(d.digest, n)
 
     def one(d: Descriptor) -> None:
+        if stop.is_set():
+            return
         client.fetch_blob(
             repo,
             d,
             sink,
             on_start=lambda off: board.start(d.digest, off),
-            on_bytes=lambda n: board.advance(d.digest, n),
+            on_bytes=lambda n: advance(d, n),
         )
         board.finish(d.digest)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
-        futures = [pool.submit(one, d) for d in todo]
-        first_error: BaseException | None = None
-        for fut in futures:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo))))
+    futures = [pool.submit(one, d) for d in todo]
+    first_error: BaseException | None = None
+    try:
+        for fut in as_completed(futures):
             try:
                 fut.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
+            except _Cancelled:
+                pass
+            except Exception as exc:
                 if first_error is None:
                     first_error = exc
-                    for f in futures:
-                        f.cancel()
-        if first_error is not None:
-            raise first_error
+                    stop.set()
+    except BaseException:  # KeyboardInterrupt: partial files stay for a resumed pull
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if first_error is not None:
+        raise first_error
+
+
+class _Cancelled(Exception):
+    """Raised inside a download thread after another one failed (never escapes)."""

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +38,7 @@ class FakeRegistry:
     fail_first: dict[str, list[int | tuple[int, dict[str, str]]]] = field(default_factory=dict)  # path suffix -> statuses
     drop_after: dict[str, int] = field(default_factory=dict)  # digest -> bytes sent before the first drop
     ignore_range: bool = False
+    throttle: dict[str, float] = field(default_factory=dict)  # digest -> seconds per 64 KiB sent
     redirect_blobs_to: str | None = None  # base URL of another FakeRegistry
     basic_auth: tuple[str, str] | None = None
     log: list[Logged] = field(default_factory=list)
@@ -160,5 +162,20 @@ class FakeRegistry:
             h.wfile.write(payload[:cut])
             h.wfile.flush()
             h.close_connection = True
+            return
+        delay = self.throttle.get(digest)
+        if delay and body:
+            h.send_response(status)
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            try:
+                for i in range(0, len(payload), 65536):
+                    h.wfile.write(payload[i : i + 65536])
+                    h.wfile.flush()
+                    time.sleep(delay)
+            except OSError:
+                pass  # the client went away
             return
         self._send(h, status, payload, headers, body)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,18 @@ def test_concurrent_pulls_of_one_image(anon_registry: Pushed, tmp_path: Path) ->
     assert not list((tmp_path / "tmp").iterdir())
     for name in _stored(sink):
         assert hashlib.sha256((tmp_path / "blobs/sha256" / name).read_bytes()).hexdigest() == name
+
+
+def test_first_failure_stops_other_downloads(fake: FakeRegistry, tmp_path: Path) -> None:
+    """A missing layer ends the pull at once; a slow layer in flight stops, its partial kept for resume."""
+    slow = os.urandom(4_000_000)
+    _, descs = _image(fake, [slow, b"gone" * 100], missing=True)
+    fake.throttle[descs[0]["digest"]] = 0.02  # ~1.2 s for the whole blob
+    sink = DirectorySink(tmp_path)
+    t = time.monotonic()
+    with pytest.raises(OcirunError, match="not found"):
+        pull_image(f"{fake.host}/x:1", None, sink, progress=False, max_workers=2)
+    assert time.monotonic() - t < 0.9
+    partial = sink.partial_path(descs[0]["digest"])
+    assert 0 < partial.stat().st_size < len(slow)
+    assert not sink.has(descs[0]["digest"])
