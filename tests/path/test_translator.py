@@ -138,6 +138,9 @@ def test_enoent(tr, rootfs):
 def test_enametoolong(tr):
     assert err(tr, "/" + "a/" * (PATH_MAX // 2)) == errno.ENAMETOOLONG
     assert err(tr, "/" + "x" * 300 + "/y") == errno.ENAMETOOLONG
+    # the limit is in bytes, as the kernel counts: 2,801 characters but 4,201 bytes
+    assert err(tr, "/" + "é/" * 1400) == errno.ENAMETOOLONG
+    assert err(tr, "/" + "x/" * 2047) == errno.ENOENT  # 4095 bytes: long enough, but no /x
 
 
 def test_trailing_slash(tr, rootfs):

@@ -36,10 +36,28 @@ Cache (OCIRUN_PATH_CACHE=0 or cache=False turns it off):
   `host_path` (all guest aliases of it, through bindings too); the engine must call
   it after the guest's own rename, unlink, rmdir, symlink, link, mkdir and mount
   of a binding (for rename: both paths). `invalidate_all()` drops everything.
+- Warm shortcut: a plain absolute path whose parent directory is a cached entry
+  costs one lstat of the leaf (a `find` over a cached directory), none if the
+  leaf is cached too.
+- Nothing under the host's /proc is cached (per process, ever changing).
 - Mutations made outside the guest (another host process replacing a directory
   by a symlink under a running guest) are NOT seen by the cache: the guest then
   resolves through the old entry until the next invalidation. Turn the cache off
   for trees shared with concurrent writers.
+- Search permission is checked (EACCES) by the lstat calls of a walk, so a warm
+  lookup does not re-check it; the kernel still checks it on the host path it
+  gets, except on directories only crossed through a symlink.
+
+/proc: /proc/self and /proc/thread-self name the tracee (pass pid/tid), magic
+links (/proc/PID/{cwd,exe,fd/N}) are followed in the guest when something comes
+after them and handed to the kernel as they are when last; /proc/PID/root is
+the guest root.
+
+Bindings onto guest paths the rootfs lacks: the missing parent directories are
+backed by a private "glue" tree (like PRoot's) whose directories hold an empty
+entry per bound child, so stat/opendir/readdir of the parents work. A binding
+onto a missing leaf inside an EXISTING rootfs directory resolves, but readdir
+of that directory does not list it (the rootfs is never written to).
 """
 
 from __future__ import annotations
@@ -445,7 +463,7 @@ class PathTranslator:
             hit = full.get(key)
             if hit is not None:
                 return hit
-        if len(guest_path) >= PATH_MAX:
+        if len(guest_path) >= PATH_MAX // 4 and len(os.fsencode(guest_path)) >= PATH_MAX:
             raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
         res = self._leaf(key, follow_last) if full is not None else None
         if res is not None:
@@ -469,11 +487,15 @@ class PathTranslator:
     ) -> str:
         """Host path for the kernel, for a guest path as a syscall received it.
 
-        cwd: the guest's canonical working directory (relative paths start there;
-        for *at syscalls pass the dirfd's guest path). follow_last=False for
-        lstat/readlink/unlink/rename/O_NOFOLLOW/AT_SYMLINK_NOFOLLOW. pid/tid: the
-        tracee's thread group id and thread id, used for /proc/self and
-        /proc/thread-self (without them the tracer's own pid would show).
+        cwd: the guest's CANONICAL working directory (as canonical() returned it;
+        relative paths start there; for *at syscalls pass the dirfd's guest path).
+        follow_last=False wherever the kernel does not follow the last symlink:
+        lstat, readlink, unlink, rmdir, rename (both), link (new; old unless
+        AT_SYMLINK_FOLLOW), symlink/mkdir/mknod targets, O_NOFOLLOW, O_CREAT|O_EXCL,
+        AT_SYMLINK_NOFOLLOW, lchown, l*xattr, AF_UNIX bind. pid/tid: the tracee's
+        thread group id and thread id, used for /proc/self and /proc/thread-self
+        (without them the tracer's own pid would show). An empty path is ENOENT:
+        AT_EMPTY_PATH is the caller's business.
         Raises GuestPathError for a path the kernel could not resolve (module doc).
         """
         if self.cache_enabled and guest_path[:1] == "/":  # fast path: absolute, warm
