@@ -34,7 +34,6 @@ from ocirun.engine import seccomp, syscalls
 from ocirun.engine.affinity import CpuPinning
 from ocirun.engine.execve import ExecPlanner
 from ocirun.engine.path.errors import GuestPathError
-from ocirun.engine.path.fsview import DIR, HostFs
 from ocirun.engine.path.translator import PathTranslator, is_proc_magic_link
 from ocirun.engine.plan import EnginePlan
 from ocirun.engine.syscall import Syscall
@@ -71,22 +70,6 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
 
 
-class GuestFs(HostFs):
-    """The resolver's view of the host, aware that the tracer is not the tracee:
-    /proc/self and the magic links under /proc/PID are never followed by the
-    resolver (the tracer's /proc/self is not the guest's); they reach the kernel
-    as they are, and the kernel resolves them in the calling tracee."""
-
-    __slots__ = ()
-
-    def lstat_kind(self, host_path: str) -> int:
-        if host_path[:6] == "/proc/" and (
-            host_path in ("/proc/self", "/proc/thread-self") or is_proc_magic_link(host_path)
-        ):
-            return DIR
-        return HostFs.lstat_kind(self, host_path)
-
-
 class Tracer:
     def __init__(self, plan: EnginePlan):
         self.plan = plan
@@ -102,7 +85,7 @@ class Tracer:
         from ocirun.engine.qemu.hook import hooks_for
 
         qemu_foreign, qemu_host = hooks_for(plan)
-        self.translator = PathTranslator(plan.rootfs, plan.bindings, fs=GuestFs())
+        self.translator = PathTranslator(plan.rootfs, plan.bindings)
         self.verbose = plan.verbose
         for b in self.translator.skipped:
             if self.verbose >= 1:
@@ -304,9 +287,11 @@ class Tracer:
         if event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
             child_pid = pt.geteventmsg(t.pid)
             share_fs = False
+            thread = False
             if event == pt.PTRACE_EVENT_CLONE:
                 flags = self._clone_flags(t)
                 share_fs = bool(flags & CLONE_FS)
+                thread = bool(flags & CLONE_THREAD)
             child = self.tracees.get(child_pid)
             if child is None:
                 child = self._new_tracee(child_pid, t, share_fs)
@@ -318,6 +303,7 @@ class Tracer:
                 if share_fs:
                     t.fs.users += 1
             child.forked = True
+            child.tgid = t.tgid if thread else child_pid
             if self.pinning.released and self.pinning.enabled:
                 self.pinning.unpin(child_pid)
             for ext in self.extensions:
@@ -557,7 +543,7 @@ class Tracer:
         follow = self._follow(sc, pa)
         if guest[:6] == "/proc/":
             guest = self._proc_path(t, guest, follow)
-        host = self.translator.to_host(guest, base, follow)
+        host = self.translator.to_host(guest, base, follow, t.tgid, t.pid)
         sc.guest_paths[pa.arg] = guest
         sc.host_paths[pa.arg] = host
         if host != guest:
@@ -752,7 +738,7 @@ class Tracer:
         raw = data[2:].split(b"\0", 1)[0]
         guest = raw.decode("utf-8", ENC)
         base = "/" if guest.startswith("/") else t.guest_cwd()
-        host = self.translator.to_host(guest, base, not creating)
+        host = self.translator.to_host(guest, base, not creating, t.tgid, t.pid)
         sc.guest_paths[sc.spec.sockaddr[0] if sc.spec.sockaddr else 1] = guest
         sc.host_paths[sc.spec.sockaddr[0] if sc.spec.sockaddr else 1] = host
         if host == guest:

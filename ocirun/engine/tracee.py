@@ -60,6 +60,7 @@ class Tracee:
     in_syscall: bool = False  # PTRACE_SYSCALL mode: next syscall stop is an exit
     pending_exe: str | None = None  # set by an execve entry; becomes exe at the exec event
     exited: bool = False
+    tgid: int = 0  # thread group id (the process id); 0 until known = pid
     forked: bool = False  # its parent's fork/clone event was seen
     held: bool = False  # first stop seen before the parent's event: resumed at that event
     last_rewrite: tuple[int, dict[int, tuple[int, int]]] | None = None  # (nr, {arg: (scratch, guest ptr)})
@@ -140,6 +141,10 @@ class Tracee:
 
     def invalidate_cwd(self) -> None:
         self.fs.cwd = None
+
+    def __post_init__(self) -> None:
+        if not self.tgid:
+            self.tgid = self.pid
 
     def __repr__(self) -> str:
         return f"Tracee(pid={self.pid}, exe={self.exe!r})"
