@@ -6,7 +6,9 @@ HTTP Range resume, its `retry` decorator sleeps 2+3**n s on *any* exception (and
 retries none of 429/502/503), `do_request` lets requests follow redirects with the
 Authorization header still set for same-host redirects, it keeps one token for all
 scopes and raises ValueError instead of saying what failed. Those are the parts a
-verified pull is made of, so they are written here on plain `requests`.
+verified pull is made of, so they are written here on plain `requests`. What oras-py
+does serve is used: its manifest/index JSON schemas (`oras.schemas`, applied in
+registry.types.check_manifest).
 """
 
 from __future__ import annotations

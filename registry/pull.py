@@ -25,6 +25,7 @@ from registry.types import (
     BlobSink,
     Descriptor,
     PulledImage,
+    check_manifest,
     iter_layers,
     parse_json_object,
 )
@@ -102,12 +103,14 @@ def pull_image(
     wanted = platform or host_platform()
     if media_type in INDEX_TYPES:
         index = parse_json_object(data, f"index for {display}")
+        check_manifest(index, f"index for {display}")
         store_bytes(sink, digest, data)
         chosen = choose_manifest(index, wanted, display)
         data, media_type, digest = client.get_manifest(ref.repository, chosen.digest, display=display)
         if media_type in INDEX_TYPES:
             raise OcirunError(f"manifest for {display}: nested index is not supported")
     manifest = parse_json_object(data, f"manifest for {display}")
+    check_manifest(manifest, f"manifest for {display}")
     store_bytes(sink, digest, data)
     config_desc = Descriptor.from_json(manifest.get("config") or {"digest": "", "size": 0})
     if not config_desc.digest:

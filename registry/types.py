@@ -7,6 +7,7 @@ fills it with verified blobs and returns a `PulledImage` describing what it stor
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 DOCKER_SCHEMA1_PLAIN = "application/vnd.docker.distribution.manifest.v1+json"
+
+DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$")
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
@@ -70,11 +73,21 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Descriptor:
+        """Parse a descriptor; a malformed one (hostile manifest) is an OcirunError."""
+        from ocirun.errors import OcirunError
+
+        if not isinstance(d, dict):
+            raise OcirunError("malformed descriptor: not a JSON object")
+        digest, size = d.get("digest"), d.get("size", -1)
+        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+            raise OcirunError(f"malformed descriptor: bad digest {digest!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < -1:
+            raise OcirunError(f"malformed descriptor for {digest}: bad size {size!r}")
         plat = d.get("platform")
         return cls(
             media_type=str(d.get("mediaType", "")),
-            digest=str(d["digest"]),
-            size=int(d.get("size", -1)),
+            digest=digest,
+            size=size,
             platform=Platform.from_json(plat) if isinstance(plat, dict) else None,
             annotations=dict(d.get("annotations") or {}),
             urls=tuple(d.get("urls") or ()),
@@ -142,6 +155,25 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise OcirunError(f"{what} is not a JSON object")
     return obj
+
+
+def check_manifest(obj: dict[str, Any], what: str) -> None:
+    """Validate an image manifest or index against oras-py's JSON schemas (oras.schemas).
+
+    oras-py's schemas catch wrong shapes (layers not a list, size not a number, index
+    entries without digest); Descriptor.from_json then checks digests and sizes strictly.
+    """
+    import jsonschema
+    import oras.schemas
+
+    from ocirun.errors import OcirunError
+
+    schema = oras.schemas.index if "manifests" in obj else oras.schemas.manifest
+    try:
+        jsonschema.validate(obj, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "top level"
+        raise OcirunError(f"{what} is malformed at {where}: {exc.message.splitlines()[0][:120]}") from None
 
 
 def iter_layers(manifest: dict[str, Any]) -> Iterator[Descriptor]:

@@ -234,3 +234,28 @@ def test_first_failure_stops_other_downloads(fake: FakeRegistry, tmp_path: Path)
     partial = sink.partial_path(descs[0]["digest"])
     assert 0 < partial.stat().st_size < len(slow)
     assert not sink.has(descs[0]["digest"])
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        ({"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": 3}, "bad digest None"),
+        ({"mediaType": "x", "size": 3, "digest": "sha256:../../../etc/passwd"}, "bad digest 'sha256:../../../etc/passwd'"),
+        ({"mediaType": "x", "size": "3", "digest": "sha256:" + "a" * 64}, "malformed at layers/0/size"),
+        ({"mediaType": "x", "size": -5, "digest": "sha256:" + "a" * 64}, "bad size -5"),
+    ],
+)
+def test_malformed_manifests(fake: FakeRegistry, tmp_path: Path, layer: dict, message: str) -> None:
+    cfg = fake.add_blob(b'{"architecture":"amd64","os":"linux"}')
+    man = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg}, "layers": [layer]}
+    fake.add_manifest(man, OCI_MANIFEST, tag="1")
+    with pytest.raises(OcirunError) as exc:
+        pull_image(f"{fake.host}/x:1", None, DirectorySink(tmp_path), progress=False)
+    assert message in exc.value.message and "\n" not in exc.value.message
+
+
+def test_malformed_index(fake: FakeRegistry, tmp_path: Path) -> None:
+    fake.add_manifest({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": {"not": "a list"}},
+                      "application/vnd.oci.image.index.v1+json", tag="1")
+    with pytest.raises(OcirunError, match="^index for .* is malformed at manifests"):
+        pull_image(f"{fake.host}/x:1", None, DirectorySink(tmp_path), progress=False)
