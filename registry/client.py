@@ -172,8 +172,9 @@ class RegistryClient:
         if resp.status_code == 401:
             msg = _registry_message(resp)
             resp.close()
-            who = f" as {self.auth.credentials.username}" if self.auth.credentials else ""
-            raise OcirunError(f"unauthorized: {self.host} refused access{who}" + (f" ({msg})" if msg else ""))
+            if self.auth.credentials is None:
+                raise OcirunError(f"unauthorized: {self.host} requires authentication (use `ocirun login {self.registry}`)")
+            raise OcirunError(f"unauthorized: {self.host} refused access as {self.auth.credentials.username}" + (f" ({msg})" if msg else ""))
         return resp
 
     def _probe(self) -> None:
