@@ -20,7 +20,9 @@ pointers are not restored at exit (see ocirun/engine/syscall.py).
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import json
 import os
 import re
 import signal
@@ -35,7 +37,7 @@ from ocirun.engine.affinity import CpuPinning
 from ocirun.engine.execve import ExecPlanner
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.path.translator import PathTranslator, is_proc_magic_link
-from ocirun.engine.plan import EnginePlan
+from ocirun.engine.plan import Binding, EnginePlan
 from ocirun.engine.syscall import Syscall
 from ocirun.engine.syscalls import (
     AT_EMPTY_PATH,
@@ -54,6 +56,7 @@ from ocirun.engine.tracee import FsState, Tracee
 from ocirun.errors import OcirunError
 
 ENC = "surrogateescape"
+NEST_MAGIC = 0x4F435255  # prctl option of a nested ocirun ("OCRU"; unknown to the kernel: EINVAL)
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 CLONE_FS = 0x200
@@ -68,6 +71,31 @@ _PROC_ROOT = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/root(/.*)?$")
 
 def _signed(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
+
+
+class View:
+    """What a tracee sees: a translator and an execve planner. Every tracee starts
+    in the plan's view; a nested `ocirun proot` inside the guest hands its own
+    rootfs and bindings to this tracer (see _enter_nest) and its process tree
+    then gets a view composed of both."""
+
+    __slots__ = ("engine", "translator", "planner", "bindings")
+
+    def __init__(self, engine: Tracer, translator: PathTranslator, planner: ExecPlanner,
+                 bindings: list[Binding]):
+        self.engine = engine
+        self.translator = translator
+        self.planner = planner
+        self.bindings = bindings  # host paths are real host paths
+
+    def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
+        return self.translator.to_host(guest, cwd, follow_last)
+
+    def to_guest(self, host: str) -> str | None:
+        engine = self.engine
+        if engine._aliases and host.startswith(engine._alias_dir or "\0"):
+            host = engine._unalias(host)
+        return self.translator.to_guest(host)
 
 
 class Tracer:
@@ -93,6 +121,9 @@ class Tracer:
         self.extensions = list(plan.extensions)
         self.planner = ExecPlanner(self.to_host, self.to_guest, self.arch.name,
                                    foreign=qemu_foreign, host_program=qemu_host)
+        self._qemu_hooks = (qemu_foreign, qemu_host)
+        self.root_view = View(self, self.translator, self.planner, list(plan.bindings))
+        self.views: list[View] = [self.root_view]
         self.tracees: dict[int, Tracee] = {}
         self.first_pid = 0
         self.exit_status: int | None = None
@@ -119,6 +150,7 @@ class Tracer:
             "sendmsg": self._enter_sendmsg,
             "sockname": self._enter_sockname,
             "accept": self._enter_accept,
+            "nest": self._enter_nest,
         }
 
     # ------------------------------------------------------------------ paths
@@ -131,9 +163,10 @@ class Tracer:
         return self.translator.to_guest(host)
 
     # ------------------------------------------------------------------ spawn
-    def _resolve_command(self, argv0: str, env: dict[str, str], cwd: str) -> str:
+    def _resolve_command(self, argv0: str, env: dict[str, str], cwd: str, direct: bool = False) -> str:
         """The guest path execve gets for argv[0]: PATH lookup in the guest, with
-        the shell's 126/127 errors reported by ocirun before anything runs."""
+        the shell's 126/127 errors reported by ocirun before anything runs.
+        direct: this process already sees the guest (nested): no translation."""
         if "/" in argv0:
             candidates = [argv0]
         else:
@@ -142,7 +175,7 @@ class Tracer:
         found_noexec = None
         for cand in candidates:
             try:
-                host = self.to_host(cand, cwd, True)
+                host = cand if direct else self.to_host(cand, cwd, True)
             except GuestPathError:
                 continue
             if os.path.isfile(host):
@@ -207,7 +240,7 @@ class Tracer:
                 f"ptrace is not permitted here ({exc.strerror}): the engine needs ptrace "
                 "(check kernel.yama.ptrace_scope or a container's seccomp profile)"
             ) from None
-        t = Tracee(pid=pid, engine=self, exe=prog)
+        t = Tracee(pid=pid, engine=self, exe=prog, view=self.root_view)
         t.seen_first_stop = True
         t.fs.cwd = guest_cwd
         self.tracees[pid] = t
@@ -216,8 +249,46 @@ class Tracer:
         os.close(w)
         return pid
 
+    # ---------------------------------------------------------------- nesting
+    def _try_nest(self) -> bool:
+        """Inside an ocirun guest, ask the outer tracer to show this process our
+        rootfs and bindings; False on a plain kernel (EINVAL) or outside ocirun."""
+        plan = self.plan
+        spec = {
+            "rootfs": os.path.abspath(plan.rootfs),
+            "bindings": [[b.host, b.guest, b.deref_guest] for b in plan.bindings],
+        }
+        data = json.dumps(spec).encode("utf-8", ENC)
+        buf = ctypes.create_string_buffer(data, len(data))
+        return pt.libc.prctl(NEST_MAGIC, ctypes.addressof(buf), len(data), 0, 0) == 0
+
+    def _exec_nested(self) -> None:
+        """Become the guest command: the outer ocirun translates it in our view."""
+        plan = self.plan
+        if plan.extensions:
+            names = ", ".join(e.name for e in plan.extensions)
+            print(f"ocirun: warning: nested in another ocirun: extensions ({names}) are not applied",
+                  file=sys.stderr)
+        env = dict(os.environ if plan.env is None else plan.env)
+        argv = list(plan.argv) or ["/bin/sh"]
+        try:
+            os.chdir(plan.cwd or "/")
+        except OSError as exc:
+            raise OcirunError(f"working directory '{plan.cwd}' does not exist in the guest: {exc.strerror}") from None
+        prog = self._resolve_command(argv[0], env, plan.cwd or "/", direct=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _child_reset_signals(pdeathsig=False)
+        try:
+            os.execve(prog, argv, env)
+        except OSError as exc:
+            code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+            raise OcirunError(f"{argv[0]}: {exc.strerror}", code) from None
+
     # ------------------------------------------------------------------- loop
     def run(self) -> int:
+        if os.environ.get("OCIRUN_NO_NEST", "") in ("", "0") and self._try_nest():
+            self._exec_nested()  # does not return
         for ext in self.extensions:
             ext.attach(self)
         self.spawn()
@@ -231,7 +302,8 @@ class Tracer:
             for ext in self.extensions:
                 ext.detach(self)
             self._cleanup_aliases()
-            self.translator.close()
+            for view in self.views:
+                view.translator.close()
         return self.exit_status if self.exit_status is not None else 0
 
     def _loop(self) -> None:
@@ -271,8 +343,9 @@ class Tracer:
 
     # ----------------------------------------------------------- process tree
     def _new_tracee(self, pid: int, parent: Tracee | None, share_fs: bool = False) -> Tracee:
-        t = Tracee(pid=pid, engine=self, parent=parent)
+        t = Tracee(pid=pid, engine=self, parent=parent, view=self.root_view)
         if parent is not None:
+            t.view = parent.view
             t.exe = parent.exe
             t.data = dict(parent.data)
             if share_fs:
@@ -297,6 +370,7 @@ class Tracer:
                 child = self._new_tracee(child_pid, t, share_fs)
             else:  # its first stop came before this event: adopt it now
                 child.parent = t
+                child.view = t.view
                 child.exe = t.exe
                 child.data = dict(t.data)
                 child.fs = t.fs if share_fs else FsState(cwd=t.fs.cwd)
@@ -491,7 +565,8 @@ class Tracer:
             pa = spec.paths[idx]
             host = sc.host_paths.get(pa.arg)
             if host:
-                self.translator.invalidate(host)
+                for view in self.views:
+                    view.translator.invalidate(host)
         if not sc.at_exit and len(self.tracees) > 1:
             sc.exit_wanted = True  # another tracee could re-cache the old state meanwhile
 
@@ -543,7 +618,7 @@ class Tracer:
         follow = self._follow(sc, pa)
         if guest[:6] == "/proc/":
             guest = self._proc_path(t, guest, follow)
-        host = self.translator.to_host(guest, base, follow, t.tgid, t.pid)
+        host = t.view.translator.to_host(guest, base, follow, t.tgid, t.pid)
         sc.guest_paths[pa.arg] = guest
         sc.host_paths[pa.arg] = host
         if host != guest:
@@ -566,7 +641,7 @@ class Tracer:
 
     def _host_proc(self) -> bool:
         try:
-            return self.translator.to_host("/proc", "/", True) == "/proc"
+            return self.root_view.translator.to_host("/proc", "/", True) == "/proc"
         except GuestPathError:
             return False
 
@@ -584,7 +659,7 @@ class Tracer:
         if host.endswith(" (deleted)"):
             sc.skip(-errno.ENOENT)
             return
-        cwd = (self.to_guest(host) if host else None) or t.guest_cwd()
+        cwd = (t.view.to_guest(host) if host else None) or t.guest_cwd()
         data = cwd.encode("utf-8", ENC) + b"\0"
         if len(data) > sc.args[1]:
             sc.skip(-errno.ERANGE)
@@ -616,7 +691,7 @@ class Tracer:
                 value = "/"
             else:
                 try:
-                    value = self.translator.readlink_guest(real)
+                    value = t.view.translator.readlink_guest(real)
                 except OSError as exc:
                     sc.skip(-(exc.errno or errno.ENOENT))
                     return
@@ -671,8 +746,9 @@ class Tracer:
             if target is not None and target.exe:
                 guest = target.exe
         argv = self._read_argv(t, argv_ptr)
-        env = self._read_argv(t, envp_ptr) if self.planner.foreign is not None else None  # QEMU: LD_* -> -E
-        plan = self.planner.plan(guest, argv or [guest], cwd, env)
+        planner = t.view.planner
+        env = self._read_argv(t, envp_ptr) if planner.foreign is not None else None  # QEMU: LD_* -> -E
+        plan = planner.plan(guest, argv or [guest], cwd, env)
         path_addr = sc.push_string(plan.host_path)
         if plan.argv != argv:
             addrs = [sc.push_string(a) for a in plan.argv]
@@ -691,6 +767,43 @@ class Tracer:
         t.pending_exe = plan.guest_path
         if self.verbose >= 1:
             print(f"ocirun: [{t.pid}] execve {guest} -> {plan.host_path} {plan.argv}", file=sys.stderr)
+
+    # ------------------------------------------------------------------ nesting
+    def _enter_nest(self, t: Tracee, sc: Syscall) -> None:
+        """prctl(NEST_MAGIC, json, len) from an `ocirun proot` running in the guest:
+        from now on its process sees its own rootfs and bindings, composed with
+        this tracer's view (ptrace cannot nest: its children are ours already)."""
+        if sc.args[0] & 0xFFFFFFFF != NEST_MAGIC or not sc.args[1] or not 0 < sc.args[2] < 1 << 20:
+            return
+        try:
+            spec = json.loads(t.read(sc.args[1], sc.args[2]))
+            outer = t.view
+            cwd = t.guest_cwd()
+            rootfs = outer.translator.canonical(spec["rootfs"], cwd, True, t.tgid, t.pid)
+            rootfs_host = outer.translator.to_host(rootfs, "/", True, t.tgid, t.pid)
+            bindings: list[Binding] = []
+            for b in outer.bindings:  # the outer bindings the inner rootfs contains
+                if rootfs == "/" or b.guest == rootfs or b.guest.startswith(rootfs + "/"):
+                    inner_guest = b.guest[len(rootfs):] if rootfs != "/" else b.guest
+                    bindings.append(Binding(b.host, inner_guest or "/", b.deref_guest, b.readonly))
+            for host, guest, deref in spec.get("bindings", []):
+                try:
+                    real = outer.translator.to_host(host, cwd, True, t.tgid, t.pid)
+                except GuestPathError:
+                    continue  # missing host path: skipped, as PRoot does
+                bindings.append(Binding(real, guest, bool(deref)))
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            sc.skip(-(getattr(exc, "errno", None) or errno.EINVAL))
+            return
+        translator = PathTranslator(rootfs_host, bindings)
+        view = View(self, translator, None, bindings)  # type: ignore[arg-type]
+        foreign, host_program = self._qemu_hooks
+        view.planner = ExecPlanner(view.to_host, view.to_guest, self.arch.name,
+                                   foreign=foreign, host_program=host_program)
+        self.views.append(view)
+        t.view = view
+        t.invalidate_cwd()
+        sc.skip(0)
 
     # ------------------------------------------------------------ unix sockets
     def _alias(self, host: str) -> str:
@@ -738,7 +851,7 @@ class Tracer:
         raw = data[2:].split(b"\0", 1)[0]
         guest = raw.decode("utf-8", ENC)
         base = "/" if guest.startswith("/") else t.guest_cwd()
-        host = self.translator.to_host(guest, base, not creating, t.tgid, t.pid)
+        host = t.view.translator.to_host(guest, base, not creating, t.tgid, t.pid)
         sc.guest_paths[sc.spec.sockaddr[0] if sc.spec.sockaddr else 1] = guest
         sc.host_paths[sc.spec.sockaddr[0] if sc.spec.sockaddr else 1] = host
         if host == guest:
@@ -795,7 +908,7 @@ class Tracer:
         if len(data) < 3 or struct.unpack_from("<H", data)[0] != AF_UNIX or data[2] == 0:
             return
         host = data[2:].split(b"\0", 1)[0].decode("utf-8", ENC)
-        guest = self.to_guest(host)
+        guest = t.view.to_guest(host)
         if guest is None or guest == host:
             return
         new = struct.pack("<H", AF_UNIX) + guest.encode("utf-8", ENC) + b"\0"
@@ -812,7 +925,7 @@ class Tracer:
         print(f"[{t.pid}] {self.nr_names.get(info.nr, info.nr)}(...)", file=sys.stderr)
 
 
-def _child_reset_signals() -> None:
+def _child_reset_signals(pdeathsig: bool = True) -> None:
     """What Python changed and exec would keep: ignored SIGPIPE/SIGXFSZ, the signal mask."""
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         try:
@@ -820,7 +933,8 @@ def _child_reset_signals() -> None:
         except (OSError, ValueError):
             pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    ctypes_prctl_pdeathsig()
+    if pdeathsig:
+        ctypes_prctl_pdeathsig()
 
 
 def ctypes_prctl_pdeathsig() -> None:

@@ -53,6 +53,7 @@ class Tracee:
     parent: Tracee | None = None
     fs: FsState = field(default_factory=FsState)
     exe: str = ""
+    view: Any = None  # ocirun.engine.loop.View: the translator and planner this tracee sees
     data: dict[str, Any] = field(default_factory=dict)
     # loop state
     seen_first_stop: bool = False
@@ -113,8 +114,8 @@ class Tracee:
             except OSError:
                 host = ""
             if host.endswith(" (deleted)"):
-                return self.engine.to_guest(host[: -len(" (deleted)")]) or "/"
-            cwd = self.engine.to_guest(host) or "/"
+                return self.view.to_guest(host[: -len(" (deleted)")]) or "/"
+            cwd = self.view.to_guest(host) or "/"
             if self.fs.users == 1:
                 self.fs.cwd = cwd
         return cwd
@@ -137,7 +138,7 @@ class Tracee:
             return None
         if host.endswith(" (deleted)"):
             host = host[: -len(" (deleted)")]
-        return self.engine.to_guest(host)
+        return self.view.to_guest(host)
 
     def invalidate_cwd(self) -> None:
         self.fs.cwd = None

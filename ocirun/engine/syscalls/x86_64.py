@@ -519,4 +519,6 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("getpeername", kind="sockname", exit=True, sockaddr=(1, 2)),
     _s("accept", kind="accept", sockaddr=(1, 2)),
     _s("accept4", kind="accept", sockaddr=(1, 2)),
+    # a nested `ocirun proot` announces its rootfs and bindings (ocirun/engine/loop.py)
+    _s("prctl", kind="nest"),
 )

@@ -1,0 +1,31 @@
+"""`ocirun proot` inside `ocirun proot`: the inner one hands its rootfs and
+bindings to the outer tracer (ptrace cannot nest), composed with the outer view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.engine.conftest import ok, proot
+from tests.helpers import ocirun_argv
+
+
+def test_nested_proot(debian_rootfs: Path, tmp_path: Path, mode_env: dict) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("outer-bound\n")
+    inner = ocirun_argv("proot", "-r", debian_rootfs, "-b", "/data:/w", "-w", "/w",
+                        "sh", "-c", "cat /etc/debian_version | cut -d. -f1; cat f; pwd; exit 6")
+    cp = proot("-r", "/", "-b", f"{data}:/data", *inner, env=mode_env)
+    assert cp.returncode == 6, cp.stderr
+    assert cp.stdout == "12\nouter-bound\n/w\n"
+
+
+def test_three_levels_and_errors(debian_rootfs: Path) -> None:
+    inner = ocirun_argv("proot", "-r", debian_rootfs, "no-such-cmd")
+    middle = ocirun_argv("proot", "-r", "/", *inner)
+    cp = proot("-r", "/", *middle)
+    assert cp.returncode == 127
+    assert "no-such-cmd" in cp.stderr
+    out = ok(proot("-r", "/", *ocirun_argv("proot", "-r", "/", *ocirun_argv("proot", "-r", debian_rootfs,
+                                                                           "cat", "/etc/debian_version"))))
+    assert out.startswith("12.")
