@@ -82,6 +82,12 @@ from ocirun.engine.qemu.cli import QEMU_OPTION, qemu_plan_hook  # noqa: E402
 EXTENSION_OPTIONS.append(QEMU_OPTION)
 PLAN_HOOKS.append(qemu_plan_hook)
 
+# -k -0 -i -p -n -l (extensions engineer: ocirun/engine/extensions/cli.py)
+from ocirun.engine.extensions import cli as _ext_cli  # noqa: E402
+
+EXTENSION_OPTIONS[:0] = _ext_cli.OPTIONS
+PLAN_HOOKS.append(_ext_cli.plan_hook)
+
 
 def _apply(options: list[Callable], f: Callable) -> Callable:
     for opt in reversed(options):
