@@ -80,6 +80,14 @@ MAXSYMLINKS = 40  # Linux: the 41st symlink in one lookup is ELOOP
 # What the path ends with: plain name, '/', or '.'/'..' (both need a directory).
 _TAIL_NONE, _TAIL_SLASH, _TAIL_DOT = 0, 1, 2
 
+# openat2(2) open_how.resolve flags (linux/openat2.h)
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+RESOLVE_CACHED = 0x20
+
 _CACHE_MAX = 1 << 16  # entries per cache before it is emptied (bounded memory)
 
 _PROC_FD_DIRS = frozenset({"fd", "map_files"})
@@ -162,6 +170,7 @@ class PathTranslator:
         self._full_follow: dict[str, tuple[str, str]] = {}
         self._full_nofollow: dict[str, tuple[str, str]] = {}
         self._glued: set[str] = set()
+        self._last_stacks: tuple[list[str], list[str]] = ([""], [""])
         self._map = BindingMap([(self.rootfs, "/")])
         self._setup_bindings(list(bindings or ()))
         self._map = BindingMap(
@@ -285,15 +294,22 @@ class PathTranslator:
         lenient: bool = False,
         pid: int | None = None,
         tid: int | None = None,
+        rflags: int = 0,
+        base: tuple[list[str], list[str]] | None = None,
+        floor: int = 1,
     ) -> tuple[str, str, bool]:
         """Resolve absolute guest `path` like the kernel's lookup, in the guest namespace.
 
         Returns (canonical guest path, host path for the kernel, volatile); volatile
         results went through the host's /proc and must not be cached. lenient
         (binding setup only): missing or non-directory intermediates are taken as
-        directories and nothing is cached.
+        directories and nothing is cached. rflags: openat2's RESOLVE_* flags;
+        base: the (guest, host) stacks of the directory `path` starts from (then
+        relative to it) and floor the depth '..' and absolute names cannot go
+        above (1 = the guest root). The final stacks are left in self._last_stacks
+        when base is given.
         """
-        use_cache = self.cache_enabled and not lenient
+        use_cache = self.cache_enabled and not lenient and not rflags
         entries = self._entries
         bind = self._bind_exact
         virtual = self._virtual
@@ -303,16 +319,24 @@ class PathTranslator:
         tail = _TAIL_SLASH if not last_seg else (_TAIL_DOT if last_seg == "." or last_seg == ".." else _TAIL_NONE)
         todo = [s for s in reversed(segs) if s and s != "."]
         out = tail  # the suffix the host path keeps ('/' or '/.')
-        gs = [""]
-        hs = [self._root_host]
+        if base is None:
+            gs = [""]
+            hs = [self._root_host]
+        else:
+            gs = list(base[0])
+            hs = list(base[1])
         links = 0
         volatile = False
         while todo:
             name = todo.pop()
             if name == "..":
-                if len(gs) > 1:
+                if len(gs) > floor:
+                    if rflags & RESOLVE_NO_XDEV and (gs[-1] in bind or gs[-1] in virtual):
+                        raise GuestPathError(errno.EXDEV, path)
                     gs.pop()
                     hs.pop()
+                elif rflags & RESOLVE_BENEATH:
+                    raise GuestPathError(errno.EXDEV, path)
                 continue
             g = gs[-1] + "/" + name
             ent = entries.get(g) if use_cache else None
@@ -337,6 +361,8 @@ class PathTranslator:
                 h, kind, target = ent
             last = not todo
             if kind == LINK and (follow_last or tail or not last):
+                if rflags:
+                    self._check_link_flags(rflags, h, target, path)
                 if proc:
                     mapped = self._proc_link(h, target, pid, tid)
                     if mapped is None or (
@@ -361,15 +387,19 @@ class PathTranslator:
                         if out == _TAIL_NONE:
                             out = _TAIL_SLASH
                 if target[0] == "/":
-                    del gs[1:]
-                    del hs[1:]
+                    del gs[floor:]
+                    del hs[floor:]
                 todo.extend([s for s in reversed(target.split("/")) if s and s != "."])
                 continue
+            if rflags & RESOLVE_NO_XDEV and (g in bind or g in virtual):
+                raise GuestPathError(errno.EXDEV, path)
             if kind != DIR and (tail or not last) and not lenient:
                 if not (last and tail == _TAIL_SLASH):
                     raise GuestPathError(errno.ENOENT if kind == MISSING else errno.ENOTDIR, g)
             gs.append(g)
             hs.append(h)
+        if base is not None:
+            self._last_stacks = (gs, hs)
         host = hs[-1] or "/"
         if out == _TAIL_SLASH:
             if len(gs) > 1:
@@ -422,6 +452,16 @@ class PathTranslator:
         if len(self._full_nofollow) >= _CACHE_MAX:
             self._full_nofollow.clear()
         return path, h or "/"
+
+    @staticmethod
+    def _check_link_flags(rflags: int, h: str, target: str | None, path: str) -> None:
+        """openat2 restrictions on following a symlink."""
+        if rflags & RESOLVE_NO_SYMLINKS:
+            raise GuestPathError(errno.ELOOP, path)
+        if rflags & RESOLVE_NO_MAGICLINKS and h.startswith("/proc/") and is_proc_magic_link(h):
+            raise GuestPathError(errno.ELOOP, path)
+        if rflags & RESOLVE_BENEATH and target and target[0] == "/":
+            raise GuestPathError(errno.EXDEV, path)
 
     def _store(self, g: str, h: str, kind: int, target: str | None) -> None:
         entries = self._entries
@@ -503,6 +543,46 @@ class PathTranslator:
             if hit is not None:
                 return hit[1]
         return self._resolve(guest_path, cwd, follow_last, pid, tid)[1]
+
+    def to_host_openat2(
+        self,
+        guest_path: str,
+        cwd: str = "/",
+        follow_last: bool = True,
+        resolve: int = 0,
+        pid: int | None = None,
+        tid: int | None = None,
+    ) -> str:
+        """to_host for openat2 with open_how.resolve flags, applied in the GUEST namespace.
+
+        cwd is the dirfd's (or the cwd's) canonical guest path. RESOLVE_BENEATH:
+        EXDEV for an absolute path, an absolute symlink or '..' above cwd.
+        RESOLVE_IN_ROOT: cwd acts as the root ('/' and absolute symlinks start
+        there, '..' stops there). RESOLVE_NO_SYMLINKS / NO_MAGICLINKS: ELOOP on
+        following one. RESOLVE_NO_XDEV: EXDEV on entering or leaving a binding
+        (host mount points are not detected). The engine passes the returned
+        absolute host path to openat2 with these flags cleared.
+        """
+        if not resolve & ~RESOLVE_CACHED:
+            return self.to_host(guest_path, cwd, follow_last, pid, tid)
+        if not guest_path:
+            raise GuestPathError(errno.ENOENT, guest_path)
+        if len(guest_path) >= PATH_MAX // 4 and len(os.fsencode(guest_path)) >= PATH_MAX:
+            raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
+        if guest_path[0] == "/" and not resolve & RESOLVE_IN_ROOT:
+            if resolve & RESOLVE_BENEATH:
+                raise GuestPathError(errno.EXDEV, guest_path)
+            return self._walk(guest_path, follow_last, False, pid, tid, resolve)[1]
+        # relative (or IN_ROOT): the walk starts in cwd, as the kernel's starts at dirfd
+        root = ([""], [self._root_host])
+        self._walk(cwd if cwd[:1] == "/" else "/" + cwd, True, False, pid, tid, 0, root)
+        base = self._last_stacks
+        floor = 1
+        if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT):
+            resolve |= RESOLVE_NO_MAGICLINKS  # implied, as in the kernel
+            floor = len(base[0])
+        rel = "/" + guest_path.lstrip("/")
+        return self._walk(rel, follow_last, False, pid, tid, resolve, base, floor)[1]
 
     def resolve(
         self,
