@@ -14,7 +14,10 @@ class GuestPathError(OSError):
     """A guest path that cannot resolve: ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES, ..."""
 
     def __init__(self, errno: int, guest_path: str = ""):
-        super().__init__(errno, os.strerror(errno), guest_path)
+        if guest_path:
+            super().__init__(errno, os.strerror(errno), guest_path)
+        else:
+            super().__init__(errno, os.strerror(errno))
 
     @classmethod
     def from_oserror(cls, exc: OSError, guest_path: str) -> GuestPathError:
