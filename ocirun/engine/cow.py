@@ -346,8 +346,31 @@ _OPENS: dict[str, tuple[int, int]] = {"open": (0, 1), "openat": (1, 2)}
 _FD_WRITES: dict[str, int] = {"fchmod": 0, "fchown": 0, "fsetxattr": 0, "fremovexattr": 0}
 
 
+# namespace changes: name -> path registers they create, remove or rename (for :ro bindings)
+_NAMESPACE: dict[str, tuple[int, ...]] = {
+    "mkdir": (0,), "mkdirat": (1,), "rmdir": (0,), "unlink": (0,), "unlinkat": (1,),
+    "rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3), "link": (1,), "linkat": (3,),
+    "symlink": (1,), "symlinkat": (2,), "mknod": (0,), "mknodat": (1,),
+}
+_O_CREAT = 0o100
+
+
+def _open_flags(tracee, sc) -> int | None:  # noqa: ANN001
+    if sc.name in _OPENS:
+        return sc.args[_OPENS[sc.name][1]]
+    if sc.name == "openat2":
+        try:
+            return tracee.read_u64(sc.orig_args[2])
+        except OSError:
+            return None
+    if sc.name == "creat":
+        return _O_CREAT | 1 | _O_TRUNC
+    return None
+
+
 class CopyUp:
-    """Engine extension: copy a file shared with the image up before any change to it.
+    """Engine extension: copy a file shared with the image up before any change to it,
+    and make writes under read-only bindings (`-v a:b:ro`) fail with EROFS.
 
     Registered first among the extensions, so the fake-root database and the
     others see the container's private inode.
@@ -356,52 +379,66 @@ class CopyUp:
     name = "copy-up"
     syscalls = frozenset(_FD_WRITES) | frozenset(("utimensat", "rename", "renameat", "renameat2"))
 
-    def __init__(self, tree: ContainerTree):
+    def __init__(self, tree: ContainerTree | None, readonly: list[str] | None = None):
         self.tree = tree
         self.view: ContainerView | None = None
+        self.readonly = [os.path.realpath(p) for p in readonly or ()]
 
     # hooks the engine calls (see ocirun.engine.extension.Extension)
     def attach(self, engine) -> None:  # noqa: ANN001 - the tracer
         translator = getattr(engine, "translator", None)
-        if translator is not None and not isinstance(translator.fs, ContainerView):
+        if self.tree is not None and translator is not None and not isinstance(translator.fs, ContainerView):
             self.view = ContainerView(translator.fs, self.tree)
             translator.fs = self.view
+
+    def _is_readonly(self, host: str) -> bool:
+        if host.startswith("/proc/"):
+            try:
+                host = os.readlink(host)
+            except OSError:
+                return False
+        for ro in self.readonly:
+            if host == ro or host.startswith(ro + "/"):
+                return True
+        return False
+
+    def _writes(self, tracee, sc) -> list[tuple[int, str]]:  # noqa: ANN001
+        """(register, host path) of each file this syscall would change."""
+        name = sc.name
+        reg = _PATH_WRITES.get(name)
+        if reg is not None:
+            host = sc.host_paths.get(reg)
+            return [(reg, host)] if host else []
+        flags = _open_flags(tracee, sc)
+        if flags is not None:
+            reg = 0 if name in ("open", "creat") else 1
+            host = sc.host_paths.get(reg)
+            if host and (flags & _O_ACCMODE or flags & _O_TRUNC):
+                return [(reg, host)]
+            if host and flags & _O_CREAT and self.readonly and not os.path.lexists(host):
+                return [(-1, host)]  # a creation: only :ro bindings care
+            return []
+        regs = _NAMESPACE.get(name)
+        if regs and self.readonly:
+            return [(-1, sc.host_paths[r]) for r in regs if sc.host_paths.get(r)]
+        return []
 
     def on_enter(self, tracee, sc) -> None:  # noqa: ANN001 - Tracee, Syscall
         if sc.skipped:
             return
         name = sc.name
-        reg = _PATH_WRITES.get(name)
-        if reg is not None:
-            host = sc.host_paths.get(reg)
-            if host is None and name in ("utimensat", "fchownat", "fchmodat2"):  # NULL/"" path: the fd
-                self._fd_change(tracee, sc, sc.arg_int(0))
-            elif host is not None:
-                copy_up(host)
+        if name in _FD_WRITES or (name in ("utimensat", "fchownat", "fchmodat2") and sc.host_paths.get(1) is None):
+            self._fd_change(tracee, sc, sc.arg_int(0))
             return
-        if name in _OPENS:
-            path_reg, flags_reg = _OPENS[name]
-            flags = sc.args[flags_reg]
-            if flags & _O_ACCMODE or flags & _O_TRUNC:
-                host = sc.host_paths.get(path_reg)
-                if host is not None:
-                    copy_up(host)
+        writes = self._writes(tracee, sc)
+        if self.readonly and any(self._is_readonly(h) for _, h in writes):
+            sc.skip(-errno.EROFS)
             return
-        if name == "openat2":
-            how = sc.orig_args[2]
-            try:
-                flags = tracee.read_u64(how)
-            except OSError:
-                return
-            if flags & _O_ACCMODE or flags & _O_TRUNC:
-                host = sc.host_paths.get(1)
-                if host is not None:
-                    copy_up(host)
-            return
-        if name in _FD_WRITES:
-            self._fd_change(tracee, sc, sc.arg_int(_FD_WRITES[name]))
-            return
-        if name in ("rename", "renameat", "renameat2"):
+        if self.tree is not None:
+            for reg, host in writes:
+                if reg >= 0:
+                    self._path_write(sc, reg, host)
+        if name in ("rename", "renameat", "renameat2") and self.tree is not None:
             src = sc.host_paths.get(0 if name == "rename" else 1)
             dst = sc.host_paths.get(1 if name == "rename" else 3)
             if src is not None:
@@ -410,18 +447,65 @@ class CopyUp:
                 self.view.forget(dst)
 
     def _fd_change(self, tracee, sc, fd: int) -> None:  # noqa: ANN001
-        """fchmod & co. on an fd of a shared file: copy up, do it on the copy, skip the syscall."""
+        """fchmod & co. on an fd of the image's inode: copy up, do it on the copy, skip the syscall."""
         if fd < 0:
             return
-        try:
-            host = os.readlink(f"/proc/{tracee.pid}/fd/{fd}")
-        except OSError:
+        magic = f"/proc/{tracee.pid}/fd/{fd}"
+        if self.readonly and self._is_readonly(magic):
+            sc.skip(-errno.EROFS)
             return
-        if not host.startswith("/") or not copy_up(host):
+        target = self._private_target(magic)
+        if target is None:
             return
-        result = _emulate(sc, host)
+        result = _emulate(sc, target)
         if result is not None and result != -errno.EPERM:
             sc.skip(result)
+
+    def _path_write(self, sc, reg: int, host: str) -> None:  # noqa: ANN001
+        """Copy up the file a path syscall is about to change.
+
+        A /proc/PID/fd/N (or .../exe, ...) magic link names an open inode, not a
+        path: the kernel would follow it to the image's inode even after a
+        copy-up. So the container path behind it is copied up and the argument
+        is pointed at that path.
+        """
+        if host.startswith("/proc/"):
+            target = self._private_target(host)
+            if target is not None:
+                sc.set_arg(reg, sc.push_string(target))
+                sc.host_paths[reg] = target  # the later extensions act on the copy too
+            return
+        copy_up(host)
+
+    def _private_target(self, magic: str) -> str | None:
+        """The container path to change instead of the image inode a magic link/fd names."""
+        try:
+            st = os.stat(magic)
+            target = os.readlink(magic)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if target.endswith(" (deleted)"):
+            target = target[: -len(" (deleted)")]
+        root = self.tree.root + "/"
+        if not target.startswith(root):
+            return None
+        if st.st_nlink <= 1:
+            try:
+                ist = os.lstat(os.path.join(self.tree.image_root, target[len(root):]))
+            except OSError:
+                return None
+            if (ist.st_dev, ist.st_ino) != (st.st_dev, st.st_ino):
+                return None  # a private inode: let the kernel change it
+        copy_up(target)
+        try:
+            cur = os.lstat(target)
+        except OSError:
+            return None
+        if (cur.st_dev, cur.st_ino) == (st.st_dev, st.st_ino) or not stat.S_ISREG(cur.st_mode):
+            return None
+        return target
 
     def on_exit(self, tracee, sc) -> None:  # noqa: ANN001
         pass

@@ -262,6 +262,10 @@ class ContainerStore:
             "hostname": c.plan.hostname + "\n",
             "resolv.conf": resolv_conf(c.plan.dns),
         }
+        tmp = c.rootfs / "tmp"
+        if not tmp.exists() and not tmp.is_symlink():
+            tmp.mkdir()  # the container's own /tmp, also when the image has none
+            os.chmod(tmp, 0o1777)
         with cow._writable_dir(str(etc)):
             for fname, text in files.items():
                 path = etc / fname

@@ -87,7 +87,8 @@ def create_container(store: Any, cstore: ContainerStore, opts: RunOptions) -> Co
 
 def _extensions(c: Container, plan: RunPlan, uid: int, gid: int) -> list[Any]:
     """CopyUp first (so the others see private inodes), then fake ids, -k, ports."""
-    exts: list[Any] = [cow.CopyUp(c.tree())]
+    readonly = [v.host for v in plan.volumes if v.readonly]
+    exts: list[Any] = [cow.CopyUp(c.tree(), readonly)]
     try:
         from ocirun.engine import extensions as registry
     except ImportError:  # pragma: no cover
