@@ -129,3 +129,54 @@ def test_pull_images_inspect_via_cli(registry, tmp_path):
     assert (open(os.path.join(doc["Rootfs"], "etc/hostname")).read()) == "arm64\n"
     cp = run_ocirun("--root", root, "pull", ref)
     assert "Image is up to date" in cp.stdout
+
+
+def _push_crafted(registry, tmp_path, name: str, layers: list[list[tuple]]) -> str:
+    from tests.layers.tarbuild import compress, make_tar, write_oci_layout
+
+    layout = tmp_path / f"layout-{name.replace('/', '-')}"
+    write_oci_layout(layout, [compress(make_tar(entries), "gzip") for entries in layers], tag="1")
+    push(layout, registry, f"{name}:1")
+    return f"{registry.host}/{name}:1"
+
+
+def test_hostile_pull_one_line_error_and_store_unchanged(registry, tmp_path):
+    root = tmp_path / "root"
+    good = f"{registry.host}/library/busybox:1"
+    assert run_ocirun("--root", root, "pull", "-q", good).returncode == 0
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*") if "locks" not in p.parts)
+    evil = _push_crafted(
+        registry, tmp_path, "library/evil",
+        [[("symlink", "etc", "/etc")], [("file", "etc/ocirun-pwned", "x")]],
+    )
+    cp = run_ocirun("--root", root, "pull", evil)
+    line = assert_one_line_error(cp, 125)
+    assert "etc/ocirun-pwned" in line
+    assert not os.path.exists("/etc/ocirun-pwned")
+    after = sorted(str(p.relative_to(root)) for p in root.rglob("*") if "locks" not in p.parts)
+    assert after == before
+    cp = run_ocirun("--root", root, "pull", _push_crafted(registry, tmp_path, "library/dotdot", [[("file", "a", "a")]]))
+    assert cp.returncode == 0, cp.stderr
+
+
+def test_two_cli_pulls_of_one_image_at_once(registry, tmp_path):
+    import subprocess
+
+    from tests.helpers import ocirun_argv, ocirun_env
+    from tests.layers.tarbuild import many_files
+
+    ref = _push_crafted(registry, tmp_path, "library/many", [many_files(3000), many_files(1000, "g")])
+    root = tmp_path / "root"
+    procs = [
+        subprocess.Popen(ocirun_argv("--root", root, "pull", "-q", ref), env=ocirun_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert len(os.listdir(root / "images")) == 1
+    (image_dir,) = os.listdir(root / "images")
+    assert len(os.listdir(root / "images" / image_dir / "rootfs")) == 40
+    assert [e for e in os.listdir(root / "tmp") if e != "partial"] == []
+    cp = run_ocirun("--root", root, "images", "-q")
+    assert len(cp.stdout.split()) == 1
