@@ -504,7 +504,7 @@ class Tracer:
                 for i, (scratch, orig) in saved.items():
                     if args[i] == scratch:
                         args[i] = orig
-                        sc.set_arg(i, orig)
+                        pt.poke_user(t.pid, self.arch.arg_slots[i], orig)
                 sc.orig_args = tuple(args)
         if spec is not None:
             try:
@@ -523,9 +523,8 @@ class Tracer:
                     raise
             if spec.invalidate and not sc.skipped:
                 self._invalidate(sc, spec)
-            rew = {i: (sc.args[i], sc.orig_args[i]) for i in range(6) if sc.args[i] != sc.orig_args[i]}
-            if rew:
-                t.last_rewrite = (nr, rew)
+            if sc.rewritten is not None:
+                t.last_rewrite = (nr, sc.rewritten)
         if not sc.skipped:
             for ext in self.extensions:
                 ext.on_enter(t, sc)

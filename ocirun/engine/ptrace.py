@@ -264,21 +264,30 @@ def waitpid(pid: int = -1, options: int = WALL) -> tuple[int, int]:
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-_rbuf = ctypes.create_string_buffer(PAGE * 2)
+_RBUF_SIZE = PAGE * 2
+_rbuf = ctypes.create_string_buffer(_RBUF_SIZE)
+_rbuf_addr = ctypes.addressof(_rbuf)
 _local = iovec()
 _remote = iovec()
+_local_ref = ctypes.byref(_local)
+_remote_ref = ctypes.byref(_remote)
+FIRST_CHUNK = 256  # most paths fit: read more only when no NUL is in it
 
 
 def read_mem(pid: int, addr: int, size: int) -> bytes:
     """Read `size` bytes of the tracee's memory (may return fewer at an unmapped page)."""
     if size <= 0:
         return b""
-    buf = _rbuf if size <= len(_rbuf) else ctypes.create_string_buffer(size)
-    _local.iov_base = ctypes.addressof(buf)
+    if size <= _RBUF_SIZE:
+        _local.iov_base = _rbuf_addr
+        base = _rbuf_addr
+    else:
+        big = ctypes.create_string_buffer(size)
+        base = _local.iov_base = ctypes.addressof(big)
     _local.iov_len = size
     _remote.iov_base = addr
     _remote.iov_len = size
-    n = _vm_readv(pid, ctypes.byref(_local), 1, ctypes.byref(_remote), 1, 0)
+    n = _vm_readv(pid, _local_ref, 1, _remote_ref, 1, 0)
     if n < 0:
         e = ctypes.get_errno()
         # a read crossing into an unmapped page fails whole: retry up to the page end
@@ -286,13 +295,19 @@ def read_mem(pid: int, addr: int, size: int) -> bytes:
         if e == 14 and addr + size > end:  # EFAULT
             return read_mem(pid, addr, end - addr)
         raise PtraceError(e, f"process_vm_readv({pid}, {addr:#x}): {os.strerror(e)}")
-    return buf.raw[:n]
+    return ctypes.string_at(base, n)
 
 
 def read_cstring(pid: int, addr: int, limit: int = 4096) -> bytes:
     """Read a NUL-terminated string, page by page (never across an unmapped page)."""
-    out = b""
-    while len(out) < limit:
+    end = (addr | (PAGE - 1)) + 1
+    chunk = read_mem(pid, addr, min(end - addr, FIRST_CHUNK, limit))
+    i = chunk.find(b"\0")
+    if i >= 0:
+        return chunk[:i]
+    out = chunk
+    addr += len(chunk)
+    while chunk and len(out) < limit:
         end = (addr | (PAGE - 1)) + 1
         chunk = read_mem(pid, addr, min(end - addr, limit - len(out)))
         if not chunk:
@@ -311,7 +326,7 @@ def write_mem(pid: int, addr: int, data: bytes) -> None:
     _local.iov_len = len(data)
     _remote.iov_base = addr
     _remote.iov_len = len(data)
-    n = _vm_writev(pid, ctypes.byref(_local), 1, ctypes.byref(_remote), 1, 0)
+    n = _vm_writev(pid, _local_ref, 1, _remote_ref, 1, 0)
     if n != len(data):
         e = ctypes.get_errno() if n < 0 else 14
         raise PtraceError(e, f"process_vm_writev({pid}, {addr:#x}): {os.strerror(e)}")

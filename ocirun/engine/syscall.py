@@ -55,7 +55,7 @@ class Syscall:
     __slots__ = (
         "tracee", "nr", "name", "spec", "args", "orig_args", "guest_paths", "host_paths",
         "sp", "_scratch", "skipped", "skip_result", "exit_wanted", "at_exit", "_result",
-        "seccomp_mode", "notes",
+        "seccomp_mode", "notes", "rewritten",
     )
 
     def __init__(self, tracee: Tracee, nr: int, name: str, spec: SyscallSpec | None,
@@ -77,6 +77,7 @@ class Syscall:
         self._result = 0
         self.seccomp_mode = seccomp_mode
         self.notes: dict = {}  # the core's own bookkeeping between entry and exit
+        self.rewritten: dict[int, tuple[int, int]] | None = None  # arg -> (new value, guest's value)
 
     # --- entry ---
     def arg_int(self, i: int) -> int:
@@ -87,6 +88,10 @@ class Syscall:
     def set_arg(self, i: int, value: int) -> None:
         value &= _MASK64
         self.args[i] = value
+        if not self.at_exit:
+            if self.rewritten is None:
+                self.rewritten = {}
+            self.rewritten[i] = (value, self.orig_args[i])
         pt.poke_user(self.tracee.pid, self.tracee.engine.arch.arg_slots[i], value)
 
     def push(self, data: bytes) -> int:
