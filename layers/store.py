@@ -157,8 +157,11 @@ class Store:
             pulled = pull_image(ref, plat, sink=self.blobs, progress=progress)
             return self.install(pulled)
 
-    def load(self, path: str, progress: bool | None = None) -> list[ImageRecord]:
-        """Import every image of a `docker save` tarball or OCI layout (dir or tar)."""
+    def load(self, path: str, progress: bool | None = None) -> list[tuple[str | None, ImageRecord]]:
+        """Import every image of a `docker save` tarball or OCI layout (dir or tar).
+
+        Returns (familiar `name:tag` or None for an unnamed image, record) per image entry.
+        """
         if not os.path.exists(path):
             raise OcirunError(f"open {path}: no such file or directory")
         try:
@@ -171,7 +174,11 @@ class Store:
             pulled = load_archive(path, sink=self.blobs)
             if not isinstance(pulled, list | tuple):
                 pulled = [pulled]
-            return [self.install(p) for p in pulled]
+            out = []
+            for p in pulled:
+                rec = self.install(p)
+                out.append((familiar(f"{p.name}:{p.tag}") if p.name and p.tag else None, rec))
+            return out
 
     def install(self, pulled: Any, notice: Callable[[str], None] | None = None) -> ImageRecord:
         """Record a pulled image (a registry.types.PulledImage whose blobs are in self.blobs).

@@ -133,22 +133,39 @@ def _familiar(ref: str) -> str:
 
 
 @click.command("load", context_settings=CONTEXT)
-@click.option("-i", "--input", "path", required=True, metavar="FILE",
-              help="Read from a `docker save` tar archive or an OCI layout (directory or tar).")
+@click.option("-i", "--input", "path", metavar="FILE",
+              help="Read from a `docker save` tar archive or an OCI layout (directory or tar), "
+                   "instead of STDIN.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
 @click.pass_context
-def load(ctx: click.Context, path: str, quiet: bool) -> None:
+def load(ctx: click.Context, path: str | None, quiet: bool) -> None:
     """Load images from a tar archive or an OCI layout."""
+    import os
+    import shutil
+    import tempfile
+
     store = _store(ctx)
-    recs = store.load(path)
+    tmp = None
+    if path is None:
+        if sys.stdin.isatty():
+            raise OcirunError("requested load from stdin, but stdin is empty (use -i FILE)")
+        fd, tmp = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=store.tmp_dir)
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        path = tmp
+    try:
+        loaded = store.load(path)
+    finally:
+        if tmp:
+            os.unlink(tmp)
     if quiet:
         return
-    for rec in recs:
-        if rec.repo_tags:
-            for tag in rec.repo_tags:
-                click.echo(f"Loaded image: {tag}")
-        else:
-            click.echo(f"Loaded image ID: {rec.id}")
+    seen: set[str] = set()
+    for name, rec in loaded:
+        line = f"Loaded image: {name}" if name else f"Loaded image ID: {rec.id}"
+        if line not in seen:
+            seen.add(line)
+            click.echo(line)
 
 
 # -- images -------------------------------------------------------------------------------------

@@ -180,3 +180,31 @@ def test_two_cli_pulls_of_one_image_at_once(registry, tmp_path):
     assert [e for e in os.listdir(root / "tmp") if e != "partial"] == []
     cp = run_ocirun("--root", root, "images", "-q")
     assert len(cp.stdout.split()) == 1
+
+
+def test_load_docker_archive_and_oci_layout(tmp_path):
+    import subprocess
+
+    layout = build_layout(tmp_path / "layout", busybox_images(), tag="1")
+    archive = tmp_path / "bb.tar"
+    single = build_layout(tmp_path / "single", busybox_images(("linux/amd64",)), tag="1")
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "--quiet", f"oci:{single}:1",
+                    f"docker-archive:{archive}:myorg/bb:7"], check=True, capture_output=True)
+    root = tmp_path / "root"
+    cp = run_ocirun("--root", root, "load", "-i", archive)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.strip() == "Loaded image: myorg/bb:7"
+    cp = run_ocirun("--root", root, "inspect", "-f", "Rootfs", "myorg/bb:7")
+    rootfs = cp.stdout.strip()
+    assert os.path.isfile(os.path.join(rootfs, "bin/busybox"))
+    # an OCI layout directory (multi-platform: the host's image), and from stdin
+    cp = run_ocirun("--root", root, "load", "-i", layout)
+    assert cp.returncode == 0 and cp.stdout.startswith("Loaded image"), cp.stderr
+    with open(archive, "rb") as f:
+        cp = run_ocirun("--root", tmp_path / "root2", "load", input=f.read(), text=False)
+    assert cp.returncode == 0 and b"Loaded image: myorg/bb:7" in cp.stdout, cp.stderr
+    # an archive reference pulls (and runs) without a registry
+    cp = run_ocirun("--root", root, "pull", "--platform", "linux/arm64", f"oci:{layout}:1")
+    assert cp.returncode == 0, cp.stderr
+    cp = run_ocirun("--root", root, "images")
+    assert "linux/arm64/v8" in cp.stdout and "myorg/bb" in cp.stdout
