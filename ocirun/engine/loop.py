@@ -237,7 +237,7 @@ class Tracer:
             os.waitpid(pid, 0)
             os.close(w)
             raise OcirunError(
-                f"ptrace is not permitted here ({exc.strerror}): the engine needs ptrace "
+                f"ptrace is not permitted here ({os.strerror(exc.errno or 1)}): the engine needs ptrace "
                 "(check kernel.yama.ptrace_scope or a container's seccomp profile)"
             ) from None
         t = Tracee(pid=pid, engine=self, exe=prog, view=self.root_view)

@@ -29,3 +29,13 @@ def test_three_levels_and_errors(debian_rootfs: Path) -> None:
     out = ok(proot("-r", "/", *ocirun_argv("proot", "-r", "/", *ocirun_argv("proot", "-r", debian_rootfs,
                                                                            "cat", "/etc/debian_version"))))
     assert out.startswith("12.")
+
+
+def test_ptrace_not_permitted_is_one_line(bb_root: Path) -> None:
+    """Without the nesting hand-off the inner ocirun cannot ptrace (its child is
+    already traced): the failure must name the cause in one line."""
+    from tests.helpers import assert_one_line_error
+
+    cp = proot("-r", "/", *ocirun_argv("proot", "-r", bb_root, "true"), env={"OCIRUN_NO_NEST": "1"})
+    line = assert_one_line_error(cp, 125)
+    assert "ptrace is not permitted" in line
