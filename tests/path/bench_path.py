@@ -38,7 +38,7 @@ def build_tree(root: Path) -> Path:
     os.symlink("usr/lib", root / "lib")
     os.symlink("/usr/bin", root / "bin")
     wide = root / "usr/share/doc"
-    for i in range(2000):
+    for i in range(800):
         (wide / f"pkg{i}").write_text("x")
     return root
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import subprocess
@@ -72,31 +73,45 @@ def test_relative_paths_against_kernel(tmp_path, cache_mode):
         assert kernel(host, True) == (kerr, kid), (cwd, rel, host)
 
 
-def _chroot_oracle(rootfs: str, paths: list[str]) -> list[str]:
-    """errno or [dev, ino] of each path, looked up by a child chroot'ed into rootfs."""
+def chroot_oracle(rootfs: str, paths: list[str], follow: bool = True) -> list:
+    """errno or [dev, ino] of each path, looked up by a child chroot'ed into rootfs.
+
+    Root chroots directly; another user does it in a user namespace where it is root.
+    """
     code = (
         "import os, sys, json\n"
+        "paths = json.loads(sys.stdin.read())\n"
+        "look = os.stat if sys.argv[2] == '1' else os.lstat\n"
         "os.chroot(sys.argv[1]); os.chdir('/')\n"
         "out = []\n"
-        "for p in json.loads(sys.stdin.read()):\n"
+        "for p in paths:\n"
         "    try:\n"
-        "        st = os.stat(p); out.append([st.st_dev, st.st_ino])\n"
+        "        st = look(p); out.append([st.st_dev, st.st_ino])\n"
         "    except OSError as e:\n"
         "        out.append(e.errno)\n"
         "print(json.dumps(out))\n"
     )
-    import json
-
-    # root chroots directly; another user does it in a user namespace where it is root
     prefix = [] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user"]
     proc = subprocess.run(
-        prefix + [sys.executable, "-c", code, rootfs],
+        prefix + [sys.executable, "-c", code, rootfs, "1" if follow else "0"],
         input=json.dumps(paths),
         capture_output=True,
         text=True,
         check=True,
     )
     return json.loads(proc.stdout)
+
+
+def check_against_chroot(tr: PathTranslator, rootfs: str, guests: list[str], follow: bool) -> None:
+    expected = chroot_oracle(rootfs, guests, follow)
+    for guest, exp in zip(guests, expected, strict=True):
+        try:
+            host = tr.to_host(guest, follow_last=follow)
+        except GuestPathError as exc:
+            assert exc.errno == exp, guest
+            continue
+        err, ident = kernel(host, follow)
+        assert (err if err is not None else list(ident)) == exp, (guest, host)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -117,12 +132,5 @@ def test_guest_root_agrees_with_chroot(tmp_path, seed, cache_mode):
                 os.symlink(t[len(rootfs) :] or "/", p)
     tr = PathTranslator(rootfs, [], cache=cache_mode)
     guests = [randtree.random_path("", entries, rng) for _ in range(300)] + ["/..", "/../..", "/../" + entries[0]]
-    expected = _chroot_oracle(rootfs, guests)
-    for guest, exp in zip(guests, expected, strict=True):
-        try:
-            host = tr.to_host(guest)
-        except GuestPathError as exc:
-            assert exc.errno == exp, guest
-            continue
-        err, ident = kernel(host, True)
-        assert (err if err is not None else list(ident)) == exp, (guest, host)
+    check_against_chroot(tr, rootfs, guests, True)
+    check_against_chroot(tr, rootfs, guests, False)
