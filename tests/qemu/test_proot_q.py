@@ -152,3 +152,52 @@ def test_debian_arm64_python_free_perl_script(debian_arm64_rootfs, tmp_path):
     (tmp_path / "p.pl").chmod(0o755)
     out = ok(proot(debian_arm64_rootfs, *SYS, "-b", f"{tmp_path}:/work", "/work/p.pl", "x"))
     assert out.split() == ["aarch64-linux-gnu-thread-multi", "x"]
+
+
+# --- 386 guests: natively runnable by the kernel, but emulated (see arch.NATIVE_ON) ----------
+
+
+def _i386_tree(tmp_path: Path) -> Path:
+    from tests.qemu.tinyelf import i386_cat
+
+    root = tmp_path / "i386-root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/marker").write_text("guest-marker\n")
+    prog = root / "cat386"
+    prog.write_bytes(i386_cat("/etc/marker"))
+    prog.chmod(0o755)
+    return root
+
+
+def test_i386_program_runs_through_qemu_i386_with_guest_paths(tmp_path):
+    from ocirun.engine.qemu import qemu_for_platform
+
+    root = _i386_tree(tmp_path)
+    qemu = qemu_for_platform("linux/386")
+    assert qemu and "qemu-i386" in qemu[0]
+    assert ok(proot(root, "/cat386", qemu=" ".join(qemu))) == "guest-marker\n"
+    # an aarch64 -q still runs it: the engine picks qemu-i386 for an i386 ELF
+    assert ok(proot(root, "/cat386", qemu=STATIC)) == "guest-marker\n"
+
+
+def test_i386_program_is_not_run_untraced_without_q(tmp_path):
+    """Native 32-bit syscalls would bypass the engine's (64-bit) path translation."""
+    cp = proot(_i386_tree(tmp_path), "/cat386", qemu=None)
+    assert cp.returncode != 0 and "guest-marker" not in cp.stdout
+
+
+@pytest.mark.parametrize("platform,target", [("linux/riscv64", "riscv64"), ("linux/s390x", "s390x"),
+                                             ("linux/ppc64le", "ppc64le")])
+def test_other_architectures_through_their_qemu(tmp_path, platform, target):
+    """Hand-assembled programs (tinyelf.py) read a guest file with their own syscall ABI."""
+    from ocirun.engine.qemu import qemu_for_platform
+    from tests.qemu.tinyelf import cat64
+
+    root = _i386_tree(tmp_path)
+    prog = root / "cat64"
+    prog.write_bytes(cat64(target, "/etc/marker"))
+    prog.chmod(0o755)
+    assert not exec_succeeds_untraced(str(prog), ()), f"the kernel runs {target} programs by itself"
+    qemu = qemu_for_platform(platform)
+    assert qemu and f"qemu-{target}" in qemu[0]
+    assert ok(proot(root, "/cat64", qemu=" ".join(qemu))) == "guest-marker\n"

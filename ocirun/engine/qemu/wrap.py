@@ -114,9 +114,16 @@ def on_host(path: str) -> str:
 
 
 def host_loader_argv(interp: str, argv0: str, guest_program: str) -> list[str]:
-    """argv for running a dynamically linked host program through the host's ld.so."""
+    """argv for running a dynamically linked host program through the host's ld.so.
+
+    `--argv0` only where the loader knows it (glibc >= 2.33, musl); older loaders give
+    the program its path as argv[0], as the engine does for guest programs.
+    """
+    from ocirun.engine.execve import loader_supports_argv0
+
     libs = ":".join(on_host(d) for d in host_library_dirs())
-    return [on_host(interp), "--library-path", libs, "--argv0", argv0, guest_program]
+    name = ["--argv0", argv0] if loader_supports_argv0(interp) else []
+    return [on_host(interp), "--library-path", libs, *name, guest_program]
 
 
 def qemu_target(command: QemuCommand) -> Arch | None:
