@@ -190,6 +190,17 @@ def test_binding_onto_missing_guest_path(rootfs, hostdir, cache_mode):
     assert not os.path.exists(tr._glue_root)
 
 
+def test_glue_made_during_setup_lists_later_bindings(rootfs, hostdir, cache_mode):
+    # canonicalising the deeper binding walks through /x (glue) before /x/b is known
+    tr = tr_with(rootfs, [f"{hostdir}:/x/a", f"{hostdir}/sub:/x/c/d", f"{hostdir}:/x/e/f/g"], cache_mode)
+    try:
+        assert sorted(os.listdir(tr.to_host("/x"))) == ["a", "c", "e"]
+        assert tr.to_host("/x/c/d/inner") == f"{hostdir}/sub/inner"
+        assert tr.to_host("/x/e/f/g/hostfile") == f"{hostdir}/hostfile"
+    finally:
+        tr.close()
+
+
 def test_binding_onto_missing_leaf_in_existing_dir(rootfs, hostdir, cache_mode):
     tr = tr_with(rootfs, [f"{hostdir}:/usr/newdir"], cache_mode)
     assert tr.to_host("/usr/newdir/hostfile") == f"{hostdir}/hostfile"

@@ -217,6 +217,7 @@ class PathTranslator:
                 parent, _, name = parent.rpartition("/")
         # a bound path that is itself an ancestor of another binding is a real dir, not glue
         self._virtual.difference_update(self._bind_exact)
+        self._glued.clear()  # glue made while canonicalising may lack entries added later
 
     def _glue(self, guest: str) -> str:
         """Host directory standing for the virtual guest dir `guest`, with placeholder children.
