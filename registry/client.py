@@ -178,15 +178,27 @@ class RegistryClient:
         return resp
 
     def _probe(self) -> None:
-        """Use https://HOST (unverified) if the insecure/loopback registry speaks TLS."""
+        """Use https://HOST (unverified) if the insecure/loopback registry speaks TLS.
+
+        Asks plain HTTP first: a TLS server answers a plain request with 400 (Go's and
+        nginx's "HTTP request to an HTTPS server") or a redirect to https, or drops it;
+        a registry answers /v2/ with 200 or 401. (A TLS ClientHello sent to a plain
+        server instead can hang until a timeout, and loading a CA bundle costs 0.1 s.)
+        """
         self._probe_https = False
-        https = f"https://{self.host}"
-        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         try:
-            self.session.get(f"{https}/v2/", timeout=(3.0, 10.0), verify=False, allow_redirects=False).close()
+            resp = self.session.get(f"http://{self.host}/v2/", timeout=(3.0, 10.0), allow_redirects=False)
+            resp.close()
+            location = resp.headers.get("Location", "")
+            if resp.status_code != 400 and not (resp.status_code in REDIRECT_STATUS and location.startswith("https:")):
+                return
+        except requests.ConnectionError as exc:
+            if "refused" in short_reason(exc):
+                return  # nothing listening: the real request reports it
         except requests.RequestException:
-            return  # plain HTTP there, or nothing listening (reported by the real request)
-        self.base_url = https
+            return
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        self.base_url = f"https://{self.host}"
         self.verify = self.auth.verify = False
 
     def request(self, method: str, path: str, *, scope: str = "", headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:

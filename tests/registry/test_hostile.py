@@ -106,7 +106,7 @@ def test_500_forever_gives_up(fake: FakeRegistry, tmp_path: Path) -> None:
     fake.fail_first = {"/manifests/1": [500] * 50}
     with pytest.raises(OcirunError, match=rf"^registry {fake.host} answered HTTP 500 for manifest"):
         pull_image(f"{fake.host}/x:1", None, DirectorySink(tmp_path), progress=False)
-    assert len(fake.log) == 4  # OCIRUN_PULL_RETRIES=4: bounded
+    assert len([e for e in fake.log if "/manifests/" in e.path]) == 4  # OCIRUN_PULL_RETRIES=4: bounded
 
 
 def test_resume_after_dropped_connection(fake: FakeRegistry, tmp_path: Path) -> None:
