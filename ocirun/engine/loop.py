@@ -591,12 +591,18 @@ class Tracer:
 
     def _base_dir(self, t: Tracee, sc: Syscall, pa: PathArg) -> str | None:
         """Guest directory a relative path starts from (None: leave the call alone)."""
-        if pa.dirfd is None:
-            return t.guest_cwd()
-        fd = sc.arg_int(pa.dirfd)
+        return self._base_dirs(t, sc, pa)[0]
+
+    def _base_dirs(self, t: Tracee, sc: Syscall, pa: PathArg) -> tuple[str | None, str | None]:
+        """(guest, host) directory a relative path starts from."""
+        fd = AT_FDCWD if pa.dirfd is None else sc.arg_int(pa.dirfd)
         if fd == AT_FDCWD:
-            return t.guest_cwd()
-        return t.fd_guest_path(fd)
+            guest = t.guest_cwd()
+            return guest, t.fs.host_cwd
+        host = t.fd_host_path(fd)
+        if host is None or host[:1] != "/" or host.endswith(" (deleted)"):
+            return None, None
+        return t.view.to_guest(host), host
 
     def _translate(self, t: Tracee, sc: Syscall, pa: PathArg) -> None:
         ptr = sc.args[pa.arg]
@@ -606,18 +612,24 @@ class Tracer:
         if not raw:
             return  # "": ENOENT from the kernel, or AT_EMPTY_PATH on the dirfd
         guest = raw.decode("utf-8", ENC)
+        follow = self._follow(sc, pa)
         if guest[0] != "/":
             if pa.abs_only:
                 return
-            base = self._base_dir(t, sc, pa)
+            base, base_host = self._base_dirs(t, sc, pa)
             if base is None:
                 return  # relative to an fd the guest cannot name: the kernel resolves it
-        else:
-            base = "/"
-        follow = self._follow(sc, pa)
+            host = t.view.translator.to_host(guest, base, follow, t.tgid, t.pid)
+            sc.guest_paths[pa.arg] = guest
+            sc.host_paths[pa.arg] = host
+            # the same string the kernel would build from the dirfd: no symlink, '..' or
+            # binding on the way, so the untouched relative call resolves identically
+            if base_host is None or host != (base_host + "/" + guest if base_host != "/" else "/" + guest):
+                sc.set_arg(pa.arg, sc.push_string(host))
+            return
         if guest[:6] == "/proc/":
             guest = self._proc_path(t, guest, follow)
-        host = t.view.translator.to_host(guest, base, follow, t.tgid, t.pid)
+        host = t.view.translator.to_host(guest, "/", follow, t.tgid, t.pid)
         sc.guest_paths[pa.arg] = guest
         sc.host_paths[pa.arg] = host
         if host != guest:

@@ -43,6 +43,7 @@ class FsState:
     """Shared by CLONE_FS threads: the cached guest cwd (None = read /proc again)."""
 
     cwd: str | None = None
+    host_cwd: str | None = None  # the kernel's view of the same directory
     users: int = 1
 
 
@@ -114,11 +115,19 @@ class Tracee:
             except OSError:
                 host = ""
             if host.endswith(" (deleted)"):
+                self.fs.host_cwd = None
                 return self.view.to_guest(host[: -len(" (deleted)")]) or "/"
             cwd = self.view.to_guest(host) or "/"
+            self.fs.host_cwd = host or None
             if self.fs.users == 1:
                 self.fs.cwd = cwd
         return cwd
+
+    def host_cwd(self) -> str | None:
+        """The host path of the working directory, as the kernel resolves relative paths."""
+        if self.fs.cwd is None or self.fs.users != 1:
+            self.guest_cwd()
+        return self.fs.host_cwd
 
     def cwd_deleted(self) -> bool:
         try:
@@ -142,6 +151,7 @@ class Tracee:
 
     def invalidate_cwd(self) -> None:
         self.fs.cwd = None
+        self.fs.host_cwd = None
 
     def __post_init__(self) -> None:
         if not self.tgid:
