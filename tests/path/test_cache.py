@@ -215,3 +215,23 @@ def test_cache_matches_no_cache_on_random_mutations(tmp_path: Path, seed: int):
     finally:
         ref.close()
         cached.close()
+
+
+def test_invalidate_an_ancestor_of_the_rootfs(tmp_path):
+    """The guest moves a host directory that contains its own rootfs (seen through a binding)."""
+    from tests.path.conftest import make_rootfs
+
+    rootfs = make_rootfs(tmp_path / "a/rootfs")
+    tr = PathTranslator(str(rootfs), [parse_bind_spec(f"{tmp_path}:/outer")], cache=True)
+    assert tr.to_host("/etc/passwd") == str(rootfs) + "/etc/passwd"
+    assert tr.to_host("/lib/x86_64-linux-gnu") == str(rootfs) + "/usr/lib/x86_64-linux-gnu"
+    src = tr.to_host("/outer/a", follow_last=False)
+    dst = tr.to_host("/outer/b", follow_last=False)
+    os.rename(src, dst)
+    tr.invalidate(src)
+    tr.invalidate(dst)
+    with pytest.raises(GuestPathError):
+        tr.to_host("/lib/x86_64-linux-gnu/libc.so.6")
+    with pytest.raises(GuestPathError):
+        tr.to_host("/etc/passwd/")
+    assert tr.to_host("/outer/b/rootfs/etc/passwd") == str(tmp_path / "b/rootfs/etc/passwd")

@@ -418,9 +418,11 @@ class PathTranslator:
         else (a symlink to follow, glue, /proc, an error) returns None and takes
         the full walk.
         """
-        if "//" in path or "/." in path or path[-1] == "/":
+        if path[-1] == "/" or "//" in path or "/./" in path or "/../" in path:
             return None
         parent, _, name = path.rpartition("/")
+        if name == "." or name == "..":
+            return None
         entries = self._entries
         if parent:
             pent = entries.get(parent)
@@ -474,13 +476,19 @@ class PathTranslator:
             self._host_keys[h] = [g]
         else:
             keys.append(g)
+        # host parent -> children links, up to the first ancestor already linked, so
+        # invalidating ANY host ancestor (even above the rootfs) reaches this entry
+        children = self._host_children
+        child = h
         parent = h.rpartition("/")[0]
-        if parent != h:
-            kids = self._host_children.get(parent)
-            if kids is None:
-                self._host_children[parent] = {h}
-            else:
-                kids.add(h)
+        while parent != child:
+            kids = children.get(parent)
+            if kids is not None:
+                kids.add(child)
+                break
+            children[parent] = {child}
+            child = parent
+            parent = parent.rpartition("/")[0]
 
     def _drop_entries(self) -> None:
         self._entries.clear()
