@@ -42,6 +42,8 @@ class FakeRegistry:
     redirect_blobs_to: str | None = None  # base URL of another FakeRegistry
     basic_auth: tuple[str, str] | None = None
     log: list[Logged] = field(default_factory=list)
+    active: int = 0  # throttled blob responses being sent right now
+    max_active: int = 0
 
     def __post_init__(self) -> None:
         reg = self
@@ -170,6 +172,9 @@ class FakeRegistry:
                 h.send_header(k, v)
             h.send_header("Content-Length", str(len(payload)))
             h.end_headers()
+            with self._lock:
+                self.active += 1
+                self.max_active = max(self.max_active, self.active)
             try:
                 for i in range(0, len(payload), 65536):
                     h.wfile.write(payload[i : i + 65536])
@@ -177,5 +182,8 @@ class FakeRegistry:
                     time.sleep(delay)
             except OSError:
                 pass  # the client went away
+            finally:
+                with self._lock:
+                    self.active -= 1
             return
         self._send(h, status, payload, headers, body)

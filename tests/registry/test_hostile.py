@@ -259,3 +259,39 @@ def test_malformed_index(fake: FakeRegistry, tmp_path: Path) -> None:
                       "application/vnd.oci.image.index.v1+json", tag="1")
     with pytest.raises(OcirunError, match="^index for .* is malformed at manifests"):
         pull_image(f"{fake.host}/x:1", None, DirectorySink(tmp_path), progress=False)
+
+
+def test_layers_download_in_parallel(fake: FakeRegistry, tmp_path: Path) -> None:
+    _, descs = _image(fake, [os.urandom(1_000_000), os.urandom(1_000_000)])
+    for d in descs:
+        fake.throttle[d["digest"]] = 0.02  # ~0.3 s each
+    pull_image(f"{fake.host}/x:1", None, DirectorySink(tmp_path), progress=False, max_workers=2)
+    assert fake.max_active == 2  # both layers were being sent at the same time
+
+
+_PULL_SCRIPT = """
+import sys
+from registry.dirsink import DirectorySink
+from registry.pull import pull_image
+img = pull_image(sys.argv[1], None, DirectorySink(sys.argv[2]), progress=False)
+print(img.manifest_digest)
+"""
+
+
+def test_two_processes_pull_one_blob_once(fake: FakeRegistry, tmp_path: Path) -> None:
+    """The per-blob file lock: the second process waits, then finds the blob stored."""
+    import subprocess
+    import sys
+
+    _, descs = _image(fake, [os.urandom(2_000_000)])
+    digest = descs[0]["digest"]
+    fake.throttle[digest] = 0.01
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _PULL_SCRIPT, f"{fake.host}/x:1", str(tmp_path / "store")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0]
+    assert len([e for e in fake.log if e.path.endswith(digest)]) == 1
