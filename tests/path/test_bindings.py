@@ -294,3 +294,23 @@ def test_binding_for_readonly(rootfs, hostdir, cache_mode):
     )
     assert tr.binding_for("/data/sub").readonly
     assert tr.binding_for("/etc") is None
+
+
+def test_chrooted_translator(rootfs, hostdir, cache_mode):
+    os.symlink("/sub", rootfs / "dir/abs_sub")
+    tr = tr_with(rootfs, [f"{hostdir}:/dir/data", f"{hostdir}:/elsewhere"], cache_mode)
+    inner = tr.chrooted("/dir/up/dir")  # symlinks resolved first: /dir
+    assert inner.rootfs == str(rootfs / "dir")
+    assert inner.to_host("/sub/deep") == str(rootfs / "dir/sub/deep")
+    assert inner.to_host("/../../sub") == str(rootfs / "dir/sub")
+    assert inner.to_host("/abs_sub/deep") == str(rootfs / "dir/sub/deep")  # '/' is the new root
+    assert inner.to_host("/data/hostfile") == f"{hostdir}/hostfile"  # binding below: kept
+    assert inner.to_host("/elsewhere") == str(rootfs / "dir/elsewhere")  # binding outside: gone
+    assert inner.to_guest(str(rootfs / "dir/sub")) == "/sub"
+    with pytest.raises(GuestPathError) as info:
+        tr.chrooted("/file")
+    assert info.value.errno == 20  # ENOTDIR
+    with pytest.raises(GuestPathError) as info:
+        tr.chrooted("/missing")
+    assert info.value.errno == 2  # ENOENT
+    assert tr.chrooted("/").to_host("/etc/passwd") == str(rootfs) + "/etc/passwd"

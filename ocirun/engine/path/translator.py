@@ -661,6 +661,28 @@ class PathTranslator:
         key = self._map.binding_for_guest(guest_canonical)
         return None if key is None else self._binding_of.get(key)
 
+    def chrooted(self, guest_dir: str, cwd: str = "/") -> PathTranslator:
+        """A translator for a guest that called chroot(guest_dir): that dir becomes '/'.
+
+        Bindings below guest_dir are kept at their place relative to it; the
+        others are no longer visible (as with a real chroot). Raises
+        GuestPathError (ENOENT/ENOTDIR...) when guest_dir is not a directory.
+        """
+        guest, host = self._resolve(guest_dir, cwd, True, None, None)
+        host = host[:-2] if host.endswith("/.") else host.rstrip("/") or "/"
+        kind = self.fs.lstat_kind(host)
+        if kind != DIR:
+            raise GuestPathError(errno.ENOENT if kind == MISSING else errno.ENOTDIR, guest_dir)
+        prefix = "" if guest == "/" else guest
+        bindings = []
+        for g, h in self._bind_exact.items():
+            if g.startswith(prefix + "/"):
+                b = self._binding_of[g]
+                bindings.append(Binding(h or "/", g[len(prefix) :], deref_guest=False, readonly=b.readonly))
+        return PathTranslator(
+            host, bindings, self.fs, cache=self.cache_enabled, glue_dir=self._glue_parent
+        )
+
     # ---------------------------------------------------------- invalidation
 
     def invalidate(self, host_path: str) -> None:
