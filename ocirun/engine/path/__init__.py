@@ -15,6 +15,9 @@ How the engine uses it:
     tr.to_guest(host) or host                              # getcwd, /proc results, sun_path
     tr.readlink_guest(host_link)                           # readlink results (incl. /proc magic)
     tr.binding_for(guest).readonly                         # EROFS for `-v a:b:ro`
+    tr.to_host_openat2(path, dirfd_guest, follow, how.resolve, pid=, tid=)
+                                                           # then openat2 with resolve=0
+    tr.chrooted(guest_dir, cwd)                            # a translator for chroot(2)
     tr.close()                                             # removes the glue tree
 
 The error/best-effort policy and the cache policy are in translator.py's docstring.
