@@ -114,6 +114,29 @@ def arm64_tree(ctx: Context) -> None:
     ctx.made.update(arm64=fixtures / "debian-bookworm-arm64", proot51=ctx.proot51, proot54=ctx.proot54,
                     ocirun_python=ctx.ocirun_python)
 
+def container_images(ctx: Context) -> None:
+    """debian:12 (the tests' cached tree) in an ocirun store and in a udocker dir.
+
+    udocker cannot download its udockertools here: a VERSION file stands in for
+    them and UDOCKER_USE_PROOT_EXECUTABLE points it at PRoot 5.4 (5.1 breaks -k).
+    """
+    fixtures = Path(os.environ.get("OCIRUN_TEST_FIXTURES") or "/var/tmp/ocirun-fixtures")
+    layout = next(iter(sorted((fixtures / "layouts").glob("debian-*"))), None)
+    udocker = shutil.which("udocker") or str(Path(sys.executable).with_name("udocker"))
+    store, udir, archive = ctx.tmp / "ocirun-store", ctx.tmp / "udocker", ctx.tmp / "debian.tar"
+    subprocess.run(["skopeo", "copy", "--override-arch", "amd64", f"oci:{layout}:12",
+                    f"docker-archive:{archive}:bench/debian:12"], check=True, capture_output=True)
+    subprocess.run([ctx.ocirun_python, "-m", "ocirun", "--root", str(store), "load", "-i", str(archive)],
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    (udir / "lib").mkdir(parents=True)
+    (udir / "lib" / "VERSION").write_text("1.2.11\n")
+    root_flag = " --allow-root" if os.geteuid() == 0 else ""
+    ctx.made.update(ocirun_store=store, ocirun_python=ctx.ocirun_python,
+                    udocker_cmd=f"UDOCKER_DIR={udir} UDOCKER_USE_PROOT_EXECUTABLE={ctx.proot54} {udocker}{root_flag}")
+    subprocess.run(["sh", "-c", ctx.made["udocker_cmd"] + f" import {fixtures / 'debian-bookworm-amd64.tar'} bench/debian:12"],
+                   check=True, capture_output=True)
+
+
 WORKLOADS: list[Workload] = [
     Workload("start-up (/bin/true)", ["/bin/true"]),
     Workload(
@@ -136,6 +159,17 @@ WORKLOADS: list[Workload] = [
             "proot 5.1": ["{proot51}", *ARM64_ARGS],
             "proot 5.4": ["{proot54}", *ARM64_ARGS],
             "ocirun": ["{ocirun_python}", "-m", "ocirun", "proot", *ARM64_ARGS],
+        },
+    ),
+    Workload(
+        "container: --rm debian:12 true, image cached (proot 5.4 column: udocker + PRoot 5.4)",
+        [],
+        setup=container_images,
+        runners=("proot 5.4", "ocirun"),
+        commands={
+            "proot 5.4": ["sh", "-c", "{udocker_cmd} run --rm bench/debian:12 true"],
+            "ocirun": ["{ocirun_python}", "-m", "ocirun", "--root", "{ocirun_store}", "run", "--rm",
+                       "bench/debian:12", "true"],
         },
     ),
     Workload(
