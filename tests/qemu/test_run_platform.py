@@ -64,3 +64,10 @@ def test_apt_get_install_hello_under_emulation(store):
     lines = out.splitlines()
     assert lines[0] == "Hello, world!"
     assert lines[-1].split() == ["b7", "00"]  # e_machine of the installed hello: EM_AARCH64
+
+
+def test_cached_foreign_image_runs_without_platform_flag(store):
+    """Only the arm64 image is in this store: running it by name alone picks QEMU from its platform."""
+    root, images = store
+    cp = run_ocirun("--root", root, "run", "--rm", "--pull", "never", images.busybox, "uname", "-m")
+    assert ok(cp) == "aarch64\n"
