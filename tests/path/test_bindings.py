@@ -202,7 +202,13 @@ def test_glue_made_during_setup_lists_later_bindings(rootfs, hostdir, cache_mode
 
 
 def test_binding_onto_missing_leaf_in_existing_dir(rootfs, hostdir, cache_mode):
-    tr = tr_with(rootfs, [f"{hostdir}:/usr/newdir"], cache_mode)
+    tr = tr_with(rootfs, [f"{hostdir}:/usr/newdir", f"{hostdir}:/top", f"{hostdir}:/opt/x"], cache_mode)
+    # readdir of the real /usr does not show it: the engine can add these names
+    assert "newdir" not in os.listdir(tr.to_host("/usr"))
+    assert tr.bound_children("/usr") == ["newdir"]
+    assert tr.bound_children("/") == ["opt", "top", "usr"]
+    assert tr.bound_children("/opt") == ["x"]
+    assert tr.bound_children("/etc") == []
     assert tr.to_host("/usr/newdir/hostfile") == f"{hostdir}/hostfile"
     assert tr.to_host("/usr/bin/sh") == str(rootfs) + "/usr/bin/sh"
 

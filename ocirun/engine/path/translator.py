@@ -215,6 +215,7 @@ class PathTranslator:
                 self._virtual.add(parent)
                 self._glue_children.setdefault(parent, set()).add(name)
                 parent, _, name = parent.rpartition("/")
+            self._glue_children.setdefault("", set()).add(name)  # for bound_children("/")
         # a bound path that is itself an ancestor of another binding is a real dir, not glue
         self._virtual.difference_update(self._bind_exact)
         self._glued.clear()  # glue made while canonicalising may lack entries added later
@@ -655,6 +656,16 @@ class PathTranslator:
                 return guest + suffix
             return target + suffix
         return target
+
+    def bound_children(self, guest_dir: str) -> list[str]:
+        """Names in canonical `guest_dir` that bindings need to exist (the binding
+        itself or a directory on the way to one).
+
+        For an engine that wants readdir of a real rootfs directory to list a
+        binding whose mount point the rootfs lacks: add the names the real
+        listing does not have (getdents fix-up). Glue directories list theirs.
+        """
+        return sorted(self._glue_children.get("" if guest_dir == "/" else guest_dir, ()))
 
     def binding_for(self, guest_canonical: str) -> Binding | None:
         """The Binding covering a canonical guest path (longest match), e.g. for readonly/EROFS."""
