@@ -193,9 +193,12 @@ class Store:
                 idir = self.images_dir / _hex(image_id)
                 if not (idir / META).is_file():
                     self._build(idir, pulled, layers, notice)
-        except (OcirunError, OSError):
+        except OcirunError:
             self._discard_failed(pulled)
             raise
+        except OSError as exc:
+            self._discard_failed(pulled)
+            raise OcirunError(f"cannot store image {pulled.config_digest[:19]}: {exc}") from None
         self._tag(pulled)
         rec = self.get(image_id)
         assert rec is not None
@@ -255,6 +258,12 @@ class Store:
 
     def _discard_failed(self, pulled: Any) -> None:
         """Leave the store as it was: drop the failed image's blobs that nothing else uses."""
+        try:
+            self._discard_failed_blobs(pulled)
+        except (OSError, OcirunError):
+            pass  # the original error matters more; prune cleans up the rest
+
+    def _discard_failed_blobs(self, pulled: Any) -> None:
         image_id = pulled.config_digest
         with self._image_lock(image_id):
             idir = self.images_dir / _hex(image_id)
