@@ -19,11 +19,14 @@ What the guest sees:
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
+import sqlite3
 import stat
 import struct
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +34,9 @@ from ocirun.engine.extension import Extension
 from ocirun.engine.extensions import statbuf
 from ocirun.engine.extensions.common import (
     AT_EGID,
+    AT_EMPTY_PATH,
     AT_EUID,
+    AT_FDCWD,
     AT_GID,
     AT_SYMLINK_NOFOLLOW,
     AT_UID,
@@ -41,7 +46,7 @@ from ocirun.engine.extensions.common import (
     umask_of,
 )
 from ocirun.engine.extensions.creds import NGROUPS_MAX, NOCHANGE, Creds
-from ocirun.engine.extensions.fakeroot_db import FakeRootDB, default_db_path
+from ocirun.engine.extensions.fakeroot_db import FakeRootDB, open_db
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
@@ -55,6 +60,11 @@ AT_EACCESS = 0x200
 AT_REMOVEDIR = 0x200
 RENAME_EXCHANGE = 2
 ST_RDONLY = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_newfstatat = 262
+# OCIRUN_FAKEROOT_STAT=exit: fix stat results at the exit stop instead of answering in the tracer
+_STAT_AT_EXIT = os.environ.get("OCIRUN_FAKEROOT_STAT", "") == "exit"
 
 _ID_GETTERS = {
     "getuid": lambda c: c.ruid,
@@ -146,6 +156,10 @@ class FakeId0(Extension):
         self.db: FakeRootDB | None = None
         self.rootfs = "/"
         self.engine: Any = None
+        # Other extensions' changes to stat results (link2symlink's link counts): a
+        # stat answered here never reaches their exit hooks.
+        self.stat_hooks: list[Callable[[statbuf.StatView], dict[str, int]]] = []
+        self._statbuf = ctypes.create_string_buffer(statbuf.STATX_SIZE)
         self._enter: dict[str, Callable[[Tracee, Syscall], None]] = {}
         for names, handler in (
             (_ID_GETTERS, self._get_id), (_ID_SETTERS, self._set_id), (_CHOWN, self._chown),
@@ -164,8 +178,13 @@ class FakeId0(Extension):
     def attach(self, engine: Any) -> None:
         self.engine = engine
         self.rootfs = os.path.realpath(engine.plan.rootfs)
-        self.db = FakeRootDB(self.db_path or default_db_path(self.rootfs), self.rootfs)
-        self.db.revalidate()
+        self.db, warning = open_db(self.rootfs, self.db_path)
+        if warning and getattr(engine, "verbose", 0) >= 0:
+            print(f"ocirun: warning: {warning}", file=sys.stderr)
+        try:
+            self.db.revalidate()
+        except (OSError, sqlite3.Error):
+            pass
         self._seed()
 
     def detach(self, engine: Any) -> None:
@@ -289,7 +308,7 @@ class FakeId0(Extension):
             self._root_permissions(tracee, sc)
         if name in _CREATES and (c.fsuid != self.uid or c.fsgid != self.gid):
             self._note_creation(tracee, sc, c)
-        if self.db is not None and len(self.db):
+        if self.db is not None and self.db.any():
             if name in _RENAMES:
                 self._note_rename(tracee, sc)
             elif name in _UNLINKS:
@@ -567,7 +586,62 @@ class FakeId0(Extension):
     # ---- stat results -----------------------------------------------------------------
 
     def _stat_enter(self, tracee: Tracee, sc: Syscall) -> None:
-        sc.want_exit()
+        """Answer the stat in the tracer when we can (no exit stop: the guest's stat
+        costs what it costs without -0); otherwise fix the result at the exit stop."""
+        if _STAT_AT_EXIT or not self._emulate_stat(tracee, sc):
+            sc.want_exit()
+
+    def _stat_source(self, tracee: Tracee, sc: Syscall) -> tuple[str, int, int] | None:
+        """(host path, flags, statx mask) to stat for the guest, or None: let the kernel."""
+        name = sc.name
+        pid = tracee.pid
+        mask = 0
+        if name == "fstat":
+            return fd_path(pid, sc.arg_int(0)), 0, 0
+        if name in ("stat", "lstat"):
+            path_arg, dirfd_arg, flags = 0, None, 0 if name == "stat" else AT_SYMLINK_NOFOLLOW
+        elif name == "newfstatat":
+            path_arg, dirfd_arg, flags = 1, 0, sc.arg_int(3)
+        else:  # statx
+            path_arg, dirfd_arg, flags, mask = 1, 0, sc.arg_int(2), sc.args[3] & 0xFFFFFFFF
+        host = sc.host_paths.get(path_arg)
+        if not host:
+            if dirfd_arg is None or not flags & AT_EMPTY_PATH or sc.guest_paths.get(path_arg):
+                return None
+            try:
+                if sc.args[path_arg] and tracee.read(sc.args[path_arg], 1) != b"\0":
+                    return None
+            except OSError:
+                return None
+            return fd_path(pid, sc.arg_int(dirfd_arg)), flags & ~AT_EMPTY_PATH, mask
+        if not host.startswith("/") or host.startswith(("/proc/self", "/proc/thread-self")):
+            return None
+        return host, flags, mask
+
+    def _emulate_stat(self, tracee: Tracee, sc: Syscall) -> bool:
+        source = self._stat_source(tracee, sc)
+        if source is None:
+            return False
+        host, flags, mask = source
+        kind = _STAT[sc.name][1]
+        buf = self._statbuf
+        path = os.fsencode(host)
+        if kind == "stat":
+            rc = _libc.syscall(SYS_newfstatat, AT_FDCWD, path, buf, flags)
+        else:
+            rc = _libc.statx(AT_FDCWD, path, flags, mask, buf)
+        if rc != 0:
+            sc.skip(-ctypes.get_errno())
+            return True
+        size = statbuf.STAT_SIZE if kind == "stat" else statbuf.STATX_SIZE
+        data = self._patched(buf.raw[:size], kind)
+        try:
+            tracee.write(sc.args[_STAT[sc.name][0]], data)
+        except OSError:
+            sc.skip(-errno.EFAULT)
+            return True
+        sc.skip(0)
+        return True
 
     def _stat_exit(self, tracee: Tracee, sc: Syscall) -> None:
         if sc.result != 0:
@@ -579,6 +653,15 @@ class FakeId0(Extension):
             buf = tracee.read(addr, size)
         except OSError:
             return
+        new = self._patched(buf, kind)
+        if new != buf:
+            try:
+                tracee.write(addr, new)
+            except OSError:
+                pass
+
+    def _patched(self, buf: bytes, kind: str) -> bytes:
+        """The guest's view of a stat result: fake ids, then what the database says."""
         view = statbuf.parse_stat(buf) if kind == "stat" else statbuf.parse_statx(buf)
         changes: dict[str, int] = {}
         if view.uid == self.real_uid and self.uid != self.real_uid:
@@ -596,12 +679,12 @@ class FakeId0(Extension):
             if rec.rdev is not None:
                 changes["rdev"] = rec.rdev
                 changes["size"] = 0
-        if changes:
-            patch = statbuf.patch_stat if kind == "stat" else statbuf.patch_statx
-            try:
-                tracee.write(addr, patch(buf, **changes))
-            except OSError:
-                pass
+        for hook in self.stat_hooks:
+            changes.update(hook(view))
+        if not changes:
+            return buf
+        patch = statbuf.patch_stat if kind == "stat" else statbuf.patch_statx
+        return patch(buf, **changes)
 
     # ---- access(2) as root -----------------------------------------------------------
 

@@ -98,6 +98,7 @@ class Link2Symlink(Extension):
         for ext in getattr(engine, "extensions", []):
             if getattr(ext, "name", "") == "fake_id0":
                 self.fake_id0 = ext  # its .db is opened by its own attach
+                ext.stat_hooks.append(self.nlink_changes)  # it answers stats itself
         try:
             names = os.listdir(self.store_host)
         except OSError:
@@ -196,8 +197,15 @@ class Link2Symlink(Extension):
                     store = self._store_path(ident)
                     sc.set_arg(path_arg, sc.push_string(store))
                     sc.host_paths[path_arg] = store  # later extensions act on the store file
-        if name in _STAT:
+        if name in _STAT and self.fake_id0 is None:
             sc.want_exit()
+
+    def nlink_changes(self, view: statbuf.StatView) -> dict[str, int]:
+        """The link count a stat must show for a store file (for fake_id0's stat answers)."""
+        ident = self.inodes.get((view.dev, view.ino))
+        if ident is None:
+            return {}
+        return {"nlink": self._count(ident) + max(0, view.nlink - 1)}
 
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
