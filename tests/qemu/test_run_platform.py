@@ -59,10 +59,10 @@ def test_apt_get_install_hello_under_emulation(store):
     root, images = store
     out = ok(run_ocirun("--root", root, "--platform", "arm64", images.debian, "bash", "-c",
                         "apt-get update -q >/dev/null && apt-get install -y -q hello >/dev/null && hello "
-                        "&& dpkg -L hello | grep -c bin/hello && file -L /usr/bin/hello 2>/dev/null; "
-                        "od -An -tx1 -j18 -N2 /usr/bin/hello", timeout=1200))
+                        "&& dpkg -L hello | grep -c /usr/bin/hello && od -An -tx1 -j18 -N2 /usr/bin/hello",
+                        timeout=1200))
     lines = out.splitlines()
-    assert lines[0] == "Hello, world!"
+    assert lines[:2] == ["Hello, world!", "1"]
     assert lines[-1].split() == ["b7", "00"]  # e_machine of the installed hello: EM_AARCH64
 
 
