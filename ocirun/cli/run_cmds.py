@@ -59,17 +59,43 @@ def _cstore(ctx: click.Context):
 # --- run / create options ------------------------------------------------------------
 
 
-def _ignored_options(f: Callable) -> Callable:
-    for flag, takes_value in sorted(IGNORED_FLAGS.items(), reverse=True):
-        if not flag.startswith("--"):
-            continue
-        names = [flag] + ([_SHORT_ALIASES[flag]] if flag in _SHORT_ALIASES else [])
-        dest = "ign_" + flag[2:].replace("-", "_")
-        if takes_value:
-            f = click.option(*names, dest, multiple=True, hidden=True, metavar="X")(f)
-        else:
-            f = click.option(*names, dest, is_flag=True, hidden=True)(f)
-    return f
+class _RunCommand(click.Command):
+    """`run`/`create`: the flags ocirun ignores (IGNORED_FLAGS) are taken out of the
+    arguments before click parses them (cheaper than ~70 hidden options), and
+    remembered in ctx.meta for one warning each."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        valued = {o: not p.is_flag for p in self.params if isinstance(p, click.Option) for o in p.opts}
+        ignored: list[tuple[str, str | None]] = []
+        out: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--" or not arg.startswith("-") or arg == "-":
+                out += args[i:]
+                break
+            name, eq, value = arg.partition("=")
+            long_name = _LONG_OF.get(name, name)
+            if long_name not in IGNORED_FLAGS and not name.startswith("--") and name[:2] in _LONG_OF and len(name) > 2:
+                long_name, eq, value = _LONG_OF[name[:2]], "=", arg[2:]  # -m1g
+            if long_name in IGNORED_FLAGS:
+                if IGNORED_FLAGS[long_name] and not eq:
+                    value = args[i + 1] if i + 1 < len(args) else None
+                    i += 1
+                ignored.append((long_name, value if IGNORED_FLAGS[long_name] else None))
+                i += 1
+                continue
+            out.append(arg)
+            if valued.get(name) and not eq and i + 1 < len(args):
+                out.append(args[i + 1])
+                i += 1
+            i += 1
+        ctx.meta["ocirun.ignored"] = ignored
+        return super().parse_args(ctx, out)
+
+
+# short aliases of ignored flags -> their long name
+_LONG_OF = {short: long for long, short in _SHORT_ALIASES.items()}
 
 
 _RUN_OPTIONS: list[Callable] = [
@@ -101,16 +127,11 @@ _RUN_OPTIONS: list[Callable] = [
 def _run_options(f: Callable) -> Callable:
     for opt in reversed(_RUN_OPTIONS):
         f = opt(f)
-    return _ignored_options(f)
+    return f
 
 
 def _raw_args(image: str, command: tuple[str, ...], params: dict[str, Any], rm: bool, detach: bool) -> RawRunArgs:
-    ignored: list[tuple[str, str | None]] = []
-    for key, value in params.items():
-        if key.startswith("ign_") and value:
-            flag = "--" + key[4:].replace("_", "-")
-            values = value if isinstance(value, tuple) else (None,)
-            ignored += [(flag, v) for v in values]
+    ignored = list(click.get_current_context().meta.get("ocirun.ignored", []))
     ignored += [("--network", n) for n in params["network"]]
     return RawRunArgs(
         image=image,
@@ -142,7 +163,7 @@ def _raw_args(image: str, command: tuple[str, ...], params: dict[str, Any], rm: 
     )
 
 
-@click.command(context_settings=_RUN_CONTEXT)
+@click.command(cls=_RunCommand, context_settings=_RUN_CONTEXT)
 @click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID")
 @click.option("--rm", is_flag=True, help="Automatically remove the container when it exits")
 @_run_options
@@ -168,7 +189,7 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool, 
     return start_container(cstore, c)
 
 
-@click.command(context_settings=_RUN_CONTEXT)
+@click.command(cls=_RunCommand, context_settings=_RUN_CONTEXT)
 @click.option("--rm", is_flag=True, help="Automatically remove the container when it exits")
 @_run_options
 @click.argument("image")

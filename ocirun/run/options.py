@@ -117,6 +117,16 @@ IGNORED_FLAGS: dict[str, bool] = {
     "-q": False,
 }
 
+# The ignored flags that would need privileges, cgroups or namespaces (the others
+# are docker features ocirun simply does not have: labels, restart policies, ...).
+_NEEDS_PRIVILEGE = frozenset(
+    f for f in IGNORED_FLAGS
+    if f.startswith(("--memory", "--kernel-memory", "--cpu", "--blkio", "--device", "--cap-", "--security",
+                     "--ulimit", "--pids", "--oom", "--ipc", "--pid", "--uts", "--userns", "--cgroup",
+                     "--shm", "--sysctl", "--gpus", "--privileged", "--group-add", "--runtime",
+                     "--isolation", "--ip", "--mac", "--storage", "--read-only"))
+) | {"-m", "-c"}
+
 # The two ways of asking for the host network, which is what ocirun always gives.
 _HOST_NETWORKS = ("host", "default", "bridge")
 
@@ -396,8 +406,10 @@ def ignored_warnings(flags: list[tuple[str, str | None]]) -> list[str]:
             if value in _HOST_NETWORKS or value is None:
                 continue
             msg = f"--network {value} ignored: ocirun always shares the host network (see -p, --netcoop)"
-        else:
+        elif flag in _NEEDS_PRIVILEGE:
             msg = f"{flag} ignored: ocirun runs without privileges, cgroups or namespaces"
+        else:
+            msg = f"{flag} is not supported by ocirun and is ignored"
         if flag not in seen:
             seen.append(flag)
             out.append(msg)
