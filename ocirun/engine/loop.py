@@ -469,7 +469,9 @@ class Tracer:
         except OSError:
             return
         op = info.op
-        if op == pt.SYSCALL_INFO_ENTRY:
+        if op == pt.SYSCALL_INFO_ENTRY and self.use_seccomp:
+            pass  # resumed with PTRACE_SYSCALL from another stop: the seccomp stop follows
+        elif op == pt.SYSCALL_INFO_ENTRY:
             nr = info.nr
             if nr in self.trapped:
                 self._enter(t, info)

@@ -93,3 +93,8 @@ def test_unix_socket_paths(bb_rw: Path, cprogs: Path, depth: int, mode_env: dict
 def test_signal_death_status(bb_root: Path, cprogs: Path) -> None:
     cp = proot("-r", bb_root, "-b", f"{cprogs}:/c", "/c/signals.static", "self")
     assert cp.returncode == 128 + 10
+
+
+def test_restarted_path_syscall_keeps_the_guest_path(bb_rw: Path, cprogs: Path, mode_env: dict) -> None:
+    out = ok(proot("-r", bb_rw, "-b", f"{cprogs}:/c", "/c/restart.static", "/tmp/restart.fifo", env=mode_env))
+    assert out == "restarted hits=5 child=0\n"
