@@ -357,9 +357,10 @@ def _load_oci_entry(src: _Source, desc: Descriptor, platform: Platform | None, s
         if mt in INDEX_TYPES or "manifests" in obj:
             raise OcirunError(f"{label}: nested index is not supported")
     _store_bytes(sink, data)
-    cfg = Descriptor.from_json(obj.get("config") or {"digest": "", "size": 0})
-    if not cfg.digest:
-        raise OcirunError(f"{label}: manifest {desc.digest} has no config")
+    cfg = Descriptor.from_json(obj.get("config") or {})
+    from registry.pull import check_config_type
+
+    check_config_type(cfg, label)
     config = _verified_read(src, _blob_rel(cfg.digest), cfg.digest)
     config_json = parse_json_object(config, f"image config {cfg.digest}")
     image_platform = Platform.from_json(config_json)

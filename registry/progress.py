@@ -6,6 +6,7 @@ in place with ANSI cursor movement at most every 0.1 s; no dependency needed.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -111,7 +112,16 @@ class Progress:
             self._drawn = 0
 
     def _draw(self) -> None:
-        for d in self._order:
-            self.stream.write(self._lines[d].render() + "\n")
-        self._drawn = len(self._order)
+        lines = [self._lines[d] for d in self._order]
+        room = max(shutil.get_terminal_size((80, 24)).lines - 2, 3)
+        if len(lines) > room:
+            # Cursor movement cannot reach above the screen: fold finished lines into one.
+            done = [ln for ln in lines if ln.ended is not None or ln.state == "Already exists"]
+            rest = [ln for ln in lines if ln not in done][-(room - 1):]
+            out = [f"{len(done)} of {len(lines)} layers done"] + [ln.render() for ln in rest]
+        else:
+            out = [ln.render() for ln in lines]
+        for text in out:
+            self.stream.write(text + "\n")
+        self._drawn = len(out)
         self.stream.flush()

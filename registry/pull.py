@@ -21,7 +21,9 @@ from registry.platform import Platform, describe, host_platform, select
 from registry.progress import Progress
 from registry.reference import ArchiveReference, Reference, parse_reference
 from registry.types import (
+    DOCKER_CONFIG,
     INDEX_TYPES,
+    OCI_CONFIG,
     BlobSink,
     Descriptor,
     PulledImage,
@@ -47,6 +49,12 @@ def store_bytes(sink: BlobSink, digest: str, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         sink.commit(digest, partial)
+
+
+def check_config_type(config: Descriptor, display: str) -> None:
+    """Refuse OCI artifacts (helm charts, signatures...): they are not container images."""
+    if config.media_type and config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
+        raise OcirunError(f"{display} is not a container image (config type {config.media_type})")
 
 
 def is_attestation(desc: Descriptor) -> bool:
@@ -112,9 +120,8 @@ def pull_image(
     manifest = parse_json_object(data, f"manifest for {display}")
     check_manifest(manifest, f"manifest for {display}")
     store_bytes(sink, digest, data)
-    config_desc = Descriptor.from_json(manifest.get("config") or {"digest": "", "size": 0})
-    if not config_desc.digest:
-        raise OcirunError(f"manifest for {display} has no config")
+    config_desc = Descriptor.from_json(manifest.get("config") or {})
+    check_config_type(config_desc, display)
     layers = list(iter_layers(manifest))
     board.message(f"Pulling {display}")
     config_bytes = _read_blob(sink, config_desc.digest)

@@ -295,3 +295,11 @@ def test_two_processes_pull_one_blob_once(fake: FakeRegistry, tmp_path: Path) ->
     assert [p.returncode for p in procs] == [0, 0], outs
     assert outs[0][0] == outs[1][0]
     assert len([e for e in fake.log if e.path.endswith(digest)]) == 1
+
+
+def test_artifact_is_not_an_image(fake: FakeRegistry, tmp_path: Path) -> None:
+    cfg = fake.add_blob(b"{}")
+    man = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", **cfg}, "layers": []}
+    fake.add_manifest(man, OCI_MANIFEST, tag="1")
+    with pytest.raises(OcirunError, match=r"x:1 is not a container image \(config type application/vnd.cncf.helm.config.v1\+json\)$"):
+        pull_image(f"{fake.host}/x:1", None, DirectorySink(tmp_path), progress=False)

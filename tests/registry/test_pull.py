@@ -158,3 +158,20 @@ def test_progress_on_a_terminal_only(anon_registry: Pushed, tmp_path: Path, monk
     monkeypatch.setattr("sys.stderr", plain)
     pull_image(anon_registry.ref("library/busybox:multi"), Platform.parse("arm64"), DirectorySink(tmp_path / "2"), progress=None)
     assert plain.getvalue() == ""
+
+
+def test_progress_folds_finished_lines_on_a_small_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os as _os
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=None: _os.terminal_size((80, 8)))
+    tty = FakeTTY()
+    board = Progress(True, tty)
+    digests = [f"sha256:{i:064x}" for i in range(20)]
+    for d in digests:
+        board.add(d, 1000)
+    for d in digests[:15]:
+        board.start(d)
+        board.advance(d, 1000)
+        board.finish(d)
+    last = tty.getvalue().rsplit("\x1b[J", 1)[1].splitlines()
+    assert last[0] == "15 of 20 layers done" and len(last) <= 6
