@@ -329,3 +329,41 @@ def test_publish_serves_on_unprivileged_port(oc, tmp_path) -> None:
 def test_foreign_platform_runs_under_qemu(oc) -> None:
     assert out(oc("run", "--rm", "--platform", "linux/arm64", oc.images.busybox, "uname", "-m")) == "aarch64\n"
     assert out(oc("run", "--rm", "--platform", "amd64", oc.images.busybox, "uname", "-m")) == "x86_64\n"
+
+
+def test_logs_follow_until_exit_and_stop(oc) -> None:
+    out(oc("run", "-d", "--name", "follow", oc.images.busybox, "sh", "-c",
+           "for i in 1 2 3; do echo line$i; busybox sleep 0.3; done"))
+    try:
+        cp = oc("logs", "-f", "follow", timeout=60)
+        assert cp.stdout.split() == ["line1", "line2", "line3"]
+        assert out(oc("logs", "--tail", "1", "follow")) == "line3\n"
+        wait_for(lambda: "Exited (0)" in oc("ps", "-a").stdout, what="exit recorded")
+    finally:
+        oc("rm", "-f", "follow")
+    out(oc("run", "-d", "--name", "stopme", oc.images.busybox, "busybox", "sleep", "60"))
+    try:
+        wait_for(lambda: "stopme" in oc("ps").stdout, what="running")
+        t0 = time.monotonic()
+        assert out(oc("container", "stop", "stopme")).strip() == "stopme"
+        assert time.monotonic() - t0 < 15
+        assert "stopme" not in out(oc("ps")) and "Exited (143)" in out(oc("ps", "-a"))
+    finally:
+        oc("rm", "-f", "stopme")
+
+
+def test_rm_on_sigterm_and_pull_always(oc) -> None:
+    proc = subprocess.Popen(
+        ocirun_argv("--root", oc.root, "run", "--rm", "--pull", "always", "--name", "termed", oc.images.busybox,
+                    "busybox", "sleep", "60"),
+        env=ocirun_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: "termed" in oc("ps").stdout, what="container running")
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 143
+        assert _named_dirs(oc, "termed") == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
