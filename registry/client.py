@@ -314,6 +314,7 @@ class RegistryClient:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             resp = self.request("GET", f"{repo}/blobs/{desc.digest}", scope=scope, headers=headers, stream=True)
             got = 0
+            dropped = False
             try:
                 if resp.status_code == 416 and offset:
                     partial.unlink()
@@ -337,7 +338,7 @@ class RegistryClient:
                             if desc.size >= 0 and offset + got > desc.size:
                                 break
                     except _STREAM_ERRORS as exc:
-                        last_error = short_reason(exc)
+                        last_error, dropped = short_reason(exc), True
             finally:
                 resp.close()
             total = offset + got
@@ -350,9 +351,10 @@ class RegistryClient:
                     restarted = True  # the resumed prefix may have been bad: one clean try
                     continue
                 raise OcirunError(f"blob {desc.digest} does not match its digest")
-            # Short read: the connection dropped or the server sent less than promised.
+            # Short read: the connection dropped (retry, resuming) or the server cleanly
+            # sent less than promised; a clean end with no progress will not get better.
             attempt += 1
-            if got == 0 or attempt >= self.retry.attempts:
+            if (got == 0 and not dropped) or attempt >= self.retry.attempts:
                 why = f" ({last_error})" if last_error else ""
                 raise OcirunError(f"blob {desc.digest} is truncated: got {total} of {desc.size} bytes from {self.host}{why}")
             time.sleep(self.retry.delay(attempt - 1))

@@ -303,3 +303,12 @@ def test_artifact_is_not_an_image(fake: FakeRegistry, tmp_path: Path) -> None:
     fake.add_manifest(man, OCI_MANIFEST, tag="1")
     with pytest.raises(OcirunError, match=r"x:1 is not a container image \(config type application/vnd.cncf.helm.config.v1\+json\)$"):
         pull_image(f"{fake.host}/x:1", None, DirectorySink(tmp_path), progress=False)
+
+
+def test_connection_dropped_before_any_byte_is_retried(fake: FakeRegistry, tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    _, descs = _image(fake, [data])
+    fake.drop_after[descs[0]["digest"]] = 0
+    sink = DirectorySink(tmp_path)
+    pull_image(f"{fake.host}/x:1", None, sink, progress=False)
+    assert sink.path(descs[0]["digest"]).read_bytes() == data
