@@ -28,6 +28,9 @@ def test_debian_rootfs_is_a_clean_readable_tree(debian_rootfs: Path) -> None:
     assert not (debian_rootfs / "etc/resolv.conf").exists()
     assert not (debian_rootfs / "etc/hostname").exists()
     assert (debian_rootfs / "etc/debian_version").read_text().startswith("12.")
+    # Nothing a test wrote (scripts/fixtures makes the tree immutable; it was not at first).
+    assert os.listdir(debian_rootfs / "dev") == []
+    assert sorted(os.listdir(debian_rootfs / "root")) == [".bashrc", ".profile"]
     unreadable, devices, count = [], [], 0
     for dirpath, dirnames, filenames in os.walk(debian_rootfs):
         for name in dirnames + filenames:
@@ -41,6 +44,14 @@ def test_debian_rootfs_is_a_clean_readable_tree(debian_rootfs: Path) -> None:
     assert count > 5000
     assert not devices, devices[:5]
     assert not unreadable, unreadable[:5]
+
+
+def test_shared_tree_is_read_only_even_for_root(debian_rootfs: Path) -> None:
+    with pytest.raises(PermissionError):
+        (debian_rootfs / "tmp/ocirun-write-probe").write_text("x")
+    with pytest.raises(PermissionError):
+        with open(debian_rootfs / "etc/debian_version", "a") as f:
+            f.write("x")
 
 
 def test_debian_tarball_matches_tree(debian_rootfs_tar: Path) -> None:
