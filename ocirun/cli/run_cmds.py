@@ -196,7 +196,9 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool, 
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def create(ctx: click.Context, image: str, command: tuple[str, ...], rm: bool, **params: Any) -> int:
-    """Create a new container (no copy of the image: it costs one directory listing).
+    """Create a new container.
+
+    The image is not copied: creating a container costs one directory listing.
 
     \b
     Usage:  ocirun create [OPTIONS] IMAGE [COMMAND] [ARG...]
@@ -254,7 +256,9 @@ def start(ctx: click.Context, containers: tuple[str, ...], attach: bool, interac
 @click.pass_context
 def exec_(ctx: click.Context, container: str, command: tuple[str, ...], detach: bool, env: tuple[str, ...],
           env_file: tuple[str, ...], interactive: bool, tty: bool, user: str | None, workdir: str | None) -> int:
-    """Execute a command in a container (running or stopped: a new process on its tree).
+    """Execute a command in a container.
+
+    The container may be running or stopped: the command is a new process on its tree.
 
     \b
     Usage:  ocirun exec [OPTIONS] CONTAINER COMMAND [ARG...]
@@ -374,7 +378,9 @@ def rm(ctx: click.Context, containers: tuple[str, ...], force: bool, volumes: bo
 @click.argument("container")
 @click.pass_context
 def logs(ctx: click.Context, container: str, follow: bool, tail: str) -> int:
-    """Fetch the logs of a container (the output of a detached `run -d`/`start`).
+    """Fetch the logs of a container.
+
+    The log holds the output of a detached container (`run -d`, `start`).
 
     \b
     Usage:  ocirun logs [OPTIONS] CONTAINER
@@ -483,7 +489,7 @@ def prune(ctx: click.Context, force: bool) -> int:
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
 def inspect(ctx: click.Context, containers: tuple[str, ...]) -> int:
-    """Display detailed information on one or more containers (JSON).
+    """Display detailed information on one or more containers.
 
     \b
     Usage:  ocirun container inspect CONTAINER [CONTAINER...]
