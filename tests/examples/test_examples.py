@@ -104,6 +104,7 @@ def test_web_server_on_unprivileged_port(store, registry_images, tmp_path) -> No
 
 @pytest.mark.slow
 @pytest.mark.network
+@pytest.mark.timeout(1800)  # apt-get of gcc under the engine: ~2.5 min on a quiet machine
 def test_ci_build_inside_debian(store, registry_images, tmp_path) -> None:
     """Installs gcc with apt-get inside the container (Debian's archive), then builds and tests."""
     project = tmp_path / "project"
