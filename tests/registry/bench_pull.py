@@ -64,6 +64,11 @@ def main() -> None:
                 name = f"pull_image ({workers} worker)"
                 wall, cpu[name] = _tc(lambda s=sink, w=workers: pull_image(f"{reg.host}/bench/big:1", None, s, progress=False, max_workers=w))
                 rows.append((name, wall))
+            if Path("/dev/shm").is_dir():
+                with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
+                    name = "pull_image -> tmpfs sink"
+                    wall, cpu[name] = _tc(lambda: pull_image(f"{reg.host}/bench/big:1", None, DirectorySink(shm), progress=False))
+                    rows.append((name, wall))
             print(f"blob: {mb:.0f} MB random, uncompressed; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             for name, secs in rows:
                 extra = f"  (ocirun CPU {cpu[name]:.2f} s)" if name in cpu else ""
