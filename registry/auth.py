@@ -5,8 +5,9 @@ Credentials are looked up, first hit wins, in:
      (`OCIRUN_AUTH_FILE` overrides), mode 0600, docker's config.json format;
   2. `$REGISTRY_AUTH_FILE`, then `$XDG_RUNTIME_DIR/containers/auth.json` (podman/skopeo);
   3. `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`: `credHelpers[host]`,
-     inline `auths[host].auth` (base64 user:password), then `credsStore`; helpers are run
-     as `docker-credential-NAME get` with the server name on stdin.
+     inline `auths[host].auth` (base64 user:password) or `identitytoken` (OAuth2
+     refresh token), then `credsStore`; helpers are run as `docker-credential-NAME get`
+     with the server name on stdin.
 
 The Bearer flow is docker's token spec: on a 401 with `WWW-Authenticate: Bearer realm=...,
 service=..., scope=...`, GET the realm (with Basic credentials if we have any), take
@@ -40,10 +41,11 @@ DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 
 @dataclass(frozen=True)
 class Credentials:
-    """A username and password (or token used as password)."""
+    """A username and password, or an OAuth2 refresh token (docker's `identitytoken`)."""
 
     username: str
     password: str
+    identity_token: str | None = None
 
     def basic_header(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
@@ -115,7 +117,10 @@ def _helper_get(helper: str, server: str) -> Credentials | None:
         return None  # "credentials not found in native keychain"
     try:
         payload = json.loads(proc.stdout)
-        return Credentials(str(payload["Username"]), str(payload["Secret"]))
+        user, secret = str(payload["Username"]), str(payload["Secret"])
+        if user == "<token>":  # docker's convention for an identity token from a helper
+            return Credentials("", "", identity_token=secret)
+        return Credentials(user, secret)
     except (ValueError, KeyError, TypeError):
         raise OcirunError(f"credential helper {binary} gave an unreadable answer") from None
 
@@ -136,6 +141,9 @@ def find_credentials(registry: str) -> Credentials | None:
         auths = data.get("auths") or {}
         for key in keys:
             entry = auths.get(key)
+            if isinstance(entry, dict) and entry.get("identitytoken"):
+                user = _decode_auth(str(entry["auth"]), path).username if entry.get("auth") else ""
+                return Credentials(user, "", identity_token=str(entry["identitytoken"]))
             if isinstance(entry, dict) and entry.get("auth"):
                 return _decode_auth(str(entry["auth"]), path)
             if isinstance(entry, dict) and entry.get("username") and entry.get("password"):
@@ -243,7 +251,7 @@ class Authenticator:
         ch = self.challenge
         if ch is None:
             return {}
-        if ch.scheme == "basic" and self.credentials:
+        if ch.scheme == "basic" and self.credentials and not self.credentials.identity_token:
             return {"Authorization": self.credentials.basic_header()}
         with self._lock:
             token = self._tokens.get(scope)
@@ -256,7 +264,7 @@ class Authenticator:
             return False
         self.challenge = ch
         if ch.scheme == "basic":
-            return self.credentials is not None
+            return self.credentials is not None and not self.credentials.identity_token
         if ch.scheme != "bearer" or not ch.params.get("realm"):
             return False
         token = self.fetch_token(ch, ch.params.get("scope") or scope)
@@ -272,17 +280,23 @@ class Authenticator:
         if scope:
             params["scope"] = scope
         headers = {"Accept": "application/json"}
-        if self.credentials:
-            headers["Authorization"] = self.credentials.basic_header()
         realm = ch.params["realm"]
+        creds = self.credentials
         try:
-            resp = self.session.get(realm, params=params, headers=headers, timeout=(10, 60), verify=self.verify)
+            if creds and creds.identity_token:
+                # OAuth2 refresh-token grant, as docker does with an `identitytoken`
+                form = {**params, "grant_type": "refresh_token", "refresh_token": creds.identity_token, "client_id": "ocirun"}
+                resp = self.session.post(realm, data=form, headers=headers, timeout=(10, 60), verify=self.verify)
+            else:
+                if creds:
+                    headers["Authorization"] = creds.basic_header()
+                resp = self.session.get(realm, params=params, headers=headers, timeout=(10, 60), verify=self.verify)
         except requests.RequestException as exc:
             from registry.client import short_reason
 
             raise OcirunError(f"cannot reach token server {realm}: {short_reason(exc)}") from None
         if resp.status_code in (401, 403):
-            who = f" as {self.credentials.username}" if self.credentials else " (anonymous)"
+            who = f" as {self.credentials.username or 'identity token'}" if self.credentials else " (anonymous)"
             raise OcirunError(f"unauthorized: token server for {self.registry} refused{who}")
         if resp.status_code != 200:
             raise OcirunError(f"token server {realm} answered HTTP {resp.status_code}")

@@ -174,7 +174,8 @@ class RegistryClient:
             resp.close()
             if self.auth.credentials is None:
                 raise OcirunError(f"unauthorized: {self.host} requires authentication (use `ocirun login {self.registry}`)")
-            raise OcirunError(f"unauthorized: {self.host} refused access as {self.auth.credentials.username}" + (f" ({msg})" if msg else ""))
+            who = self.auth.credentials.username or "identity token"
+            raise OcirunError(f"unauthorized: {self.host} refused access as {who}" + (f" ({msg})" if msg else ""))
         return resp
 
     def _probe(self) -> None:

@@ -200,3 +200,47 @@ def test_token_refreshed_after_401(tmp_path: Path) -> None:
         fake.stop()
         tsrv.shutdown()
         tsrv.server_close()
+
+
+def test_identity_token_uses_oauth2_refresh_grant(tmp_path: Path, isolated_env: Path) -> None:
+    """docker config `identitytoken`: POST grant_type=refresh_token to the realm."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs
+
+    forms: list[dict[str, list[str]]] = []
+
+    class TokenHandler(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            forms.append(form)
+            ok = form.get("refresh_token") == ["rt-123"] and form.get("grant_type") == ["refresh_token"]
+            body = json.dumps({"access_token": "at-1"} if ok else {}).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    tsrv = ThreadingHTTPServer(("127.0.0.1", 0), TokenHandler)
+    threading.Thread(target=tsrv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    fake = FakeRegistry()
+    try:
+        cfg = fake.add_blob(json.dumps({"architecture": "amd64", "os": "linux"}).encode())
+        man = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg}, "layers": []}
+        fake.add_manifest(man, "application/vnd.oci.image.manifest.v1+json", tag="1")
+        realm = f"http://127.0.0.1:{tsrv.server_address[1]}/oauth2/token"
+        fake.fail_first = {"/manifests/1": [(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="fake"'})]}
+        docker_cfg = isolated_env / ".docker/config.json"
+        docker_cfg.parent.mkdir()
+        docker_cfg.write_text(json.dumps({"auths": {fake.host: {"auth": _b64("00000000-0000-0000-0000-000000000000", ""), "identitytoken": "rt-123"}}}))
+        pull_image(f"{fake.host}/x:1", None, DirectorySink(tmp_path), progress=False)
+        assert forms[0]["service"] == ["fake"] and forms[0]["scope"] == ["repository:x:pull"]
+        assert [e.headers.get("Authorization") for e in fake.log if "/manifests/" in e.path] == [None, "Bearer at-1"]
+    finally:
+        fake.stop()
+        tsrv.shutdown()
+        tsrv.server_close()
