@@ -49,6 +49,9 @@ def build_layout(tar: Path, dest: Path) -> dict:
     blobs = dest / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     gz = dest / "layer.gz"
+    private = dest / "layer.tar"  # a private copy: the shared fixture may be rebuilt meanwhile
+    shutil.copyfile(tar, private)
+    tar = private
     with open(tar, "rb") as src, gzip.open(gz, "wb", compresslevel=6) as out:
         shutil.copyfileobj(src, out, 1 << 20)
     layer_digest, diff_id = sha256_file(gz), sha256_file(tar)
@@ -82,11 +85,13 @@ def build_layout(tar: Path, dest: Path) -> dict:
     (dest / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     with tarfile.open(tar) as tf:
         entries = sum(1 for _ in tf)
+    size = tar.stat().st_size
+    tar.unlink()
     return {
         "layer": layer_digest,
         "diff_id": diff_id,
         "compressed": ldesc["size"],
-        "uncompressed": tar.stat().st_size,
+        "uncompressed": size,
         "entries": entries,
     }
 
