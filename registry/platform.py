@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform as _pyplatform
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,10 +144,26 @@ class Platform:
         return None
 
 
+# 64-bit kernel, 32-bit userland (old Android phones under Termux, i386 chroots).
+USERLAND_32: dict[str, str] = {"arm64": "armv7l", "amd64": "i686"}
+
+
+def _userland_bits() -> int:
+    return struct.calcsize("P") * 8
+
+
 def host_platform() -> Platform:
-    """The platform of this machine (uname -m; an arm kernel's variant from its name)."""
-    machine = os.environ.get("OCIRUN_HOST_ARCH") or _pyplatform.machine() or "amd64"
-    return Platform.of("linux", machine)
+    """The platform of this machine's userland (`OCIRUN_HOST_ARCH` overrides uname -m).
+
+    A 32-bit Python on a 64-bit kernel means a 32-bit userland: arm/v7 or 386 images.
+    """
+    override = os.environ.get("OCIRUN_HOST_ARCH")
+    if override:
+        return Platform.of("linux", override)
+    plat = Platform.of("linux", _pyplatform.machine() or "amd64")
+    if _userland_bits() == 32 and plat.architecture in USERLAND_32:
+        plat = Platform.of("linux", USERLAND_32[plat.architecture])
+    return plat
 
 
 def select(wanted: Platform, candidates: Sequence[tuple[Platform, Any]]) -> Any | None:

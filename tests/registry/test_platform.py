@@ -87,3 +87,15 @@ def test_no_match_lists_available() -> None:
     with pytest.raises(OcirunError) as exc:
         choose_manifest(idx, P.parse("ppc64le"), "busybox:1")
     assert exc.value.message == "no image for platform linux/ppc64le in busybox:1; available: linux/amd64, linux/arm64/v8"
+
+
+def test_32_bit_userland_on_64_bit_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import registry.platform as rp
+
+    monkeypatch.setattr(rp._pyplatform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(rp, "_userland_bits", lambda: 32)
+    assert host_platform() == P("linux", "arm", "v7")
+    monkeypatch.setattr(rp._pyplatform, "machine", lambda: "x86_64")
+    assert host_platform() == P("linux", "386", None)
+    monkeypatch.setattr(rp, "_userland_bits", lambda: 64)
+    assert host_platform() == P("linux", "amd64", None)
