@@ -63,7 +63,13 @@ _RENAMES = {"rename": (0, 1, None), "renameat": (1, 3, None), "renameat2": (1, 3
 
 
 def link2symlink_needed(rootfs: str) -> bool:
-    """Probe: does link() work in this rootfs? (Android's SELinux says EACCES.)"""
+    """Probe: does link() work in this rootfs? (Android's SELinux says EACCES.)
+
+    The host's own root is never probed (nor emulated by default): no file is
+    created in `/` just to ask.
+    """
+    if os.path.realpath(rootfs) == "/":
+        return False
     probe = os.path.join(rootfs, f".ocirun-link-probe-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
