@@ -352,6 +352,7 @@ class TreeWriter:
             self.dir_meta[path] = (member.mode & 0o7777, _mtime_ns(member))
         else:
             self._mkdir(path, member.mode & 0o7777, _mtime_ns(member))
+        self._chown(None, path, member)  # mode comes in finish(), after chown
 
     def _file(self, path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         self._prepare(path)

@@ -198,13 +198,31 @@ def test_devices_and_fifos_skipped_with_one_notice(tmp_path):
 def test_ownership_recorded_when_not_applied(tmp_path):
     import json
 
-    dest, _ = unpack(tmp_path, [[("file", "owned", "o", {"uid": 1000, "gid": 50}), ("file", "rootfile", "r")]])
+    dest, _ = unpack(
+        tmp_path,
+        [[
+            ("file", "owned", "o", {"uid": 1000, "gid": 50}),
+            ("file", "rootfile", "r"),
+            ("dir", "home", 0o755),
+            ("dir", "home/app", 0o2750, {"uid": 1000, "gid": 1000}),
+            ("symlink", "home/app/link", "x", {"uid": 1000, "gid": 1000}),
+            ("file", "suid", "s", 0o4755, {"uid": 1000, "gid": 50}),
+        ]],
+    )
     doc = json.loads((tmp_path / "ownership").read_text())
     if os.geteuid() == 0:
         assert os.lstat(dest / "owned").st_uid == 1000
-        assert "owned" not in doc["entries"]
+        assert os.lstat(dest / "home/app").st_uid == 1000
+        assert os.lstat(dest / "home/app/link").st_gid == 1000
+        st = os.lstat(dest / "suid")
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (1000, 0o4755)  # chown before chmod
+        assert stat.S_IMODE(os.lstat(dest / "home/app").st_mode) == 0o2750
+        assert doc["entries"] == {}
     else:
         assert doc["entries"]["owned"] == {"uid": 1000, "gid": 50, "mode": 0o644}
+        assert doc["entries"]["home/app"] == {"uid": 1000, "gid": 1000, "mode": 0o2750}
+        assert doc["entries"]["home/app/link"]["uid"] == 1000
+        assert stat.S_IMODE(os.lstat(dest / "suid").st_mode) == 0o4755
     assert "rootfile" not in doc["entries"]
 
 
