@@ -159,7 +159,9 @@ class RegistryClient:
             url = urljoin(resp.url, resp.headers["Location"])
             resp.close()
             # Blob storage (S3, CDN) gets no registry credentials: plain headers only.
-            resp = self.session.request(method, url, headers=headers, stream=stream, timeout=self.timeout, allow_redirects=False, verify=True if urlsplit(url).netloc != self.host else self.verify)
+            # Only a redirect within the registry itself (same scheme and host) keeps them.
+            same = url.startswith(self.base_url + "/")
+            resp = self.session.request(method, url, headers=h if same else headers, stream=stream, timeout=self.timeout, allow_redirects=False, verify=self.verify if same else True)
         return resp
 
     def _send(self, method: str, url: str, scope: str, headers: dict[str, str], stream: bool) -> requests.Response:

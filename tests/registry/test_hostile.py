@@ -312,3 +312,17 @@ def test_connection_dropped_before_any_byte_is_retried(fake: FakeRegistry, tmp_p
     sink = DirectorySink(tmp_path)
     pull_image(f"{fake.host}/x:1", None, sink, progress=False)
     assert sink.path(descs[0]["digest"]).read_bytes() == data
+
+
+def test_redirect_within_the_registry_keeps_authorization(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = FakeRegistry(basic_auth=("u", "p"))
+    try:
+        reg.redirect_blobs_to = reg.url  # /v2/x/blobs/D -> /storage/D on the same host
+        _image(reg, [os.urandom(1000)])
+        (tmp_path / "auth.json").write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"u:p").decode()}}}))
+        monkeypatch.setenv("OCIRUN_AUTH_FILE", str(tmp_path / "auth.json"))
+        pull_image(f"{reg.host}/x:1", None, DirectorySink(tmp_path / "s"), progress=False)
+        storage = [e for e in reg.log if e.path.startswith("/storage/")]
+        assert storage and all(e.headers.get("Authorization", "").startswith("Basic ") for e in storage)
+    finally:
+        reg.stop()
