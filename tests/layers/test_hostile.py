@@ -126,3 +126,20 @@ def test_file_replacing_symlink_does_not_write_through(tmp_path):
     unpack_layers(store, specs, dest)
     assert (outside / "victim").read_text() == "original"
     assert not os.path.islink(dest / "link") and (dest / "link").read_text() == "new"
+
+
+def test_hardlink_target_through_symlink_parent(tmp_path):
+    msg = run_hostile(
+        tmp_path, [[lambda out: ("symlink", "evil", str(out))], [_raw("stolen", tarfile.LNKTYPE, "evil/victim")]]
+    )
+    assert "stolen" in msg
+
+
+def test_symlink_loop_as_parent(tmp_path):
+    msg = run_hostile(tmp_path, [[("symlink", "a", "b"), ("symlink", "b", "a"), ("file", "a/x", "x")]])
+    assert "too many levels of symlinks" in msg
+
+
+def test_opaque_marker_through_symlink(tmp_path):
+    msg = run_hostile(tmp_path, [[lambda out: ("symlink", "evil", str(out))], [("file", "evil/.wh..wh..opq", "")]])
+    assert "evil/.wh..wh..opq" in msg
