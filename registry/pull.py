@@ -130,7 +130,7 @@ def pull_image(
         store_bytes(sink, config_desc.digest, config_bytes)
     config_json = parse_json_object(config_bytes, f"image config {config_desc.digest}")
     image_platform = Platform.from_json(config_json)
-    if platform is not None and media_type not in INDEX_TYPES and repo_digest == digest:
+    if platform is not None and repo_digest == digest:  # a single-platform image
         if wanted.rank(image_platform) is None:
             raise OcirunError(
                 f"no image for platform {wanted} in {display}; available: {image_platform}"
