@@ -68,10 +68,14 @@ def bb_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _serve(tmp: Path, auth: str, layout: Path) -> Pushed:
     reg = start_registry(tmp, auth=auth)
-    for tag in ("multi", "single"):
-        push(layout, reg, f"library/busybox:{tag}", tag=tag)
-        push(layout, reg, f"public/busybox:{tag}", tag=tag)
-    push(layout, reg, "library/busybox:docker", tag="multi", docker_format=True)
+    try:
+        for tag in ("multi", "single"):
+            push(layout, reg, f"library/busybox:{tag}", tag=tag)
+            push(layout, reg, f"public/busybox:{tag}", tag=tag)
+        push(layout, reg, "library/busybox:docker", tag="multi", docker_format=True)
+    except BaseException:
+        reg.stop()  # a fixture that fails never reaches its teardown
+        raise
     return Pushed(reg, layout)
 
 

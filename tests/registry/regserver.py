@@ -247,6 +247,14 @@ def self_signed_cert(tmp: Path, ip: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: a registry never outlives a killed test run."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def start_registry(tmp: Path, auth: str = "none", port: int | None = None, *, tls: bool = False, ip: str = "127.0.0.1") -> Registry:
     """Start docker-registry (auth: none | basic | token) on ip:port; wait until it answers.
 
@@ -293,7 +301,7 @@ def start_registry(tmp: Path, auth: str = "none", port: int | None = None, *, tl
     (tmp / "config.yml").write_text(json.dumps(cfg, indent=2))
     log = tmp / "registry.log"
     with open(log, "wb") as logf:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(tmp / "config.yml")], stdout=logf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(tmp / "config.yml")], stdout=logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     scheme = "https" if tls else "http"
     reg = Registry(f"{scheme}://{ip}:{port}", f"{ip}:{port}", storage, auth, proc, token_server, log=log, cert=cert)
     deadline = time.monotonic() + 20

@@ -34,7 +34,11 @@ needs_ip = pytest.mark.skipif(HOST_IP is None, reason="this machine has no non-l
 
 def _serve(tmp: Path, layout: Path, *, tls: bool, ip: str) -> Registry:
     reg = start_registry(tmp, tls=tls, ip=ip)
-    push(layout, reg, "library/busybox:single", tag="single")
+    try:
+        push(layout, reg, "library/busybox:single", tag="single")
+    except BaseException:
+        reg.stop()
+        raise
     return reg
 
 
