@@ -326,3 +326,31 @@ def test_redirect_within_the_registry_keeps_authorization(tmp_path: Path, monkey
         assert storage and all(e.headers.get("Authorization", "").startswith("Basic ") for e in storage)
     finally:
         reg.stop()
+
+
+def test_pull_killed_halfway_resumes(fake: FakeRegistry, tmp_path: Path) -> None:
+    """SIGKILL during a download leaves a partial (never a blob); the next pull resumes it."""
+    import signal
+    import subprocess
+    import sys
+
+    data = os.urandom(3_000_000)
+    _, descs = _image(fake, [data])
+    digest = descs[0]["digest"]
+    fake.throttle[digest] = 0.02  # ~1 s for the blob
+    sink = DirectorySink(tmp_path / "store")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", _PULL_SCRIPT, f"{fake.host}/x:1", str(tmp_path / "store")], env=env)
+    partial = sink.partial_path(digest)
+    deadline = time.monotonic() + 30
+    while not (partial.exists() and partial.stat().st_size > 500_000):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not sink.has(digest)
+    fake.throttle.clear()
+    pull_image(f"{fake.host}/x:1", None, sink, progress=False)
+    ranges = [e.headers.get("Range") for e in fake.log if e.path.endswith(digest)]
+    assert ranges[0] is None and ranges[-1] is not None and int(ranges[-1][6:-1]) > 500_000
+    assert sink.path(digest).read_bytes() == data
