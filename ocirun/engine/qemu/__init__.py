@@ -15,9 +15,8 @@ from collections.abc import Mapping
 
 from ocirun.engine.qemu.arch import Arch, arch_for_platform, host_arch, runs_natively
 from ocirun.engine.qemu.locate import QemuCommand, describe, find_qemu
+from ocirun.engine.qemu.wrap import HOST_ROOTFS
 from ocirun.errors import EXIT_OCIRUN, OcirunError
-
-HOST_ROOTFS = "/host-rootfs"  # where the host's / shows in the guest when QEMU is on (as PRoot)
 
 
 def qemu_for_platform(
