@@ -201,3 +201,9 @@ def test_other_architectures_through_their_qemu(tmp_path, platform, target):
     qemu = qemu_for_platform(platform)
     assert qemu and f"qemu-{target}" in qemu[0]
     assert ok(proot(root, "/cat64", qemu=" ".join(qemu))) == "guest-marker\n"
+
+
+def test_qemu_composes_with_kernel_release_and_fake_root(debian_arm64_rootfs):
+    """QEMU answers uname from the host's (already rewritten) one and asks getuid like any program."""
+    out = ok(proot(debian_arm64_rootfs, "-k", "9.9.9", "-0", "/bin/bash", "-c", "uname -rm; id -u; id -un"))
+    assert out.split() == ["9.9.9", "aarch64", "0", "root"]
