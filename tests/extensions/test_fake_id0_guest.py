@@ -172,15 +172,19 @@ def test_dpkg_i(debian_rootfs_copy):
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_apt_get_update_and_install_hello(debian_rootfs_copy):
+def test_apt_get_update_and_install_hello_and_sudo(debian_rootfs_copy):
     proc = sh(debian_rootfs_copy, """
         set -e
         apt-get update -q >/dev/null
-        apt-get install -y -q hello >/dev/null
+        apt-get install -y -q hello sudo >/dev/null
         hello
         stat -c %U /var/cache/apt/archives/partial
         dpkg -r hello >/dev/null; test -e /usr/bin/hello || echo removed
         dpkg -i /var/cache/apt/archives/hello_*.deb >/dev/null; hello
+        useradd -m guest; echo 'guest ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/guest
+        chmod 440 /etc/sudoers.d/guest
+        su guest -c 'id -un; sudo -n id -un; sudo -n -u guest id -un'
     """, "-0", timeout=600)
-    assert proc.stdout.split("\n")[:4] == ["Hello, world!", "_apt", "removed", "Hello, world!"]
+    assert proc.stdout.split("\n")[:7] == [
+        "Hello, world!", "_apt", "removed", "Hello, world!", "guest", "root", "guest"]
     assert "dropping privileges" not in proc.stderr.lower()
