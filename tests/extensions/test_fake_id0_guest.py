@@ -188,3 +188,25 @@ def test_apt_get_update_and_install_hello_and_sudo(debian_rootfs_copy):
     assert proc.stdout.split("\n")[:7] == [
         "Hello, world!", "_apt", "removed", "Hello, world!", "guest", "root", "guest"]
     assert "dropping privileges" not in proc.stderr.lower()
+
+
+def test_two_engines_on_one_rootfs(debian_rootfs_copy):
+    """Two -0 runs at the same time on the same tree share the database."""
+    import subprocess
+
+    from tests.extensions.guest import BINDS, GUEST_ENV, launcher
+    from tests.helpers import REPO_ROOT, ocirun_env
+
+    procs = []
+    for n, uid in ((1, 101), (2, 102)):
+        script = (f"mkdir -p /srv/e{n}; for i in $(seq 40); do touch /srv/e{n}/f$i; "
+                  f"chown {uid}:{uid} /srv/e{n}/f$i; done")
+        procs.append(subprocess.Popen(
+            [*launcher(), "-r", str(debian_rootfs_copy), *BINDS, "-0", "/bin/sh", "-c", script],
+            env=ocirun_env(GUEST_ENV), cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    out = sh(debian_rootfs_copy, "stat -c %u /srv/e1/* /srv/e2/* | sort | uniq -c", "-0").stdout
+    assert out.split() == ["40", "101", "40", "102"]

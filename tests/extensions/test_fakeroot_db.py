@@ -174,3 +174,18 @@ def test_default_db_path(tmp_path, monkeypatch):
         assert p.startswith(str(tmp_path / "state"))
     monkeypatch.setenv("OCIRUN_FAKEROOT_DB", "/x/y.db")
     assert default_db_path(str(root)) == "/x/y.db"
+
+
+def test_files_outside_the_rootfs_are_remembered_for_the_run_only(tmp_path):
+    root = make_tree(tmp_path)
+    outside = tmp_path / "host-file"
+    outside.touch()
+    dbp = str(tmp_path / "db")
+    db = FakeRootDB(dbp, str(root))
+    st = os.lstat(outside)
+    db.set_owner(st, str(outside), 5, 6)
+    db.set_mode(st, None, stat.S_IFREG | 0o4700)  # an fd whose path is unknown
+    rec = db.get(st.st_dev, st.st_ino)
+    assert (rec.uid, rec.gid, rec.mode) == (5, 6, stat.S_IFREG | 0o4700) and db.any()
+    db.close()
+    assert FakeRootDB(dbp, str(root)).get(st.st_dev, st.st_ino) is None

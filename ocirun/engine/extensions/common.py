@@ -69,22 +69,6 @@ def umask_of(pid: int) -> int:
     return 0o022
 
 
-def restart(sc: Syscall) -> None:
-    """At an exit stop: run the same syscall again, with the guest's own arguments.
-
-    The instruction pointer goes back over the 2-byte `syscall` instruction and
-    rax gets the syscall number again, so the kernel re-executes it and the
-    engine sees a fresh entry (translating the guest's paths again).
-    """
-    tracee = sc.tracee
-    arch = tracee.engine.arch
-    for i, value in enumerate(sc.orig_args):
-        if sc.args[i] != value:
-            sc.set_arg(i, value)
-    tracee.set_reg(arch.ip_slot, tracee.get_reg(arch.ip_slot) - 2)
-    tracee.set_reg(arch.ret_slot, sc.nr)
-
-
 def _read_words(tracee: Tracee, addr: int, count: int) -> list[int]:
     data = tracee.read(addr, count * 8)
     return list(struct.unpack(f"<{count}Q", data))

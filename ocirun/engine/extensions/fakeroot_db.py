@@ -32,7 +32,7 @@ import sqlite3
 import stat as statmod
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ocirun.engine.extensions import statbuf
 
@@ -157,6 +157,9 @@ class FakeRootDB:
             (f"{root_st.st_dev}:{root_st.st_ino}",),
         )
         self._cache: dict[tuple[int, int], Record] = {}
+        # Files outside the rootfs (bindings: /tmp, /home...) are remembered for this
+        # run only: their inode numbers are reused too freely to be kept.
+        self._volatile: dict[tuple[int, int], Record] = {}
         self._version = -1
         self._wal = path + "-wal"
         self._wal_sig: tuple | None = None
@@ -203,12 +206,28 @@ class FakeRootDB:
     def get(self, dev: int, ino: int) -> Record | None:
         """The record of an inode (cached; sees other engines' commits)."""
         self._fresh()
-        return self._cache.get((dev, ino))
+        rec = self._cache.get((dev, ino))
+        if rec is None and self._volatile:
+            rec = self._volatile.get((dev, ino))
+        return rec
+
+    def _set_volatile(self, st: os.stat_result, **fields: int | None) -> None:
+        key = (st.st_dev, st.st_ino)
+        old = self._volatile.get(key) or Record(st.st_dev, st.st_ino, None, None, None, None,
+                                                 None, None)
+        new = replace(old, **fields)
+        if new.empty:
+            self._volatile.pop(key, None)
+        else:
+            self._volatile[key] = new
+
+    def _outside(self, host_path: str | None) -> bool:
+        return host_path is None or self.rel(host_path) is None
 
     def any(self) -> bool:
         """Are there records at all (cheap: for the hot path)?"""
         self._fresh()
-        return bool(self._cache)
+        return bool(self._cache) or bool(self._volatile)
 
     def records(self) -> list[Record]:
         self._fresh(force=True)
@@ -258,6 +277,9 @@ class FakeRootDB:
         self, st: os.stat_result, host_path: str | None, uid: int | None, gid: int | None
     ) -> None:
         """Remember the owner the guest gave the inode `st` (None clears that half)."""
+        if self._outside(host_path):
+            self._set_volatile(st, uid=uid, gid=gid)
+            return
         dev, ino, btime, rel = self._key(st, host_path)
         self._write(
             (dev, ino),
@@ -269,6 +291,9 @@ class FakeRootDB:
 
     def set_mode(self, st: os.stat_result, host_path: str | None, mode: int | None) -> None:
         """Remember the st_mode the guest sees (None: the disk's mode is right)."""
+        if self._outside(host_path):
+            self._set_volatile(st, mode=mode)
+            return
         dev, ino, btime, rel = self._key(st, host_path)
         self._write(
             (dev, ino),
@@ -280,6 +305,9 @@ class FakeRootDB:
 
     def set_node(self, st: os.stat_result, host_path: str | None, mode: int, rdev: int) -> None:
         """A device node the guest made: the placeholder `st` stands for (mode, rdev)."""
+        if self._outside(host_path):
+            self._set_volatile(st, mode=mode, rdev=rdev, uid=None, gid=None)
+            return
         dev, ino, btime, rel = self._key(st, host_path)
         self._write(
             (dev, ino),
@@ -291,6 +319,7 @@ class FakeRootDB:
 
     def forget(self, dev: int, ino: int) -> None:
         """The inode is gone (last link removed)."""
+        self._volatile.pop((dev, ino), None)
         if (dev, ino) in self._cache or self._data_version() != self._version:
             self._write((dev, ino), "DELETE FROM inodes WHERE dev=? AND ino=?", (dev, ino))
 
