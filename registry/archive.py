@@ -117,18 +117,60 @@ class _DirSource(_Source):
         return self._path(rel).stat().st_size
 
 
+# magic -> opener of a decompressing stream (docker load accepts all of these)
+def _decompressor(head: bytes) -> Any:
+    if head[:2] == b"\x1f\x8b":
+        import gzip
+
+        return gzip.open
+    if head[:3] == b"BZh":
+        import bz2
+
+        return bz2.open
+    if head[:6] == b"\xfd7zXZ\x00":
+        import lzma
+
+        return lzma.open
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return lambda p: zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), closefd=True)
+    return None
+
+
 class _TarSource(_Source):
+    """A tar archive; a compressed one is decompressed once into an unnamed temp file.
+
+    Random access into a compressed stream re-decompresses from the start on every
+    backward seek (once per layer here), so one sequential pass to a spool is cheaper.
+    """
+
     def __init__(self, path: Path):
         self.label = str(path)
+        self._spool: IO[bytes] | None = None
         try:
-            self.tar = tarfile.open(path, "r:*")
+            with open(path, "rb") as f:
+                opener = _decompressor(f.read(6))
+            if opener is None:
+                self.tar = tarfile.open(path, "r:")
+            else:
+                import shutil
+                import tempfile
+
+                self._spool = tempfile.TemporaryFile(prefix="ocirun-load-")
+                with opener(path) as zin:
+                    shutil.copyfileobj(zin, self._spool, CHUNK)
+                self._spool.seek(0)
+                self.tar = tarfile.open(fileobj=self._spool, mode="r:")
             self.members = {}
             for m in self.tar.getmembers():
                 try:
                     self.members[_clean(m.name)] = m
                 except OcirunError:
                     continue  # never reachable by name: ignored
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            if self._spool is not None:
+                self._spool.close()
             raise OcirunError(f"cannot read archive {path}: {exc}") from None
 
     def _member(self, rel: str, depth: int = 0) -> tarfile.TarInfo:
@@ -162,6 +204,8 @@ class _TarSource(_Source):
 
     def close(self) -> None:
         self.tar.close()
+        if self._spool is not None:
+            self._spool.close()
 
 
 def _open_source(path: Path) -> _Source:
@@ -175,22 +219,30 @@ def _open_source(path: Path) -> _Source:
 # ---------------------------------------------------------------- verified copy
 
 
-def _ingest(src: _Source, rel: str, digest: str, sink: BlobSink, size: int | None = None) -> None:
-    """Copy `rel` into the sink as `digest`, hashing while copying; refuse a mismatch."""
+def _ingest(src: _Source, rel: str, digest: str, sink: BlobSink, size: int | None = None) -> bytes:
+    """Copy `rel` into the sink as `digest`, hashing while copying; refuse a mismatch.
+
+    Returns the blob's first bytes (to tell tar from gzip/zstd without reopening it).
+    """
     if not re.fullmatch(r"sha256:[a-f0-9]{64}", digest):
         raise OcirunError(f"{src.label}: unsupported digest {digest!r}")
     if sink.has(digest):
-        return
+        with src.open(rel) as f:
+            return f.read(4)
     with sink.lock(digest):
         if sink.has(digest):
-            return
+            with src.open(rel) as f:
+                return f.read(4)
         partial = sink.partial_path(digest)
         partial.parent.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256()
         total = 0
+        head = b""
         try:
             with src.open(rel) as fin, open(partial, "wb") as fout:
                 while chunk := fin.read(CHUNK):
+                    if not head:
+                        head = chunk[:4]
                     h.update(chunk)
                     fout.write(chunk)
                     total += len(chunk)
@@ -204,6 +256,7 @@ def _ingest(src: _Source, rel: str, digest: str, sink: BlobSink, size: int | Non
             partial.unlink(missing_ok=True)
             raise OcirunError(f"blob {digest} does not match its digest")
         sink.commit(digest, partial)
+    return head
 
 
 def _store_bytes(sink: BlobSink, data: bytes) -> str:
@@ -251,12 +304,11 @@ def _docker_entries(src: _Source) -> list[_DockerEntry]:
     return [_DockerEntry(str(e["Config"]), [str(x) for x in e.get("Layers") or []], list(e.get("RepoTags") or [])) for e in raw]
 
 
-def _sniff_layer_type(src: _Source, rel: str) -> str:
-    with src.open(rel) as f:
-        head = f.read(4)
+def _layer_type(head: bytes) -> str:
+    """A docker-archive layer's media type from its first bytes."""
     if head[:2] == b"\x1f\x8b":
         return DOCKER_LAYER_GZIP
-    if head == b"\x28\xb5\x2f\xfd":
+    if head[:4] == b"\x28\xb5\x2f\xfd":
         return OCI_LAYER_ZSTD
     return DOCKER_LAYER_TAR
 
@@ -279,8 +331,7 @@ def _load_docker_entry(src: _Source, entry: _DockerEntry, sink: BlobSink, source
         bm = _BLOB_PATH.match(_clean(rel))
         digest = "sha256:" + bm.group(1) if bm else diff_id  # old layout: layer.tar is the diff
         size = src.size(rel)
-        _ingest(src, rel, digest, sink, size)
-        mt = _sniff_layer_type(src, rel)
+        mt = _layer_type(_ingest(src, rel, digest, sink, size))
         if mt == DOCKER_LAYER_TAR and digest != diff_id:
             raise OcirunError(f"blob {digest} does not match its digest (config diff_id {diff_id})")
         layers.append(Descriptor(mt, digest, size))

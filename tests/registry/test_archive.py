@@ -73,12 +73,24 @@ def test_docker_save_formats_multi_image(tmp_path: Path, style: str) -> None:
         pull_image(f"docker-archive:{arc}", None, sink)
 
 
-def test_gzipped_docker_save(tmp_path: Path) -> None:
-    arc = build_docker_archive(tmp_path / "save.tar", [(_specs()[0], ["app:1"])])
-    gz = tmp_path / "save.tar.gz"
-    gz.write_bytes(gzip.compress(arc.read_bytes()))
-    [img] = load_archive(gz, DirectorySink(tmp_path / "s"))
-    assert img.tag == "1"
+@pytest.mark.parametrize("how", ["gzip", "bz2", "xz", "zstd"])
+def test_compressed_docker_save(tmp_path: Path, how: str) -> None:
+    """`docker save | gzip` (and bzip2, xz, zstd) load like the plain tar."""
+    import bz2
+    import lzma
+
+    import zstandard
+
+    one, two = _specs()
+    arc = build_docker_archive(tmp_path / "save.tar", [(one, ["app:1"]), (two, ["app:2"])])
+    squash = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress, "zstd": zstandard.ZstdCompressor().compress}[how]
+    packed = tmp_path / f"save.tar.{how}"
+    packed.write_bytes(squash(arc.read_bytes()))
+    sink = DirectorySink(tmp_path / "s")
+    imgs = load_archive(packed, sink)
+    assert [i.tag for i in imgs] == ["1", "2"]
+    for img in imgs:
+        _check(img, sink)
 
 
 def test_oci_layout_dir_and_archive(bb_layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
