@@ -723,8 +723,18 @@ class Store:
                 "size": sum(blob_sizes),
                 "reclaimable": unused_blobs,
             },
-            "Temporary": {"total": len(os.listdir(self.tmp_dir)) if self.tmp_dir.is_dir() else 0, "active": 0, "size": tmp, "reclaimable": tmp},
+            "Temporary": {"total": self._count_tmp(), "active": 0, "size": tmp, "reclaimable": tmp},
         }
+
+
+    def _count_tmp(self) -> int:
+        """Staging dirs and partial downloads in tmp/."""
+        if not self.tmp_dir.is_dir():
+            return 0
+        n = len([e for e in os.listdir(self.tmp_dir) if e != "partial"])
+        if self.blobs.partial_dir.is_dir():
+            n += len(os.listdir(self.blobs.partial_dir))
+        return n
 
 
 def _hex(image_id: str) -> str:

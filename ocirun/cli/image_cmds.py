@@ -183,8 +183,12 @@ def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_:
     store = _store(ctx)
     rows = store.table_rows()
     if repository:
-        want = repository.split(":")[0] if "/" not in repository.rsplit(":", 1)[-1] else repository
-        tag = repository.rsplit(":", 1)[1] if ":" in repository.rsplit("/", 1)[-1] else None
+        from layers.store import familiar
+
+        want, tag = repository, None
+        if ":" in repository.rsplit("/", 1)[-1]:
+            want, _, tag = repository.rpartition(":")
+        want = familiar(want)
         rows = [r for r in rows if r[0] == want and (tag is None or r[1] == tag)]
     if quiet:
         seen: list[str] = []

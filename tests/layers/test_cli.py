@@ -31,6 +31,8 @@ def test_images_inspect_rmi(populated):
     assert head.split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "PLATFORM", "CREATED", "SIZE"]
     assert row.split()[:4] == ["alpha", "1", rec.short_id, "linux/amd64"]
     assert run_ocirun("--root", root, "images", "-q").stdout.split() == [rec.short_id]
+    for flt, n in (("alpha", 1), ("alpha:1", 1), ("docker.io/library/alpha", 1), ("alpha:2", 0), ("beta", 0)):
+        assert len(run_ocirun("--root", root, "images", "-q", flt).stdout.split()) == n, flt
     assert rec.manifest_digest in run_ocirun("--root", root, "images", "--digests").stdout
 
     cp = run_ocirun("--root", root, "inspect", "alpha:1")
