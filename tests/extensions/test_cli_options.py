@@ -47,3 +47,25 @@ def test_S_implies_root_id(debian_rootfs_copy):
 
 def test_i_with_lone_uid(debian_rootfs):
     assert sh(debian_rootfs, "id -u; id -g", "-i", "42").stdout.split() == ["42", "42"]
+
+
+def test_plan_hook_builds_the_extension_list(tmp_path, monkeypatch):
+    from ocirun.engine.extensions.cli import plan_hook
+    from ocirun.engine.plan import EnginePlan
+
+    monkeypatch.setenv("OCIRUN_LINK2SYMLINK", "1")
+    plan = EnginePlan(argv=["true"], rootfs=str(tmp_path))
+    plan_hook(plan, {"root_id": True, "kernel_release": "4.0", "ports": ("80:8080 443:8443",),
+                     "netcoop": True, "link2symlink": None, "change_id": None})
+    names = [e.name for e in plan.extensions]
+    assert names == ["link2symlink", "fake_id0", "kompat", "portmap"]
+    fake, ports = plan.extensions[1], plan.extensions[3]
+    assert (fake.uid, fake.gid) == (0, 0)
+    assert ports.map.static == {80: 8080, 443: 8443} and ports.netcoop
+    plan = EnginePlan(argv=["true"], rootfs=str(tmp_path))
+    monkeypatch.setenv("OCIRUN_LINK2SYMLINK", "0")
+    plan_hook(plan, {"change_id": "5:6", "alias_s": None})
+    assert [(e.name, e.uid, e.gid) for e in plan.extensions] == [("fake_id0", 5, 6)]
+    plan = EnginePlan(argv=["true"], rootfs=str(tmp_path))
+    plan_hook(plan, {"alias_s": str(tmp_path)})  # -S implies -0
+    assert [e.name for e in plan.extensions] == ["fake_id0"]
