@@ -175,7 +175,9 @@ class RegistryClient:
             msg = _registry_message(resp)
             resp.close()
             if self.auth.credentials is None:
-                raise OcirunError(f"unauthorized: {self.host} requires authentication (use `ocirun login {self.registry}`)")
+                repo = scope.split(":")[1] if scope.startswith("repository:") else ""
+                what = f"pull access denied for {repo}: the repository does not exist or" if repo else f"{self.host}"
+                raise OcirunError(f"unauthorized: {what} requires authentication (use `ocirun login {self.registry}`)")
             who = self.auth.credentials.username or "identity token"
             raise OcirunError(f"unauthorized: {self.host} refused access as {who}" + (f" ({msg})" if msg else ""))
         return resp

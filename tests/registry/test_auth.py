@@ -39,7 +39,7 @@ def test_parse_challenge() -> None:
 def test_basic_without_credentials_is_unauthorized(basic_registry: Pushed, tmp_path: Path) -> None:
     with pytest.raises(OcirunError) as exc:
         pull_image(basic_registry.ref("library/busybox:multi"), None, DirectorySink(tmp_path), progress=False)
-    assert exc.value.message == f"unauthorized: {basic_registry.reg.host} requires authentication (use `ocirun login {basic_registry.reg.host}`)"
+    assert exc.value.message == f"unauthorized: pull access denied for library/busybox: the repository does not exist or requires authentication (use `ocirun login {basic_registry.reg.host}`)"
 
 
 def test_basic_with_docker_config(basic_registry: Pushed, tmp_path: Path, isolated_env: Path) -> None:
