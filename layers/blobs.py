@@ -70,24 +70,46 @@ def _thread_lock(path: Path) -> threading.Lock:
         return _THREAD_LOCKS.setdefault(str(path), threading.Lock())
 
 
+# Shared locks held by this process: path -> [fd, holders]. POSIX locks belong to the
+# process and closing ANY descriptor of the file drops them, so threads share one fd.
+_SHARED: dict[str, list[int]] = {}
+
+
+def _forget_after_fork() -> None:
+    """A forked child holds none of its parent's POSIX locks (nor its thread locks)."""
+    _SHARED.clear()
+    _THREAD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
     """Hold a POSIX lock on `path` (created if needed); yields False if not blocking and busy.
 
-    Shared locks (readers of the store during a pull) do not take the thread lock, so
-    many threads may hold them; exclusive ones exclude other threads and processes.
+    Exclusive locks exclude other threads (a threading lock) and processes (lockf).
+    Shared locks are counted per process, so threads may hold them together; an
+    exclusive request while this process holds the shared lock counts as busy
+    (lockf would silently convert it instead).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tlock = None if shared else _thread_lock(path)
-    if tlock is not None and not tlock.acquire(blocking):
+    if shared:
+        with _shared_lock(path, blocking) as got:
+            yield got
+        return
+    tlock = _thread_lock(path)
+    if not tlock.acquire(blocking):
         yield False
         return
     try:
+        if str(path) in _SHARED:
+            yield False
+            return
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
             try:
-                fcntl.lockf(fd, op if blocking else op | fcntl.LOCK_NB)
+                fcntl.lockf(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except (BlockingIOError, PermissionError):
                 yield False
                 return
@@ -98,8 +120,37 @@ def file_lock(path: Path, shared: bool = False, blocking: bool = True) -> Iterat
         finally:
             os.close(fd)
     finally:
-        if tlock is not None:
-            tlock.release()
+        tlock.release()
+
+
+@contextlib.contextmanager
+def _shared_lock(path: Path, blocking: bool) -> Iterator[bool]:
+    key = str(path)
+    with _thread_lock(path):  # one thread at a time takes or drops the process's lock
+        entry = _SHARED.get(key)
+        if entry is None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_SH if blocking else fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except (BlockingIOError, PermissionError):
+                os.close(fd)
+                entry = None
+            else:
+                entry = _SHARED[key] = [fd, 0]
+        if entry is not None:
+            entry[1] += 1
+    if entry is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with _thread_lock(path):
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _SHARED[key]
+                fcntl.lockf(entry[0], fcntl.LOCK_UN)
+                os.close(entry[0])
 
 
 class BlobStore:

@@ -110,3 +110,42 @@ def test_lock_excludes_another_thread(tmp_path):
     for t in threads:
         t.join()
     assert order == ["in", "out", "in", "out"]
+
+
+def test_shared_locks_are_counted_per_process(tmp_path):
+    """Two holders of the shared lock in one process; an exclusive request is busy until both leave."""
+    from layers.blobs import file_lock
+
+    p = tmp_path / "gc.lock"
+    with file_lock(p, shared=True) as a:
+        assert a
+        with file_lock(p, shared=True) as b:
+            assert b
+        with file_lock(p, blocking=False) as ex:
+            assert ex is False  # still held by the first holder
+    with file_lock(p, blocking=False) as ex:
+        assert ex is True
+
+
+def _try_exclusive(path, q):
+    from layers.blobs import file_lock
+
+    with file_lock(path, blocking=False) as got:
+        q.put(got)
+
+
+def test_shared_lock_blocks_exclusive_in_another_process(tmp_path):
+    from layers.blobs import file_lock
+
+    p = tmp_path / "gc.lock"
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    with file_lock(p, shared=True):
+        proc = ctx.Process(target=_try_exclusive, args=(p, q))
+        proc.start()
+        proc.join(10)
+        assert q.get(timeout=5) is False
+    proc = ctx.Process(target=_try_exclusive, args=(p, q))
+    proc.start()
+    proc.join(10)
+    assert q.get(timeout=5) is True
