@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,6 +23,13 @@ AT_GID = 13
 AT_EGID = 14
 AT_HWCAP = 16
 AT_SECURE = 23
+
+
+def report_error(tracee: Tracee, sc: Syscall, exc: Exception) -> None:
+    """An extension hook failed on the host side (tracee gone, memory unreadable...):
+    the syscall goes on unchanged; say so only when asked (-v 1 and more)."""
+    if getattr(tracee.engine, "verbose", 0) >= 1:
+        print(f"ocirun: [{tracee.pid}] {sc.name}: extension: {exc}", file=sys.stderr)
 
 
 def fd_path(pid: int, fd: int) -> str:

@@ -45,6 +45,7 @@ from ocirun.engine.extensions.common import (
     target_path,
     umask_of,
 )
+from ocirun.engine.extensions.common import report_error as _report
 from ocirun.engine.extensions.creds import NGROUPS_MAX, NOCHANGE, Creds
 from ocirun.engine.extensions.fakeroot_db import FakeRootDB, open_db
 
@@ -295,6 +296,12 @@ class FakeId0(Extension):
     # ---- dispatch ---------------------------------------------------------------------
 
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
+        try:
+            self._on_enter(tracee, sc)
+        except (OSError, sqlite3.Error) as exc:  # e.g. the tracee died: leave the syscall
+            _report(tracee, sc, exc)
+
+    def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         handler = self._enter.get(name)
         if handler is not None:
@@ -317,6 +324,12 @@ class FakeId0(Extension):
                 self._note_unlink(tracee, sc)
 
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
+        try:
+            self._on_exit(tracee, sc)
+        except (OSError, sqlite3.Error) as exc:
+            _report(tracee, sc, exc)
+
+    def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _STAT:
             self._stat_exit(tracee, sc)
@@ -837,9 +850,12 @@ class FakeId0(Extension):
         old, new = sc.host_paths.get(a), sc.host_paths.get(b)
         if not old or not new:
             return
+        moves, replaces = self.db.concerns(old), self.db.concerns(new)
+        if not moves and not replaces:
+            return
         exchange = sc.name == "renameat2" and sc.args[4] & RENAME_EXCHANGE
         replaced = None
-        if not exchange:
+        if not exchange and replaces:
             try:
                 st = os.lstat(new)
                 if self.db.get(st.st_dev, st.st_ino) and (
@@ -852,7 +868,7 @@ class FakeId0(Extension):
 
     def _note_unlink(self, tracee: Tracee, sc: Syscall) -> None:
         host = sc.host_paths.get(_UNLINKS[sc.name])
-        if not host:
+        if not host or not self.db.concerns(host):
             return
         try:
             st = os.lstat(host)

@@ -174,10 +174,34 @@ class FakeRootDB:
             "SELECT dev, ino, btime, path, uid, gid, mode, rdev FROM inodes"
         ).fetchall()
         self._cache = {(r[0], r[1]): Record(*r) for r in rows}
+        self._paths: set[str] = set()
+        self._dirs: set[str] = set()
+        for rec in self._cache.values():
+            self._index(rec)
         self._version = self._data_version()
 
     def _data_version(self) -> int:
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _index(self, rec: Record) -> None:
+        """Paths with records, and every directory above them: lets rename/unlink hooks
+        skip the (many) operations that cannot concern a record without a syscall."""
+        if rec.path:
+            self._paths.add(rec.path)
+            parts = rec.path.split("/")
+            for i in range(1, len(parts)):
+                self._dirs.add("/".join(parts[:i]))
+
+    def concerns(self, host_path: str) -> bool:
+        """Might a rename/unlink of `host_path` touch a record (the path or below it)?"""
+        if self._volatile:
+            return True
+        self._fresh()
+        rel = self.rel(host_path)
+        if rel is None:
+            return False
+        rel = os.path.normpath(rel)
+        return rel in self._paths or rel in self._dirs or rel == "."
 
     def _wal_signature(self) -> tuple | None:
         try:
@@ -264,9 +288,10 @@ class FakeRootDB:
             key,
         ).fetchone()
         if row is None:
-            self._cache.pop(key, None)
+            self._cache.pop(key, None)  # (a stale path left in the index only costs a look)
         else:
-            self._cache[key] = Record(*row)
+            self._cache[key] = rec = Record(*row)
+            self._index(rec)
 
     def _key(self, st: os.stat_result, host_path: str | None) -> tuple:
         btime = btime_ns(host_path) if host_path is not None else None
@@ -329,7 +354,7 @@ class FakeRootDB:
         if old is None or new is None or old == new:
             return
         self._fresh()
-        if not any(r.path == old or (r.path or "").startswith(old + "/") for r in self._cache.values()):
+        if not self.concerns(old_host):
             return
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")

@@ -17,6 +17,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from ocirun.engine.extension import Extension
+from ocirun.engine.extensions.common import report_error as _report
 from ocirun.engine.extensions.utsname import UTSNAME_SIZE, FakeUname
 
 if TYPE_CHECKING:
@@ -67,6 +68,12 @@ class Kompat(Extension):
             shutil.rmtree(self._dir, ignore_errors=True)
 
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
+        try:
+            self._on_enter(tracee, sc)
+        except OSError as exc:  # e.g. the tracee died under us: leave the syscall alone
+            _report(tracee, sc, exc)
+
+    def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         if sc.name == "uname":
             sc.want_exit()
             return
@@ -83,6 +90,12 @@ class Kompat(Extension):
                 return
 
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
+        try:
+            self._on_exit(tracee, sc)
+        except OSError as exc:
+            _report(tracee, sc, exc)
+
+    def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         if sc.name != "uname" or sc.result != 0:
             return
         addr = sc.args[0]

@@ -18,12 +18,14 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import sqlite3
 import stat
 from typing import TYPE_CHECKING, Any
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions import statbuf
 from ocirun.engine.extensions.common import AT_SYMLINK_NOFOLLOW
+from ocirun.engine.extensions.common import report_error as _report
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
@@ -177,6 +179,12 @@ class Link2Symlink(Extension):
     # ---- hooks ------------------------------------------------------------------------
 
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
+        try:
+            self._on_enter(tracee, sc)
+        except (OSError, sqlite3.Error) as exc:  # e.g. the tracee died: leave the syscall
+            _report(tracee, sc, exc)
+
+    def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _LINKS:
             self._link(tracee, sc)
@@ -214,6 +222,12 @@ class Link2Symlink(Extension):
         return {"nlink": self._count(ident) + max(0, view.nlink - 1)}
 
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
+        try:
+            self._on_exit(tracee, sc)
+        except (OSError, sqlite3.Error) as exc:
+            _report(tracee, sc, exc)
+
+    def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _STAT:
             if sc.result == 0:

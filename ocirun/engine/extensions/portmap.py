@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions import sockaddr as sa
+from ocirun.engine.extensions.common import report_error as _report
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
@@ -70,6 +71,12 @@ class PortMap(Extension):
             return None
 
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
+        try:
+            self._on_enter(tracee, sc)
+        except OSError as exc:  # e.g. the tracee died under us: leave the syscall alone
+            _report(tracee, sc, exc)
+
+    def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _NAMES:
             sc.want_exit()
@@ -96,6 +103,12 @@ class PortMap(Extension):
         sc.set_arg(a, sc.push(sa.with_port(raw, new_port)))
 
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
+        try:
+            self._on_exit(tracee, sc)
+        except OSError as exc:
+            _report(tracee, sc, exc)
+
+    def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name == "bind":
             addr = tracee.data.pop("portmap.bind", None)
