@@ -210,3 +210,34 @@ def test_load_docker_archive_and_oci_layout(tmp_path):
     assert cp.returncode == 0, cp.stderr
     cp = run_ocirun("--root", root, "images")
     assert "linux/arm64/v8" in cp.stdout and "myorg/bb" in cp.stdout
+
+
+def test_pull_killed_mid_unpack_then_pull_again(registry, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers import ocirun_argv, ocirun_env
+    from tests.layers.tarbuild import many_files
+
+    ref = _push_crafted(registry, tmp_path, "library/big", [many_files(20000, size=1000)])
+    root = tmp_path / "root"
+    proc = subprocess.Popen(ocirun_argv("--root", root, "pull", "-q", ref), env=ocirun_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        tmp = root / "tmp"
+        stages = [e for e in os.listdir(tmp) if e.startswith("unpack-")] if tmp.is_dir() else []
+        if stages and (tmp / stages[0] / "rootfs" / "f5").is_dir():
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the pull ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert run_ocirun("--root", root, "images", "-q").stdout == ""
+    assert run_ocirun("--root", root, "inspect", ref).returncode == 125
+    cp = run_ocirun("--root", root, "pull", "-q", ref)
+    assert cp.returncode == 0, cp.stderr
+    cp = run_ocirun("--root", root, "inspect", "-f", "Rootfs", ref)
+    assert len(os.listdir(cp.stdout.strip())) == 200
+    assert [e for e in os.listdir(root / "tmp") if e != "partial"] == []
