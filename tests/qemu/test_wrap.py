@@ -31,8 +31,14 @@ def test_foreign_program_runs_through_static_qemu_with_its_arguments(busybox_arm
     ident = A.read_elf_id(str(busybox_arm64_binary))
     rw = setup.rewrite("/bin/ls", ["ls", "-l", "/"], ["PATH=/bin", "LD_PRELOAD=/x.so"], ident, str(busybox_arm64_binary))
     assert rw.host_file == STATIC and rw.emulated.qemu == "aarch64" and rw.exe == "/bin/ls"
-    assert rw.argv == [HOST_ROOTFS + STATIC, "-g", "1234", "-0", "ls", "-E", "LD_PRELOAD=/x.so", "/bin/ls", "-l", "/"]
+    assert rw.argv == [HOST_ROOTFS + STATIC, "-L", "/", "-g", "1234", "-0", "ls", "-E", "LD_PRELOAD=/x.so",
+                       "/bin/ls", "-l", "/"]
     assert rw.env == ["PATH=/bin"]
+    # a prefix the user asked for is kept (and then QEMU looks there first, as it would anyway)
+    rw = setup.rewrite("/bin/ls", ["ls"], ["QEMU_LD_PREFIX=/x"], ident, str(busybox_arm64_binary))
+    assert "-L" not in rw.argv
+    rw = _setup([STATIC, "-L", "/opt"]).rewrite("/bin/ls", ["ls"], None, ident, str(busybox_arm64_binary))
+    assert rw.argv[1:3] == ["-L", "/opt"] and rw.argv.count("-L") == 1
 
 
 def test_dynamic_qemu_starts_through_the_host_loader_with_host_libraries(busybox_arm64_binary):
@@ -45,7 +51,7 @@ def test_dynamic_qemu_starts_through_the_host_loader_with_host_libraries(busybox
     assert rw.argv[0] == HOST_ROOTFS + setup.command.interp
     assert rw.argv[1] == "--library-path" and all(p.startswith(HOST_ROOTFS + "/") for p in rw.argv[2].split(":"))
     assert rw.argv[3:6] == ["--argv0", HOST_ROOTFS + DYNAMIC, HOST_ROOTFS + DYNAMIC]
-    assert rw.argv[6:] == ["-0", "ls", "/bin/ls"] and rw.env is None
+    assert rw.argv[6:] == ["-L", "/", "-0", "ls", "/bin/ls"] and rw.env is None
 
 
 def test_host_programs_run_natively_with_the_host_loader():

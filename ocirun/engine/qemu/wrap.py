@@ -11,7 +11,10 @@ This is PRoot's `-q` model. When QEMU is on, the guest sees the host's `/` at
   `/proc/self/exe` itself (it answers with the guest program's path), and a guest
   execve is a real execve of QEMU's, which comes back here: re-execs, shells and
   shebang scripts with foreign interpreters all go through QEMU again.
-  `-L`/QEMU_LD_PREFIX is not used: the engine already translates every path.
+  QEMU's own path prefix (`-L`, QEMU_LD_PREFIX, default /etc/qemu-binfmt/ARCH) is
+  not used: the engine already translates every path. It is switched off with
+  `-L /`, else QEMU tries PREFIX/PATH with an access() before every path the guest
+  names (about 40% more stops on exec-heavy work), unless the user set a prefix.
 - a host program (mixed mode: a host tool bound in, or anything under
   /host-rootfs) runs natively; its ELF interpreter and libraries are the host's,
   so a dynamically linked one runs as
@@ -214,11 +217,18 @@ class QemuSetup:
         self, qemu: QemuCommand, arch: Arch, guest_path: str, argv0: str, args: list[str], env: Sequence[str] | None
     ) -> ExecRewrite:
         qemu_env, env_flags = split_guest_env(env)
-        tail = [*qemu.args, "-0", argv0, *env_flags, guest_path, *args]
+        tail = [*no_prefix(qemu.args, env), *qemu.args, "-0", argv0, *env_flags, guest_path, *args]
         if qemu.static:
             return ExecRewrite(qemu.path, [on_host(qemu.path), *tail], qemu_env, guest_path, arch)
         start = host_loader_argv(qemu.interp or "", on_host(qemu.path), on_host(qemu.path))
         return ExecRewrite(qemu.interp or "", [*start, *tail], qemu_env, guest_path, arch)
+
+
+def no_prefix(args: Sequence[str], env: Sequence[str] | None) -> list[str]:
+    """`-L /` (QEMU's path prefix off) unless the -q command or the environment sets one."""
+    if "-L" in args or any(e.startswith("QEMU_LD_PREFIX=") for e in env or ()):
+        return []
+    return ["-L", "/"]
 
 
 def split_guest_env(env: Sequence[str] | None) -> tuple[list[str] | None, list[str]]:
