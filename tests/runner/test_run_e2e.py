@@ -367,3 +367,50 @@ def test_rm_on_sigterm_and_pull_always(oc) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+# --- an image whose config sets everything ------------------------------------------------------
+
+
+def test_image_config_honoured(oc, tmp_path) -> None:
+    """Entrypoint + Cmd, Env, WorkingDir, User (a name), ExposedPorts with -P, StopSignal."""
+    from tests.helpers.trees import HOST_BUSYBOX
+    from tests.registry.regserver import ImageSpec, build_layout, busybox_layer
+
+    layer = busybox_layer(HOST_BUSYBOX)
+    layer["etc/passwd"] = ("file", b"root:x:0:0:root:/root:/bin/sh\napp:x:1500:1600:app:/home/app:/bin/sh\n", 0o644)
+    layer["etc/group"] = ("file", b"root:x:0:\napp:x:1600:\n", 0o644)
+    layer["srv/"] = ("dir",)
+    config = {"config": {
+        "Env": ["PATH=/bin", "GREETING=hello"],
+        "Entrypoint": ["/bin/sh", "-c", 'echo "$GREETING $0 $*"; pwd; busybox id -u; busybox id -g; echo $HOME', "ep"],
+        "Cmd": ["from-cmd"],
+        "WorkingDir": "/srv",
+        "User": "app",
+        "ExposedPorts": {"8080/tcp": {}, "9090/tcp": {}},
+        "StopSignal": "SIGINT",
+    }}
+    layout = build_layout(tmp_path / "layout", [ImageSpec("linux/amd64", [layer], config=config)], tag="cfg")
+    image = _loaded_name(out(oc("load", "-i", layout)))
+    text = out(oc("run", "--rm", image))
+    assert text.splitlines() == ["hello ep from-cmd", "/srv", "1500", "1600", "/home/app"]
+    text = out(oc("run", "--rm", "-u", "root", "-w", "/", image, "arg1", "arg2"))
+    assert text.splitlines() == ["hello ep arg1 arg2", "/", "0", "0", "/root"]
+    cid = out(oc("create", "-P", image)).strip()
+    try:
+        info = json.loads(out(oc("container", "inspect", cid)))[0]
+        ports = {p["container_port"]: p["host_port"] for p in info["Plan"]["ports"]}
+        assert set(ports) == {8080, 9090} and all(0 < p < 65536 for p in ports.values())
+        assert info["Plan"]["stop_signal"] == "SIGINT"
+        ps = out(oc("ps", "-a"))
+        assert f"0.0.0.0:{ports[8080]}->8080/tcp" in ps
+    finally:
+        oc("rm", cid)
+
+
+def _loaded_name(load_output: str) -> str:
+    """The image `ocirun load` reports ("Loaded image: NAME" or "Loaded image ID: ID")."""
+    for line in load_output.splitlines():
+        if line.startswith("Loaded image"):
+            return line.split(": ", 1)[1].strip()
+    raise AssertionError(f"no image in the load output: {load_output!r}")
