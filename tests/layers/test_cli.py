@@ -241,3 +241,28 @@ def test_pull_killed_mid_unpack_then_pull_again(registry, tmp_path):
     cp = run_ocirun("--root", root, "inspect", "-f", "Rootfs", ref)
     assert len(os.listdir(cp.stdout.strip())) == 200
     assert [e for e in os.listdir(root / "tmp") if e != "partial"] == []
+
+
+def test_login_pull_logout_basic_auth(tmp_path):
+    reg = start_registry(tmp_path / "reg", auth="basic")
+    try:
+        push(build_layout(tmp_path / "layout", busybox_images(("linux/amd64",)), tag="1"), reg, "team/bb:1")
+        env = {"OCIRUN_AUTH_FILE": str(tmp_path / "auth.json"), "HOME": str(tmp_path),
+               "DOCKER_CONFIG": str(tmp_path / "docker"), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+        root = tmp_path / "root"
+        ref = f"{reg.host}/team/bb:1"
+        cp = run_ocirun("--root", root, "pull", ref, env=env)
+        assert_one_line_error(cp, 125)
+        cp = run_ocirun("login", "-u", reg.user, "--password-stdin", reg.host, input="wrong\n", env=env)
+        assert_one_line_error(cp, 125)
+        cp = run_ocirun("login", "-u", reg.user, "--password-stdin", reg.host, input=reg.password + "\n", env=env)
+        assert cp.returncode == 0 and "Login Succeeded" in cp.stdout, cp.stderr
+        assert (tmp_path / "auth.json").stat().st_mode & 0o777 == 0o600
+        cp = run_ocirun("--root", root, "pull", "-q", ref, env=env)
+        assert cp.returncode == 0, cp.stderr
+        cp = run_ocirun("logout", reg.host, env=env)
+        assert cp.returncode == 0 and f"Removing login credentials for {reg.host}" in cp.stdout
+        cp = run_ocirun("--root", tmp_path / "root2", "pull", ref, env=env)
+        assert_one_line_error(cp, 125)
+    finally:
+        reg.stop()
