@@ -60,6 +60,11 @@ def test_chown_chmod_mknod_remembered_across_runs(debian_rootfs_copy):
         "/srv/sda 0:0 644 block special file 8:0",
     ]
     assert "gone" not in out[5:]
+    # fstat (perl's stat on a handle) and lstat (ls -l) say the same
+    out = sh(root, "perl -e 'open F, q{<}, q{/srv/moved/f} or die; my @s = stat F;"
+                   " my @n = lstat q{/srv/null}; printf qq{%d:%d %o %d\\n}, @s[4,5], $n[2], $n[6]'",
+             "-0").stdout.split()
+    assert out == ["1000:50", "20644", str(os.makedev(1, 3))]
     # A new file that may reuse /srv/gone's inode number does not inherit its owner.
     out = sh(root, "touch /srv/new; stat -c %u:%g /srv/new", "-0").stdout.split()
     assert out == ["0:0"]

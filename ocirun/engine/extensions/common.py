@@ -32,6 +32,27 @@ def report_error(tracee: Tracee, sc: Syscall, exc: Exception) -> None:
         print(f"ocirun: [{tracee.pid}] {sc.name}: extension: {exc}", file=sys.stderr)
 
 
+def invalidate(engine: object, *hosts: str) -> None:
+    """Tell every path cache of the engine that we changed `hosts` behind its back."""
+    views = getattr(engine, "views", None)
+    translators = [v.translator for v in views] if views else [getattr(engine, "translator", None)]
+    for translator in translators:
+        if translator is not None:
+            for h in hosts:
+                translator.invalidate(h)
+
+
+def guest_to_host(tracee: Tracee, guest: str) -> str | None:
+    """Host path of a guest path as this tracee sees it (None if it does not resolve)."""
+    view = getattr(tracee, "view", None) or getattr(tracee.engine, "translator", None)
+    if view is None:
+        return None
+    try:
+        return view.to_host(guest)
+    except Exception:  # noqa: BLE001 - GuestPathError and friends: nothing to look at
+        return None
+
+
 def fd_path(pid: int, fd: int) -> str:
     """A path the tracer can use to reach the guest's open file (follows to the inode)."""
     if fd == AT_FDCWD:

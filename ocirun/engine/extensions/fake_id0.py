@@ -41,6 +41,8 @@ from ocirun.engine.extensions.common import (
     AT_SYMLINK_NOFOLLOW,
     AT_UID,
     fd_path,
+    guest_to_host,
+    invalidate,
     patch_auxv,
     target_path,
     umask_of,
@@ -261,13 +263,7 @@ class FakeId0(Extension):
             pass
 
     def _exe_host(self, tracee: Tracee) -> str | None:
-        translator = getattr(self.engine, "translator", None)
-        if tracee.exe and translator is not None:
-            try:
-                return translator.to_host(tracee.exe)
-            except Exception:  # noqa: BLE001 - a guest path that no longer resolves
-                return None
-        return None
+        return guest_to_host(tracee, tracee.exe) if tracee.exe else None
 
     # ---- the guest's view of a file ---------------------------------------------------
 
@@ -600,9 +596,7 @@ class FakeId0(Extension):
         except OSError as e:
             sc.skip(-(e.errno or errno.EIO))
             return
-        translator = getattr(self.engine, "translator", None)
-        if translator is not None:
-            translator.invalidate(host)
+        invalidate(self.engine, host)
         self.db.set_node(st, host, kind | perm, sc.args[dev_arg])
         self.db.set_owner(st, host, self._rec_id(c.fsuid, st.st_uid, True),
                           self._rec_id(c.fsgid, st.st_gid, False))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions import statbuf
-from ocirun.engine.extensions.common import AT_SYMLINK_NOFOLLOW
+from ocirun.engine.extensions.common import AT_SYMLINK_NOFOLLOW, invalidate
 from ocirun.engine.extensions.common import report_error as _report
 
 if TYPE_CHECKING:
@@ -171,10 +171,7 @@ class Link2Symlink(Extension):
             pass
 
     def _invalidate(self, *hosts: str) -> None:
-        translator = getattr(self.engine, "translator", None)
-        if translator is not None:
-            for h in hosts:
-                translator.invalidate(h)
+        invalidate(self.engine, *hosts)
 
     # ---- hooks ------------------------------------------------------------------------
 
