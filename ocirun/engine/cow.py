@@ -169,6 +169,15 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst, follow_symlinks=False)
 
 
+def _unreadable_shared(host: str) -> bool:
+    """A shared file its owner (us) cannot read: reading it as the fake root means a chmod."""
+    try:
+        st = os.lstat(host)
+    except OSError:
+        return False
+    return st.st_mode & 0o400 == 0 and is_shared(st) and st.st_uid == os.geteuid() != 0
+
+
 def is_shared(st: os.stat_result) -> bool:
     """A regular file with more than one link may be the image's: copy it before changing it."""
     return stat.S_ISREG(st.st_mode) and st.st_nlink > 1
@@ -205,8 +214,23 @@ def copy_up(host_path: str) -> bool:
     return True
 
 
+def _open_source(src: str, st: os.stat_result) -> int:
+    """Open a file to copy it; one its owner cannot read gets u+r for the instant of the open."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(src, flags)
+    except PermissionError:
+        if st.st_uid != os.geteuid():
+            raise
+    os.chmod(src, stat.S_IMODE(st.st_mode) | 0o400)
+    try:
+        return os.open(src, flags)
+    finally:
+        os.chmod(src, stat.S_IMODE(st.st_mode))
+
+
 def _copy_file(src: str, dst: str, st: os.stat_result) -> None:
-    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd_in = _open_source(src, st)
     try:
         fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -417,6 +441,8 @@ class CopyUp:
                 return [(reg, host)]
             if host and flags & _O_CREAT and self.readonly and not os.path.lexists(host):
                 return [(-1, host)]  # a creation: only :ro bindings care
+            if host and self.tree is not None and _unreadable_shared(host):
+                return [(reg, host)]  # the fake root would widen the image's mode: copy first
             return []
         regs = _NAMESPACE.get(name)
         if regs and self.readonly:

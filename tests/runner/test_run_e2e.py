@@ -381,6 +381,7 @@ def test_image_config_honoured(oc, tmp_path) -> None:
     layer["etc/passwd"] = ("file", b"root:x:0:0:root:/root:/bin/sh\napp:x:1500:1600:app:/home/app:/bin/sh\n", 0o644)
     layer["etc/group"] = ("file", b"root:x:0:\napp:x:1600:\n", 0o644)
     layer["srv/"] = ("dir",)
+    layer["etc/secret"] = ("file", b"s3cret\n", 0o000)  # like /etc/shadow on RHEL-like images
     config = {"config": {
         "Env": ["PATH=/bin", "GREETING=hello"],
         "Entrypoint": ["/bin/sh", "-c", 'echo "$GREETING $0 $*"; pwd; busybox id -u; busybox id -g; echo $HOME', "ep"],
@@ -396,6 +397,10 @@ def test_image_config_honoured(oc, tmp_path) -> None:
     assert text.splitlines() == ["hello ep from-cmd", "/srv", "1500", "1600", "/home/app"]
     text = out(oc("run", "--rm", "-u", "root", "-w", "/", image, "arg1", "arg2"))
     assert text.splitlines() == ["hello ep arg1 arg2", "/", "0", "0", "/root"]
+    # root reads a file nobody may read; the image's file keeps its mode 0000
+    secret = image_root(oc, image) / "etc" / "secret"
+    assert out(oc("run", "--rm", "-u", "root", "--entrypoint", "cat", image, "/etc/secret")) == "s3cret\n"
+    assert os.stat(secret).st_mode & 0o7777 == 0
     cid = out(oc("create", "-P", image)).strip()
     try:
         info = json.loads(out(oc("container", "inspect", cid)))[0]
