@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "ps": "ocirun.cli.run_cmds:ps",
     "rm": "ocirun.cli.run_cmds:rm",
     "logs": "ocirun.cli.run_cmds:logs",
+    "stop": "ocirun.cli.run_cmds:stop",
     "export": "ocirun.cli.run_cmds:export",
     "container": "ocirun.cli.run_cmds:container",
     "pull": "ocirun.cli.image_cmds:pull",
