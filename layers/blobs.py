@@ -113,6 +113,8 @@ def file_lock(path: Path, shared: bool = False, blocking: bool = True) -> Iterat
             except (BlockingIOError, PermissionError):
                 yield False
                 return
+            except OSError as exc:
+                raise _lock_error(path, exc) from None
             try:
                 yield True
             finally:
@@ -121,6 +123,14 @@ def file_lock(path: Path, shared: bool = False, blocking: bool = True) -> Iterat
             os.close(fd)
     finally:
         tlock.release()
+
+
+def _lock_error(path: Path, exc: OSError) -> OcirunError:
+    """ENOLCK and friends: a filesystem without POSIX locks (NFS without lockd)."""
+    return OcirunError(
+        f"cannot lock {path}: {exc.strerror} (the store needs POSIX file locks; "
+        "on NFS run the lock daemon or put the store elsewhere with --root)"
+    )
 
 
 @contextlib.contextmanager
@@ -135,6 +145,9 @@ def _shared_lock(path: Path, blocking: bool) -> Iterator[bool]:
             except (BlockingIOError, PermissionError):
                 os.close(fd)
                 entry = None
+            except OSError as exc:
+                os.close(fd)
+                raise _lock_error(path, exc) from None
             else:
                 entry = _SHARED[key] = [fd, 0]
         if entry is not None:
