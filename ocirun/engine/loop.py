@@ -201,7 +201,8 @@ class Tracer:
             raise OcirunError(f"working directory '{plan.cwd}' is not a directory in the guest")
         prog = self._resolve_command(argv[0], env, guest_cwd)
         self.pinning.pin()
-        prepared = seccomp.prepare(seccomp.build_filter(self.arch, self.trapped)) if self.use_seccomp else None
+        allow = {nr: spec.bpf_allow for nr, spec in self.table.items() if spec.bpf_allow and nr not in self.ext_nrs}
+        prepared = seccomp.prepare(seccomp.build_filter(self.arch, self.trapped, allow)) if self.use_seccomp else None
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: becomes the guest's first process

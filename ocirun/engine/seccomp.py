@@ -9,7 +9,13 @@ Program layout (classic BPF over struct seccomp_data):
     ld arch; jeq AUDIT_ARCH -> check nr; else ALLOW (a 32-bit personality is
         not translated: the engine only knows the host ABI, see README)
     ld nr; jset X32_BIT -> ERRNO(ENOSYS)  (x32 calls would bypass the table)
+    per syscall with a bpf_allow rule (syscalls/__init__.py): ALLOW when the
+        call names no path (fstat's AT_EMPTY_PATH, futimens' NULL), else TRACE
     jeq nr_1 -> TRACE ... jeq nr_n -> TRACE; ALLOW
+
+The AT_EMPTY_PATH rule trusts the flag: a guest passing AT_EMPTY_PATH with a
+non-empty path gets it resolved by the kernel untranslated (relative names
+under a guest dirfd still land in the guest tree).
 """
 
 from __future__ import annotations
@@ -40,8 +46,39 @@ def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("<HBBI", code, jt, jf, k & 0xFFFFFFFF)
 
 
-def build_filter(arch: Arch, trapped: set[int]) -> bytes:
-    """The BPF program (bytes of struct sock_filter[]) trapping `trapped`."""
+def _arg_lo(i: int) -> int:
+    return 16 + 8 * i  # seccomp_data.args[i], low word (little-endian)
+
+
+def _allow_block(nr: int, rule: tuple) -> list[bytes]:
+    """Instructions: for syscall `nr`, ALLOW when `rule` holds, else TRACE; other
+    syscalls fall through with the accumulator (nr) untouched."""
+    if rule[0] == "flag":
+        _, i, mask = rule
+        return [
+            _insn(BPF_JEQ_K, 0, 4, nr),
+            _insn(BPF_LD_W_ABS, 0, 0, _arg_lo(i)),
+            _insn(BPF_JSET_K, 0, 1, mask),
+            _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+            _insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE),
+        ]
+    if rule[0] == "null":
+        _, i = rule
+        return [
+            _insn(BPF_JEQ_K, 0, 6, nr),
+            _insn(BPF_LD_W_ABS, 0, 0, _arg_lo(i)),
+            _insn(BPF_JEQ_K, 0, 3, 0),
+            _insn(BPF_LD_W_ABS, 0, 0, _arg_lo(i) + 4),
+            _insn(BPF_JEQ_K, 0, 1, 0),
+            _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+            _insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE),
+        ]
+    raise ValueError(f"unknown bpf_allow rule {rule!r}")
+
+
+def build_filter(arch: Arch, trapped: set[int], allow_rules: dict[int, tuple] | None = None) -> bytes:
+    """The BPF program (bytes of struct sock_filter[]) trapping `trapped`;
+    allow_rules: nr -> rule under which that syscall runs without a stop."""
     nrs = sorted(trapped)
     if len(nrs) >= MAX_JUMP:
         raise ValueError("too many trapped syscalls for one jump table")
@@ -56,6 +93,9 @@ def build_filter(arch: Arch, trapped: set[int]) -> bytes:
             _insn(BPF_JSET_K, 0, 1, arch.x32_bit),
             _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | ENOSYS),
         ]
+    for nr, rule in sorted((allow_rules or {}).items()):
+        if nr in trapped:
+            prog += _allow_block(nr, rule)
     n = len(nrs)
     for i, nr in enumerate(nrs):
         prog.append(_insn(BPF_JEQ_K, n - i, 0, nr))

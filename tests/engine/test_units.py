@@ -38,9 +38,10 @@ def test_table_covers_the_path_syscalls() -> None:
     assert by_name["linkat"].paths[0].follow == syscalls.FLAG_FOLLOW
 
 
-def _run_bpf(prog: bytes, nr: int, arch: int) -> int:
+def _run_bpf(prog: bytes, nr: int, arch: int, args: tuple[int, ...] = ()) -> int:
     """A tiny classic-BPF interpreter for the instructions the filter uses."""
-    data = struct.pack("<iI", nr, arch) + b"\0" * 56
+    full = (list(args) + [0] * 6)[:6]
+    data = struct.pack("<iIQ6Q", nr, arch, 0, *full)
     insns = [struct.unpack_from("<HBBI", prog, i) for i in range(0, len(prog), 8)]
     pc, acc = 0, 0
     while True:
@@ -60,11 +61,20 @@ def _run_bpf(prog: bytes, nr: int, arch: int) -> int:
 
 def test_seccomp_filter_traps_exactly_the_table() -> None:
     arch = pt.ARCHES["x86_64"]
-    trapped = set(syscalls.load("x86_64"))
-    prog = seccomp.build_filter(arch, trapped)
+    table = syscalls.load("x86_64")
+    trapped = set(table)
+    allow = {nr: spec.bpf_allow for nr, spec in table.items() if spec.bpf_allow}
+    prog = seccomp.build_filter(arch, trapped, allow)
     for nr in range(0, 470):
         want = seccomp.SECCOMP_RET_TRACE if nr in trapped else seccomp.SECCOMP_RET_ALLOW
-        assert _run_bpf(prog, nr, arch.audit_arch) == want, nr
+        assert _run_bpf(prog, nr, arch.audit_arch, (3, 0x7000, 0x8000, 0x100, 0, 0)) == want, nr
+    # fstat as glibc makes it (AT_EMPTY_PATH) and futimens (NULL path) need no stop
+    newfstatat, statx, utimensat = 262, 332, 280
+    assert _run_bpf(prog, newfstatat, arch.audit_arch, (3, 0x7000, 0x8000, 0x1000)) == seccomp.SECCOMP_RET_ALLOW
+    assert _run_bpf(prog, newfstatat, arch.audit_arch, (3, 0x7000, 0x8000, 0x100)) == seccomp.SECCOMP_RET_TRACE
+    assert _run_bpf(prog, statx, arch.audit_arch, (3, 0x7000, 0x1000)) == seccomp.SECCOMP_RET_ALLOW
+    assert _run_bpf(prog, utimensat, arch.audit_arch, (3, 0, 0x7000, 0)) == seccomp.SECCOMP_RET_ALLOW
+    assert _run_bpf(prog, utimensat, arch.audit_arch, (3, 1 << 32, 0x7000, 0)) == seccomp.SECCOMP_RET_TRACE
     assert _run_bpf(prog, 2 | arch.x32_bit, arch.audit_arch) == seccomp.SECCOMP_RET_ERRNO | seccomp.ENOSYS
     assert _run_bpf(prog, 5, 0x40000003) == seccomp.SECCOMP_RET_ALLOW  # i386: not ours
 

@@ -62,6 +62,10 @@ class SyscallSpec:
     exit: bool = False
     invalidate: tuple[int, ...] = ()
     sockaddr: tuple[int, int] | None = None
+    # let the seccomp filter ALLOW the call without a stop when it names no path:
+    # ("flag", i, mask): mask set in args[i] (AT_EMPTY_PATH: glibc's fstat is
+    # newfstatat(fd, "", AT_EMPTY_PATH)); ("null", i): args[i] is NULL (futimens).
+    bpf_allow: tuple | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 

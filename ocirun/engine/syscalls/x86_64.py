@@ -8,7 +8,7 @@ how its last component is treated (see ocirun/engine/syscalls/__init__.py).
 from __future__ import annotations
 
 from ocirun.engine.syscalls import (
-    AT_EMPTY_PATH,  # noqa: F401 - documented here for readers of the table
+    AT_EMPTY_PATH,
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
     FLAG_FOLLOW,
@@ -415,10 +415,10 @@ def _p(arg, follow=FOLLOW, dirfd=None, flag_arg=None, mask=0, abs_only=False):
     return PathArg(arg=arg, dirfd=dirfd, follow=follow, flag_arg=flag_arg, flag_mask=mask, abs_only=abs_only)
 
 
-def _s(name, *paths, kind="", exit=False, invalidate=(), sockaddr=None):
+def _s(name, *paths, kind="", exit=False, invalidate=(), sockaddr=None, bpf_allow=None):
     return SyscallSpec(
         name=name, nr=NUMBERS[name], paths=tuple(paths), kind=kind, exit=exit,
-        invalidate=tuple(invalidate), sockaddr=sockaddr,
+        invalidate=tuple(invalidate), sockaddr=sockaddr, bpf_allow=bpf_allow,
     )
 
 
@@ -435,8 +435,8 @@ SPECS: tuple[SyscallSpec, ...] = (
     # stat family
     _s("stat", _p(0, F)),
     _s("lstat", _p(0, N)),
-    _s("newfstatat", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF)),
-    _s("statx", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=2, mask=NOF)),
+    _s("newfstatat", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF), bpf_allow=("flag", 3, AT_EMPTY_PATH)),
+    _s("statx", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=2, mask=NOF), bpf_allow=("flag", 2, AT_EMPTY_PATH)),
     _s("statfs", _p(0, F)),
     _s("access", _p(0, F)),
     _s("faccessat", _p(1, F, dirfd=0)),
@@ -465,7 +465,7 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("utime", _p(0, F)),
     _s("utimes", _p(0, F)),
     _s("futimesat", _p(1, F, dirfd=0)),
-    _s("utimensat", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF)),
+    _s("utimensat", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF), bpf_allow=("null", 1)),
     _s("setxattr", _p(0, F)),
     _s("lsetxattr", _p(0, N)),
     _s("getxattr", _p(0, F)),
