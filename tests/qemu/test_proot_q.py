@@ -207,3 +207,11 @@ def test_qemu_composes_with_kernel_release_and_fake_root(debian_arm64_rootfs):
     """QEMU answers uname from the host's (already rewritten) one and asks getuid like any program."""
     out = ok(proot(debian_arm64_rootfs, "-k", "9.9.9", "-0", "/bin/bash", "-c", "uname -rm; id -u; id -un"))
     assert out.split() == ["9.9.9", "aarch64", "0", "root"]
+
+
+@pytest.mark.parametrize("qemu", QEMUS)
+def test_without_seccomp_too(busybox_arm64_rootfs, qemu):
+    """The engine's stop-on-every-syscall fallback runs QEMU the same way."""
+    out = ok(proot(busybox_arm64_rootfs, *SYS, "/bin/sh", "-c", "uname -m; readlink /proc/self/exe", qemu=qemu,
+                   env={"OCIRUN_NO_SECCOMP": "1"}))
+    assert out.split() == ["aarch64", "/bin/busybox"]
