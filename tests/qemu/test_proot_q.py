@@ -209,8 +209,7 @@ def test_qemu_composes_with_kernel_release_and_fake_root(debian_arm64_rootfs):
     assert out.split() == ["9.9.9", "aarch64", "0", "root"]
 
 
-@pytest.mark.parametrize("qemu", QEMUS)
-def test_without_seccomp_too(busybox_arm64_rootfs, qemu):
+def test_without_seccomp_too(busybox_arm64_rootfs, qemu=STATIC):
     """The engine's stop-on-every-syscall fallback runs QEMU the same way."""
     out = ok(proot(busybox_arm64_rootfs, *SYS, "/bin/sh", "-c", "uname -m; readlink /proc/self/exe", qemu=qemu,
                    env={"OCIRUN_NO_SECCOMP": "1"}))
