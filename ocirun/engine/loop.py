@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import re
 import signal
@@ -255,11 +254,10 @@ class Tracer:
         """Inside an ocirun guest, ask the outer tracer to show this process our
         rootfs and bindings; False on a plain kernel (EINVAL) or outside ocirun."""
         plan = self.plan
-        spec = {
-            "rootfs": os.path.abspath(plan.rootfs),
-            "bindings": [[b.host, b.guest, b.deref_guest] for b in plan.bindings],
-        }
-        data = json.dumps(spec).encode("utf-8", ENC)
+        fields = [os.path.abspath(plan.rootfs)]
+        for b in plan.bindings:
+            fields += [b.host, b.guest, "1" if b.deref_guest else "0"]
+        data = "\0".join(fields).encode("utf-8", ENC)  # rootfs, then (host, guest, deref) triples
         buf = ctypes.create_string_buffer(data, len(data))
         return pt.libc.prctl(NEST_MAGIC, ctypes.addressof(buf), len(data), 0, 0) == 0
 
@@ -790,17 +788,20 @@ class Tracer:
         if sc.args[0] & 0xFFFFFFFF != NEST_MAGIC or not sc.args[1] or not 0 < sc.args[2] < 1 << 20:
             return
         try:
-            spec = json.loads(t.read(sc.args[1], sc.args[2]))
+            fields = t.read(sc.args[1], sc.args[2]).decode("utf-8", ENC).split("\0")
+            if len(fields) % 3 != 1:
+                raise ValueError("bad nesting request")
             outer = t.view
             cwd = t.guest_cwd()
-            rootfs = outer.translator.canonical(spec["rootfs"], cwd, True, t.tgid, t.pid)
+            rootfs = outer.translator.canonical(fields[0], cwd, True, t.tgid, t.pid)
             rootfs_host = outer.translator.to_host(rootfs, "/", True, t.tgid, t.pid)
             bindings: list[Binding] = []
             for b in outer.bindings:  # the outer bindings the inner rootfs contains
                 if rootfs == "/" or b.guest == rootfs or b.guest.startswith(rootfs + "/"):
                     inner_guest = b.guest[len(rootfs):] if rootfs != "/" else b.guest
                     bindings.append(Binding(b.host, inner_guest or "/", b.deref_guest, b.readonly))
-            for host, guest, deref in spec.get("bindings", []):
+            for k in range(1, len(fields), 3):
+                host, guest, deref = fields[k], fields[k + 1], fields[k + 2] == "1"
                 try:
                     real = outer.translator.to_host(host, cwd, True, t.tgid, t.pid)
                 except GuestPathError:
