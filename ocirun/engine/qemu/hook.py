@@ -1,8 +1,9 @@
 """The glue between the engine's execve planner (ocirun/engine/execve.py) and QemuSetup.
 
-The planner calls `foreign(plan, elf)` for an ELF of another machine and
-`host_program(plan, elf)` (only when QEMU is on) for a dynamically linked ELF of the
-host's machine, whose loader and libraries must then come from the host.
+When QEMU is on, the planner calls `foreign(plan, elf)` for an ELF of another machine
+and `host_program(plan, elf)` for an ELF of the host's machine (mixed mode), whose
+loader and libraries must then come from the host. Both may replace plan.host_path,
+plan.argv and (QEMU only) set plan.new_env, which the tracer writes as the new envp.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _apply(setup: QemuSetup, plan: Any, want_foreign: bool) -> Any:
     plan.host_path = rw.host_file
     plan.argv = rw.argv
     if rw.env is not None:
-        plan.new_env = rw.env  # the engine writes it only if its ExecPlan has this field
+        plan.new_env = rw.env
     return plan
 
 
