@@ -331,8 +331,9 @@ class FakeId0(Extension):
             self._stat_exit(tracee, sc)
             return
         pending = tracee.data.pop("fake_id0.pending", None)
-        if pending is None or sc.result < 0:
-            return
+        if pending is None or pending[0] is not sc or sc.result < 0:
+            return  # (a note left by a syscall another extension skipped is dropped here)
+        pending = pending[1:]
         kind = pending[0]
         try:
             if kind == "create":
@@ -836,7 +837,7 @@ class FakeId0(Extension):
                 return
         if os.path.lexists(host):
             return
-        tracee.data["fake_id0.pending"] = ("create", host, c.fsuid, c.fsgid)
+        tracee.data["fake_id0.pending"] = (sc, "create", host, c.fsuid, c.fsgid)
         sc.want_exit()
 
     def _note_rename(self, tracee: Tracee, sc: Syscall) -> None:
@@ -857,7 +858,7 @@ class FakeId0(Extension):
                     replaced = (st.st_dev, st.st_ino)
             except OSError:
                 pass
-        tracee.data["fake_id0.pending"] = ("rename", old, new, replaced, bool(exchange))
+        tracee.data["fake_id0.pending"] = (sc, "rename", old, new, replaced, bool(exchange))
         sc.want_exit()
 
     def _note_unlink(self, tracee: Tracee, sc: Syscall) -> None:
@@ -871,5 +872,5 @@ class FakeId0(Extension):
         if self.db.get(st.st_dev, st.st_ino) is None:
             return
         if st.st_nlink <= 1 or stat.S_ISDIR(st.st_mode):
-            tracee.data["fake_id0.pending"] = ("unlink", (st.st_dev, st.st_ino))
+            tracee.data["fake_id0.pending"] = (sc, "unlink", (st.st_dev, st.st_ino))
             sc.want_exit()

@@ -231,9 +231,9 @@ class Link2Symlink(Extension):
                 self._fix_nlink(tracee, sc)
             return
         if name in _RENAMES:
-            ident = tracee.data.pop("l2s.replaced", None)
-            if ident is not None and sc.result == 0:
-                self._drop(ident)
+            note = tracee.data.pop("l2s.replaced", None)
+            if note is not None and note[0] is sc and sc.result == 0:
+                self._drop(note[1])
 
     def _fix_nlink(self, tracee: Tracee, sc: Syscall) -> None:
         index, kind = _STAT[sc.name]
@@ -357,5 +357,5 @@ class Link2Symlink(Extension):
         if self._store_id(old) == replaced:
             sc.skip(0)  # rename(2): two links to the same file: nothing happens
             return
-        tracee.data["l2s.replaced"] = replaced
+        tracee.data["l2s.replaced"] = (sc, replaced)
         sc.want_exit()

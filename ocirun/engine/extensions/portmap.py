@@ -94,7 +94,7 @@ class PortMap(Extension):
             new_port = self.map.for_bind(addr.port)
             if new_port is None and self.netcoop and addr.port != 0:
                 new_port = 0
-                tracee.data["portmap.bind"] = addr
+                tracee.data["portmap.bind"] = (sc, addr)
                 sc.want_exit()
         else:
             new_port = self.map.for_connect(addr)
@@ -111,7 +111,8 @@ class PortMap(Extension):
     def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name == "bind":
-            addr = tracee.data.pop("portmap.bind", None)
+            note = tracee.data.pop("portmap.bind", None)
+            addr = note[1] if note is not None and note[0] is sc else None
             if addr is not None and sc.result == 0:
                 port = socket_port(tracee.pid, sc.arg_int(0))
                 if port is not None:
