@@ -122,6 +122,9 @@ class Tracer:
                                    foreign=qemu_foreign, host_program=qemu_host)
         self._qemu_hooks = (qemu_foreign, qemu_host)
         self.root_view = View(self, self.translator, self.planner, list(plan.bindings))
+        # fast path (_translate): names that a binding or its glue directories use
+        self._bind_names = {".", ".."} | self._binding_components(plan.bindings)
+        self._lean = not self.extensions
         self.views: list[View] = [self.root_view]
         self.tracees: dict[int, Tracee] = {}
         self.first_pid = 0
@@ -151,6 +154,18 @@ class Tracer:
             "accept": self._enter_accept,
             "nest": self._enter_nest,
         }
+
+    def _binding_components(self, bindings: list[Binding]) -> set[str]:
+        names: set[str] = set()
+        for b in bindings:
+            paths = [b.guest]
+            try:
+                paths.append(self.translator.canonical(b.guest, "/", b.deref_guest))
+            except (GuestPathError, OSError):
+                pass
+            for p in paths:
+                names.update(c for c in p.split("/") if c)
+        return names
 
     # ------------------------------------------------------------------ paths
     def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
@@ -617,6 +632,9 @@ class Tracer:
         if guest[0] != "/":
             if pa.abs_only:
                 return
+            if (not follow and self._lean and t.view is self.root_view and "/" not in guest
+                    and guest not in self._bind_names and not sc.spec.invalidate):
+                return  # one plain name, not followed, no binding: the kernel finds the same entry
             base, base_host = self._base_dirs(t, sc, pa)
             if base is None:
                 return  # relative to an fd the guest cannot name: the kernel resolves it

@@ -456,9 +456,9 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("acct", _p(0, F)),
     # metadata
     _s("truncate", _p(0, F)),
-    _s("chmod", _p(0, F), invalidate=(0,)),
-    _s("fchmodat", _p(1, F, dirfd=0), invalidate=(0,)),
-    _s("fchmodat2", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF), invalidate=(0,)),
+    _s("chmod", _p(0, F)),
+    _s("fchmodat", _p(1, F, dirfd=0)),
+    _s("fchmodat2", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF)),
     _s("chown", _p(0, F)),
     _s("lchown", _p(0, N)),
     _s("fchownat", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=4, mask=NOF)),
