@@ -99,3 +99,26 @@ def test_netcoop_port_taken_on_the_host(scripts, server, client):
         assert proc.returncode != 0 and "listen" in stderr
     finally:
         blocker.close()
+
+
+UDP = r"""
+use IO::Socket::IP; use Socket;
+my $srv = IO::Socket::IP->new(LocalHost => "127.0.0.1", LocalPort => 5300, Proto => "udp") or die "srv: $@";
+my $cli = IO::Socket::IP->new(PeerHost => "127.0.0.1", PeerPort => 5300, Proto => "udp") or die "cli: $@";
+$cli->send("ping");
+my $from = $srv->recv(my $m, 100);
+$srv->send("pong:$m", 0, $from);
+my ($port) = unpack_sockaddr_in($cli->recv(my $r, 100));
+print "$r $port ", $srv->sockport, "\n";
+"""
+
+
+def test_udp_reply_comes_from_the_guest_port(scripts):
+    """-p on UDP: sendto is mapped, and a reply's source (recvfrom) shows the guest port,
+    as a DNS client checks it."""
+    (scripts / "tmp/udp.pl").write_text(UDP)
+    host_port = free_port()
+    proc = start(scripts, "perl /tmp/udp.pl", "-p", f"5300:{host_port}")
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert stdout.split() == ["pong:ping", "5300", "5300"]

@@ -1,7 +1,8 @@
 """`-p in:out` (port mapping) and `-n` (network cooperation), for AF_INET and AF_INET6.
 
 bind/connect/sendto with a mapped guest port use the host port instead;
-getsockname/getpeername show the guest the port it asked for. With `-n`,
+getsockname/getpeername (and the source of a recvfrom) show the guest the
+port it asked for. With `-n`,
 every bind to a non-zero port binds to port 0, the port the kernel chose is
 read back from the tracer (pidfd_getfd + getsockname on a duplicate of the
 guest's socket) and recorded, so later connects by any process of the guest
@@ -29,7 +30,8 @@ MAX_SOCKADDR = 128
 
 # name: (sockaddr pointer arg, length arg)
 _OUTGOING = {"bind": (1, 2), "connect": (1, 2), "sendto": (4, 5)}
-_NAMES = {"getsockname": (1, 2), "getpeername": (1, 2)}
+# results that show a port back to the guest: (sockaddr pointer arg, socklen pointer arg)
+_NAMES = {"getsockname": (1, 2), "getpeername": (1, 2), "recvfrom": (4, 5)}
 
 
 def socket_port(pid: int, fd: int) -> int | None:
@@ -79,7 +81,8 @@ class PortMap(Extension):
     def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _NAMES:
-            sc.want_exit()
+            if sc.args[_NAMES[name][0]]:
+                sc.want_exit()  # (a UDP reply from a mapped port shows the guest's port)
             return
         if name not in _OUTGOING:
             return  # another extension's or the core's syscall
@@ -118,7 +121,7 @@ class PortMap(Extension):
                 if port is not None:
                     self.map.record(addr, port)
             return
-        if name in _NAMES and sc.result == 0:
+        if name in _NAMES and sc.result >= 0:
             a, ln = _NAMES[name]
             try:
                 length = tracee.read_u32(sc.args[ln])
