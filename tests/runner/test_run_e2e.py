@@ -419,3 +419,24 @@ def _loaded_name(load_output: str) -> str:
         if line.startswith("Loaded image"):
             return line.split(": ", 1)[1].strip()
     raise AssertionError(f"no image in the load output: {load_output!r}")
+
+
+def test_lazy_tree_looks_like_the_image(oc) -> None:
+    """find over the whole container (modes, types, names) equals the image tree."""
+    root = image_root(oc, oc.images.debian)
+    script = ("find / -xdev -path /proc -prune -o -path /sys -prune -o -path /dev -prune -o "
+              "-path /tmp -prune -o -path /etc -prune -o -printf '%m %y %p\\n' | sort")
+    inside = out(oc("run", "--rm", oc.images.debian, "sh", "-c", script)).splitlines()
+    skip = ("/proc", "/sys", "/dev", "/tmp", "/etc")
+    outside = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            guest = "/" + os.path.relpath(full, root)
+            st = os.lstat(full)
+            kind = {0o040000: "d", 0o100000: "f", 0o120000: "l", 0o010000: "p"}.get(st.st_mode & 0o170000, "?")
+            outside.append(f"{st.st_mode & 0o7777:o} {kind} {guest}")
+        dirnames[:] = [d for d in dirnames if "/" + os.path.relpath(os.path.join(dirpath, d), root) not in skip]
+    outside = [line for line in outside if line.split(" ", 2)[2] not in skip]
+    outside.append("755 d /")
+    assert sorted(inside) == sorted(outside)
