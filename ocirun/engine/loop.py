@@ -25,6 +25,7 @@ import errno
 import os
 import re
 import signal
+import stat
 import struct
 import sys
 import tempfile
@@ -41,6 +42,7 @@ from ocirun.engine.syscall import Syscall
 from ocirun.engine.syscalls import (
     AT_EMPTY_PATH,
     AT_FDCWD,
+    AT_REMOVEDIR,
     FLAG_FOLLOW,
     FLAG_NOFOLLOW,
     FOLLOW,
@@ -63,6 +65,7 @@ CLONE_THREAD = 0x10000
 AF_UNIX = 1
 SUN_PATH_MAX = 108
 ERESTART_MIN, ERESTART_MAX = 512, 516
+_UNLINKS = frozenset({"unlink", "unlinkat"})
 _OWN_PATHS = frozenset({"execve", "execveat"})  # kinds whose handler reads the path itself
 _PROC_EXE = re.compile(r"^/proc/(self|\d+)(?:/task/(\d+))?/exe$")
 _PROC_ROOT = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/root(/.*)?$")
@@ -576,14 +579,36 @@ class Tracer:
                 self._fix_sockname(t, sc)
 
     def _invalidate(self, sc: Syscall, spec) -> None:
+        if spec.name in _UNLINKS and not sc.at_exit and self._unlinks_plain_file(sc, spec):
+            self._invalidate_paths(sc, spec)  # at entry only: no exit stop for rm of files
+            return
+        self._invalidate_paths(sc, spec)
+        if not sc.at_exit and len(self.tracees) > 1:
+            sc.exit_wanted = True  # another tracee could re-cache the old state meanwhile
+
+    def _invalidate_paths(self, sc: Syscall, spec) -> None:
         for idx in spec.invalidate:
             pa = spec.paths[idx]
             host = sc.host_paths.get(pa.arg)
             if host:
                 for view in self.views:
                     view.translator.invalidate(host)
-        if not sc.at_exit and len(self.tracees) > 1:
-            sc.exit_wanted = True  # another tracee could re-cache the old state meanwhile
+
+    @staticmethod
+    def _unlinks_plain_file(sc: Syscall, spec) -> bool:
+        """unlink of a regular file: invalidating at the entry is enough (a lookup
+        racing the unlink may re-cache a file entry, which resolves to the same
+        host path as none), so no exit stop."""
+        if spec.name == "unlinkat" and sc.args[2] & AT_REMOVEDIR:
+            return False
+        host = sc.host_paths.get(spec.paths[0].arg)
+        if not host:
+            return False
+        try:
+            mode = os.lstat(host).st_mode
+        except OSError:
+            return True  # nothing there: the unlink fails, nothing changes
+        return not (stat.S_ISLNK(mode) or stat.S_ISDIR(mode))
 
     # ------------------------------------------------------ path translation
     def _follow(self, sc: Syscall, pa: PathArg) -> bool:

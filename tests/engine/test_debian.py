@@ -130,3 +130,15 @@ def test_readlink_proc_self_fd_and_cwd(debian_rootfs: Path, tmp_path: Path) -> N
     out = ok(proot("-R", debian_rootfs, "-b", f"{tmp_path}:/w", "bash", "-c",
                    "cd /w && exec 3</etc/passwd && readlink /proc/self/fd/3 /proc/$$/cwd /proc/self/root"))
     assert out.splitlines() == ["/etc/passwd", "/w", "/"]
+
+
+def test_path_cache_follows_the_guests_own_changes(bb_rw: Path, mode_env: dict) -> None:
+    script = (
+        "cd /tmp && echo a > f && cat f && rm f && mkdir f && echo b > f/x && cat f/x && "
+        "ln -s /etc/passwd l && head -c 4 l && echo && rm l && echo c > l && cat l && cat /etc/passwd | head -c 4 && echo && "
+        "mkdir -p d1/s && echo d > d1/s/y && mv d1 d2 && cat d2/s/y && ! test -e d1/s/y && "
+        "ln -s d2 d3 && cat d3/s/y && rm d3 && mkdir d3 && ! test -e d3/s/y && rm -r d2 && mkdir -p d2/s && "
+        "! test -e d2/s/y && ln -s /tmp/d2 abs && echo e > abs/s/z && cat /tmp/d2/s/z && echo ok"
+    )
+    out = ok(proot("-r", bb_rw, "sh", "-c", script, env=mode_env))
+    assert out == "a\nb\nroot\nc\nroot\nd\nd\ne\nok\n"

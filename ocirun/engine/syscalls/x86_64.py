@@ -481,21 +481,24 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("file_getattr", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=4, mask=NOF)),
     _s("file_setattr", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=4, mask=NOF)),
     # namespace mutations (the path cache forgets what they change)
-    _s("mkdir", _p(0, N), invalidate=(0,)),
-    _s("mkdirat", _p(1, N, dirfd=0), invalidate=(0,)),
+    # creating an entry where nothing was needs no invalidation: the cache never
+    # holds missing entries (mkdir, mknod, link); symlinks change what a
+    # followed lookup of that name gives, so they do
+    _s("mkdir", _p(0, N)),
+    _s("mkdirat", _p(1, N, dirfd=0)),
     _s("rmdir", _p(0, N), invalidate=(0,)),
     _s("unlink", _p(0, N), invalidate=(0,)),
     _s("unlinkat", _p(1, N, dirfd=0), invalidate=(0,)),
     _s("rename", _p(0, N), _p(1, N), invalidate=(0, 1)),
     _s("renameat", _p(1, N, dirfd=0), _p(3, N, dirfd=2), invalidate=(0, 1)),
     _s("renameat2", _p(1, N, dirfd=0), _p(3, N, dirfd=2), invalidate=(0, 1)),
-    _s("link", _p(0, N), _p(1, N), invalidate=(1,)),
-    _s("linkat", _p(1, FLAG_FOLLOW, dirfd=0, flag_arg=4, mask=AT_SYMLINK_FOLLOW), _p(3, N, dirfd=2), invalidate=(1,)),
+    _s("link", _p(0, N), _p(1, N)),
+    _s("linkat", _p(1, FLAG_FOLLOW, dirfd=0, flag_arg=4, mask=AT_SYMLINK_FOLLOW), _p(3, N, dirfd=2)),
     # symlink's target (arg 0) is content, not a path to translate
     _s("symlink", _p(1, N), invalidate=(0,)),
     _s("symlinkat", _p(2, N, dirfd=1), invalidate=(0,)),
-    _s("mknod", _p(0, N), invalidate=(0,)),
-    _s("mknodat", _p(1, N, dirfd=0), invalidate=(0,)),
+    _s("mknod", _p(0, N)),
+    _s("mknodat", _p(1, N, dirfd=0)),
     # mounts and devices
     _s("mount", _p(0, F, abs_only=True), _p(1, F), invalidate=(1,)),
     _s("umount2", _p(0, F), invalidate=(0,)),
