@@ -112,9 +112,11 @@ class Tracer:
         if not os.path.isdir(plan.rootfs):
             raise OcirunError(f"guest rootfs '{plan.rootfs}' is not a directory")
         # QEMU (-q): adds the /host-rootfs binding, returns the execve hooks (ocirun/engine/qemu/hook.py)
-        from ocirun.engine.qemu.hook import hooks_for
+        qemu_foreign = qemu_host = None
+        if plan.qemu:  # imported only when used (start-up time)
+            from ocirun.engine.qemu.hook import hooks_for
 
-        qemu_foreign, qemu_host = hooks_for(plan)
+            qemu_foreign, qemu_host = hooks_for(plan)
         self.translator = PathTranslator(plan.rootfs, plan.bindings)
         self.verbose = plan.verbose
         for b in self.translator.skipped:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 from dataclasses import dataclass
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -132,7 +131,7 @@ ARCHES: dict[str, Arch] = {
 
 
 def host_arch() -> Arch:
-    machine = platform.machine()
+    machine = os.uname().machine
     try:
         return ARCHES[machine]
     except KeyError:
