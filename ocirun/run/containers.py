@@ -253,9 +253,10 @@ class ContainerStore:
         tree = c.tree()
         etc = c.rootfs / "etc"
         if etc.is_symlink() or not etc.exists():
-            with contextlib.suppress(FileNotFoundError):
-                etc.unlink()
-            etc.mkdir(mode=0o755)
+            with cow._writable_dir(str(c.rootfs)):
+                with contextlib.suppress(FileNotFoundError):
+                    etc.unlink()
+                etc.mkdir(mode=0o755)
         tree.ensure(str(etc))
         files = {
             "hosts": hosts_file(c.plan.hostname, c.plan.add_hosts),
@@ -264,7 +265,8 @@ class ContainerStore:
         }
         tmp = c.rootfs / "tmp"
         if not tmp.exists() and not tmp.is_symlink():
-            tmp.mkdir()  # the container's own /tmp, also when the image has none
+            with cow._writable_dir(str(c.rootfs)):
+                tmp.mkdir()  # the container's own /tmp, also when the image has none
             os.chmod(tmp, 0o1777)
         with cow._writable_dir(str(etc)):
             for fname, text in files.items():

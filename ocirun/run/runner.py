@@ -193,7 +193,8 @@ def _guest_dir(c: Container, guest: str, create: bool) -> Path | None:
         if not nxt.exists():
             if not create:
                 return None
-            nxt.mkdir(mode=0o755)
+            with cow._writable_dir(str(current)):  # docker creates a missing workdir
+                nxt.mkdir(mode=0o755)
         current = nxt
     tree.ensure(str(current))
     return current
