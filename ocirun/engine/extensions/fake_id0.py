@@ -158,6 +158,7 @@ class FakeId0(Extension):
         self.db_path = db_path
         self.ownership_file = ownership_file
         self.db: FakeRootDB | None = None
+        self._shares_inodes = False
         self.rootfs = "/"
         self.engine: Any = None
         # Other extensions' changes to stat results (link2symlink's link counts): a
@@ -181,6 +182,10 @@ class FakeId0(Extension):
 
     def attach(self, engine: Any) -> None:
         self.engine = engine
+        # The runner's containers share files with their image (hard links, copied up
+        # before a write by its copy-up extension, which runs first).
+        self._shares_inodes = any(getattr(e, "name", "") == "copy-up"
+                                  for e in getattr(engine, "extensions", []))
         self.rootfs = os.path.realpath(engine.plan.rootfs)
         self.db, warning = open_db(self.rootfs, self.db_path)
         if warning and getattr(engine, "verbose", 0) >= 0:
@@ -563,7 +568,8 @@ class FakeId0(Extension):
         """Give the file `guest_mode` as far as the kernel lets us, keeping the owner's
         access, and record what the guest must see. Returns 0 or -errno."""
         disk = st.st_mode
-        if where is not None and st.st_uid == self.real_uid:
+        shared = self._shares_inodes and stat.S_ISREG(st.st_mode) and st.st_nlink > 1
+        if where is not None and st.st_uid == self.real_uid and not shared:
             keep = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
             try:
                 os.chmod(where, (guest_mode & 0o7777) | keep)
@@ -805,6 +811,8 @@ class FakeId0(Extension):
             return
         if st.st_uid != self.real_uid or stat.S_ISLNK(st.st_mode):
             return
+        if self._shares_inodes and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            return  # a container's file still shared with its image: never change it
         if bits & 0o100 and not stat.S_ISDIR(st.st_mode):
             bits &= ~0o100
         if st.st_mode & bits == bits:
