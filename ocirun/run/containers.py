@@ -18,13 +18,11 @@ Names are unique in a store: checked under `containers/.lock`.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import fcntl
 import json
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -59,13 +57,17 @@ def _choice(words: list[str]) -> str:
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with microseconds, as docker writes its times."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
 
 
 def parse_iso(text: str) -> float:
     if not text:
         return 0.0
-    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    import datetime  # only `ps` needs it
+
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -281,7 +283,8 @@ class ContainerStore:
     def save(self, c: Container) -> None:
         """Atomically rewrite config.json."""
         data = json.dumps(c.to_json(), indent=1).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".config.", dir=c.path)
+        tmp = c.path / f".config.{os.getpid()}.{time.monotonic_ns()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
