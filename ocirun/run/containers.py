@@ -174,7 +174,7 @@ class ContainerStore:
     def find(self, ref: str) -> Container | None:
         """By full id, name, or unique id prefix (as docker)."""
         ref = ref.lstrip("/")
-        if len(ref) == 64 and (self.dir / ref).is_dir():
+        if len(ref) == 64 and all(ch in "0123456789abcdef" for ch in ref) and (self.dir / ref).is_dir():
             return self._load(self.dir / ref)
         all_ = self.list()
         for c in all_:
