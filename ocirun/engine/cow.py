@@ -20,6 +20,14 @@ Design (the runner's; see the README's runner section):
   entry, on the host path the core just translated. fd-based changes
   (fchmod, fchown, fsetxattr, futimens on an fd of a shared file) are done by
   the tracer on the copied-up path and the syscall is skipped with the result.
+- A write through a /proc/PID/fd/N magic link, or an fd-based change on an
+  fd opened before the copy-up, would reach the image's inode: the extension
+  resolves the link / fd, copies the container path up and points the syscall
+  (or the tracer's emulation) at the copy.
+- A shared file its owner cannot read (mode 0000 files) is copied up before
+  the fake root reads it, because the fake root would widen its mode in place.
+- The same extension makes writes under read-only bindings (`-v a:b:ro`) fail
+  with EROFS, since it already classifies every write.
 - Consequence: a hardlink the guest itself made is split on the first write
   (it looks shared). Documented; rare in practice.
 
