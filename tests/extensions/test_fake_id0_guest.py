@@ -215,3 +215,43 @@ def test_two_engines_on_one_rootfs(debian_rootfs_copy):
         assert p.returncode == 0, err
     out = sh(debian_rootfs_copy, "stat -c %u /srv/e1/* /srv/e2/* | sort | uniq -c", "-0").stdout
     assert out.split() == ["40", "101", "40", "102"]
+
+
+def test_seeded_from_the_image_ownership_file(debian_rootfs_copy):
+    """What the unpacker could not apply (layers' `ownership` file beside the rootfs)."""
+    import json
+
+    (debian_rootfs_copy / "srv/app").mkdir()
+    doc = {"version": 1, "entries": {
+        "srv/app": {"uid": 1000, "gid": 1000, "mode": 0o750},
+        "etc/shadow": {"uid": 0, "gid": 42, "mode": 0o640},
+        "srv/tty9": {"type": "c", "major": 4, "minor": 9, "mode": 0o620, "uid": 0, "gid": 5,
+                     "skipped": True},
+        "srv/fifo": {"type": "p", "mode": 0o600, "uid": 0, "gid": 0, "skipped": True},
+    }}
+    (debian_rootfs_copy.parent / "ownership").write_text(json.dumps(doc))
+    out = sh(debian_rootfs_copy, "stat -c '%n %u:%g %a %F %t:%T' /srv/app /etc/shadow /srv/tty9"
+                                 " /srv/fifo", "-0").stdout.splitlines()
+    assert out == ["/srv/app 1000:1000 750 directory 0:0",
+                   "/etc/shadow 0:42 640 regular file 0:0",
+                   "/srv/tty9 0:5 620 character special file 4:9",
+                   "/srv/fifo 0:0 600 fifo 0:0"]
+
+
+def test_runner_ids_file_owner_is_root(debian_rootfs_copy):
+    """for_runner: the container user's ids for processes, root for the image's files,
+    the creator for new files."""
+    from ocirun.engine import run
+    from ocirun.engine.extensions import for_runner
+    from ocirun.engine.plan import EnginePlan
+
+    out = debian_rootfs_copy / "tmp/out"
+    exts = for_runner(uid=1000, gid=1000, rootfs=str(debian_rootfs_copy),
+                      state_dir=str(debian_rootfs_copy.parent))
+    plan = EnginePlan(argv=["/bin/sh", "-c", "{ id -u; stat -c %u /etc/passwd; touch /tmp/mine;"
+                            " stat -c %u:%g /tmp/mine; } > /tmp/out"],
+                      rootfs=str(debian_rootfs_copy), extensions=exts,
+                      env={"PATH": "/usr/bin:/bin"})
+    assert run(plan) == 0
+    assert out.read_text().split() == ["1000", "0", "1000:1000"]
+    assert (debian_rootfs_copy.parent / "fakeroot.db").is_file()

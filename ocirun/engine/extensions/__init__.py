@@ -37,9 +37,11 @@ def build(
     link2symlink: bool | None = None,
     fakeroot_db: str | None = None,
     ownership: str | None = None,
+    file_owner: tuple[int, int] | None = None,
 ) -> list[Any]:
     """Extensions for these options. link2symlink None = automatic: on when
-    OCIRUN_LINK2SYMLINK=1 or when a probe link() in the rootfs is refused."""
+    OCIRUN_LINK2SYMLINK=1 or when a probe link() in the rootfs is refused.
+    file_owner: who the real user's files appear to belong to (default: `ids`)."""
     exts: list[Any] = []
     if link2symlink is None:
         env = os.environ.get("OCIRUN_LINK2SYMLINK", "")
@@ -52,7 +54,8 @@ def build(
     if link2symlink:
         exts.append(load("link2symlink")())
     if ids is not None:
-        exts.append(load("fake_id0")(ids[0], ids[1], db_path=fakeroot_db, ownership_file=ownership))
+        exts.append(load("fake_id0")(ids[0], ids[1], db_path=fakeroot_db, ownership_file=ownership,
+                                     file_owner=file_owner))
     if kernel_release:
         exts.append(load("kompat")(kernel_release))
     if ports or netcoop:
@@ -72,7 +75,9 @@ def for_runner(
     ownership: str | None = None,
 ) -> list[Any]:
     """The runner's extensions: the container user's ids are always faked (uid 0 for
-    root images), the fake-root database lives in the container's directory."""
+    root images), the image's files appear owned by root (what is not on disk comes
+    from the image's ownership file), the fake-root database lives in the container's
+    directory."""
     db = os.path.join(state_dir, "fakeroot.db") if state_dir else None
     return build(
         rootfs=rootfs,
@@ -82,4 +87,5 @@ def for_runner(
         netcoop=netcoop,
         fakeroot_db=db,
         ownership=ownership if ownership and os.path.exists(ownership) else None,
+        file_owner=(0, 0),
     )

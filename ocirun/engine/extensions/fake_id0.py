@@ -152,8 +152,13 @@ class FakeId0(Extension):
     syscalls = SYSCALLS
 
     def __init__(self, uid: int = 0, gid: int = 0, db_path: str | None = None,
-                 ownership_file: str | None = None):
+                 ownership_file: str | None = None,
+                 file_owner: tuple[int, int] | None = None):
+        """uid:gid are the ids the guest's first process has; file_owner is who the real
+        user's files appear to belong to (PRoot: the same; the runner: 0:0, the owner of
+        an image's files, whatever the image's USER)."""
         self.uid, self.gid = uid, gid
+        self.fuid, self.fgid = file_owner if file_owner is not None else (uid, gid)
         self.real_uid, self.real_gid = os.getuid(), os.getgid()
         self.db_path = db_path
         self.ownership_file = ownership_file
@@ -217,6 +222,12 @@ class FakeId0(Extension):
                 if e.get("skipped") and e.get("type") in ("c", "b"):
                     self._seed_node(rel, e)
                     continue
+                if e.get("skipped") and e.get("type") == "p":
+                    try:  # FIFOs need no privilege: make them for real
+                        os.mkfifo(os.path.join(self.rootfs, rel.lstrip("/")),
+                                  e.get("mode", 0o644) & 0o7777)
+                    except OSError:
+                        pass
                 entries.append((rel, e.get("uid"), e.get("gid"), e.get("mode")))
             self.db.seed(entries, os.path.realpath(path))
 
@@ -277,14 +288,14 @@ class FakeId0(Extension):
         if new is None:
             return None
         mine = self.real_uid if is_uid else self.real_gid
-        fake = self.uid if is_uid else self.gid
+        fake = self.fuid if is_uid else self.fgid
         shown = fake if real == mine else real
         return None if new == shown else new
 
     def guest_owner(self, st: os.stat_result) -> tuple[int, int]:
         rec = self.db.get(st.st_dev, st.st_ino)
-        uid = self.uid if st.st_uid == self.real_uid else st.st_uid
-        gid = self.gid if st.st_gid == self.real_gid else st.st_gid
+        uid = self.fuid if st.st_uid == self.real_uid else st.st_uid
+        gid = self.fgid if st.st_gid == self.real_gid else st.st_gid
         if rec is not None:
             uid = rec.uid if rec.uid is not None else uid
             gid = rec.gid if rec.gid is not None else gid
@@ -316,7 +327,7 @@ class FakeId0(Extension):
         c = self.creds(tracee)
         if c.fsuid == 0 and self.real_uid != 0:
             self._root_permissions(tracee, sc)
-        if name in _CREATES and (c.fsuid != self.uid or c.fsgid != self.gid):
+        if name in _CREATES and (c.fsuid != self.fuid or c.fsgid != self.fgid):
             self._note_creation(tracee, sc, c)
         if self.db is not None and self.db.any():
             if name in _RENAMES:
@@ -690,10 +701,10 @@ class FakeId0(Extension):
         """The guest's view of a stat result: fake ids, then what the database says."""
         view = statbuf.parse_stat(buf) if kind == "stat" else statbuf.parse_statx(buf)
         changes: dict[str, int] = {}
-        if view.uid == self.real_uid and self.uid != self.real_uid:
-            changes["uid"] = self.uid
-        if view.gid == self.real_gid and self.gid != self.real_gid:
-            changes["gid"] = self.gid
+        if view.uid == self.real_uid and self.fuid != self.real_uid:
+            changes["uid"] = self.fuid
+        if view.gid == self.real_gid and self.fgid != self.real_gid:
+            changes["gid"] = self.fgid
         rec = self.db.get(view.dev, view.ino) if self.db is not None else None
         if rec is not None and not (rec.btime and view.btime_ns and rec.btime != view.btime_ns):
             if rec.uid is not None:
