@@ -66,6 +66,7 @@ ST_RDONLY = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 SYS_newfstatat = 262
+_STAT_HEAD = struct.Struct("<QQQIII")  # st_dev, st_ino, st_nlink, st_mode, st_uid, st_gid
 # OCIRUN_FAKEROOT_STAT=exit: fix stat results at the exit stop instead of answering in the tracer
 _STAT_AT_EXIT = os.environ.get("OCIRUN_FAKEROOT_STAT", "") == "exit"
 
@@ -698,15 +699,21 @@ class FakeId0(Extension):
                 pass
 
     def _patched(self, buf: bytes, kind: str) -> bytes:
-        """The guest's view of a stat result: fake ids, then what the database says."""
-        view = statbuf.parse_stat(buf) if kind == "stat" else statbuf.parse_statx(buf)
+        """The guest's view of a stat result: fake ids, then what the database says.
+        (The hot path of -0: plain struct unpacking, a dict lookup, no objects.)"""
+        btime = None
+        if kind == "stat":
+            dev, ino, _nlink, _mode, uid, gid = _STAT_HEAD.unpack_from(buf)
+        else:
+            view = statbuf.parse_statx(buf)
+            dev, ino, uid, gid, btime = view.dev, view.ino, view.uid, view.gid, view.btime_ns
         changes: dict[str, int] = {}
-        if view.uid == self.real_uid and self.fuid != self.real_uid:
+        if uid == self.real_uid and self.fuid != uid:
             changes["uid"] = self.fuid
-        if view.gid == self.real_gid and self.fgid != self.real_gid:
+        if gid == self.real_gid and self.fgid != gid:
             changes["gid"] = self.fgid
-        rec = self.db.get(view.dev, view.ino) if self.db is not None else None
-        if rec is not None and not (rec.btime and view.btime_ns and rec.btime != view.btime_ns):
+        rec = self.db.get(dev, ino)
+        if rec is not None and not (rec.btime and btime and rec.btime != btime):
             if rec.uid is not None:
                 changes["uid"] = rec.uid
             if rec.gid is not None:
@@ -716,8 +723,10 @@ class FakeId0(Extension):
             if rec.rdev is not None:
                 changes["rdev"] = rec.rdev
                 changes["size"] = 0
-        for hook in self.stat_hooks:
-            changes.update(hook(view))
+        if self.stat_hooks:
+            view = statbuf.parse_stat(buf) if kind == "stat" else statbuf.parse_statx(buf)
+            for hook in self.stat_hooks:
+                changes.update(hook(view))
         if not changes:
             return buf
         patch = statbuf.patch_stat if kind == "stat" else statbuf.patch_statx
