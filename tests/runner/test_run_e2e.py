@@ -341,9 +341,9 @@ def test_logs_follow_until_exit_and_stop(oc) -> None:
         wait_for(lambda: "Exited (0)" in oc("ps", "-a").stdout, what="exit recorded")
     finally:
         oc("rm", "-f", "follow")
-    out(oc("run", "-d", "--name", "stopme", oc.images.busybox, "busybox", "sleep", "60"))
+    out(oc("run", "-d", "--name", "stopme", oc.images.busybox, "sh", "-c", "echo up; exec busybox sleep 60"))
     try:
-        wait_for(lambda: "stopme" in oc("ps").stdout, what="running")
+        wait_for(lambda: "up" in oc("logs", "stopme").stdout, what="guest running")
         t0 = time.monotonic()
         assert out(oc("container", "stop", "stopme")).strip() == "stopme"
         assert time.monotonic() - t0 < 15
