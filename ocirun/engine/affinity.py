@@ -6,7 +6,9 @@ on the same CPU it is a plain context switch (~35 us). So the tracer pins
 itself (and the first guest process, which inherits it) to its current CPU.
 A guest that wants several CPUs must not pay for that: a monitor thread
 samples the tracees' CPU time and, as soon as two of them compete for the
-CPU, releases every tracee (and the tracer) to all allowed CPUs for good.
+CPU or one is CPU-bound (it then gains nothing from the pin and must be free
+to leave a CPU that other work shares), releases every tracee (and the
+tracer) to all allowed CPUs for good.
 
 OCIRUN_PIN=0 turns pinning off.
 """
@@ -17,8 +19,9 @@ import os
 import threading
 from collections.abc import Callable
 
-INTERVAL = 0.25  # seconds between samples
+INTERVAL = 0.1  # seconds between samples
 BUSY = 0.3  # share of one CPU a task must use in an interval to count as competing
+SOLO = 0.8  # one task this busy is CPU-bound (a syscall-bound one uses ~25%): let it move
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -67,18 +70,22 @@ class CpuPinning:
         tick = os.sysconf("SC_CLK_TCK")
         last: dict[int, int] = {}
         threshold = BUSY * INTERVAL * tick
+        solo = SOLO * INTERVAL * tick
         while not self._stop.wait(INTERVAL):
             now: dict[int, int] = {}
             busy = 0
+            cpu_bound = False
             for pid in pids():
                 ticks = _cpu_ticks(pid)
                 if ticks < 0:
                     continue
                 now[pid] = ticks
-                if pid in last and ticks - last[pid] >= threshold:
-                    busy += 1
+                if pid in last:
+                    used = ticks - last[pid]
+                    busy += used >= threshold
+                    cpu_bound = cpu_bound or used >= solo
             last = now
-            if busy >= 2:
+            if busy >= 2 or cpu_bound:
                 self.release(pids())
                 return
 
@@ -87,10 +94,12 @@ class CpuPinning:
         self.released = True
         for pid in pids:
             self.unpin(pid)
-        try:
-            os.sched_setaffinity(0, self.allowed)
+        try:  # every thread of the tracer (sched_setaffinity(0) is the calling thread only)
+            tids = [int(t) for t in os.listdir("/proc/self/task")]
         except OSError:
-            pass
+            tids = [os.getpid()]
+        for tid in tids:
+            self.unpin(tid)
 
     def unpin(self, pid: int) -> None:
         try:

@@ -263,6 +263,7 @@ class Tracer:
         t = Tracee(pid=pid, engine=self, exe=prog, view=self.root_view)
         t.seen_first_stop = True
         t.fs.cwd = guest_cwd
+        t.fs.host_cwd = os.path.realpath(host_cwd)
         self.tracees[pid] = t
         self.first_pid = pid
         os.write(w, b"g")
@@ -371,7 +372,7 @@ class Tracer:
                 t.fs = parent.fs
                 parent.fs.users += 1
             else:
-                t.fs = FsState(cwd=parent.fs.cwd)
+                t.fs = FsState(cwd=parent.fs.cwd, host_cwd=parent.fs.host_cwd)
         self.tracees[pid] = t
         return t
 
@@ -392,7 +393,7 @@ class Tracer:
                 child.view = t.view
                 child.exe = t.exe
                 child.data = dict(t.data)
-                child.fs = t.fs if share_fs else FsState(cwd=t.fs.cwd)
+                child.fs = t.fs if share_fs else FsState(cwd=t.fs.cwd, host_cwd=t.fs.host_cwd)
                 if share_fs:
                     t.fs.users += 1
             child.forked = True
