@@ -98,3 +98,12 @@ def test_signal_death_status(bb_root: Path, cprogs: Path) -> None:
 def test_restarted_path_syscall_keeps_the_guest_path(bb_rw: Path, cprogs: Path, mode_env: dict) -> None:
     out = ok(proot("-r", bb_rw, "-b", f"{cprogs}:/c", "/c/restart.static", "/tmp/restart.fifo", env=mode_env))
     assert out == "restarted hits=5 child=0\n"
+
+
+def test_unix_datagrams_sendto_and_sendmsg(bb_rw: Path, cprogs: Path, mode_env: dict) -> None:
+    import stat
+
+    out = ok(proot("-r", bb_rw, "-b", f"{cprogs}:/c", "/c/dgram.static", "/tmp/r.sock", "/tmp/s.sock", "keep",
+                   env=mode_env))
+    assert out == "one from=/tmp/s.sock\ntwo from=/tmp/s.sock\n"
+    assert stat.S_ISSOCK((bb_rw / "tmp/r.sock").lstat().st_mode)  # bound inside the guest tree

@@ -67,7 +67,7 @@ def test_seccomp_filter_traps_exactly_the_table() -> None:
     prog = seccomp.build_filter(arch, trapped, allow)
     for nr in range(0, 470):
         want = seccomp.SECCOMP_RET_TRACE if nr in trapped else seccomp.SECCOMP_RET_ALLOW
-        assert _run_bpf(prog, nr, arch.audit_arch, (3, 0x7000, 0x8000, 0x100, 0, 0)) == want, nr
+        assert _run_bpf(prog, nr, arch.audit_arch, (3, 0x7000, 0x8000, 0x100, 0x9000, 0)) == want, nr
     # fstat as glibc makes it (AT_EMPTY_PATH) and futimens (NULL path) need no stop
     newfstatat, statx, utimensat = 262, 332, 280
     assert _run_bpf(prog, newfstatat, arch.audit_arch, (3, 0x7000, 0x8000, 0x1000)) == seccomp.SECCOMP_RET_ALLOW

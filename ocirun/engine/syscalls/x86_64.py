@@ -522,6 +522,8 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("getpeername", kind="sockname", exit=True, sockaddr=(1, 2)),
     _s("accept", kind="accept", sockaddr=(1, 2)),
     _s("accept4", kind="accept", sockaddr=(1, 2)),
+    # the sender's address of a datagram (plain recv() passes NULL: no stop)
+    _s("recvfrom", kind="accept", sockaddr=(4, 5), bpf_allow=("null", 4)),
     # a nested `ocirun proot` announces its rootfs and bindings (ocirun/engine/loop.py)
     _s("prctl", kind="nest"),
 )
