@@ -480,8 +480,25 @@ class Tracer:
             info = pt.syscall_info(t.pid)
         except OSError:
             return  # killed meanwhile
-        self._enter(t, info)
+        try:
+            self._enter(t, info)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not take the guest down
+            self._internal_error(t, exc)
         self._resume(t)
+
+    def _internal_error(self, t: Tracee, exc: BaseException) -> None:
+        """Report once, fail the syscall with EIO, go on."""
+        sc = t.sc
+        name = sc.name if sc is not None else "?"
+        if not getattr(self, "_reported", False) or self.verbose >= 1:
+            self._reported = True
+            print(f"ocirun: internal error at {name} of pid {t.pid}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if sc is not None and not sc.at_exit and not sc.skipped:
+            try:
+                sc.skip(-errno.EIO)
+            except OSError:
+                pass
+        t.sc = None
 
     def _syscall_stop(self, t: Tracee) -> None:
         try:
@@ -494,7 +511,10 @@ class Tracer:
         elif op == pt.SYSCALL_INFO_ENTRY:
             nr = info.nr
             if nr in self.trapped:
-                self._enter(t, info)
+                try:
+                    self._enter(t, info)
+                except Exception as exc:  # noqa: BLE001
+                    self._internal_error(t, exc)
             else:
                 t.sc = None
                 if self.verbose >= 3:
@@ -503,7 +523,10 @@ class Tracer:
             sc = t.sc
             t.sc = None
             if sc is not None:
-                self._exit(t, sc, _signed(info.nr))
+                try:
+                    self._exit(t, sc, _signed(info.nr))
+                except Exception as exc:  # noqa: BLE001
+                    self._internal_error(t, exc)
         elif op == pt.SYSCALL_INFO_SECCOMP:  # seccomp stop reported as a syscall stop
             self._enter(t, info)
         self._resume(t)
