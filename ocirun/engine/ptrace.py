@@ -319,14 +319,25 @@ def read_cstring(pid: int, addr: int, limit: int = 4096) -> bytes:
     return out
 
 
+_WBUF_SIZE = PAGE * 2
+_wbuf = ctypes.create_string_buffer(_WBUF_SIZE)
+_wbuf_addr = ctypes.addressof(_wbuf)
+_memmove = ctypes.memmove
+
+
 def write_mem(pid: int, addr: int, data: bytes) -> None:
-    buf = ctypes.create_string_buffer(data, len(data))
-    _local.iov_base = ctypes.addressof(buf)
-    _local.iov_len = len(data)
+    size = len(data)
+    if size <= _WBUF_SIZE:
+        _memmove(_wbuf_addr, data, size)
+        _local.iov_base = _wbuf_addr
+    else:
+        big = ctypes.create_string_buffer(data, size)
+        _local.iov_base = ctypes.addressof(big)
+    _local.iov_len = size
     _remote.iov_base = addr
-    _remote.iov_len = len(data)
+    _remote.iov_len = size
     n = _vm_writev(pid, _local_ref, 1, _remote_ref, 1, 0)
-    if n != len(data):
+    if n != size:
         e = ctypes.get_errno() if n < 0 else 14
         raise PtraceError(e, f"process_vm_writev({pid}, {addr:#x}): {os.strerror(e)}")
 
