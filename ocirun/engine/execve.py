@@ -145,6 +145,9 @@ class ExecPlan:
     program_host: str
     elf: ElfInfo | None = None
     chain: list[str] = field(default_factory=list)
+    # the loader's own words at the front of argv: (how many, what stands for them),
+    # so /proc/PID/cmdline can show the program's argv (ps)
+    loader_words: tuple[int, list[str]] | None = None
     env: list[str] | None = None  # QEMU: the guest's environment, read only when QEMU is on
     new_env: list[str] | None = None  # QEMU: the environment to exec with (None: unchanged)
 
@@ -233,8 +236,10 @@ class ExecPlanner:
         argv0 = plan.argv[0] if plan.argv else program
         if loader_supports_argv0(loader_host):
             argv = [interp, "--argv0", argv0, prog] + plan.argv[1:]
+            plan.loader_words = (4, [argv0])
         else:
             argv = [interp, prog] + plan.argv[1:]
+            plan.loader_words = (1, [])
         plan.host_path = loader_host
         plan.argv = argv
         return plan

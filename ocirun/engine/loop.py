@@ -68,6 +68,7 @@ ERESTART_MIN, ERESTART_MAX = 512, 516
 _UNLINKS = frozenset({"unlink", "unlinkat"})
 _OWN_PATHS = frozenset({"execve", "execveat"})  # kinds whose handler reads the path itself
 _PROC_EXE = re.compile(r"^/proc/(self|\d+)(?:/task/(\d+))?/exe$")
+_PROC_CMDLINE = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/cmdline$")
 _PROC_ROOT = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/root(/.*)?$")
 
 
@@ -139,6 +140,7 @@ class Tracer:
         self.pinning = CpuPinning()
         self._alias_dir: str | None = None
         self._aliases: dict[str, str] = {}  # alias dir -> host dir
+        self._scratch_files: set[str] = set()  # in _alias_dir: /proc/PID/cmdline copies
         ext_nrs: set[int] = set()
         for ext in self.extensions:
             for name in ext.syscalls:
@@ -367,6 +369,7 @@ class Tracer:
         if parent is not None:
             t.view = parent.view
             t.exe = parent.exe
+            t.loader_words = parent.loader_words
             t.data = dict(parent.data)
             if share_fs:
                 t.fs = parent.fs
@@ -392,6 +395,7 @@ class Tracer:
                 child.parent = t
                 child.view = t.view
                 child.exe = t.exe
+                child.loader_words = t.loader_words
                 child.data = dict(t.data)
                 child.fs = t.fs if share_fs else FsState(cwd=t.fs.cwd, host_cwd=t.fs.host_cwd)
                 if share_fs:
@@ -414,6 +418,8 @@ class Tracer:
             if t.pending_exe:
                 t.exe = t.pending_exe
                 t.pending_exe = None
+                t.loader_words = t.pending_loader
+                t.pending_loader = None
             t.last_rewrite = None
             for ext in self.extensions:
                 ext.on_exec(t)
@@ -690,6 +696,8 @@ class Tracer:
             if base is None:
                 return  # relative to an fd the guest cannot name: the kernel resolves it
             host = t.view.translator.to_host(guest, base, follow, t.tgid, t.pid)
+            if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
+                host = self._cmdline_file(t, host)
             sc.guest_paths[pa.arg] = guest
             sc.host_paths[pa.arg] = host
             # the same string the kernel would build from the dirfd: no symlink, '..' or
@@ -700,6 +708,8 @@ class Tracer:
         if guest[:6] == "/proc/":
             guest = self._proc_path(t, guest, follow)
         host = t.view.translator.to_host(guest, "/", follow, t.tgid, t.pid)
+        if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
+            host = self._cmdline_file(t, host)
         sc.guest_paths[pa.arg] = guest
         sc.host_paths[pa.arg] = host
         if host != guest:
@@ -725,6 +735,30 @@ class Tracer:
             return self.root_view.translator.to_host("/proc", "/", True) == "/proc"
         except GuestPathError:
             return False
+
+    def _cmdline_file(self, t: Tracee, host: str) -> str:
+        """/proc/PID/cmdline of a program run through its loader: a copy without
+        the loader's words, so ps shows the program's own argv."""
+        m = _PROC_CMDLINE.match(host)
+        target = self._tracee_of(t, m.group(1)) if m else None
+        if target is None or not target.loader_words:
+            return host
+        try:
+            with open(f"/proc/{target.pid}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")
+        except OSError:
+            return host
+        drop, prefix = target.loader_words
+        if words and words[-1] == b"":
+            words.pop()
+        fixed = [w.encode("utf-8", ENC) for w in prefix] + words[drop:]
+        if self._alias_dir is None:
+            self._alias_dir = tempfile.mkdtemp(prefix="ocr", dir="/tmp")
+        path = f"{self._alias_dir}/cmdline.{target.pid}"
+        with open(path, "wb") as f:
+            f.write(b"".join(w + b"\0" for w in fixed))
+        self._scratch_files.add(path)
+        return path
 
     def _tracee_of(self, t: Tracee, who: str) -> Tracee | None:
         if who == "self":
@@ -846,6 +880,7 @@ class Tracer:
         sc.set_arg(1, argv_addr)
         sc.set_arg(2, envp_ptr)
         t.pending_exe = plan.guest_path
+        t.pending_loader = plan.loader_words
         if self.verbose >= 1:
             print(f"ocirun: [{t.pid}] execve {guest} -> {plan.host_path} {plan.argv}", file=sys.stderr)
 
@@ -915,7 +950,7 @@ class Tracer:
     def _cleanup_aliases(self) -> None:
         if self._alias_dir is None:
             return
-        for alias in self._aliases:
+        for alias in list(self._aliases) + list(self._scratch_files):
             try:
                 os.unlink(alias)
             except OSError:

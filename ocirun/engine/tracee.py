@@ -61,6 +61,8 @@ class Tracee:
     sc: Syscall | None = None  # the syscall between its entry and exit stops
     in_syscall: bool = False  # PTRACE_SYSCALL mode: next syscall stop is an exit
     pending_exe: str | None = None  # set by an execve entry; becomes exe at the exec event
+    pending_loader: tuple[int, list[str]] | None = None
+    loader_words: tuple[int, list[str]] | None = None  # ExecPlan.loader_words of the running program
     exited: bool = False
     tgid: int = 0  # thread group id (the process id); 0 until known = pid
     forked: bool = False  # its parent's fork/clone event was seen

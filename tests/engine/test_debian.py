@@ -142,3 +142,12 @@ def test_path_cache_follows_the_guests_own_changes(bb_rw: Path, mode_env: dict) 
     )
     out = ok(proot("-r", bb_rw, "sh", "-c", script, env=mode_env))
     assert out == "a\nb\nroot\nc\nroot\nd\nd\ne\nok\n"
+
+
+def test_ps_shows_the_programs_own_argv(debian_rootfs: Path) -> None:
+    """Dynamic programs run through the guest's ld.so; /proc/PID/cmdline must not show it."""
+    out = ok(proot("-R", debian_rootfs, "bash", "-c",
+                   "cat /proc/self/cmdline | tr '\\0' ' '; echo; cd /proc/$$ && tr '\\0' ' ' < cmdline; echo"))
+    lines = out.splitlines()
+    assert lines[0] == "cat /proc/self/cmdline "
+    assert lines[1].startswith("bash -c cat /proc/self/cmdline")

@@ -66,6 +66,7 @@ class SyscallSpec:
     # ("flag", i, mask): mask set in args[i] (AT_EMPTY_PATH: glibc's fstat is
     # newfstatat(fd, "", AT_EMPTY_PATH)); ("null", i): args[i] is NULL (futimens).
     bpf_allow: tuple | None = None
+    follow_open: bool = False  # opens a file to read it (open, openat, openat2): /proc/PID/cmdline fix-up
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 

@@ -415,10 +415,10 @@ def _p(arg, follow=FOLLOW, dirfd=None, flag_arg=None, mask=0, abs_only=False):
     return PathArg(arg=arg, dirfd=dirfd, follow=follow, flag_arg=flag_arg, flag_mask=mask, abs_only=abs_only)
 
 
-def _s(name, *paths, kind="", exit=False, invalidate=(), sockaddr=None, bpf_allow=None):
+def _s(name, *paths, kind="", exit=False, invalidate=(), sockaddr=None, bpf_allow=None, follow_open=False):
     return SyscallSpec(
         name=name, nr=NUMBERS[name], paths=tuple(paths), kind=kind, exit=exit,
-        invalidate=tuple(invalidate), sockaddr=sockaddr, bpf_allow=bpf_allow,
+        invalidate=tuple(invalidate), sockaddr=sockaddr, bpf_allow=bpf_allow, follow_open=follow_open,
     )
 
 
@@ -427,10 +427,10 @@ NOF = AT_SYMLINK_NOFOLLOW
 
 SPECS: tuple[SyscallSpec, ...] = (
     # open family
-    _s("open", _p(0, OPEN, flag_arg=1)),
+    _s("open", _p(0, OPEN, flag_arg=1), follow_open=True),
     _s("creat", _p(0, F)),
-    _s("openat", _p(1, OPEN, dirfd=0, flag_arg=2)),
-    _s("openat2", _p(1, OPENAT2, dirfd=0, flag_arg=2)),
+    _s("openat", _p(1, OPEN, dirfd=0, flag_arg=2), follow_open=True),
+    _s("openat2", _p(1, OPENAT2, dirfd=0, flag_arg=2), follow_open=True),
     _s("open_tree", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=2, mask=NOF)),
     # stat family
     _s("stat", _p(0, F)),
