@@ -6,9 +6,9 @@ on the same CPU it is a plain context switch (~35 us). So the tracer pins
 itself (and the first guest process, which inherits it) to its current CPU.
 A guest that wants several CPUs must not pay for that: a monitor thread
 samples the tracees' CPU time and, as soon as two of them compete for the
-CPU or one is CPU-bound (it then gains nothing from the pin and must be free
-to leave a CPU that other work shares), releases every tracee (and the
-tracer) to all allowed CPUs for good.
+CPU or one is busy while the tracer is nearly idle (a CPU-bound guest gains
+nothing from the pin and must be free to leave a CPU that other work
+shares), releases every tracee (and the tracer) to all allowed CPUs for good.
 
 OCIRUN_PIN=0 turns pinning off.
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 INTERVAL = 0.1  # seconds between samples
 BUSY = 0.3  # share of one CPU a task must use in an interval to count as competing
-SOLO = 0.8  # one task this busy is CPU-bound (a syscall-bound one uses ~25%): let it move
+QUIET = 0.15  # a tracer using less than this while a tracee is busy: the guest is CPU-bound
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -70,22 +70,25 @@ class CpuPinning:
         tick = os.sysconf("SC_CLK_TCK")
         last: dict[int, int] = {}
         threshold = BUSY * INTERVAL * tick
-        solo = SOLO * INTERVAL * tick
+        quiet = QUIET * INTERVAL * tick
+        me = os.getpid()
+        last_me = _cpu_ticks(me)
         while not self._stop.wait(INTERVAL):
             now: dict[int, int] = {}
             busy = 0
-            cpu_bound = False
             for pid in pids():
                 ticks = _cpu_ticks(pid)
                 if ticks < 0:
                     continue
                 now[pid] = ticks
-                if pid in last:
-                    used = ticks - last[pid]
-                    busy += used >= threshold
-                    cpu_bound = cpu_bound or used >= solo
+                if pid in last and ticks - last[pid] >= threshold:
+                    busy += 1
             last = now
-            if busy >= 2 or cpu_bound:
+            mine = _cpu_ticks(me)
+            tracer_used, last_me = mine - last_me, mine
+            # two guest tasks compete, or one is busy while the tracer is not (CPU-bound:
+            # a syscall-bound guest keeps the tracer at least as busy as itself)
+            if busy >= 2 or (busy == 1 and tracer_used < quiet):
                 self.release(pids())
                 return
 
