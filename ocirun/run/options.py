@@ -138,6 +138,7 @@ class Volume:
     host: str
     guest: str
     readonly: bool = False
+    create: bool = field(default=False, compare=False)  # `-v` makes a missing host directory (docker does); `--mount` refuses
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ def parse_volume(spec: str) -> Volume:
         raise bad(f"invalid volume spec {spec!r}: invalid mode {mode!r}")
     if not host.startswith(("/", ".", "~")):
         raise bad(f"invalid volume spec {spec!r}: named volumes are not supported, use a host path")
-    return Volume(_host_path(host), _guest_path(guest, "volume"), "ro" in modes)
+    return Volume(_host_path(host), _guest_path(guest, "volume"), "ro" in modes, create=True)
 
 
 def _host_path(path: str) -> str:
@@ -390,6 +391,19 @@ def parse_user(spec: str) -> str:
 _NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
+def parse_stop_signal(value: str) -> str:
+    """`--stop-signal TERM|SIGTERM|15`: checked now, as docker does, not at `stop` time."""
+    import signal
+
+    text = value.strip().upper()
+    if text.isdigit() and 0 < int(text) < signal.NSIG:
+        return text
+    name = text if text.startswith("SIG") else "SIG" + text
+    if not text or not isinstance(getattr(signal, name, None), signal.Signals):
+        raise bad(f"invalid signal: {value}")
+    return name
+
+
 def parse_name(value: str) -> str:
     """Container names as docker allows them: [a-zA-Z0-9][a-zA-Z0-9_.-]*."""
     if not _NAME.match(value):
@@ -485,6 +499,6 @@ def build_options(raw: RawRunArgs, host_env: dict[str, str] | None = None) -> Ru
         interactive=raw.interactive,
         tty=raw.tty,
         share_tmp=raw.share_tmp,
-        stop_signal=raw.stop_signal,
+        stop_signal=parse_stop_signal(raw.stop_signal) if raw.stop_signal else None,
         warnings=ignored_warnings(raw.ignored),
     )

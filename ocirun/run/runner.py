@@ -20,7 +20,7 @@ from ocirun.engine import cow
 from ocirun.engine.plan import Binding, EnginePlan
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.containers import Container, ContainerStore
-from ocirun.run.options import RunOptions
+from ocirun.run.options import RunOptions, Volume
 from ocirun.run.plan import RunPlan, build_run_plan, resolv_conf
 
 # What the guest sees of the host, as `proot -R` and docker give it.
@@ -41,6 +41,7 @@ def open_stores(root: str | None) -> tuple[Any, ContainerStore]:
 
 def get_image(store: Any, ref: str, platform: str | None, pull: str) -> Any:
     """The image record for `ref`, pulled as the --pull policy says (docker's messages)."""
+    _check_reference(ref)
     record = None
     if pull != "always":
         record = store.resolve(ref, platform)
@@ -53,6 +54,37 @@ def get_image(store: Any, ref: str, platform: str | None, pull: str) -> Any:
             print(f"Unable to find image '{ref}' locally", file=sys.stderr)
         record = store.pull(ref, platform)
     return record
+
+
+def _check_reference(ref: str) -> None:
+    """A malformed reference fails at once (one line), before any 'Unable to find' notice.
+
+    An image id or a container-store name may not parse as a reference: only what
+    would go to a registry (pull) must.
+    """
+    import re
+
+    if re.fullmatch(r"(sha256:)?[0-9a-f]{4,64}", ref):
+        return
+    from registry.reference import parse_reference
+
+    parse_reference(ref)
+
+
+def prepare_host_paths(volumes: list[Volume]) -> None:
+    """`-v` creates a missing host directory (as docker does); `--mount` needs it to exist.
+
+    Without this the engine would bind nothing and the guest would see an absent path.
+    """
+    for v in volumes:
+        if os.path.lexists(v.host):
+            continue
+        if not v.create:
+            raise OcirunError(f"invalid mount config for type \"bind\": bind source path does not exist: {v.host}")
+        try:
+            os.makedirs(v.host, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise OcirunError(f"cannot create the host directory {v.host} for -v: {exc.strerror}") from None
 
 
 def _platform_matches(have: str, want: str) -> bool:
@@ -68,6 +100,7 @@ def create_container(store: Any, cstore: ContainerStore, opts: RunOptions) -> Co
     """Pull if needed, build the RunPlan from the image config, make the container."""
     for message in opts.warnings:
         warn(message)
+    prepare_host_paths(opts.volumes)
     record = get_image(store, opts.image, opts.platform, opts.pull)
     image_root = store.ensure_unpacked(record)
     if opts.platform is None:
