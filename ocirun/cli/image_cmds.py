@@ -95,8 +95,11 @@ def _table(rows: list[list[str]]) -> str:
 @click.pass_context
 def pull(ctx: click.Context, platform: str | None, quiet: bool, ref: str) -> None:
     """Download an image from a registry (or an archive) into the store."""
+    from registry.reference import ARCHIVE_TRANSPORTS
+
     store = _store(ctx)
-    if not quiet and ":" not in ref.rsplit("/", 1)[-1] and "@" not in ref:
+    archive = ref.startswith(tuple(t + ":" for t in ARCHIVE_TRANSPORTS))
+    if not quiet and not archive and ":" not in ref.rsplit("/", 1)[-1] and "@" not in ref:
         click.echo("Using default tag: latest")
     try:
         before = store.resolve(ref, platform=platform)
@@ -146,15 +149,27 @@ def load(ctx: click.Context, path: str | None, quiet: bool) -> None:
 
     store = _store(ctx)
     tmp = None
+    empty = False
     if path is None:
         if sys.stdin.isatty():
             raise OcirunError("requested load from stdin, but stdin is empty (use -i FILE)")
         fd, tmp = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=store.tmp_dir)
-        with os.fdopen(fd, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+                empty = f.tell() == 0
+        except BaseException:  # Ctrl-C while reading stdin: leave no copy behind
+            os.unlink(tmp)
+            raise
         path = tmp
     try:
+        if empty:
+            raise OcirunError("requested load from stdin, but stdin is empty (use -i FILE)")
         loaded = store.load(path)
+    except OcirunError as exc:
+        if tmp:  # the user gave stdin: name it, not our temporary copy
+            exc.message = exc.message.replace(tmp, "stdin")
+        raise
     finally:
         if tmp:
             os.unlink(tmp)

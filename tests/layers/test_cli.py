@@ -266,3 +266,17 @@ def test_login_pull_logout_basic_auth(tmp_path):
         assert_one_line_error(cp, 125)
     finally:
         reg.stop()
+
+
+@pytest.mark.parametrize(("data", "words"), [("", "stdin is empty"), ("not a tar\n" * 100, "archive stdin")])
+def test_load_from_bad_stdin_names_stdin_and_leaves_no_copy(tmp_path, data, words):
+    cp = run_ocirun("--root", str(tmp_path), "load", input=data)
+    line = assert_one_line_error(cp, 125)
+    assert words in line and "load-" not in line
+    assert not list((tmp_path / "tmp").glob("load-*"))
+
+
+def test_pull_of_archive_reference_says_no_default_tag(tmp_path):
+    cp = run_ocirun("--root", str(tmp_path), "pull", f"docker-archive:{tmp_path / 'absent.tar'}")
+    assert "absent.tar" in assert_one_line_error(cp, 125)
+    assert "default tag" not in cp.stdout
