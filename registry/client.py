@@ -46,6 +46,7 @@ MANIFEST_MAX = 4 << 20  # docker refuses manifests above 4 MiB too
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "ocirun/0.1 (+python-requests)"
+MAX_TIMEOUTS = 2  # requests that time out (no answer within RegistryClient.timeout) before giving up
 _STREAM_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
@@ -133,6 +134,7 @@ class RegistryClient:
         # Loopback and listed-insecure registries: HTTPS without verification if they
         # speak it, else plain HTTP (docker's fallback), decided on the first request.
         self._probe_https = base_url is None and self.base_url.startswith("http://")
+        self._tried_plain = False
         self.retry = retry or RetryPolicy.from_env()
         self.timeout = timeout
         self.session = session or requests.Session()
@@ -203,6 +205,7 @@ class RegistryClient:
         except requests.RequestException:
             return
         warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        self._tried_plain = True  # plain HTTP failed: a TLS failure now means neither works
         self.base_url = f"https://{self.host}"
         self.verify = self.auth.verify = False
 
@@ -212,13 +215,21 @@ class RegistryClient:
             self._probe()
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/v2/{path.lstrip('/')}"
         last = ""
+        timeouts = 0
         for attempt in range(self.retry.attempts):
             try:
                 resp = self._send(method, url, scope, headers or {}, stream)
             except requests.exceptions.SSLError as exc:
+                if self._tried_plain:  # the hint about insecure registries would be wrong here
+                    raise OcirunError(f"cannot reach registry {self.host}: it answers neither plain HTTP "
+                                      "nor HTTPS like a registry (TLS handshake failed)") from None
                 raise OcirunError(f"cannot reach registry {self.host}: {short_reason(exc)}") from None
             except requests.RequestException as exc:
                 last = short_reason(exc)
+                if isinstance(exc, requests.Timeout):
+                    timeouts += 1
+                    if timeouts >= MAX_TIMEOUTS:  # a silent registry: minutes of waiting help nobody
+                        break
                 if attempt + 1 < self.retry.attempts:
                     time.sleep(self.retry.delay(attempt))
                 continue
@@ -228,6 +239,8 @@ class RegistryClient:
                 time.sleep(self.retry.delay(attempt, retry_after))
                 continue
             return resp
+        if timeouts:
+            last = f"timed out {timeouts} times (no answer within {self.timeout[1]:g} s)"
         raise OcirunError(f"cannot reach registry {self.host}: {last}")
 
     def check_login(self) -> None:
