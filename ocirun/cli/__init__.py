@@ -49,6 +49,10 @@ _GLOBAL_FLAGS = {"-D", "--debug", "--version", "-h", "--help"}
 _GLOBAL_WITH_VALUE = {"--root"}
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C (SIGINT) while a command ran: `main` reports it in one line, exit 130."""
+
+
 class OcirunGroup(click.Group):
     """Lazy subcommands, and `run` as the default when no subcommand is named."""
 
@@ -67,6 +71,12 @@ class OcirunGroup(click.Group):
                 return None  # subcommand not built yet
             raise
         return getattr(module, attr, None)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # not click's Abort, which first prints an empty line
+            raise _Interrupted() from None
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = list(args)
@@ -152,8 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"ocirun: {exc.format_message()}", err=True)
         sys.exit(EXIT_OCIRUN)
-    except KeyboardInterrupt:
-        click.echo("ocirun: interrupted", err=True)
+    except (KeyboardInterrupt, _Interrupted):
+        # on a terminal the line with the echoed ^C is ended first
+        click.echo(("\n" if sys.stderr.isatty() else "") + "ocirun: interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(141)
