@@ -49,6 +49,132 @@ _GLOBAL_FLAGS = {"-D", "--debug", "--version", "-h", "--help"}
 _GLOBAL_WITH_VALUE = {"--root"}
 
 
+# --- help as docker prints it --------------------------------------------------------------
+# "Usage:  ocirun CMD ...", one line of description, options (grouped where a command says
+# so) with docker's column layout, and for groups the commands by kind.
+
+_TOP_GROUPS: list[tuple[str, list[str]]] = [
+    ("Common Commands", ["run", "exec", "ps", "pull", "images", "login", "logout"]),
+    ("Management Commands", ["container", "image", "system"]),
+    ("Commands", ["create", "start", "stop", "rm", "logs", "export", "rmi", "inspect", "load", "proot"]),
+]
+
+
+def _doc_parts(text: str) -> tuple[list[str], list[str]]:
+    """A docstring's `Usage:` lines (docker's usage, written by hand) and the rest."""
+    usage: list[str] = []
+    rest: list[str] = []
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() != "\b"]
+    i = 0
+    while i < len(lines):
+        if lines[i].strip().startswith("Usage:"):
+            usage.append(lines[i].strip().removeprefix("Usage:").strip())
+            i += 1
+            while i < len(lines) and lines[i].strip():
+                usage.append(lines[i].strip())
+                i += 1
+            continue
+        rest.append(lines[i].strip())
+        i += 1
+    while rest and not rest[-1]:
+        rest.pop()
+    while rest and not rest[0]:
+        rest.pop(0)
+    return usage, rest
+
+
+def _option_row(ctx: click.Context, param: click.Parameter) -> tuple[str, str] | None:
+    record = param.get_help_record(ctx)
+    if record is None:
+        return None
+    names, text = record
+    text = text.rstrip(".")  # docker's option descriptions end without a period
+    if not names.startswith("--"):  # docker: "-d, --detach", "    --rm"
+        return "  " + names, text
+    return "      " + names, text
+
+
+def _rows(formatter: click.HelpFormatter, title: str, rows: list[tuple[str, str]], width: int = 0) -> None:
+    if not rows:
+        return
+    formatter.write(f"\n{title}:\n")
+    width = width or min(max(len(a) for a, _ in rows) + 3, 36)
+    for left, text in rows:
+        if len(left) + 1 > width:
+            formatter.write(left + "\n" + " " * width + text + "\n")
+        else:
+            formatter.write(left.ljust(width) + text + "\n")
+
+
+def docker_help(cmd: click.Command, ctx: click.Context) -> str:
+    """The whole help text of `cmd`, in docker's layout."""
+    usage, rest = _doc_parts(cmd.help or "")
+    if not usage:
+        pieces = " ".join(cmd.collect_usage_pieces(ctx))
+        usage = [f"{ctx.command_path} {pieces}".strip()]
+    f = click.HelpFormatter(max_width=120)
+    f.write(f"\nUsage:  {usage[0]}\n")
+    for more in usage[1:]:
+        f.write(f"        {more}\n")
+    if rest:
+        f.write("\n" + "\n".join(rest) + "\n")
+    if isinstance(cmd, click.Group):
+        _group_commands(cmd, ctx, f)
+    groups: list[tuple[str, list[str]]] = getattr(cmd, "option_groups", None) or []
+    rows = {p.name: _option_row(ctx, p) for p in cmd.get_params(ctx) if isinstance(p, click.Option)}
+    placed: set[str | None] = set()
+    width = min(max((len(r[0]) for r in rows.values() if r), default=0) + 3, 36)
+    for title, names in groups:
+        _rows(f, title, [rows[n] for n in names if rows.get(n)], width)
+        placed.update(names)
+    title = "Global Options" if ctx.parent is None and isinstance(cmd, click.Group) else "Options"
+    _rows(f, title, [r for n, r in rows.items() if r and n not in placed], width)
+    if isinstance(cmd, click.Group):
+        f.write(f"\nRun '{ctx.command_path} COMMAND --help' for more information on a command.\n")
+    return f.getvalue()
+
+
+def _summary(cmd: click.Command) -> str:
+    _usage, rest = _doc_parts(cmd.help or "")
+    return rest[0].rstrip(".") if rest else ""
+
+
+def _group_commands(group: click.Group, ctx: click.Context, f: click.HelpFormatter) -> None:
+    names = group.list_commands(ctx)
+    kinds = [("Commands", names)]
+    if ctx.parent is None:  # the top level: by kind, anything unlisted under "Commands"
+        listed = {n for _t, members in _TOP_GROUPS for n in members}
+        kinds = [(t, m + [n for n in names if n not in listed] if t == "Commands" else m) for t, m in _TOP_GROUPS]
+    width = max(len(n) for n in names) + 5
+    for title, members in kinds:
+        rows = []
+        for name in members:
+            sub = group.get_command(ctx, name) if name in names else None
+            if sub is not None and not getattr(sub, "hidden", False):
+                rows.append(("  " + name, _summary(sub)))
+        _rows(f, title, rows, width)
+
+
+class DockerCommand(click.Command):
+    """A command whose --help reads like docker's (see docker_help); `option_groups`
+    lists (title, [param names]) to group options."""
+
+    option_groups: list[tuple[str, list[str]]] = []
+
+    def get_help(self, ctx: click.Context) -> str:
+        return docker_help(self, ctx)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return _summary(self)
+
+
+class DockerGroup(click.Group):
+    """A command group (container, image, system) with docker's help layout."""
+
+    def get_help(self, ctx: click.Context) -> str:
+        return docker_help(self, ctx)
+
+
 class _Interrupted(BaseException):
     """Ctrl-C (SIGINT) while a command ran: `main` reports it in one line, exit 130."""
 
@@ -71,6 +197,9 @@ class OcirunGroup(click.Group):
                 return None  # subcommand not built yet
             raise
         return getattr(module, attr, None)
+
+    def get_help(self, ctx: click.Context) -> str:
+        return docker_help(self, ctx)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -116,7 +245,7 @@ def cli(ctx: click.Context, root: str | None, debug: bool) -> None:
 
     \b
     Usage:  ocirun [OPTIONS] COMMAND [ARG...]
-            ocirun [RUN OPTIONS] IMAGE [COMMAND] [ARG...]   (same as 'ocirun run')
+            ocirun [OPTIONS] [RUN OPTIONS] IMAGE [COMMAND] [ARG...]   (same as 'ocirun run')
     """
     ctx.ensure_object(dict)
     ctx.obj["root"] = root

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from ocirun.cli import DockerCommand, DockerGroup
 from ocirun.errors import OcirunError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -88,7 +89,7 @@ def _table(rows: list[list[str]]) -> str:
 # -- pull / load ---------------------------------------------------------------------------------
 
 
-@click.command("pull", context_settings=CONTEXT)
+@click.command("pull", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("--platform", metavar="PLATFORM", help="Pull this platform's image (e.g. linux/arm64).")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
 @click.argument("ref", metavar="NAME[:TAG|@DIGEST]")
@@ -135,7 +136,7 @@ def _familiar(ref: str) -> str:
         return ref
 
 
-@click.command("load", context_settings=CONTEXT)
+@click.command("load", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("-i", "--input", "path", metavar="FILE",
               help="Read from a `docker save` tar archive or an OCI layout (directory or tar), "
                    "instead of STDIN.")
@@ -186,7 +187,7 @@ def load(ctx: click.Context, path: str | None, quiet: bool) -> None:
 # -- images -------------------------------------------------------------------------------------
 
 
-@click.command("images", context_settings=CONTEXT)
+@click.command("images", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.option("--digests", is_flag=True, help="Show digests.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
@@ -228,7 +229,7 @@ def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_:
 # -- rmi -----------------------------------------------------------------------------------------
 
 
-@click.command("rmi", context_settings=CONTEXT)
+@click.command("rmi", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("-f", "--force", is_flag=True, help="Force removal of the image (even if a container uses it).")
 @click.argument("refs", nargs=-1, required=True, metavar="IMAGE [IMAGE...]")
 @click.pass_context
@@ -280,7 +281,7 @@ def inspect_doc(store: Any, rec: Any) -> dict[str, Any]:
     return doc
 
 
-@click.command("inspect", context_settings=CONTEXT)
+@click.command("inspect", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("--platform", metavar="PLATFORM", help="Inspect the image of this platform.")
 @click.option("-f", "--format", "fmt", metavar="FIELD",
               help="Print one top-level field per image (e.g. Id, Rootfs, '{{.Id}}').")
@@ -322,7 +323,7 @@ def _server(server: str | None) -> str:
     return s
 
 
-@click.command("login", context_settings=CONTEXT)
+@click.command("login", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("-u", "--username", help="Username.")
 @click.option("-p", "--password", help="Password (prefer --password-stdin).")
 @click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
@@ -352,7 +353,7 @@ def login(ctx: click.Context, username: str | None, password: str | None, passwo
     click.echo(f"Login Succeeded (credentials stored in {path})")
 
 
-@click.command("logout", context_settings=CONTEXT)
+@click.command("logout", cls=DockerCommand, context_settings=CONTEXT)
 @click.argument("server", required=False)
 def logout(server: str | None) -> None:
     """Log out from a registry (Docker Hub when SERVER is not given)."""
@@ -368,7 +369,7 @@ def logout(server: str | None) -> None:
 # -- prune / df ---------------------------------------------------------------------------------------
 
 
-@click.command("prune", context_settings=CONTEXT)
+@click.command("prune", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all images not used by a container, not just dangling ones.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
 @click.pass_context
@@ -390,7 +391,7 @@ def prune(ctx: click.Context, all_: bool, force: bool) -> None:
     click.echo(f"Total reclaimed space: {human_size(report.reclaimed)}")
 
 
-@click.command("df", context_settings=CONTEXT)
+@click.command("df", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
 @click.pass_context
 def df(ctx: click.Context, verbose: bool) -> None:
@@ -414,9 +415,13 @@ def df(ctx: click.Context, verbose: bool) -> None:
 # -- groups ---------------------------------------------------------------------------------------------
 
 
-@click.group("image", context_settings=CONTEXT)
+@click.group("image", cls=DockerGroup, context_settings=CONTEXT)
 def image() -> None:
-    """Manage images."""
+    """Manage images.
+
+    \b
+    Usage:  ocirun image COMMAND
+    """
 
 
 image.add_command(images, "ls")
@@ -428,9 +433,13 @@ image.add_command(load, "load")
 image.add_command(prune, "prune")
 
 
-@click.group("system", context_settings=CONTEXT)
+@click.group("system", cls=DockerGroup, context_settings=CONTEXT)
 def system() -> None:
-    """Manage ocirun's store."""
+    """Manage ocirun's store.
+
+    \b
+    Usage:  ocirun system COMMAND
+    """
 
 
 system.add_command(df, "df")

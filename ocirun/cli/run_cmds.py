@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from ocirun.cli import DockerCommand, DockerGroup
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.options import (
     IGNORED_FLAGS,
@@ -53,16 +54,37 @@ def _cstore(ctx: click.Context):
         from layers.store import default_root
 
         root = str(default_root())
+    if os.path.exists(root) and not os.path.isdir(root):  # else ps would list nothing, silently
+        raise OcirunError(f"cannot use the store at {root}: not a directory")
     return ContainerStore(root)
 
 
 # --- run / create options ------------------------------------------------------------
 
 
-class _RunCommand(click.Command):
+class _RunCommand(DockerCommand):
     """`run`/`create`: the flags ocirun ignores (IGNORED_FLAGS) are taken out of the
     arguments before click parses them (cheaper than ~70 hidden options), and
     remembered in ctx.meta for one warning each."""
+
+    option_groups = [
+        ("Container", ["detach", "rm", "name", "entrypoint", "workdir", "user", "env", "env_file", "interactive",
+                       "tty", "hostname", "kernel_release", "stop_signal"]),
+        ("Image", ["platform", "pull"]),
+        ("Filesystem", ["volume", "mount", "share_tmp"]),
+        ("Network (the host's; ports are mapped, not isolated)", ["publish", "publish_all", "netcoop", "network",
+                                                                  "add_host", "dns"]),
+    ]
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        pass
+
+    def get_help(self, ctx: click.Context) -> str:
+        ignored = sorted(o for o in IGNORED_FLAGS if o.startswith("--"))
+        return super().get_help(ctx) + (
+            "\nAccepted and ignored, with one warning (they need privileges, cgroups or namespaces):\n  "
+            + "\n  ".join(_wrap(" ".join(ignored), 96)) + "\n"
+        )
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         valued = {o: not p.is_flag for p in self.params if isinstance(p, click.Option) for o in p.opts}
@@ -92,6 +114,12 @@ class _RunCommand(click.Command):
             i += 1
         ctx.meta["ocirun.ignored"] = ignored
         return super().parse_args(ctx, out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, break_on_hyphens=False)
 
 
 # short aliases of ignored flags -> their long name
@@ -212,10 +240,10 @@ def create(ctx: click.Context, image: str, command: tuple[str, ...], rm: bool, *
     return 0
 
 
-@click.command(context_settings=_CMD_CONTEXT)
+@click.command(cls=DockerCommand, context_settings=_CMD_CONTEXT)
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR: run in the foreground and exit with its status")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN (accepted)")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
 @click.pass_context
 def start(ctx: click.Context, containers: tuple[str, ...], attach: bool, interactive: bool) -> int:
     """Start one or more stopped containers.
@@ -243,7 +271,7 @@ def start(ctx: click.Context, containers: tuple[str, ...], attach: bool, interac
     return failed
 
 
-@click.command("exec", context_settings={**_CMD_CONTEXT, "allow_interspersed_args": False})
+@click.command("exec", cls=DockerCommand, context_settings={**_CMD_CONTEXT, "allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
 @click.option("-e", "--env", multiple=True, metavar="list", help="Set environment variables")
 @click.option("--env-file", "env_file", multiple=True, metavar="list", help="Read in a file of environment variables")
@@ -252,7 +280,7 @@ def start(ctx: click.Context, containers: tuple[str, ...], attach: bool, interac
 @click.option("-u", "--user", metavar="string", help="Username or UID (format: <name|uid>[:<group|gid>])")
 @click.option("-w", "--workdir", metavar="string", help="Working directory inside the container")
 @click.argument("container")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="COMMAND [ARG...]")
 @click.pass_context
 def exec_(ctx: click.Context, container: str, command: tuple[str, ...], detach: bool, env: tuple[str, ...],
           env_file: tuple[str, ...], interactive: bool, tty: bool, user: str | None, workdir: str | None) -> int:
@@ -328,7 +356,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings=_CMD_CONTEXT)
+@click.command(cls=DockerCommand, context_settings=_CMD_CONTEXT)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
 @click.option("--no-trunc", "no_trunc", is_flag=True, help="Don't truncate output")
@@ -349,10 +377,10 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool) -> int:
     return 0
 
 
-@click.command(context_settings=_CMD_CONTEXT)
+@click.command(cls=DockerCommand, context_settings=_CMD_CONTEXT)
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)")
 @click.option("-v", "--volumes", is_flag=True, help="Accepted (ocirun has no anonymous volumes)")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
 @click.pass_context
 def rm(ctx: click.Context, containers: tuple[str, ...], force: bool, volumes: bool) -> int:
     """Remove one or more containers.
@@ -372,7 +400,7 @@ def rm(ctx: click.Context, containers: tuple[str, ...], force: bool, volumes: bo
     return failed
 
 
-@click.command(context_settings=_CMD_CONTEXT)
+@click.command(cls=DockerCommand, context_settings=_CMD_CONTEXT)
 @click.option("-f", "--follow", is_flag=True, help="Follow log output")
 @click.option("-n", "--tail", default="all", metavar="string", help='Number of lines to show from the end of the logs (default "all")')
 @click.argument("container")
@@ -418,7 +446,7 @@ def logs(ctx: click.Context, container: str, follow: bool, tail: str) -> int:
     return 0
 
 
-@click.command(context_settings=_CMD_CONTEXT)
+@click.command(cls=DockerCommand, context_settings=_CMD_CONTEXT)
 @click.option("-o", "--output", metavar="string", help="Write to a file, instead of STDOUT")
 @click.argument("container")
 @click.pass_context
@@ -456,7 +484,7 @@ def _export_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 # --- the `container` group --------------------------------------------------------------
 
 
-@click.command("prune", context_settings=_CMD_CONTEXT)
+@click.command("prune", cls=DockerCommand, context_settings=_CMD_CONTEXT)
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.pass_context
 def prune(ctx: click.Context, force: bool) -> int:
@@ -485,8 +513,8 @@ def prune(ctx: click.Context, force: bool) -> int:
     return 0
 
 
-@click.command("inspect", context_settings=_CMD_CONTEXT)
-@click.argument("containers", nargs=-1, required=True)
+@click.command("inspect", cls=DockerCommand, context_settings=_CMD_CONTEXT)
+@click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
 @click.pass_context
 def inspect(ctx: click.Context, containers: tuple[str, ...]) -> int:
     """Display detailed information on one or more containers.
@@ -534,19 +562,19 @@ def _stopper(signame: str | None):
     return command
 
 
-stop = click.command("stop", context_settings=_CMD_CONTEXT, help="Stop one or more running containers (stop signal, then SIGKILL).")(
-    click.option("-t", "--time", default=10, type=int, help="Seconds to wait before killing it")(
-        click.argument("containers", nargs=-1, required=True)(_stopper(None))
+stop = click.command("stop", cls=DockerCommand, context_settings=_CMD_CONTEXT, help="Stop one or more running containers (stop signal, then SIGKILL).")(
+    click.option("-t", "--time", default=10, type=int, metavar="int", help="Seconds to wait before killing it")(
+        click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")(_stopper(None))
     )
 )
-kill = click.command("kill", context_settings=_CMD_CONTEXT, help="Kill one or more running containers.")(
+kill = click.command("kill", cls=DockerCommand, context_settings=_CMD_CONTEXT, help="Kill one or more running containers.")(
     click.option("-s", "--signal", default="KILL", help="Signal to send to the container")(
-        click.argument("containers", nargs=-1, required=True)(_stopper("SIGKILL"))
+        click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")(_stopper("SIGKILL"))
     )
 )
 
 
-@click.group("container", context_settings=_CMD_CONTEXT)
+@click.group("container", cls=DockerGroup, context_settings=_CMD_CONTEXT)
 def container() -> None:
     """Manage containers.
 

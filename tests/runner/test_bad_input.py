@@ -49,3 +49,14 @@ def test_mount_of_missing_source_is_one_line(oc, tmp_path) -> None:
 def test_bad_reference_is_one_line_before_any_lookup(oc, ref: str) -> None:
     line = assert_one_line_error(oc("run", "--rm", ref, "true"), 125)
     assert "invalid reference format" in line
+
+
+@pytest.mark.parametrize("args", [["ps"], ["ps", "-a"], ["container", "prune", "-f"], ["logs", "x"]])
+def test_store_root_that_is_a_file_is_one_line(tmp_path, args: list[str]) -> None:
+    from tests.helpers import run_ocirun
+
+    root = tmp_path / "a-file"
+    root.write_text("mine\n")
+    cp = run_ocirun("--root", root, *args)
+    assert "not a directory" in assert_one_line_error(cp, 125)
+    assert root.read_text() == "mine\n"
