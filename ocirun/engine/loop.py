@@ -817,7 +817,8 @@ class Tracer:
         t.write(buf, data)
         sc.skip(len(data))
 
-    def _read_argv(self, t: Tracee, ptr: int) -> list[str]:
+    def _read_argv(self, t: Tracee, ptr: int, ptrs: list[int] | None = None) -> list[str]:
+        """The strings of a NULL-terminated char* array (their addresses into `ptrs`)."""
         out: list[str] = []
         if not ptr:
             return out
@@ -831,10 +832,20 @@ class Tracer:
                     done = True
                     break
                 out.append(t.read_string(p, 1 << 17))
+                if ptrs is not None:
+                    ptrs.append(p)
             if done:
                 break
             ptr += len(chunk) // 8 * 8
         return out
+
+    @staticmethod
+    def _push_vector(sc: Syscall, new: list[str], old: list[str], old_ptrs: list[int]) -> int:
+        """A char* array for `new` on the scratch stack; strings the guest already
+        has in memory are pointed to, not copied (xargs-sized argvs fit)."""
+        have = dict(zip(old, old_ptrs, strict=False))
+        addrs = [have.get(a) or sc.push_string(a) for a in new]
+        return sc.push(struct.pack(f"<{len(addrs) + 1}Q", *addrs, 0))
 
     def _enter_execve(self, t: Tracee, sc: Syscall) -> None:
         at = sc.spec.kind == "execveat"
@@ -860,20 +871,27 @@ class Tracer:
             target = self._tracee_of(t, m.group(1))
             if target is not None and target.exe:
                 guest = target.exe
-        argv = self._read_argv(t, argv_ptr)
+        argv_ptrs: list[int] = []
+        argv = self._read_argv(t, argv_ptr, argv_ptrs)
         planner = t.view.planner
-        env = self._read_argv(t, envp_ptr) if planner.foreign is not None else None  # QEMU: LD_* -> -E
+        env_ptrs: list[int] = []
+        env = self._read_argv(t, envp_ptr, env_ptrs) if planner.foreign is not None else None  # QEMU: LD_* -> -E
         plan = planner.plan(guest, argv or [guest], cwd, env)
-        path_addr = sc.push_string(plan.host_path)
-        if plan.argv != argv:
-            addrs = [sc.push_string(a) for a in plan.argv]
-            arr = struct.pack(f"<{len(addrs) + 1}Q", *addrs, 0)
-            argv_addr = sc.push(arr)
-        else:
-            argv_addr = argv_ptr
-        if plan.new_env is not None:  # QEMU: the guest's LD_* moved to QEMU's -E
-            addrs = [sc.push_string(a) for a in plan.new_env]
-            envp_ptr = sc.push(struct.pack(f"<{len(addrs) + 1}Q", *addrs, 0))
+        try:
+            path_addr = sc.push_string(plan.host_path)
+            if plan.argv != argv:
+                argv_addr = self._push_vector(sc, plan.argv, argv, argv_ptrs)
+            else:
+                argv_addr = argv_ptr
+            if plan.new_env is not None:  # QEMU: the guest's LD_* moved to QEMU's -E
+                envp_ptr = self._push_vector(sc, plan.new_env, env or [], env_ptrs)
+        except OSError as exc:
+            if exc.errno != errno.EFAULT:
+                raise
+            # the new argv does not fit below the stack pointer: the kernel's answer
+            # to an argv too large (xargs then retries with fewer arguments)
+            sc.skip(-errno.E2BIG)
+            return
         if at:  # becomes a plain execve of the planned host file
             pt.poke_user(t.pid, self.arch.nr_slot, self.execve_nr)
         sc.set_arg(0, path_addr)

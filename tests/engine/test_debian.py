@@ -151,3 +151,10 @@ def test_ps_shows_the_programs_own_argv(debian_rootfs: Path) -> None:
     lines = out.splitlines()
     assert lines[0] == "cat /proc/self/cmdline "
     assert lines[1].startswith("bash -c cat /proc/self/cmdline")
+
+
+def test_xargs_with_a_huge_argv(debian_rootfs: Path) -> None:
+    """Dynamic programs get a longer argv (the loader's words); when that does not fit
+    below the guest's stack pointer the guest sees E2BIG and xargs splits the list."""
+    out = ok(proot("-r", debian_rootfs, "-b", "/dev", "bash", "-c", "seq 1 30000 | xargs echo | wc -w"))
+    assert out == "30000\n"
