@@ -14,12 +14,14 @@ exclude each other; a per-path threading lock is taken first for that case.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -109,7 +111,7 @@ def file_lock(path: Path, shared: bool = False, blocking: bool = True) -> Iterat
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lockf(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except (BlockingIOError, PermissionError):
                 yield False
                 return
@@ -123,6 +125,26 @@ def file_lock(path: Path, shared: bool = False, blocking: bool = True) -> Iterat
             os.close(fd)
     finally:
         tlock.release()
+
+
+def _lockf(fd: int, op: int) -> None:
+    """fcntl.lockf, retrying EDEADLK.
+
+    The kernel's deadlock detection sees processes, not threads: two pulls whose
+    download threads each hold one blob lock and wait for the other's get EDEADLK,
+    although every holder releases without waiting on anything (no thread here holds
+    one blob lock while waiting for another). Waiting a little and asking again is right.
+    """
+    delay = 0.005
+    while True:
+        try:
+            fcntl.lockf(fd, op)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EDEADLK:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def _lock_error(path: Path, exc: OSError) -> OcirunError:
@@ -141,7 +163,7 @@ def _shared_lock(path: Path, blocking: bool) -> Iterator[bool]:
         if entry is None:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                fcntl.lockf(fd, fcntl.LOCK_SH if blocking else fcntl.LOCK_SH | fcntl.LOCK_NB)
+                _lockf(fd, fcntl.LOCK_SH if blocking else fcntl.LOCK_SH | fcntl.LOCK_NB)
             except (BlockingIOError, PermissionError):
                 os.close(fd)
                 entry = None

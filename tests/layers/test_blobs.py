@@ -149,3 +149,47 @@ def test_shared_lock_blocks_exclusive_in_another_process(tmp_path):
     proc.start()
     proc.join(10)
     assert q.get(timeout=5) is True
+
+
+def _hold_y_then_wait_x(x, y, ready):
+    from layers.blobs import file_lock
+
+    with file_lock(y):
+        ready.set()
+        time.sleep(0.3)
+        with file_lock(x):  # waits for the parent's first thread
+            pass
+
+
+def test_crossed_locks_of_two_threaded_processes_are_no_deadlock(tmp_path):
+    """Two pulls: process P's thread 1 holds X, its thread 2 waits for Y held by Q, which
+    waits for X. The kernel reports EDEADLK (it sees processes, not threads) although
+    thread 1 releases X by itself; file_lock must wait, not fail."""
+    import threading
+
+    from layers.blobs import file_lock
+
+    x, y = tmp_path / "x.lock", tmp_path / "y.lock"
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    errors: list[BaseException] = []
+    with file_lock(x):  # thread 1 (this one) holds X
+        child = ctx.Process(target=_hold_y_then_wait_x, args=(x, y, ready))
+        child.start()
+        assert ready.wait(10)
+        time.sleep(0.6)  # the child now waits for X
+
+        def thread2():
+            try:
+                with file_lock(y):
+                    pass
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        t2 = threading.Thread(target=thread2)
+        t2.start()
+        time.sleep(0.5)  # thread 2 asks for Y: the cycle the kernel sees
+    t2.join(20)
+    child.join(20)
+    assert not t2.is_alive() and child.exitcode == 0
+    assert errors == []
