@@ -112,12 +112,18 @@ def docker_help(cmd: click.Command, ctx: click.Context) -> str:
     if not usage:
         pieces = " ".join(cmd.collect_usage_pieces(ctx))
         usage = [f"{ctx.command_path} {pieces}".strip()]
+    doc_path, alias = _path_words(usage[0]), ""
+    if doc_path != ctx.command_path and ctx.parent is not None:  # `container ls` documented as `ps`
+        usage[0] = ctx.command_path + usage[0][len(doc_path):]
+        alias = doc_path
     f = click.HelpFormatter(max_width=120)
     f.write(f"\nUsage:  {usage[0]}\n")
     for more in usage[1:]:
         f.write(f"        {more}\n")
     if rest:
         f.write("\n" + "\n".join(rest) + "\n")
+    if alias:
+        f.write(f"\nAliases:\n  {ctx.command_path}, {alias}\n")
     if isinstance(cmd, click.Group):
         _group_commands(cmd, ctx, f)
     groups: list[tuple[str, list[str]]] = getattr(cmd, "option_groups", None) or []
@@ -132,6 +138,16 @@ def docker_help(cmd: click.Command, ctx: click.Context) -> str:
     if isinstance(cmd, click.Group):
         f.write(f"\nRun '{ctx.command_path} COMMAND --help' for more information on a command.\n")
     return f.getvalue()
+
+
+def _path_words(usage: str) -> str:
+    """'ocirun ps [OPTIONS]' -> 'ocirun ps': the command path a usage line starts with."""
+    words = []
+    for w in usage.split():
+        if not w.islower() or not w.replace("-", "").isalpha():
+            break
+        words.append(w)
+    return " ".join(words)
 
 
 def _summary(cmd: click.Command) -> str:

@@ -48,3 +48,10 @@ def test_missing_argument_names_the_docker_metavar() -> None:
     cp = run_ocirun("rm")
     assert cp.returncode == 125
     assert "Missing argument 'CONTAINER [CONTAINER...]'" in cp.stderr
+
+
+def test_group_subcommand_usage_names_the_path_typed() -> None:
+    text = run_ocirun("container", "ls", "--help").stdout
+    assert "\nUsage:  ocirun container ls [OPTIONS]\n" in text
+    assert "Aliases:\n  ocirun container ls, ocirun ps\n" in text
+    assert "\nUsage:  ocirun container run [OPTIONS] IMAGE" in run_ocirun("container", "run", "--help").stdout
