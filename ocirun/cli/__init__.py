@@ -313,6 +313,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(141)
+    except OSError as exc:  # e.g. a shared store the user may read but not write
+        what = f"{exc.filename}: " if exc.filename else ""
+        reason = (exc.strerror or str(exc)).lower()
+        click.echo(f"ocirun: {what}{reason}", err=True)
+        if debug:
+            traceback.print_exc()
+        sys.exit(EXIT_OCIRUN)
     except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare traceback
         click.echo(f"ocirun: internal error: {type(exc).__name__}: {exc}", err=True)
         if debug:

@@ -60,3 +60,18 @@ def test_store_root_that_is_a_file_is_one_line(tmp_path, args: list[str]) -> Non
     cp = run_ocirun("--root", root, *args)
     assert "not a directory" in assert_one_line_error(cp, 125)
     assert root.read_text() == "mine\n"
+
+
+def test_os_error_in_the_store_is_one_plain_line(oc, tmp_path) -> None:
+    """A store part ocirun cannot use (here `containers` is a file; for a user, a shared
+    read-only store) names the path and the reason, not 'internal error: PermissionError'."""
+    from tests.helpers import run_ocirun
+
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "containers").write_text("not a directory\n")
+    cp = run_ocirun("--root", root, "run", "--rm", oc.images.busybox, "true")
+    assert cp.returncode == 125 and "Traceback" not in cp.stderr
+    lines = [ln for ln in cp.stderr.splitlines() if not ln.startswith("Unable to find image")]  # docker's notice
+    assert len(lines) == 1 and lines[0].startswith("ocirun: "), cp.stderr
+    assert "internal error" not in lines[0] and str(root / "containers") in lines[0]
