@@ -339,6 +339,8 @@ def login(ctx: click.Context, username: str | None, password: str | None, passwo
         if not username:
             raise OcirunError("must provide --username with --password-stdin")
         password = sys.stdin.read().rstrip("\r\n")
+        if not password:
+            raise OcirunError("--password-stdin: no password on stdin")
     if password and not password_stdin:
         click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True)
     if not username:

@@ -280,3 +280,10 @@ def test_pull_of_archive_reference_says_no_default_tag(tmp_path):
     cp = run_ocirun("--root", str(tmp_path), "pull", f"docker-archive:{tmp_path / 'absent.tar'}")
     assert "absent.tar" in assert_one_line_error(cp, 125)
     assert "default tag" not in cp.stdout
+
+
+def test_login_with_empty_password_stdin_says_so(tmp_path):
+    cp = run_ocirun("--root", str(tmp_path), "login", "-u", "alice", "--password-stdin", "127.0.0.1:9", input="",
+                    env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)})
+    line = assert_one_line_error(cp, 125)
+    assert "no password on stdin" in line
