@@ -58,6 +58,7 @@ from ocirun.errors import OcirunError
 
 ENC = "surrogateescape"
 NEST_MAGIC = 0x4F435255  # prctl option of a nested ocirun ("OCRU"; unknown to the kernel: EINVAL)
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 CLONE_FS = 0x200
@@ -141,6 +142,9 @@ class Tracer:
         self._alias_dir: str | None = None
         self._aliases: dict[str, str] = {}  # alias dir -> host dir
         self._scratch_files: set[str] = set()  # in _alias_dir: /proc/PID/cmdline copies
+        # tgid -> the PR_SET_DUMPABLE value the guest asked for, when not 1 (never run:
+        # a non-dumpable process refuses process_vm_readv to an unprivileged tracer)
+        self.dumpable: dict[int, int] = {}
         ext_nrs: set[int] = set()
         for ext in self.extensions:
             for name in ext.syscalls:
@@ -159,7 +163,7 @@ class Tracer:
             "sendmsg": self._enter_sendmsg,
             "sockname": self._enter_sockname,
             "accept": self._enter_accept,
-            "nest": self._enter_nest,
+            "prctl": self._enter_prctl,
         }
 
     def _binding_components(self, bindings: list[Binding]) -> set[str]:
@@ -402,6 +406,8 @@ class Tracer:
                     t.fs.users += 1
             child.forked = True
             child.tgid = t.tgid if thread else child_pid
+            if not thread and t.tgid in self.dumpable:  # the kernel copies the mm's flags
+                self.dumpable[child_pid] = self.dumpable[t.tgid]
             if self.pinning.released and self.pinning.enabled:
                 self.pinning.unpin(child_pid)
             for ext in self.extensions:
@@ -421,6 +427,7 @@ class Tracer:
                 t.loader_words = t.pending_loader
                 t.pending_loader = None
             t.last_rewrite = None
+            self.dumpable.pop(t.tgid, None)  # exec of a non-setuid program: dumpable again
             for ext in self.extensions:
                 ext.on_exec(t)
             self._resume(t)
@@ -465,6 +472,8 @@ class Tracer:
             return
         del self.tracees[pid]
         t.exited = True
+        if pid == t.tgid:
+            self.dumpable.pop(pid, None)
         t.fs.users -= 1
         for ext in self.extensions:
             ext.on_process_exit(t)
@@ -901,6 +910,25 @@ class Tracer:
         t.pending_loader = plan.loader_words
         if self.verbose >= 1:
             print(f"ocirun: [{t.pid}] execve {guest} -> {plan.host_path} {plan.argv}", file=sys.stderr)
+
+    # ------------------------------------------------------------------ prctl
+    def _enter_prctl(self, t: Tracee, sc: Syscall) -> None:
+        """PR_SET_DUMPABLE is remembered, not run: the guest stays readable to this
+        tracer (sudo, ssh-agent); PR_GET_DUMPABLE answers from what was remembered."""
+        option = sc.arg_int(0)
+        if option == PR_SET_DUMPABLE:
+            if sc.args[1] > 1:
+                sc.skip(-errno.EINVAL)
+                return
+            if sc.args[1] == 1:
+                self.dumpable.pop(t.tgid, None)
+            else:
+                self.dumpable[t.tgid] = 0
+            sc.skip(0)
+        elif option == PR_GET_DUMPABLE:
+            sc.skip(self.dumpable.get(t.tgid, 1))
+        else:
+            self._enter_nest(t, sc)
 
     # ------------------------------------------------------------------ nesting
     def _enter_nest(self, t: Tracee, sc: Syscall) -> None:

@@ -107,3 +107,13 @@ def test_unix_datagrams_sendto_and_sendmsg(bb_rw: Path, cprogs: Path, mode_env: 
                    env=mode_env))
     assert out == "one from=/tmp/s.sock\ntwo from=/tmp/s.sock\n"
     assert stat.S_ISSOCK((bb_rw / "tmp/r.sock").lstat().st_mode)  # bound inside the guest tree
+
+
+def test_prctl_set_dumpable_keeps_the_guest_translated(bb_rw: Path, cprogs: Path, mode_env: dict) -> None:
+    """sudo/ssh-agent's PR_SET_DUMPABLE 0 would make the guest unreadable to an
+    unprivileged tracer (EIO on every path): the engine answers it (without -0)."""
+    (bb_rw / "etc/guestonly").write_text("guest-content\n")
+    out = ok(proot("-r", bb_rw, "-b", "/proc", "-b", f"{cprogs}:/c", "/c/dumpable.static", "/etc/guestonly",
+                   env=mode_env))
+    assert out.splitlines() == ["get=0", "bad=-1 errno=EINVAL", "stat=ok", "read=guest-content",
+                                "child=0", "after-exec=1", "parent=0"]

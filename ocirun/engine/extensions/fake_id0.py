@@ -124,7 +124,6 @@ _RENAMES = {"rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3)}
 _UNLINKS = {"unlink": 0, "unlinkat": 1, "rmdir": 0}
 _XATTR_SET = {"setxattr": 1, "lsetxattr": 1, "fsetxattr": 1}
 _ALWAYS_OK = {"sethostname", "setdomainname"}
-PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
 PR_GET_KEEPCAPS, PR_SET_KEEPCAPS = 7, 8
 _CAP_V1, _CAP_V2, _CAP_V3 = 0x19980330, 0x20071026, 0x20080522
 
@@ -461,17 +460,8 @@ class FakeId0(Extension):
     def _prctl(self, tracee: Tracee, sc: Syscall) -> None:
         option = sc.arg_int(0)
         c = self.creds(tracee)
-        if option == PR_SET_DUMPABLE:
-            # A non-dumpable process refuses process_vm_readv even to its tracer
-            # (sudo does this): pretend, and stay readable.
-            if sc.args[1] > 1:
-                sc.skip(-errno.EINVAL)
-            else:
-                tracee.data["fake_id0.dumpable"] = int(sc.args[1])
-                sc.skip(0)
-        elif option == PR_GET_DUMPABLE:
-            sc.skip(tracee.data.get("fake_id0.dumpable", 1))
-        elif option == PR_GET_KEEPCAPS:
+        # PR_SET/GET_DUMPABLE: answered by the engine core (ocirun/engine/loop.py)
+        if option == PR_GET_KEEPCAPS:
             sc.skip(int(c.keepcaps))
         elif option == PR_SET_KEEPCAPS:
             if sc.args[1] > 1:

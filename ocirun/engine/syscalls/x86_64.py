@@ -524,6 +524,7 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("accept4", kind="accept", sockaddr=(1, 2)),
     # the sender's address of a datagram (plain recv() passes NULL: no stop)
     _s("recvfrom", kind="accept", sockaddr=(4, 5), bpf_allow=("null", 4)),
-    # a nested `ocirun proot` announces its rootfs and bindings (ocirun/engine/loop.py)
-    _s("prctl", kind="nest"),
+    # PR_SET/GET_DUMPABLE are answered by the tracer (a non-dumpable tracee could not be
+    # read); a nested `ocirun proot` announces its rootfs and bindings (ocirun/engine/loop.py)
+    _s("prctl", kind="prctl"),
 )
