@@ -183,6 +183,9 @@ def engine_plan(
         env=dict(env if env is not None else plan.env),
         extensions=_extensions(c, plan, uid, gid),
         qemu=_qemu(plan.platform),
+        # docker: the container (or exec session) ends with its main process and
+        # whatever it left running is killed; PRoot's default would wait for them.
+        kill_on_exit=True,
     )
 
 

@@ -144,6 +144,15 @@ def test_exit_codes(oc) -> None:
     assert oc("run", "--rm", oc.images.busybox, "sh", "-c", "kill -TERM $$").returncode == 128 + 15
 
 
+
+def test_container_ends_with_its_main_process(oc) -> None:
+    """As docker: what the main process leaves running is killed, the run does not wait for it."""
+    start = time.monotonic()
+    cp = oc("run", "--rm", oc.images.debian, "bash", "-c", "sleep 30 & exit 3")
+    assert cp.returncode == 3, cp.stderr
+    assert time.monotonic() - start < 20, "ocirun run waited for a background child"
+
+
 # --- copy-up: no container changes the image --------------------------------------------------
 
 
