@@ -143,6 +143,11 @@ WORKLOADS: list[Workload] = [
         "stat loop (os.stat x 100k)",
         ["{python}", "-c", "import os\nfor _ in range(100000): os.stat('/usr/lib/os-release')"],
     ),
+    Workload(
+        "stat loop with -0 (fake root), os.stat x 100k",
+        ["{python}", "-c", "import os\nfor _ in range(100000): os.stat('/usr/lib/os-release')"],
+        proot_args=["-0"],
+    ),
     Workload("find /usr", ["sh", "-c", "find /usr > /dev/null"]),
     Workload("fork+exec (2,000 /bin/true)", ["sh", "-c", SHELL_TRUE_LOOP.replace("{n}", "2000")]),
     Workload(
