@@ -67,6 +67,7 @@ AF_UNIX = 1
 SUN_PATH_MAX = 108
 ERESTART_MIN, ERESTART_MAX = 512, 516
 _UNLINKS = frozenset({"unlink", "unlinkat"})
+_DIRENT64_HEAD = 19  # d_ino u64, d_off s64, d_reclen u16, d_type u8, then the name
 _OWN_PATHS = frozenset({"execve", "execveat"})  # kinds whose handler reads the path itself
 _PROC_EXE = re.compile(r"^/proc/(self|\d+)(?:/task/(\d+))?/exe$")
 _PROC_CMDLINE = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/cmdline$")
@@ -150,7 +151,13 @@ class Tracer:
             for name in ext.syscalls:
                 if name in self.names:
                     ext_nrs.add(self.names[name])
+        # host dir -> guest dir: rootfs directories where a binding adds a name the
+        # directory lacks; getdents64 is trapped only if there is one (find costs nothing else)
+        self.listed_dirs = self._dirs_missing_bindings(plan.bindings)
+        self.open_dirs: dict[tuple[int, int], tuple[str, str, list[str] | None]] = {}
         self.trapped = set(self.table) | ext_nrs
+        if not self.listed_dirs and "getdents64" not in {e for x in self.extensions for e in x.syscalls}:
+            self.trapped.discard(self.names["getdents64"])
         self.ext_nrs = ext_nrs
         self._handlers = {
             "execve": self._enter_execve,
@@ -164,6 +171,7 @@ class Tracer:
             "sockname": self._enter_sockname,
             "accept": self._enter_accept,
             "prctl": self._enter_prctl,
+            "getdents": self._enter_getdents,
         }
 
     def _binding_components(self, bindings: list[Binding]) -> set[str]:
@@ -177,6 +185,26 @@ class Tracer:
             for p in paths:
                 names.update(c for c in p.split("/") if c)
         return names
+
+    def _dirs_missing_bindings(self, bindings: list[Binding]) -> dict[str, str]:
+        """host dir -> guest dir of the existing rootfs directories in which a binding
+        (or the glue directory leading to one) names an entry the directory lacks."""
+        out: dict[str, str] = {}
+        tr = self.translator
+        for b in bindings:
+            try:
+                guest = tr.canonical(b.guest, "/", b.deref_guest)
+            except (GuestPathError, OSError):
+                continue
+            while guest != "/":
+                guest = guest.rsplit("/", 1)[0] or "/"
+                try:
+                    host = tr.to_host(guest, "/", True)
+                except (GuestPathError, OSError):
+                    continue
+                if any(not os.path.lexists(os.path.join(host, n)) for n in tr.bound_children(guest)):
+                    out[host.rstrip("/") or "/"] = guest
+        return out
 
     # ------------------------------------------------------------------ paths
     def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
@@ -408,6 +436,10 @@ class Tracer:
             child.tgid = t.tgid if thread else child_pid
             if not thread and t.tgid in self.dumpable:  # the kernel copies the mm's flags
                 self.dumpable[child_pid] = self.dumpable[t.tgid]
+            if not thread and self.open_dirs:
+                for (tgid, fd), state in list(self.open_dirs.items()):
+                    if tgid == t.tgid:
+                        self.open_dirs[(child_pid, fd)] = state
             if self.pinning.released and self.pinning.enabled:
                 self.pinning.unpin(child_pid)
             for ext in self.extensions:
@@ -474,6 +506,9 @@ class Tracer:
         t.exited = True
         if pid == t.tgid:
             self.dumpable.pop(pid, None)
+            if self.open_dirs:
+                for key in [k for k in self.open_dirs if k[0] == pid]:
+                    del self.open_dirs[key]
         t.fs.users -= 1
         for ext in self.extensions:
             ext.on_process_exit(t)
@@ -583,6 +618,8 @@ class Tracer:
                     raise
             if spec.invalidate and not sc.skipped:
                 self._invalidate(sc, spec)
+            if self.listed_dirs and spec.follow_open and not sc.skipped and t.view is self.root_view:
+                self._note_dir_open(sc, spec)
             if sc.rewritten is not None:
                 t.last_rewrite = (nr, sc.rewritten)
         if not sc.skipped:
@@ -618,6 +655,11 @@ class Tracer:
         if spec.kind == "sockname" or spec.kind == "accept":
             if result >= 0:
                 self._fix_sockname(t, sc)
+        elif spec.kind == "getdents":
+            if result == 0:
+                self._fix_getdents(t, sc)
+        elif "listed_dir" in sc.notes and result >= 0:
+            self.open_dirs[(t.tgid, result)] = (*sc.notes["listed_dir"], None)
 
     def _invalidate(self, sc: Syscall, spec) -> None:
         if spec.name in _UNLINKS and not sc.at_exit and self._unlinks_plain_file(sc, spec):
@@ -910,6 +952,62 @@ class Tracer:
         t.pending_loader = plan.loader_words
         if self.verbose >= 1:
             print(f"ocirun: [{t.pid}] execve {guest} -> {plan.host_path} {plan.argv}", file=sys.stderr)
+
+    # ------------------------------------------------------------- getdents64
+    def _note_dir_open(self, sc: Syscall, spec) -> None:
+        """An open of a directory that lacks a bound name: learn its fd at the exit."""
+        host = sc.host_paths.get(spec.paths[0].arg)
+        if host is None:
+            return
+        host = host.rstrip("/") or "/"
+        if host.endswith("/."):
+            host = host[:-2] or "/"
+        guest = self.listed_dirs.get(host)
+        if guest is not None:
+            sc.notes["listed_dir"] = (host, guest)
+            sc.want_exit()
+
+    def _enter_getdents(self, t: Tracee, sc: Syscall) -> None:
+        if (t.tgid, sc.arg_int(0)) in self.open_dirs:
+            sc.want_exit()
+
+    def _fix_getdents(self, t: Tracee, sc: Syscall) -> None:
+        """End of a listed directory: the bound names it lacks, as many as fit, once."""
+        key = (t.tgid, sc.arg_int(0))
+        state = self.open_dirs.get(key)
+        if state is None:  # no-seccomp mode: every getdents64 has an exit stop
+            return
+        host, guest, pending = state
+        if pending is None:
+            if (t.fd_host_path(key[1]) or "").rstrip("/") != host.rstrip("/"):
+                del self.open_dirs[key]  # the fd was closed and reused: not ours anymore
+                return
+            pending = [n for n in t.view.translator.bound_children(guest)
+                       if not os.path.lexists(os.path.join(host, n))]
+        size = sc.args[2] & 0xFFFFFFFF
+        out = b""
+        while pending:
+            rec = self._dirent64(guest, pending[0], 0x7FFFFFF0 + len(out))
+            if len(out) + len(rec) > size:
+                break
+            out += rec
+            pending = pending[1:]
+        self.open_dirs[key] = (host, guest, pending)
+        if out:
+            t.write(sc.args[1], out)
+            sc.set_result(len(out))
+        elif pending:
+            sc.set_result(-errno.EINVAL)  # the kernel's answer to a buffer too small for one entry
+
+    def _dirent64(self, guest_dir: str, name: str, off: int) -> bytes:
+        raw = name.encode("utf-8", ENC)
+        reclen = (_DIRENT64_HEAD + len(raw) + 1 + 7) & ~7
+        try:
+            st = os.lstat(self.translator.to_host(guest_dir.rstrip("/") + "/" + name, "/", False))
+            ino, dtype = st.st_ino, stat.S_IFMT(st.st_mode) >> 12
+        except (GuestPathError, OSError):
+            ino, dtype = 1, 0  # DT_UNKNOWN
+        return struct.pack("<QqHB", ino, off, reclen, dtype) + raw + b"\0" * (reclen - _DIRENT64_HEAD - len(raw))
 
     # ------------------------------------------------------------------ prctl
     def _enter_prctl(self, t: Tracee, sc: Syscall) -> None:

@@ -117,3 +117,20 @@ def test_prctl_set_dumpable_keeps_the_guest_translated(bb_rw: Path, cprogs: Path
                    env=mode_env))
     assert out.splitlines() == ["get=0", "bad=-1 errno=EINVAL", "stat=ok", "read=guest-content",
                                 "child=0", "after-exec=1", "parent=0"]
+
+
+def test_bindings_onto_missing_names_are_listed(bb_root: Path, cprogs: Path, tmp_path: Path,
+                                                mode_env: dict) -> None:
+    """A binding onto a name an existing rootfs directory lacks shows in its listing:
+    once, with its d_type, in buffers that hold one entry at a time."""
+    (tmp_path / "newdir").mkdir()
+    (tmp_path / "afile").write_text("x\n")
+    binds = ["-b", f"{cprogs}:/c", "-b", f"{tmp_path}/newdir:/etc/newdir", "-b", f"{tmp_path}/afile:/etc/afile"]
+    out = ok(proot("-r", bb_root, *binds, "sh", "-c", "ls /etc; ls -d /etc/newdir", env=mode_env))
+    assert out.splitlines() == ["afile", "group", "newdir", "passwd", "/etc/newdir"]
+    for size in ("32", "4096"):
+        out = ok(proot("-r", bb_root, *binds, "/c/getdents.static", "/etc", size, env=mode_env))
+        lines = out.splitlines()
+        assert sorted(lines[:-2]) == ["afile reg", "group reg", "newdir dir", "passwd reg"], size
+        assert lines[-1] == "again=0"
+    assert ok(proot("-r", bb_root, *binds, "ls", "/var", env=mode_env)) == ""

@@ -527,4 +527,6 @@ SPECS: tuple[SyscallSpec, ...] = (
     # PR_SET/GET_DUMPABLE are answered by the tracer (a non-dumpable tracee could not be
     # read); a nested `ocirun proot` announces its rootfs and bindings (ocirun/engine/loop.py)
     _s("prctl", kind="prctl"),
+    # readdir of a rootfs directory holding a binding it lacks lists it (trapped only then)
+    _s("getdents64", kind="getdents"),
 )
