@@ -57,8 +57,8 @@ Bindings onto guest paths the rootfs lacks: the missing parent directories are
 backed by a private "glue" tree (like PRoot's) whose directories hold an empty
 entry per bound child, so stat/opendir/readdir of the parents work. A binding
 onto a missing leaf inside an EXISTING rootfs directory resolves, but readdir
-of that directory does not list it (the rootfs is never written to) unless the
-engine adds bound_children(dir) to the getdents result.
+of that directory does not list it by itself (the rootfs is never written to):
+the engine appends bound_children(dir) at the end of the getdents64 result.
 """
 
 from __future__ import annotations
