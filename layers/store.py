@@ -21,6 +21,7 @@ again afterwards, so two processes pulling one image store it once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -180,10 +181,12 @@ class Store:
                 out.append((familiar(f"{p.name}:{p.tag}") if p.name and p.tag else None, rec))
             return out
 
-    def install(self, pulled: Any, notice: Callable[[str], None] | None = None) -> ImageRecord:
+    def install(self, pulled: Any, notice: Callable[[str], None] | None = None,
+                prebuilt: Path | None = None) -> ImageRecord:
         """Record a pulled image (a registry.types.PulledImage whose blobs are in self.blobs).
 
-        Unpacks it unless another process already did; on failure (hostile or corrupt
+        Unpacks it unless another process already did (or moves in `prebuilt`, a rootfs
+        in tmp/ with its `ownership` file beside it); on failure (hostile or corrupt
         image) removes everything of it that no other image uses, then re-raises.
         """
         image_id = pulled.config_digest
@@ -192,7 +195,7 @@ class Store:
             with self._image_lock(image_id):
                 idir = self.images_dir / _hex(image_id)
                 if not (idir / META).is_file():
-                    self._build(idir, pulled, layers, notice)
+                    self._build(idir, pulled, layers, notice, prebuilt)
         except OcirunError:
             self._discard_failed(pulled)
             raise
@@ -203,6 +206,62 @@ class Store:
         rec = self.get(image_id)
         assert rec is not None
         return rec
+
+    def add_image(
+        self,
+        config: bytes,
+        manifest: bytes,
+        tags: list[str] | tuple[str, ...] = (),
+        tree: Path | None = None,
+        source: str = "build",
+    ) -> ImageRecord:
+        """Store an image made here (`build`, `commit`): config and manifest become blobs
+        (the layers must be blobs already), then it is recorded as a pulled image is.
+
+        `tree` is its rootfs, already built in tmp/ (with `ownership` beside it): it is
+        moved in instead of unpacking the layers again. `tags` are references to point
+        at it once it is complete, so nothing half-stored is ever tagged.
+        """
+        from registry.platform import Platform
+        from registry.types import PulledImage, iter_layers, parse_json_object
+
+        cfg = parse_json_object(config, "image config")
+        man = parse_json_object(manifest, "image manifest")
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        self.blobs.ingest_bytes(config_digest, config)
+        self.blobs.ingest_bytes(manifest_digest, manifest)
+        plat = Platform.of(str(cfg.get("os") or "linux"), str(cfg.get("architecture") or ""),
+                           cfg.get("variant") or None)
+        pulled = PulledImage(
+            name=None, tag=None, repo_digest="", manifest_digest=manifest_digest, manifest=manifest,
+            manifest_media_type=str(man.get("mediaType") or ""), config_digest=config_digest,
+            config=config, config_json=cfg, layers=list(iter_layers(man)), platform=plat, source=source,
+        )
+        with self._gc_lock():
+            rec = self.install(pulled, prebuilt=tree)
+        for ref in tags:
+            self.add_tag(ref, rec)
+        return self.get(rec.id) or rec
+
+    def add_tag(self, ref: str, record: ImageRecord) -> str:
+        """Point `ref` (`name[:tag]`) at a stored image; returns it as docker shows it."""
+        from registry.reference import parse_image_reference
+
+        r = parse_image_reference(ref)
+        if r.digest:
+            raise OcirunError(f"invalid tag {ref!r}: a tag cannot name a digest")
+        tag = r.tag or "latest"
+        entry = {
+            "id": record.id,
+            "manifest_digest": record.manifest_digest,
+            "repo_digest": "",
+            "platform": record.platform,
+            "updated": time.time(),
+        }
+        with self._edit_repos() as doc:
+            doc["tags"].setdefault(f"{r.name}:{tag}", {})[record.platform] = entry
+        return familiar(f"{r.name}:{tag}")
 
     def _layer_specs(self, pulled: Any) -> list[LayerSpec]:
         diff_ids = list((pulled.config_json.get("rootfs") or {}).get("diff_ids") or [])
@@ -216,10 +275,17 @@ class Store:
             LayerSpec(d.digest, diff_ids[i] if diff_ids else None, d.media_type) for i, d in enumerate(layers)
         ]
 
-    def _build(self, idir: Path, pulled: Any, layers: list[LayerSpec], notice) -> None:
+    def _build(self, idir: Path, pulled: Any, layers: list[LayerSpec], notice, prebuilt: Path | None = None) -> None:
         """Unpack into tmp/, then rename the pieces into images/<hex>/, meta.json last."""
         rootfs = idir / "rootfs"
-        if not rootfs.is_dir():
+        if not rootfs.is_dir() and prebuilt is not None:
+            idir.mkdir(parents=True, exist_ok=True)
+            own = prebuilt.parent / "ownership"
+            if own.exists():
+                os.replace(own, idir / "ownership")
+            os.replace(prebuilt, rootfs)
+            unpack_stats = {}
+        elif not rootfs.is_dir():
             self._clean_staging(pulled.config_digest)
             stage = Path(tempfile.mkdtemp(prefix=f"unpack-{_hex(pulled.config_digest)}-", dir=self.tmp_dir))
             try:
