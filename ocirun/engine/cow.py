@@ -5,10 +5,11 @@ Design (the runner's; see the README's runner section):
   *materialised* the first time the path resolver looks into it or stats it:
   its image directory is listed once, files become hardlinks to the image's
   files, symlinks are copied, fifos re-made, and subdirectories are created as
-  empty *placeholders* that carry an xattr (`user.ocirun.lazy`) naming their
-  image directory and final mode. The xattr travels with a renamed placeholder,
-  so laziness survives any rename. Creating a container therefore costs one
-  directory listing, whatever the image's size.
+  empty *placeholders* that carry a mark naming their image directory and final
+  mode: an xattr (`user.ocirun.lazy`), or a marker file inside the placeholder
+  on filesystems that refuse user xattrs (see `lazymarks`). The mark travels
+  with a renamed placeholder, so laziness survives any rename. Creating a
+  container therefore costs one directory listing, whatever the image's size.
 - `ContainerView` wraps the resolver's `FsView`: before a lookup of `dir/name`
   it materialises `dir`, and a directory it reports is materialised before the
   guest can list it. The resolver routes every host query through the view, so
@@ -46,7 +47,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-LAZY_XATTR = "user.ocirun.lazy"
+from ocirun.engine.lazymarks import LAZY_XATTR, LazyMarks, marks_for
+
 _S_IFMT = 0o170000
 
 
@@ -91,38 +93,43 @@ class ContainerTree:
         # realpath'd as the path translator does, so host paths compare equal
         root = os.path.abspath(root)
         self.root = os.path.join(os.path.realpath(os.path.dirname(root)), os.path.basename(root))
+        self._marks: LazyMarks | None = None
+
+    @property
+    def marks(self) -> LazyMarks:
+        """How placeholders are marked here: decided by the tree's filesystem, once."""
+        if self._marks is None:
+            self._marks = marks_for(self.root)
+        return self._marks
 
     def create(self) -> None:
         """Make the empty tree and materialise its top directory (one listing)."""
         st = os.stat(self.image_root)
         os.makedirs(os.path.dirname(self.root), exist_ok=True)
         os.mkdir(self.root, 0o700)
-        os.setxattr(self.root, LAZY_XATTR, _lazy_value(st.st_mode, ""))
+        self.marks.put(self.root, _lazy_value(st.st_mode, ""))
         self.ensure(self.root)
 
     def is_lazy(self, host_dir: str) -> bool:
         try:
-            os.getxattr(host_dir, LAZY_XATTR, follow_symlinks=False)
+            return self.marks.get(host_dir) is not None
         except OSError:
             return False
-        return True
 
     def ensure(self, host_dir: str) -> bool:
         """Materialise `host_dir` if it is a placeholder. True if it is a materialised directory."""
         try:
-            os.getxattr(host_dir, LAZY_XATTR, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+            if self.marks.get(host_dir) is None:
                 return True
-            return False  # missing, not a directory, no permission: nothing to do
+        except OSError:
+            return False  # missing, no permission: nothing to do
         with _dir_lock(host_dir):
-            try:
-                value = os.getxattr(host_dir, LAZY_XATTR, follow_symlinks=False)
-            except OSError:
+            value = self.marks.get(host_dir)
+            if value is None:
                 return True  # another process did it while we waited
             mode, rel = _parse_lazy(value)
             self._fill(host_dir, rel)
-            os.removexattr(host_dir, LAZY_XATTR, follow_symlinks=False)
+            self.marks.clear(host_dir)
             os.chmod(host_dir, mode)
             with contextlib.suppress(OSError):
                 st = os.lstat(os.path.join(self.image_root, rel))
@@ -147,7 +154,7 @@ class ContainerTree:
                 elif entry.is_dir(follow_symlinks=False):
                     mode = entry.stat(follow_symlinks=False).st_mode
                     os.mkdir(dst, 0o700)
-                    os.setxattr(dst, LAZY_XATTR, _lazy_value(mode, os.path.join(rel, entry.name)))
+                    self.marks.put(dst, _lazy_value(mode, os.path.join(rel, entry.name)))
                 else:
                     st = entry.stat(follow_symlinks=False)
                     if stat.S_ISFIFO(st.st_mode):
