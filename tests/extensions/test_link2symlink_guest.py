@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
 from ocirun.engine.extensions import build
 from ocirun.engine.extensions.link2symlink import Link2Symlink, link2symlink_needed
-from tests.extensions.guest import sh
+from tests.extensions.guest import BINDS, GUEST_ENV, launcher, sh
 from tests.extensions.test_fake_id0_guest import build_demo_deb
+from tests.helpers import ocirun_env
+from tests.helpers.deny import deny_argv
 
 SCRIPT = """
 set -e
@@ -73,3 +76,23 @@ def test_automatic_probe(tmp_path, monkeypatch):
     assert isinstance(build(rootfs=str(tmp_path))[0], Link2Symlink)
     monkeypatch.setenv("OCIRUN_LINK2SYMLINK", "0")
     assert build(rootfs=str(tmp_path), link2symlink=None) == []
+
+
+@pytest.mark.parametrize("l2s", ["auto", "off"])
+def test_automatic_where_link_is_refused(debian_rootfs_copy, l2s):
+    """Android refuses link() with EACCES: imposed here by a seccomp filter on ocirun and
+    its guests (tests/helpers/deny.py). Without -l the probe turns link2symlink on and
+    the guest's hard links work; with it forced off, `ln` fails as the kernel says.
+    Ptrace-only mode: the filter's ERRNO would outrank the engine's own seccomp trap."""
+    argv = deny_argv({"link": "EACCES", "linkat": "EACCES"},
+                     [*launcher(), "-r", str(debian_rootfs_copy), *BINDS, "/bin/sh", "-c", SCRIPT])
+    env = {**GUEST_ENV, "OCIRUN_NO_SECCOMP": "1"}
+    if l2s == "off":
+        env["OCIRUN_LINK2SYMLINK"] = "0"
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=ocirun_env(env),
+                          stdin=subprocess.DEVNULL)
+    if l2s == "off":
+        assert proc.returncode != 0 and "Permission denied" in proc.stderr, proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == EXPECTED
