@@ -6,8 +6,9 @@ Docker's rules implemented here:
 - argv: `--entrypoint X` replaces the image's Entrypoint *and* drops its Cmd;
   `--entrypoint ""` clears both; otherwise Entrypoint + (command or Cmd).
 - env: PATH (docker's default), HOSTNAME, then the image's Env, then TERM from
-  the caller, then --env-file and -e; HOME of the guest user unless set. Nothing
-  else of the caller's environment leaks in.
+  the caller, then under a batch scheduler its variables (ocirun/run/scheduler.py),
+  then --env-file and -e; HOME of the guest user unless set. Nothing else of the
+  caller's environment leaks in.
 - user: `-u` or the image's User, names resolved in the image's /etc/passwd
   and /etc/group (read from the tree, no engine needed); default root.
 - workdir: -w or WorkingDir or "/".
@@ -24,6 +25,7 @@ from typing import Any
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.options import Publish, RunOptions, Volume
+from ocirun.run.scheduler import rendezvous_dirs, scheduler_env
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_STOP_SIGNAL = "SIGTERM"
@@ -184,7 +186,7 @@ def command_argv(defaults: ImageDefaults, command: list[str], entrypoint: str | 
 def guest_env(
     defaults: ImageDefaults, opts_env: dict[str, str], hostname: str, home: str, host_env: dict[str, str]
 ) -> dict[str, str]:
-    """Image Env + TERM + --env-file/-e; PATH, HOSTNAME and HOME defaulted as docker does."""
+    """Image Env + TERM + the scheduler's + --env-file/-e; PATH, HOSTNAME and HOME defaulted as docker does."""
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
     for item in defaults.env:
         name, sep, value = item.partition("=")
@@ -192,6 +194,7 @@ def guest_env(
             env[name] = value
     if "TERM" in host_env:
         env["TERM"] = host_env["TERM"]
+    env.update(scheduler_env(host_env))
     env.update(opts_env)
     env.setdefault("HOME", home)
     return env
@@ -244,7 +247,7 @@ def build_run_plan(
         user=user_spec,
         hostname=hostname,
         platform=opts.platform,
-        volumes=list(opts.volumes),
+        volumes=list(opts.volumes) + _rendezvous_volumes(opts.volumes, host_env),
         ports=resolve_ports(opts, defaults),
         netcoop=opts.netcoop,
         kernel_release=opts.kernel_release,
@@ -253,6 +256,12 @@ def build_run_plan(
         share_tmp=opts.share_tmp,
         stop_signal=opts.stop_signal or defaults.stop_signal or DEFAULT_STOP_SIGNAL,
     )
+
+
+def _rendezvous_volumes(volumes: list[Volume], host_env: dict[str, str]) -> list[Volume]:
+    """The launcher's PMI/PMIx socket directories, bound at the same path unless -v did."""
+    taken = {v.guest for v in volumes}
+    return [Volume(d, d) for d in rendezvous_dirs(host_env) if d not in taken]
 
 
 def hosts_file(hostname: str, add_hosts: list[tuple[str, str]]) -> str:
