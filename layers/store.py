@@ -382,6 +382,16 @@ class Store:
                     str(pulled.platform): entry,
                 }
 
+    def add_repo_digest(self, rec: ImageRecord, name: str, digest: str) -> None:
+        """Record `name@digest`: the registry now holds the image under that digest (a push)."""
+        entry = {"id": rec.id, "manifest_digest": rec.manifest_digest, "repo_digest": digest,
+                 "platform": rec.platform, "updated": time.time()}
+        with self._edit_repos() as doc:
+            doc["digests"].setdefault(f"{name}@{digest}", {})[rec.platform] = entry
+            for key, plats in doc["tags"].items():  # `images --digests` shows it on the tags
+                if key.startswith(name + ":") and plats.get(rec.platform, {}).get("id") == rec.id:
+                    plats[rec.platform]["repo_digest"] = digest
+
     # -- lookups ----------------------------------------------------------------------------
 
     def get(self, image_id: str) -> ImageRecord | None:

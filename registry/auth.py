@@ -274,18 +274,19 @@ class Authenticator:
 
     def fetch_token(self, ch: Challenge, scope: str | None) -> str:
         """GET the token realm; `token` or `access_token` from its JSON answer."""
-        params = {}
+        params: dict[str, str | list[str]] = {}
         if ch.params.get("service"):
             params["service"] = ch.params["service"]
-        if scope:
-            params["scope"] = scope
+        if scope:  # several scopes (a push that mounts from another repository): one parameter each
+            params["scope"] = scope.split()
         headers = {"Accept": "application/json"}
         realm = ch.params["realm"]
         creds = self.credentials
         try:
             if creds and creds.identity_token:
                 # OAuth2 refresh-token grant, as docker does with an `identitytoken`
-                form = {**params, "grant_type": "refresh_token", "refresh_token": creds.identity_token, "client_id": "ocirun"}
+                # OAuth2's form takes the scopes space-separated, in one field
+                form = {**params, **({"scope": scope} if scope else {}), "grant_type": "refresh_token", "refresh_token": creds.identity_token, "client_id": "ocirun"}
                 resp = self.session.post(realm, data=form, headers=headers, timeout=(10, 60), verify=self.verify)
             else:
                 if creds:

@@ -93,7 +93,14 @@ def short_reason(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _registry_message(resp: requests.Response) -> str:
+Body = bytes | Callable[[], object] | None
+
+
+def _body(body: Body) -> object:
+    return body() if callable(body) else body
+
+
+def registry_message(resp: requests.Response) -> str:
     """First `errors[].message` of a distribution error body ('' if none)."""
     try:
         errs = resp.json().get("errors") or []
@@ -147,12 +154,11 @@ class RegistryClient:
 
     # ------------------------------------------------------------ requests
 
-    def _send_once(self, method: str, url: str, scope: str, headers: dict[str, str], stream: bool, with_auth: bool = True) -> requests.Response:
+    def _send_once(self, method: str, url: str, scope: str, headers: dict[str, str], stream: bool, body: Body = None) -> requests.Response:
         """One request; redirects are followed by hand, never with Authorization."""
         h = dict(headers)
-        if with_auth:
-            h.update(self.auth.header(scope))
-        resp = self.session.request(method, url, headers=h, stream=stream, timeout=self.timeout, allow_redirects=False, verify=self.verify)
+        h.update(self.auth.header(scope))
+        resp = self.session.request(method, url, headers=h, data=_body(body), stream=stream, timeout=self.timeout, allow_redirects=False, verify=self.verify)
         hops = 0
         while resp.status_code in REDIRECT_STATUS and "Location" in resp.headers:
             hops += 1
@@ -163,22 +169,23 @@ class RegistryClient:
             # Blob storage (S3, CDN) gets no registry credentials: plain headers only.
             # Only a redirect within the registry itself (same scheme and host) keeps them.
             same = url.startswith(self.base_url + "/")
-            resp = self.session.request(method, url, headers=h if same else headers, stream=stream, timeout=self.timeout, allow_redirects=False, verify=self.verify if same else True)
+            resp = self.session.request(method, url, headers=h if same else headers, data=_body(body), stream=stream, timeout=self.timeout, allow_redirects=False, verify=self.verify if same else True)
         return resp
 
-    def _send(self, method: str, url: str, scope: str, headers: dict[str, str], stream: bool) -> requests.Response:
+    def _send(self, method: str, url: str, scope: str, headers: dict[str, str], stream: bool, body: Body = None) -> requests.Response:
         """A request with the auth dance: on 401 learn the challenge/refresh the token, once."""
-        resp = self._send_once(method, url, scope, headers, stream)
+        resp = self._send_once(method, url, scope, headers, stream, body)
         if resp.status_code == 401:
             resp.close()
             if self.auth.on_unauthorized(resp, scope):
-                resp = self._send_once(method, url, scope, headers, stream)
+                resp = self._send_once(method, url, scope, headers, stream, body)
         if resp.status_code == 401:
-            msg = _registry_message(resp)
+            msg = registry_message(resp)
             resp.close()
             if self.auth.credentials is None:
                 repo = scope.split(":")[1] if scope.startswith("repository:") else ""
-                what = f"pull access denied for {repo}: the repository does not exist or" if repo else f"{self.host}"
+                access = "push" if scope.split(" ")[0].endswith("push") else "pull"
+                what = f"{access} access denied for {repo}: the repository does not exist or" if repo else f"{self.host}"
                 raise OcirunError(f"unauthorized: {what} requires authentication (use `ocirun login {self.registry}`)")
             who = self.auth.credentials.username or "identity token"
             raise OcirunError(f"unauthorized: {self.host} refused access as {who}" + (f" ({msg})" if msg else ""))
@@ -209,8 +216,12 @@ class RegistryClient:
         self.base_url = f"https://{self.host}"
         self.verify = self.auth.verify = False
 
-    def request(self, method: str, path: str, *, scope: str = "", headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
-        """`path` under /v2/, retried on connection errors, 408/429/5xx (bounded)."""
+    def request(self, method: str, path: str, *, scope: str = "", headers: dict[str, str] | None = None, stream: bool = False, body: Body = None) -> requests.Response:
+        """`path` under /v2/, retried on connection errors, 408/429/5xx (bounded).
+
+        `body` is bytes, or a function giving a fresh body (a file to stream) for each
+        attempt, since a retried or re-authenticated request must send it again.
+        """
         if self._probe_https:
             self._probe()
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/v2/{path.lstrip('/')}"
@@ -218,7 +229,7 @@ class RegistryClient:
         timeouts = 0
         for attempt in range(self.retry.attempts):
             try:
-                resp = self._send(method, url, scope, headers or {}, stream)
+                resp = self._send(method, url, scope, headers or {}, stream, body)
             except requests.exceptions.SSLError as exc:
                 if self._tried_plain:  # the hint about insecure registries would be wrong here
                     raise OcirunError(f"cannot reach registry {self.host}: it answers neither plain HTTP "
@@ -267,7 +278,7 @@ class RegistryClient:
             if resp.status_code == 403:
                 raise OcirunError(f"unauthorized: {self.host} denied access to {repo}")
             if resp.status_code != 200:
-                msg = _registry_message(resp)
+                msg = registry_message(resp)
                 raise OcirunError(f"registry {self.host} answered HTTP {resp.status_code} for manifest {display}" + (f": {msg}" if msg else ""))
             length = int(resp.headers.get("Content-Length") or 0)
             if length > MANIFEST_MAX:
@@ -340,7 +351,7 @@ class RegistryClient:
                 if resp.status_code == 404:
                     raise OcirunError(f"blob {desc.digest} not found in {self.registry}/{repo}")
                 if resp.status_code not in (200, 206):
-                    msg = _registry_message(resp)
+                    msg = registry_message(resp)
                     raise OcirunError(f"registry {self.host} answered HTTP {resp.status_code} for blob {desc.digest}" + (f": {msg}" if msg else ""))
                 if resp.status_code == 200 and offset:
                     hasher, offset = hashlib.sha256(), 0  # server ignored Range: start over

@@ -1,4 +1,4 @@
-"""Per-layer download progress on a terminal (stderr), silent otherwise.
+"""Per-layer download (and upload) progress on a terminal (stderr), silent otherwise.
 
 One line per blob: short digest, state, bytes done / total, speed. Lines are redrawn
 in place with ANSI cursor movement at most every 0.1 s; no dependency needed.
@@ -23,6 +23,9 @@ def human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+_COUNTED = ("Downloading", "Pull complete", "Verified", "Pushing", "Pushed")  # states shown with byte counts
+
+
 @dataclass
 class _Line:
     digest: str
@@ -34,7 +37,7 @@ class _Line:
 
     def render(self) -> str:
         short = self.digest.partition(":")[2][:12] or self.digest[:12]
-        if self.state in ("Downloading", "Pull complete", "Verified"):
+        if self.state in _COUNTED:
             elapsed = max((self.ended or time.monotonic()) - self.started, 1e-6)
             speed = f"{human(self.done / elapsed)}/s"
             total = human(self.total) if self.total >= 0 else "?"
@@ -71,11 +74,11 @@ class Progress:
                 self._order.append(digest)
             self._refresh(force=True)
 
-    def start(self, digest: str, offset: int = 0) -> None:
+    def start(self, digest: str, offset: int = 0, state: str = "Downloading") -> None:
         with self._lock:
             line = self._lines.get(digest)
             if line:
-                line.state, line.done, line.started = "Downloading", offset, time.monotonic()
+                line.state, line.done, line.started = state, offset, time.monotonic()
             self._refresh(force=True)
 
     def advance(self, digest: str, nbytes: int) -> None:

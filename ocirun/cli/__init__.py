@@ -42,6 +42,8 @@ COMMANDS: dict[str, str] = {
     "logout": "ocirun.cli.image_cmds:logout",
     "image": "ocirun.cli.image_cmds:image",
     "system": "ocirun.cli.image_cmds:system",
+    "tag": "ocirun.cli.lifecycle_cmds:tag",
+    "push": "ocirun.cli.lifecycle_cmds:push",
 }
 
 # Global options the group itself takes before the subcommand (or image).
@@ -54,7 +56,7 @@ _GLOBAL_WITH_VALUE = {"--root"}
 # so) with docker's column layout, and for groups the commands by kind.
 
 _TOP_GROUPS: list[tuple[str, list[str]]] = [
-    ("Common Commands", ["run", "exec", "ps", "pull", "images", "login", "logout"]),
+    ("Common Commands", ["run", "exec", "ps", "pull", "push", "images", "login", "logout"]),
     ("Management Commands", ["container", "image", "system"]),
     ("Commands", ["create", "start", "stop", "rm", "logs", "export", "rmi", "inspect", "load", "proot"]),
 ]

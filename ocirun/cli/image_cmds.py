@@ -417,6 +417,14 @@ def df(ctx: click.Context, verbose: bool) -> None:
 # -- groups ---------------------------------------------------------------------------------------------
 
 
+def _add_lifecycle(group: click.Group, names: dict[str, str]) -> None:
+    """docker's `image tag|push|...` are the commands of ocirun.cli.lifecycle_cmds."""
+    from ocirun.cli import lifecycle_cmds
+
+    for name, attr in names.items():
+        group.add_command(getattr(lifecycle_cmds, attr), name)
+
+
 @click.group("image", cls=DockerGroup, context_settings=CONTEXT)
 def image() -> None:
     """Manage images.
@@ -433,6 +441,7 @@ image.add_command(pull, "pull")
 image.add_command(inspect, "inspect")
 image.add_command(load, "load")
 image.add_command(prune, "prune")
+_add_lifecycle(image, {"tag": "tag", "push": "push"})
 
 
 @click.group("system", cls=DockerGroup, context_settings=CONTEXT)

@@ -255,10 +255,12 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def start_registry(tmp: Path, auth: str = "none", port: int | None = None, *, tls: bool = False, ip: str = "127.0.0.1") -> Registry:
+def start_registry(tmp: Path, auth: str = "none", port: int | None = None, *, tls: bool = False, ip: str = "127.0.0.1",
+                   readonly: bool = False) -> Registry:
     """Start docker-registry (auth: none | basic | token) on ip:port; wait until it answers.
 
-    tls=True serves HTTPS with a self-signed certificate (Registry.cert is its PEM).
+    tls=True serves HTTPS with a self-signed certificate (Registry.cert is its PEM);
+    readonly=True refuses every push (distribution's maintenance mode).
     """
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -271,7 +273,7 @@ def start_registry(tmp: Path, auth: str = "none", port: int | None = None, *, tl
         "storage": {
             "filesystem": {"rootdirectory": str(storage)},
             "delete": {"enabled": True},
-            "maintenance": {"uploadpurging": {"enabled": False}},
+            "maintenance": {"uploadpurging": {"enabled": False}, "readonly": {"enabled": readonly}},
         },
         "http": {"addr": f"{ip}:{port}", "secret": uuid.uuid4().hex},
     }
