@@ -4,14 +4,22 @@ A layer's mediaType may say gzip for a plain tar (Docker's `.tar` layers in a
 `docker save` archive) or the other way round, so the first bytes decide. The
 uncompressed bytes are hashed as they are read: that hash is the layer's diff_id,
 which the image config lists in rootfs.diff_ids.
+
+Memory stays bounded whatever the layer expands to (1 MiB of gzip'd zeros is about
+1 GiB of tar): every decoder is asked for at most the bytes the caller wants, via
+the standard library's file objects (gzip, xz, bzip2; they bound each decompress
+call by its max_length and handle concatenated members/streams) and zstandard's
+stream reader (read_across_frames for several frames).
 """
 
 from __future__ import annotations
 
 import bz2
+import gzip
 import hashlib
 import lzma
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 import zstandard
@@ -26,6 +34,8 @@ MAGIC: list[tuple[bytes, str]] = [
     (b"BZh", "bzip2"),
 ]
 _CHUNK = 1 << 20
+_HEAD = 8
+_ERRORS = (zlib.error, zstandard.ZstdError, lzma.LZMAError, OSError, EOFError)
 
 
 class LayerFormatError(OcirunError):
@@ -40,98 +50,86 @@ def detect(head: bytes) -> str:
     return "tar"
 
 
-class _Decoder:
-    """A decompressor with one interface: feed(bytes) -> bytes, plus multi-member gzip."""
+class _Rewound:
+    """The raw stream with the already-read head put back in front (no seeking needed)."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
-        self._obj = self._new()
+    def __init__(self, head: bytes, raw: BinaryIO):
+        self._head = head
+        self._raw = raw
 
-    def _new(self):
-        if self.kind == "gzip":
-            return zlib.decompressobj(wbits=31)
-        if self.kind == "zstd":
-            return zstandard.ZstdDecompressor().decompressobj()
-        if self.kind == "xz":
-            return lzma.LZMADecompressor()
-        if self.kind == "bzip2":
-            return bz2.BZ2Decompressor()
-        return None
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n is None or n < 0:
+                out, self._head = self._head + self._raw.read(), b""
+                return out
+            out, self._head = self._head[:n], self._head[n:]
+            if len(out) < n:
+                out += self._raw.read(n - len(out))
+            return out
+        return self._raw.read(n)
 
-    def feed(self, data: bytes) -> bytes:
-        if self._obj is None:
-            return data
-        out = []
-        while data:
-            out.append(self._obj.decompress(data))
-            data = self._restart_if_member_ended()
-        return b"".join(out)
+    def readinto(self, buf) -> int:  # used by zstandard's stream reader
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
 
-    def _restart_if_member_ended(self) -> bytes:
-        """Concatenated gzip members / zstd frames: continue with a fresh decoder."""
-        obj = self._obj
-        eof = getattr(obj, "eof", False)
-        unused = getattr(obj, "unused_data", b"")
-        if eof and unused:
-            if self.kind in ("gzip", "zstd", "bzip2", "xz"):
-                self._obj = self._new()
-                return unused
-        return b""
+    def readable(self) -> bool:
+        return True
 
-    def finish(self) -> bytes:
-        if self.kind == "gzip":
-            return self._obj.flush()
-        return b""
+    def close(self) -> None:
+        """The caller owns the raw stream."""
+
+
+def _zstd(raw: _Rewound):
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_size=_CHUNK, read_across_frames=True, closefd=False)
+
+
+# compression name -> opener of a bounded-read decoder over the raw stream.
+_OPENERS: dict[str, Callable[[_Rewound], BinaryIO]] = {
+    "gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    "zstd": _zstd,
+    "xz": lambda raw: lzma.LZMAFile(raw, mode="rb"),
+    "bzip2": lambda raw: bz2.BZ2File(raw, mode="rb"),
+    "tar": lambda raw: raw,
+}
 
 
 class LayerReader:
-    """A read-only stream of a layer's tar bytes that hashes them (the diff_id)."""
+    """A read-only stream of a layer's tar bytes that hashes them (the diff_id).
+
+    read(n) returns at most n bytes and decodes no more than that (plus the
+    decoder's fixed-size input buffer), so a tiny blob of a huge layer is read in
+    constant memory.
+    """
 
     def __init__(self, raw: BinaryIO, kind: str | None = None):
-        self.raw = raw
-        head = raw.read(8)
+        head = raw.read(_HEAD)
         self.kind = kind or detect(head)
-        self._decoder = _Decoder(self.kind)
+        self._stream = _OPENERS[self.kind](_Rewound(head, raw))
         self._diff = hashlib.sha256()
-        self._buf = bytearray()
-        self._pending_raw = head
         self._eof = False
         self.uncompressed_size = 0
 
-    def _fill(self, want: int) -> None:
-        while len(self._buf) < want and not self._eof:
-            chunk = self._pending_raw or self.raw.read(_CHUNK)
-            self._pending_raw = b""
-            try:
-                if chunk:
-                    out = self._decoder.feed(chunk)
-                else:
-                    out = self._decoder.finish()
-                    self._eof = True
-            except (zlib.error, zstandard.ZstdError, lzma.LZMAError, OSError, EOFError) as exc:
-                raise LayerFormatError(f"corrupt {self.kind} data: {exc}") from None
-            if out:
-                self._diff.update(out)
-                self.uncompressed_size += len(out)
-                self._buf += out
-
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            while not self._eof:
-                self._fill(len(self._buf) + _CHUNK)
-            n = len(self._buf)
-        else:
-            self._fill(n)
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+            return b"".join(iter(lambda: self.read(_CHUNK), b""))
+        if self._eof or n == 0:
+            return b""
+        try:
+            out = self._stream.read(n)
+        except _ERRORS as exc:
+            raise LayerFormatError(f"corrupt {self.kind} data: {exc or type(exc).__name__}") from None
+        if not out:
+            self._eof = True
+            return b""
+        self._diff.update(out)
+        self.uncompressed_size += len(out)
         return out
 
     def drain(self) -> None:
         """Read to the end so the diff_id covers the tar's trailing padding too."""
-        while not self._eof:
-            self._buf.clear()
-            self._fill(_CHUNK)
-        self._buf.clear()
+        while self.read(_CHUNK):
+            pass
 
     @property
     def diff_id(self) -> str:

@@ -33,6 +33,7 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
 _COPY_CHUNK = 1 << 20
+_ZERO_CHUNK = bytes(_COPY_CHUNK)
 # Small files are handed to writer threads: creating inodes is where the time goes
 # (the kernel's open/create blocks on the journal), and os.open/os.write drop the GIL.
 SMALL_FILE = 1 << 20
@@ -505,13 +506,21 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
 
 
 def _write_file(path: str, chunks: Iterable[bytes], mode: int, mtime_ns: int, owner: tuple[int, int] | None) -> int:
-    """Create a new file (never through a symlink), write it, then owner, mode and mtime."""
+    """Create a new file (never through a symlink), write it, then owner, mode and mtime.
+
+    Whole chunks of zeros become holes, so a sparse or zero-filled file in a layer
+    takes no disk space beyond its data."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o600)
     try:
         written = 0
         for chunk in chunks:
+            if len(chunk) == _COPY_CHUNK and chunk == _ZERO_CHUNK:
+                written = os.lseek(fd, _COPY_CHUNK, os.SEEK_CUR)
+                continue
             written += _write_all(fd, chunk)
+        if written != os.fstat(fd).st_size:
+            os.ftruncate(fd, written)  # the file ends in a hole
         if owner is not None:
             try:
                 os.fchown(fd, *owner)
