@@ -19,6 +19,7 @@ from typing import Any
 from ocirun.engine import cow
 from ocirun.engine.plan import Binding, EnginePlan
 from ocirun.errors import EXIT_OCIRUN, OcirunError
+from ocirun.run import procfakes
 from ocirun.run.containers import Container, ContainerStore
 from ocirun.run.options import RunOptions, Volume
 from ocirun.run.plan import RunPlan, build_run_plan, resolv_conf
@@ -170,6 +171,8 @@ def engine_plan(
     """The container's RunPlan (with exec's overrides) as the engine's plan."""
     plan = c.plan
     bindings = [Binding(h, h) for h in HOST_BINDINGS]
+    # /proc files the host hides from us (Android): plausible stand-ins
+    bindings += [Binding(h, g, readonly=True) for h, g in procfakes.write_fakes(c.path / "proc")]
     if plan.share_tmp:
         bindings.append(Binding("/tmp", "/tmp"))
     bindings += [Binding(v.host, v.guest, readonly=v.readonly) for v in plan.volumes]

@@ -34,8 +34,8 @@ def _check(rc: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _enter(mountpoint: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
+def enter_namespaces(libc: ctypes.CDLL) -> None:
+    """A private mount namespace; as a user, in a user namespace mapping the user to itself."""
     uid, gid = os.geteuid(), os.getegid()
     flags = CLONE_NEWNS | (CLONE_NEWUSER if uid != 0 else 0)
     _check(libc.unshare(flags), "unshare")
@@ -44,8 +44,13 @@ def _enter(mountpoint: str) -> None:
         Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
         Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+
+
+def _enter(mountpoint: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    enter_namespaces(libc)
     _check(libc.mount(b"ramfs", mountpoint.encode(), b"ramfs", 0, b"mode=0755"), "mount ramfs")
-    os.chown(mountpoint, uid, gid)
+    os.chown(mountpoint, os.geteuid(), os.getegid())
 
 
 def main(args: list[str]) -> int:
