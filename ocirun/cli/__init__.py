@@ -44,6 +44,8 @@ COMMANDS: dict[str, str] = {
     "system": "ocirun.cli.image_cmds:system",
     "tag": "ocirun.cli.lifecycle_cmds:tag",
     "push": "ocirun.cli.lifecycle_cmds:push",
+    "history": "ocirun.cli.lifecycle_cmds:history",
+    "save": "ocirun.cli.lifecycle_cmds:save",
 }
 
 # Global options the group itself takes before the subcommand (or image).

@@ -441,7 +441,7 @@ image.add_command(pull, "pull")
 image.add_command(inspect, "inspect")
 image.add_command(load, "load")
 image.add_command(prune, "prune")
-_add_lifecycle(image, {"tag": "tag", "push": "push"})
+_add_lifecycle(image, {"tag": "tag", "push": "push", "history": "history", "save": "save"})
 
 
 @click.group("system", cls=DockerGroup, context_settings=CONTEXT)

@@ -6,6 +6,7 @@ from docker is listed in the README's "Image lifecycle" section.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -134,3 +135,179 @@ def push(ctx: click.Context, all_tags: bool, quiet: bool, name: str) -> None:
         _push_one(store, r, quiet)
     if quiet:
         click.echo(str(ref.name if all_tags else ref))
+
+
+# -- history -------------------------------------------------------------------------------------
+
+
+def _layer_size(store: Any, digest: str) -> int:
+    """A layer's uncompressed size, which docker's SIZE column shows (read through once)."""
+    from layers.compression import LayerReader
+
+    with store.blobs.open(digest) as f:
+        reader = LayerReader(f)
+        reader.drain()
+    return reader.uncompressed_size
+
+
+def history_rows(store: Any, rec: Any) -> list[dict[str, Any]]:
+    """The image's history, newest first: {id, created, created_by, size, comment}."""
+    history = list(rec.config.get("history") or [])
+    layers = list(rec.layers)
+    if not history:  # an image without history: one anonymous step per layer
+        history = [{} for _ in layers]
+    rows, i = [], 0
+    for h in history:
+        size = 0
+        if not h.get("empty_layer") and i < len(layers):
+            size = _layer_size(store, layers[i])
+            i += 1
+        rows.append({"created": str(h.get("created") or ""), "created_by": str(h.get("created_by") or ""),
+                     "size": size, "comment": str(h.get("comment") or ""), "id": "<missing>"})
+    rows.reverse()
+    if rows:
+        rows[0]["id"] = rec.id
+    return rows
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@click.command("history", cls=DockerCommand, context_settings=CONTEXT)
+@click.option("-H", "--human", type=bool, default=True, show_default=False, metavar="",
+              help="Print sizes and dates in human readable format (default true).")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.argument("image")
+@click.pass_context
+def history(ctx: click.Context, human: bool, no_trunc: bool, quiet: bool, image: str) -> None:
+    """Show the history of an image.
+
+    \b
+    Usage:  ocirun history [OPTIONS] IMAGE
+    """
+    from ocirun.cli.image_cmds import _table, human_ago, human_size
+
+    store = _store(ctx)
+    rows = history_rows(store, _image(store, image))
+
+    def ident(r: dict[str, Any]) -> str:
+        if r["id"] == "<missing>" or no_trunc:
+            return r["id"]
+        return r["id"].partition(":")[2][:12]
+
+    if quiet:
+        click.echo("\n".join(ident(r) for r in rows))
+        return
+    table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for r in rows:
+        by = r["created_by"].replace("\t", " ")
+        table.append([
+            ident(r),
+            human_ago(r["created"]) if human else r["created"],
+            by if no_trunc else _ellipsis(by, 45),
+            human_size(r["size"]) if human else str(r["size"]),
+            r["comment"],
+        ])
+    click.echo(_table(table))
+
+
+# -- save ----------------------------------------------------------------------------------------
+
+
+def _save_targets(store: Any, text: str) -> list[tuple[Any, str | None]]:
+    """(image, name to save it under) for one argument of `save`.
+
+    docker's rules: `name:tag` saves that tag, a bare `name` every tag of the
+    repository, an image id the image without a name.
+    """
+    from layers.store import familiar
+    from registry.reference import parse_image_reference
+
+    try:
+        ref = parse_image_reference(text)
+    except OcirunError:
+        ref = None
+    explicit = ref is not None and (ref.digest or ":" in text.rsplit("/", 1)[-1])
+    if ref is not None and not explicit:
+        rows = [(rec, f"{ref.name}:{tag}") for repo, tag, rec, _d in store.table_rows()
+                if repo == familiar(ref.name) and tag != "<none>"]
+        if rows:
+            return rows
+    rec = store.resolve(text)
+    if rec is None:
+        raise OcirunError(f"No such image: {text}")
+    named = ref is not None and explicit and not ref.digest
+    return [(rec, f"{ref.name}:{ref.tag}" if named else None)]
+
+
+def save_images(store: Any, refs: tuple[str, ...]) -> list[Any]:
+    """The SaveImage of every image the arguments name, each once, with all its names."""
+    from registry.archive_write import SaveImage
+    from registry.client import manifest_media_type
+    from registry.platform import Platform
+    from registry.types import iter_layers
+
+    out: dict[str, SaveImage] = {}
+    for text in refs:
+        for rec, name in _save_targets(store, text):
+            if rec.id not in out:
+                manifest = (rec.path / "manifest.json").read_bytes()
+                out[rec.id] = SaveImage(
+                    config=(rec.path / "config.json").read_bytes(), config_digest=rec.id,
+                    manifest=manifest, manifest_digest=rec.manifest_digest,
+                    media_type=manifest_media_type(manifest, "", rec.short_id),
+                    layers=list(iter_layers(json.loads(manifest))),
+                    diff_ids=list((rec.config.get("rootfs") or {}).get("diff_ids") or []),
+                    platform=Platform.parse(rec.platform).to_json() if rec.platform else {},
+                )
+            if name and name not in out[rec.id].names:
+                out[rec.id].names.append(name)
+    return list(out.values())
+
+
+@click.command("save", cls=DockerCommand, context_settings=CONTEXT)
+@click.option("-o", "--output", metavar="FILE", help="Write to a file, instead of STDOUT.")
+@click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci-archive"]), default="docker-archive",
+              show_default=True, help="Archive format: docker save's tarball, or an OCI layout in a tar.")
+@click.argument("refs", nargs=-1, required=True, metavar="IMAGE [IMAGE...]")
+@click.pass_context
+def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]) -> None:
+    """Save one or more images to a tar archive (streamed to STDOUT by default).
+
+    \b
+    Usage:  ocirun save [OPTIONS] IMAGE [IMAGE...]
+    """
+    import os
+    import tempfile
+
+    from registry.archive_write import write_archive
+
+    if output is None and sys.stdout.isatty():
+        raise OcirunError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    store = _store(ctx)
+    images = save_images(store, refs)
+    if output is None:
+        write_archive(images, sys.stdout.buffer, fmt, store.blobs.path, store.tmp_dir)
+        sys.stdout.buffer.flush()
+        return
+    target = os.path.abspath(output)
+    fd, tmp = tempfile.mkstemp(prefix=".ocirun-save-", dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_archive(images, f, fmt, store.blobs.path, store.tmp_dir)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)  # a half-written archive never has the name asked for
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
