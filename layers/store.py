@@ -94,6 +94,7 @@ class ImageRecord:
     layers: list[str] = field(default_factory=list)
     path: Path | None = None  # images/<hex>
     pulled: float = 0.0
+    source: str = ""  # registry, docker-archive, build, build-cache (a build step's tree)
 
     @property
     def short_id(self) -> str:
@@ -243,6 +244,24 @@ class Store:
         for ref in tags:
             self.add_tag(ref, rec)
         return self.get(rec.id) or rec
+
+    def replace_manifest(self, record: ImageRecord, manifest: bytes) -> ImageRecord:
+        """Give a stored image another manifest for the same config and layers (e.g. Docker
+        media types instead of OCI ones); the name table follows."""
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        self.blobs.ingest_bytes(digest, manifest)
+        assert record.path is not None
+        with self._image_lock(record.id):
+            meta = json.loads((record.path / META).read_text())
+            meta["manifest_digest"] = digest
+            atomic_write(record.path / "manifest.json", manifest)
+            atomic_write(record.path / META, json.dumps(meta, indent=1).encode())
+        with self._edit_repos() as doc:
+            for plats in doc["tags"].values():
+                for e in plats.values():
+                    if e["id"] == record.id:
+                        e["manifest_digest"] = digest
+        return self.get(record.id) or record
 
     def add_tag(self, ref: str, record: ImageRecord) -> str:
         """Point `ref` (`name[:tag]`) at a stored image; returns it as docker shows it."""
@@ -416,6 +435,7 @@ class Store:
             layers=list(meta.get("layers", [])),
             path=idir,
             pulled=float(meta.get("pulled", 0)),
+            source=str(meta.get("source", "")),
         )
 
     @staticmethod
@@ -457,7 +477,7 @@ class Store:
                     rows.append((familiar(repo), tag, rec, entry.get("repo_digest", "")))
                     tagged.add(rec.id)
         for rec in recs.values():
-            if rec.id not in tagged:
+            if rec.id not in tagged and rec.source != "build-cache":  # build steps: hidden, as docker's
                 dig = rec.repo_digests[0].partition("@")[2] if rec.repo_digests else ""
                 repo = rec.repo_digests[0].partition("@")[0] if rec.repo_digests else "<none>"
                 rows.append((repo, "<none>", rec, dig))

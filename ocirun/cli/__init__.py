@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "export": "ocirun.cli.run_cmds:export",
     "container": "ocirun.cli.run_cmds:container",
     "pull": "ocirun.cli.image_cmds:pull",
+    "build": "ocirun.cli.build_cmd:build",
     "images": "ocirun.cli.image_cmds:images",
     "rmi": "ocirun.cli.image_cmds:rmi",
     "inspect": "ocirun.cli.image_cmds:inspect",
@@ -58,7 +59,7 @@ _GLOBAL_WITH_VALUE = {"--root"}
 # so) with docker's column layout, and for groups the commands by kind.
 
 _TOP_GROUPS: list[tuple[str, list[str]]] = [
-    ("Common Commands", ["run", "exec", "ps", "pull", "push", "images", "login", "logout"]),
+    ("Common Commands", ["run", "exec", "ps", "build", "pull", "push", "images", "login", "logout"]),
     ("Management Commands", ["container", "image", "system"]),
     ("Commands", ["create", "start", "stop", "rm", "logs", "export", "rmi", "inspect", "load", "proot"]),
 ]
