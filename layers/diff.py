@@ -9,7 +9,8 @@ from (`lower`) and lists, in layer order (parents first, names sorted):
   a directory's lower content is left (the directory was emptied or replaced);
 - the parent directories of every change (tar readers expect them).
 
-A file still hardlinked to the image's file at the same path is unchanged
+A directory the fake root has no record for keeps the image's owner: its owner on
+disk is whoever materialised it. A file still hardlinked to the image's file at the same path is unchanged
 without reading it; anything else is compared by type, guest metadata, size,
 mtime and, when all of those agree, content. A container directory that is
 still a lazy placeholder (`ocirun.engine.cow`) for its own image directory is
@@ -22,7 +23,7 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +36,14 @@ RUNNER_FILES = frozenset({"etc/hosts", "etc/hostname", "etc/resolv.conf"})
 _PRIVATE_PREFIXES = (".ocirun-copyup.", ".ocirun-")
 _KEEP_XATTRS = ("user.", "security.capability", "trusted.")
 _CMP_CHUNK = 1 << 20
+
+
+class LazyTree(Protocol):
+    """A container tree with lazy placeholders (ocirun.engine.cow.ContainerTree)."""
+
+    marks: Any  # .get(host_dir) -> the placeholder's mark or None
+
+    def ensure(self, host_dir: str) -> bool: ...
 
 
 class RecordSource(Protocol):
@@ -136,7 +145,7 @@ class Differ:
     upper_owners: Owners
     lower_owners: Owners
     exclude: frozenset[str] = RUNNER_FILES
-    materialise: Callable[[str], Any] | None = None  # ContainerTree.ensure
+    tree: LazyTree | None = None  # the container's ocirun.engine.cow.ContainerTree
     entries: list[Entry] = field(default_factory=list)
     _links: dict[tuple[int, int], str] = field(default_factory=dict)
 
@@ -191,9 +200,13 @@ class Differ:
 
     def _is_own_placeholder(self, rel: str, host: str) -> bool | None:
         """True: a placeholder of its own image dir; False: a moved one; None: not lazy."""
+        if self.tree is None:
+            return None
         try:
-            value = os.getxattr(host, LAZY_XATTR, follow_symlinks=False)
+            value = self.tree.marks.get(host)
         except OSError:
+            return None
+        if value is None:
             return None
         return value.decode(errors="replace").partition(":")[2].strip("/") == rel
 
@@ -203,11 +216,12 @@ class Differ:
         if lazy and low is not None and (self.upper_owners.db is None
                                          or self.upper_owners.db.get(st.st_dev, st.st_ino) is None):
             return False
-        if lazy is not None and self.materialise is not None:
-            self.materialise(host)
+        if lazy is not None and self.tree is not None:
+            self.tree.ensure(host)
             st = os.lstat(host)
         mark = len(self.entries)
-        meta_changed = low is None or self._dir_meta(rel, st) != self._dir_meta_lower(rel, low)
+        meta = self._dir_meta(rel, st, low)
+        meta_changed = low is None or meta != self._dir_meta_lower(rel, low)
         names = sorted(os.listdir(host))
         lower_names = self._lower_names(low, rel)
         gone = [n for n in lower_names if n not in names]
@@ -223,12 +237,20 @@ class Differ:
             self._child(crel, os.path.join(host, n), os.path.join(low, n) if low is not None else None)
         if meta_changed or len(self.entries) > mark:
             if rel:
-                self.entries.insert(mark, self._entry(rel, host, st))
+                e = self._entry(rel, host, st)
+                e.uid, e.gid = meta[0], meta[1]
+                self.entries.insert(mark, e)
             return True
         return False
 
-    def _dir_meta(self, rel: str, st: os.stat_result) -> tuple:
-        return self.upper_owners.of(rel, st)
+    def _dir_meta(self, rel: str, st: os.stat_result, low: str | None) -> tuple:
+        """The directory's guest owner and mode (see the module docstring for the fallback)."""
+        uid, gid, mode, rdev = self.upper_owners.of(rel, st)
+        db = self.upper_owners.db
+        if low is not None and (db is None or db.get(st.st_dev, st.st_ino) is None) \
+                and (st.st_uid, st.st_gid) == self.upper_owners.real:
+            uid, gid = self.lower_owners.of(rel, os.lstat(low))[:2]
+        return uid, gid, mode, rdev
 
     def _dir_meta_lower(self, rel: str, low: str) -> tuple:
         return self.lower_owners.of(rel, os.lstat(low))
@@ -268,7 +290,7 @@ def diff_tree(
     upper_owners: Owners,
     lower_owners: Owners | None = None,
     exclude: Iterable[str] = RUNNER_FILES,
-    materialise: Callable[[str], Any] | None = None,
+    tree: LazyTree | None = None,
 ) -> list[Entry]:
     """The entries of a layer that turns `lower` into `upper` (see the module docstring)."""
     d = Differ(
@@ -277,7 +299,7 @@ def diff_tree(
         upper_owners,
         lower_owners or Owners(),
         frozenset(exclude),
-        materialise,
+        tree,
     )
     return d.run()
 
@@ -299,7 +321,7 @@ def container_changes(image_root: str | os.PathLike[str], rootfs: str | os.PathL
         if not os.path.lexists(os.path.join(image_root, "tmp")):
             exclude.add("tmp")  # the runner's own /tmp for an image that has none
         tree = ContainerTree(image_root, rootfs)
-        return diff_tree(tree.root, image_root, upper, image_owners, exclude, tree.ensure)
+        return diff_tree(tree.root, image_root, upper, image_owners, exclude, tree)
     finally:
         if db is not None:
             db.close()

@@ -50,6 +50,7 @@ from pathlib import Path
 from ocirun.engine.lazymarks import LAZY_XATTR, LazyMarks, marks_for
 
 _S_IFMT = 0o170000
+_IS_ROOT = os.geteuid() == 0
 
 
 @contextlib.contextmanager
@@ -152,8 +153,11 @@ class ContainerTree:
                 elif entry.is_symlink():
                     os.symlink(os.readlink(entry.path), dst)
                 elif entry.is_dir(follow_symlinks=False):
-                    mode = entry.stat(follow_symlinks=False).st_mode
+                    st = entry.stat(follow_symlinks=False)
+                    mode = st.st_mode
                     os.mkdir(dst, 0o700)
+                    if _IS_ROOT:  # keep the image's owner (a user's unpack records it instead)
+                        os.lchown(dst, st.st_uid, st.st_gid)
                     self.marks.put(dst, _lazy_value(mode, os.path.join(rel, entry.name)))
                 else:
                     st = entry.stat(follow_symlinks=False)
