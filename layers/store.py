@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from layers import check
 from layers.blobs import BlobError, BlobStore, file_lock, parse_digest
 from layers.fsutil import atomic_write, rmtree, tree_size
 from layers.unpack import LayerSpec, unpack_layers
@@ -365,20 +367,27 @@ class Store:
 
     def _read_repos(self) -> dict[str, Any]:
         try:
-            doc = json.loads(self.repos_file.read_text())
+            data = self.repos_file.read_bytes()
         except FileNotFoundError:
-            doc = {}
+            data = b"{}"
+        try:
+            return check.parse_repositories(data)
         except ValueError as exc:
-            raise OcirunError(f"{self.repos_file} is corrupt: {exc}") from None
-        doc.setdefault("format", 1)
-        doc.setdefault("tags", {})
-        doc.setdefault("digests", {})
-        return doc
+            raise check.damaged(f"the image name table {self.repos_file}", str(exc)) from None
 
     @contextlib.contextmanager
     def _edit_repos(self) -> Iterator[dict[str, Any]]:
+        """Edit the name table; a damaged one is rebuilt first (see layers/check.py), and
+        the previous good version is kept as repositories.json.bak for such a rebuild."""
         with self._repos_lock():
-            doc = self._read_repos()
+            try:
+                doc = self._read_repos()
+            except check.DamagedStateError as exc:
+                doc, source = check.recover_repositories(self)
+                check.set_aside(self.repos_file)
+                _warn(f"{exc.message.partition(': run')[0]}: rebuilt from {source}, kept as repositories.json.damaged")
+            else:
+                check.keep_backup(self)
             yield doc
             atomic_write(self.repos_file, json.dumps(doc, indent=1, sort_keys=True).encode())
 
@@ -415,12 +424,14 @@ class Store:
 
     def get(self, image_id: str) -> ImageRecord | None:
         """The complete image with this full id, or None."""
-        try:
-            idir = self.images_dir / _hex(image_id)
-            meta = json.loads((idir / META).read_text())
-            config = json.loads((idir / "config.json").read_text())
-        except (FileNotFoundError, ValueError, OcirunError):
+        idir = self.images_dir / _hex(image_id)
+        if not (idir / META).exists():
             return None
+        problem = check.image_problem(idir)
+        if problem:
+            raise check.damaged(f"image {_hex(image_id)[:12]}", problem)
+        meta = json.loads((idir / META).read_text())
+        config = json.loads((idir / "config.json").read_text())
         tags, digests = self._names_of(meta["id"], self._read_repos())
         return ImageRecord(
             id=meta["id"],
@@ -437,6 +448,14 @@ class Store:
             pulled=float(meta.get("pulled", 0)),
             source=str(meta.get("source", "")),
         )
+
+    def _get_or_warn(self, image_id: str) -> ImageRecord | None:
+        """get(), but a damaged image is a warning line, not the end of a listing."""
+        try:
+            return self.get(image_id)
+        except check.DamagedStateError as exc:
+            _warn(exc.message)
+            return None
 
     @staticmethod
     def _names_of(image_id: str, doc: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -460,7 +479,7 @@ class Store:
 
     def list_images(self) -> list[ImageRecord]:
         """Every complete image, newest pull first."""
-        recs = [r for r in (self.get(i) for i in self.image_ids()) if r is not None]
+        recs = [r for r in (self._get_or_warn(i) for i in self.image_ids()) if r is not None]
         return sorted(recs, key=lambda r: r.pulled, reverse=True)
 
     def table_rows(self) -> list[tuple[str, str, ImageRecord, str]]:
@@ -736,7 +755,7 @@ class Store:
             tags, _ = self._names_of(image_id, doc)
             if (tags and not all_images) or self.containers_using(image_id):
                 continue
-            rec = self.get(image_id)
+            rec = self._get_or_warn(image_id)
             size = rec.size if rec else 0
             with self._edit_repos() as d:
                 self._drop_id(d, image_id)
@@ -831,6 +850,10 @@ class Store:
         if self.blobs.partial_dir.is_dir():
             n += len(os.listdir(self.blobs.partial_dir))
         return n
+
+
+def _warn(message: str) -> None:
+    print(f"ocirun: warning: {message}", file=sys.stderr)
 
 
 def _hex(image_id: str) -> str:

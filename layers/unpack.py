@@ -552,7 +552,10 @@ def verify_blob(blobs: BlobStore, digest: str) -> None:
     algo, _ = parse_digest(digest)
     got = digest_file(path, algo)
     if got != digest:
-        raise BlobError(f"layer {digest} does not match its digest (got {got}); the stored blob is corrupt")
+        raise BlobError(
+            f"layer {digest} in the store does not match its digest (got {got}): "
+            "run 'ocirun system check --repair', then pull the image again"
+        )
 
 
 def apply_layer(writer: TreeWriter, blob: Path, layer: LayerSpec) -> None:

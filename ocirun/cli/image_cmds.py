@@ -414,6 +414,24 @@ def df(ctx: click.Context, verbose: bool) -> None:
         click.echo(_table(table))
 
 
+@click.command("check", cls=DockerCommand, context_settings=CONTEXT)
+@click.option("--repair", is_flag=True, help="Repair what is damaged (rebuild, or set aside; never delete a container's files).")
+@click.pass_context
+def check(ctx: click.Context, repair: bool) -> int:
+    """Check the store for damaged records, blobs and fake-root databases.
+
+    Exit status 0 when nothing is damaged (or all of it was repaired), 1 otherwise.
+    """
+    from layers.check import check_store
+
+    findings = check_store(_store(ctx), repair=repair)
+    for f in findings:
+        click.echo(f.line())
+    if not findings:
+        click.echo("no damage found")
+    return 0 if all(f.repaired for f in findings) else 1
+
+
 # -- groups ---------------------------------------------------------------------------------------------
 
 
@@ -454,4 +472,5 @@ def system() -> None:
 
 
 system.add_command(df, "df")
+system.add_command(check, "check")
 system.add_command(prune, "prune")

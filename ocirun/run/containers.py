@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -158,11 +159,18 @@ class ContainerStore:
     # -- lookup ---------------------------------------------------------------
 
     def _load(self, cdir: Path) -> Container | None:
+        """The container in `cdir`; None while it is being created, and also (with a
+        warning line) when its config.json is damaged: its files stay where they are."""
         try:
             data = json.loads((cdir / "config.json").read_text())
-        except (OSError, ValueError):
+            return Container.from_json(data, cdir)
+        except FileNotFoundError:
             return None
-        return Container.from_json(data, cdir)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            print(f"ocirun: warning: container {cdir.name[:12]}: config.json is damaged ({reason}): "
+                  "run 'ocirun system check --repair'", file=sys.stderr)
+            return None
 
     def list(self) -> list[Container]:
         """Every container, newest first (the order of `ps`)."""

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from ocirun.engine.extensions import statbuf
+from ocirun.errors import OcirunError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inodes (
@@ -133,10 +134,20 @@ def open_db(rootfs: str, path: str | None = None) -> tuple[FakeRootDB, str | Non
         try:
             return FakeRootDB(candidate, rootfs), None
         except (OSError, sqlite3.Error) as exc:
+            if _is_corrupt(exc):  # another place would silently forget every owner
+                raise OcirunError(
+                    f"the fake-root database {candidate} is damaged ({exc}): run 'ocirun system check "
+                    "--repair' (a container's), or move the file away (its owners and modes are lost)"
+                ) from None
             errors.append(f"{candidate}: {exc}")
     return FakeRootDB(":memory:", rootfs), (
         "fake-root state cannot be saved (" + "; ".join(errors) + "): ownership changes "
         "last only for this run")
+
+
+def _is_corrupt(exc: Exception) -> bool:
+    """sqlite's 'file is not a database' / 'database disk image is malformed'."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 class FakeRootDB:

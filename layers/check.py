@@ -1,0 +1,386 @@
+"""Damaged store state: find it (`ocirun system check`) and repair it (`--repair`).
+
+What can be damaged outside ocirun's control (a disk error, an editor, another tool;
+ocirun itself writes every record to a temporary name and renames it in) and what
+the repair does:
+
+  repositories.json   rebuilt from its last good copy (repositories.json.bak, kept by
+                      every edit), entries of images that are not complete dropped
+  images/<hex>/       config.json, manifest.json and meta.json rebuilt from the verified
+                      blobs; an image that cannot be rebuilt and that no container uses
+                      is deleted (its tree is a copy of blobs, pull again)
+  blobs/              a blob whose content does not match its digest is deleted
+  containers/<id>/    a container whose config.json is unreadable is moved, whole, to
+                      lost+found/ (the user's files are never deleted)
+  fake-root database  the rows sqlite can still read are copied into a new database;
+                      the damaged file is kept beside it as *.damaged
+
+Nothing is changed without --repair; with it, every change is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layers.blobs import digest_file, parse_digest
+from layers.fsutil import atomic_write, tree_size
+from ocirun.errors import OcirunError
+
+REPAIR_HINT = "run 'ocirun system check --repair'"
+FAKEROOT_DB_SUFFIX = ".ocirun-fakeroot.db"  # beside a rootfs (ocirun proot -0)
+CONTAINER_DB = "fakeroot.db"  # containers/<id>/fakeroot.db
+
+
+class DamagedStateError(OcirunError):
+    """A store record cannot be read: the message names it and how to repair it."""
+
+
+def damaged(what: str, reason: str) -> DamagedStateError:
+    return DamagedStateError(f"{what} is damaged ({reason}): {REPAIR_HINT}")
+
+
+@dataclass
+class Finding:
+    """One damaged thing: what, why, and what the repair does (or did)."""
+
+    what: str
+    problem: str
+    action: str
+    repaired: bool = False
+
+    def line(self) -> str:
+        done = "repaired: " if self.repaired else "repair would: "
+        return f"{self.what}: {self.problem}; {done}{self.action}"
+
+
+# -- repositories.json -----------------------------------------------------------------
+
+
+def parse_repositories(data: bytes) -> dict[str, Any]:
+    """The name table, checked for the shape the store relies on; ValueError if not."""
+    doc = json.loads(data)
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    doc.setdefault("format", 1)
+    for table in ("tags", "digests"):
+        entries = doc.setdefault(table, {})
+        if not isinstance(entries, dict):
+            raise ValueError(f"{table!r} is not an object")
+        for name, plats in entries.items():
+            if not isinstance(plats, dict) or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in plats.values()):
+                raise ValueError(f"bad entry for {name!r}")
+    return doc
+
+
+def recover_repositories(store: Any) -> tuple[dict[str, Any], str]:
+    """A trustworthy name table: the last good copy (or an empty one) without the
+    entries of images that are not complete. Returns (doc, what was used)."""
+    doc, source = {"format": 1, "tags": {}, "digests": {}}, "an empty table"
+    try:
+        doc, source = parse_repositories(backup_path(store).read_bytes()), f"its last good copy {backup_path(store).name}"
+    except (OSError, ValueError):
+        pass
+    complete = set(store.image_ids())
+    for table in ("tags", "digests"):
+        for name in list(doc[table]):
+            plats = {p: e for p, e in doc[table][name].items() if e["id"] in complete}
+            if plats:
+                doc[table][name] = plats
+            else:
+                del doc[table][name]
+    return doc, source
+
+
+def backup_path(store: Any) -> Path:
+    return store.repos_file.with_name(store.repos_file.name + ".bak")
+
+
+def keep_backup(store: Any) -> None:
+    """Keep the current (good) name table as repositories.json.bak: a hard link, so
+    readers never see the table missing and the next write replaces only the name."""
+    tmp = backup_path(store).with_name(f".repositories.json.bak.{os.getpid()}")
+    try:
+        os.link(store.repos_file, tmp)
+        os.replace(tmp, backup_path(store))
+    except FileNotFoundError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to <name>.damaged (the newest damaged copy wins)."""
+    dest = path.with_name(path.name + ".damaged")
+    os.replace(path, dest)
+    return dest
+
+
+def _check_repositories(store: Any, repair: bool) -> list[Finding]:
+    try:
+        parse_repositories(store.repos_file.read_bytes())
+        return []
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        problem = f"unreadable ({exc})"
+    f = Finding(str(store.repos_file), problem, "rebuild it from its last good copy and the complete images")
+    if repair:
+        with store._repos_lock():
+            doc, source = recover_repositories(store)
+            set_aside(store.repos_file)
+            atomic_write(store.repos_file, json.dumps(doc, indent=1, sort_keys=True).encode())
+        f.action, f.repaired = f"rebuilt from {source} (the damaged file is kept as repositories.json.damaged)", True
+    return [f]
+
+
+# -- blobs -----------------------------------------------------------------------------
+
+
+def _check_blobs(store: Any, repair: bool) -> list[Finding]:
+    out = []
+    for digest in list(store.blobs.digests()):
+        path = store.blobs.path(digest)
+        try:
+            got = digest_file(path, parse_digest(digest)[0])
+        except OSError as exc:
+            got = f"unreadable: {exc.strerror}"
+        if got == digest:
+            continue
+        f = Finding(f"blob {digest}", f"content does not match (it hashes to {got})", "delete it (pull again to restore it)")
+        if repair:
+            store.blobs.remove(digest)
+            f.action, f.repaired = "deleted (pull the image again to restore it)", True
+        out.append(f)
+    return out
+
+
+# -- images ----------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_bytes())
+
+
+def _blob_json(store: Any, digest: str) -> tuple[bytes, Any] | None:
+    """A blob's bytes and parsed JSON, if present and verified."""
+    try:
+        path = store.blobs.path(digest)
+        data = path.read_bytes()
+        if digest_file(path, parse_digest(digest)[0]) != digest:
+            return None
+        return data, json.loads(data)
+    except (OSError, ValueError, OcirunError):
+        return None
+
+
+def image_problem(idir: Path) -> str | None:
+    """Why an image's records cannot be used, or None."""
+    for name in ("meta.json", "config.json"):
+        try:
+            doc = _read_json(idir / name)
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except (OSError, ValueError) as exc:
+            return f"{name} is unreadable ({exc})"
+        if not isinstance(doc, dict):
+            return f"{name} is not a JSON object"
+    meta = _read_json(idir / "meta.json")
+    if meta.get("id") != "sha256:" + idir.name or not isinstance(meta.get("layers", []), list):
+        return "meta.json does not describe this image"
+    return None
+
+
+def _manifest_for(store: Any, image_id: str, idir: Path) -> tuple[bytes, str, Any] | None:
+    """The image's manifest (bytes, digest, doc): its own copy, else a stored blob."""
+    import hashlib
+
+    try:
+        data = (idir / "manifest.json").read_bytes()
+        doc = json.loads(data)
+        if (doc.get("config") or {}).get("digest") == image_id:
+            return data, "sha256:" + hashlib.sha256(data).hexdigest(), doc
+    except (OSError, ValueError, AttributeError):
+        pass
+    for digest in store.blobs.digests():
+        if store.blobs.size(digest) > 4 << 20:
+            continue
+        got = _blob_json(store, digest)
+        if got and isinstance(got[1], dict) and (got[1].get("config") or {}).get("digest") == image_id:
+            return got[0], digest, got[1]
+    return None
+
+
+def rebuild_image_records(store: Any, image_id: str, idir: Path) -> bool:
+    """Write config.json, manifest.json and meta.json again from verified blobs."""
+    cfg = _blob_json(store, image_id)
+    man = _manifest_for(store, image_id, idir)
+    if cfg is None or man is None or not isinstance(cfg[1], dict):
+        return False
+    man_bytes, man_digest, man_doc = man
+    layers = [d["digest"] for d in man_doc.get("layers") or [] if isinstance(d, dict) and "digest" in d]
+    arch, variant = cfg[1].get("architecture", ""), cfg[1].get("variant")
+    meta = {
+        "format": 1, "id": image_id, "manifest_digest": man_digest,
+        "platform": "/".join(p for p in (cfg[1].get("os", "linux"), arch, variant) if p),
+        "created": str(cfg[1].get("created") or ""), "layers": layers,
+        "size": tree_size(idir / "rootfs") if (idir / "rootfs").is_dir() else 0,
+        "pulled": os.stat(idir).st_mtime, "source": "rebuilt", "unpack": {},
+    }
+    atomic_write(idir / "config.json", cfg[0])
+    atomic_write(idir / "manifest.json", man_bytes)
+    atomic_write(idir / "meta.json", json.dumps(meta, indent=1).encode())
+    return True
+
+
+def _check_images(store: Any, repair: bool) -> list[Finding]:
+    out = []
+    if not store.images_dir.is_dir():
+        return out
+    for entry in sorted(os.scandir(store.images_dir), key=lambda e: e.name):
+        idir = Path(entry.path)
+        if len(entry.name) != 64 or not os.path.lexists(idir / "meta.json"):
+            continue  # not an image, or an unfinished pull (prune removes those)
+        problem = image_problem(idir)
+        if problem is None:
+            continue
+        image_id = "sha256:" + entry.name
+        f = Finding(f"image {entry.name[:12]}", problem, "rebuild its records from the blobs, else delete it")
+        if repair:
+            with store._image_lock(image_id):
+                f.repaired = True
+                if rebuild_image_records(store, image_id, idir):
+                    f.action = "records rebuilt from the blobs"
+                elif store.containers_using(image_id):
+                    f.action, f.repaired = "kept: a container uses it and its blobs are gone (pull it again)", False
+                else:
+                    (idir / "meta.json").unlink(missing_ok=True)
+                    f.action = "deleted (pull it again)"
+            if f.action.startswith("deleted"):
+                store._delete_image(image_id)
+        out.append(f)
+    return out
+
+
+# -- containers and fake-root databases --------------------------------------------------
+
+
+def _check_containers(store: Any, repair: bool) -> list[Finding]:
+    out = []
+    if not store.containers_dir.is_dir():
+        return out
+    for entry in sorted(os.scandir(store.containers_dir), key=lambda e: e.name):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        try:
+            doc = _read_json(Path(entry.path, "config.json"))
+            if not isinstance(doc, dict) or not isinstance(doc.get("Plan"), dict) or "Id" not in doc:
+                raise ValueError("not a container configuration")
+        except (OSError, ValueError) as exc:
+            f = Finding(f"container {entry.name[:12]}", f"config.json is unreadable ({exc})",
+                        f"move it, with its files, to {store.root / 'lost+found'}")
+            if repair:
+                lost = store.root / "lost+found"
+                lost.mkdir(exist_ok=True)
+                dest = lost / f"{entry.name}-{int(time.time())}"
+                os.replace(entry.path, dest)
+                f.action, f.repaired = f"moved, with its files, to {dest}", True
+            out.append(f)
+            continue
+        out += _check_fakeroot_dbs(Path(entry.path), repair)
+    return out
+
+
+def _check_fakeroot_dbs(cdir: Path, repair: bool) -> list[Finding]:
+    out = []
+    for db in [*cdir.glob(CONTAINER_DB), *cdir.glob("*" + FAKEROOT_DB_SUFFIX)]:
+        problem = fakeroot_db_problem(db)
+        if problem is None:
+            continue
+        f = Finding(str(db), f"fake-root database is damaged ({problem})",
+                    "copy the rows that can be read into a new database, keep the old one as *.damaged")
+        if repair:
+            n = salvage_fakeroot_db(db)
+            f.action, f.repaired = f"{n} record(s) saved into a new database, the old one kept as {db.name}.damaged", True
+        out.append(f)
+    return out
+
+
+def fakeroot_db_problem(db: Path) -> str | None:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None if rows == [("ok",)] else "; ".join(r[0] for r in rows[:3])
+
+
+def salvage_fakeroot_db(db: Path) -> int:
+    """Move the damaged database aside and copy what is readable into a new one."""
+    damaged_copy = db.with_name(db.name + ".damaged")
+    os.replace(db, damaged_copy)
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    rows: list[tuple] = []
+    try:
+        old = sqlite3.connect(f"file:{damaged_copy}?mode=ro", uri=True)
+        try:
+            schema = [r[0] for r in old.execute("SELECT sql FROM sqlite_master WHERE type='table' AND sql IS NOT NULL")]
+            tables = [r[0] for r in old.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            rows = [(t, r) for t in tables for r in _readable_rows(old, t)]
+        finally:
+            old.close()
+    except sqlite3.Error:
+        return 0
+    new = sqlite3.connect(db)
+    try:
+        for sql in schema:
+            new.execute(sql)
+        for table, row in rows:
+            new.execute(f'INSERT OR IGNORE INTO "{table}" VALUES ({",".join("?" * len(row))})', row)
+        new.commit()
+    finally:
+        new.close()
+    return len(rows)
+
+
+def _readable_rows(conn: sqlite3.Connection, table: str) -> list[tuple]:
+    out = []
+    try:
+        for row in conn.execute(f'SELECT * FROM "{table}"'):
+            out.append(row)
+    except sqlite3.Error:
+        pass  # the rest of the table is unreadable
+    return out
+
+
+# -- the whole store ---------------------------------------------------------------------
+
+CHECKS: list[tuple[str, Callable[[Any, bool], list[Finding]]]] = [
+    ("blobs", _check_blobs),
+    ("images", _check_images),
+    ("repositories", _check_repositories),
+    ("containers", _check_containers),
+]
+
+
+def check_store(store: Any, repair: bool = False) -> list[Finding]:
+    """Every damaged thing in the store; with `repair`, repaired as the module says.
+
+    Repairs hold the store's garbage-collection lock exclusively: no pull runs meanwhile."""
+    if not repair:
+        return [f for _name, check in CHECKS for f in check(store, False)]
+    with store._gc_lock(exclusive=True, blocking=False) as got:
+        if not got:
+            raise OcirunError("another ocirun command is pulling or loading into this store: try again when it is done")
+        return [f for _name, check in CHECKS for f in check(store, True)]
+
