@@ -97,6 +97,7 @@ class ImageRecord:
     path: Path | None = None  # images/<hex>
     pulled: float = 0.0
     source: str = ""  # registry, docker-archive, build, build-cache (a build step's tree)
+    store: Path | None = None  # the root of the store it is in (the user's or a site store)
 
     @property
     def short_id(self) -> str:
@@ -125,6 +126,7 @@ class Store:
         self.locks_dir = self.root / "locks"
         self.containers_dir = self.root / "containers"
         self.repos_file = self.root / "repositories.json"
+        self.additional: list[Store] = []  # read-only site stores (layers/sites.py)
 
     @classmethod
     def open(cls, root_option: str | os.PathLike[str] | None = None) -> Store:
@@ -136,6 +138,9 @@ class Store:
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OcirunError(f"cannot create the image store at {store.root}: {exc.strerror}") from None
+        from layers.sites import additional_store_paths
+
+        store.additional = [cls(p) for p in additional_store_paths() if p != store.root]
         return store
 
     # -- locks ------------------------------------------------------------------------
@@ -447,6 +452,7 @@ class Store:
             path=idir,
             pulled=float(meta.get("pulled", 0)),
             source=str(meta.get("source", "")),
+            store=self.root,
         )
 
     def _get_or_warn(self, image_id: str) -> ImageRecord | None:
@@ -572,6 +578,8 @@ class Store:
         """The image's rootfs, unpacking it again from the stored blobs if it is missing."""
         if record.rootfs.is_dir():
             return record.rootfs
+        if record.store is not None and record.store != self.root:
+            raise OcirunError(f"image {record.short_id} of the read-only store {record.store} has no unpacked tree")
         with self._gc_lock(), self._image_lock(record.id):
             if record.rootfs.is_dir():
                 return record.rootfs

@@ -9,6 +9,7 @@ environment, which wins:
 | `"default-registry"`     | `OCIRUN_DEFAULT_REGISTRY=HOST`    | short names (`debian`) resolve to HOST/library/debian instead of docker.io |
 | `"registry-mirrors"`     | `OCIRUN_REGISTRY_MIRROR=H1,H2`    | Docker Hub content is fetched from these first (names stay docker.io/...) |
 | `"insecure-registries"`  | `OCIRUN_INSECURE_REGISTRIES=H1,H2`| plain HTTP (and no TLS verification) for these hosts |
+| `"additionalimagestores"`| `OCIRUN_ADDITIONAL_STORES=P1:P2`  | read-only image stores searched after the user's (podman's key; layers/sites.py) |
 
 Mirrors may be given as `host[:port]` or `http(s)://host[:port]`. Loopback registries
 (`localhost`, 127.0.0.0/8, `[::1]`) may always use plain HTTP, as docker allows.
@@ -35,6 +36,25 @@ def config_dir() -> Path:
     return Path(base) / "ocirun"
 
 
+def config_file() -> Path:
+    """The config file: $OCIRUN_CONFIG, else config.json in the config directory."""
+    return Path(os.environ.get("OCIRUN_CONFIG") or config_dir() / "config.json")
+
+
+def read_config_file(path: Path | None = None) -> dict:
+    """The config file's JSON object ({} when there is no file); one-line errors."""
+    path = path or config_file()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OcirunError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise OcirunError(f"config {path} is not a JSON object")
+    return data
+
+
 def _strip_scheme(host: str) -> str:
     for prefix in ("https://", "http://"):
         if host.startswith(prefix):
@@ -58,14 +78,8 @@ class RegistryConfig:
     def load(cls, path: Path | None = None) -> RegistryConfig:
         """Config file, then environment overrides."""
         cfg = cls()
-        path = path or Path(os.environ.get("OCIRUN_CONFIG") or config_dir() / "config.json")
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise OcirunError(f"cannot read config {path}: {exc}") from None
-            if not isinstance(data, dict):
-                raise OcirunError(f"config {path} is not a JSON object")
+        data = read_config_file(path)
+        if data:
             if data.get("default-registry"):
                 cfg.default_registry = _strip_scheme(str(data["default-registry"]))
             cfg.mirrors = [str(m) for m in data.get("registry-mirrors") or []]

@@ -196,8 +196,10 @@ def load(ctx: click.Context, path: str | None, quiet: bool) -> None:
 @click.pass_context
 def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_: bool, repository: str | None) -> None:
     """List images."""
+    from layers.sites import all_table_rows, is_site_record
+
     store = _store(ctx)
-    rows = store.table_rows()
+    rows = all_table_rows(store)
     if repository:
         from layers.store import familiar
 
@@ -215,13 +217,15 @@ def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_:
         for ident in seen:
             click.echo(ident)
         return
+    sites = bool(store.additional)  # STORE: where each image comes from, when there is a choice
     head = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "PLATFORM", "CREATED", "SIZE"]
-    table = [head]
+    table = [head + (["STORE"] if sites else [])]
     for repo, tag, rec, dig in rows:
         table.append(
             [repo, tag]
             + ([dig or "<none>"] if digests else [])
             + [rec.id if no_trunc else rec.short_id, rec.platform, human_ago(rec.created), human_size(rec.size)]
+            + ([str(rec.store) if is_site_record(store, rec) else "user"] if sites else [])
         )
     click.echo(_table(table))
 
@@ -242,9 +246,22 @@ def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
             for line in store.remove(ref, force=force):
                 click.echo(line)
         except OcirunError as exc:
-            errors.append(exc.message)
+            errors.append(_site_refusal(store, ref) or exc.message)
     if errors:
         raise OcirunError("; ".join(errors))
+
+
+def _site_refusal(store: Any, ref: str) -> str | None:
+    """rmi of an image only a read-only site store has: say so (not "No such image")."""
+    from layers.sites import find_image, is_site_record
+
+    try:
+        rec = find_image(store, ref)
+    except OcirunError:
+        return None
+    if rec is not None and is_site_record(store, rec):
+        return f"cannot remove {ref}: it is in the read-only image store {rec.store}"
+    return None
 
 
 # -- inspect --------------------------------------------------------------------------------------
@@ -273,6 +290,7 @@ def inspect_doc(store: Any, rec: Any) -> dict[str, Any]:
         "Platform": rec.platform,
         "Rootfs": str(rec.rootfs.absolute()),
         "Ownership": str(rec.ownership_path.absolute()),
+        "Store": str(rec.store or store.root),
     }
     if cfg.get("variant"):
         doc["Variant"] = cfg["variant"]
@@ -289,10 +307,12 @@ def inspect_doc(store: Any, rec: Any) -> dict[str, Any]:
 @click.pass_context
 def inspect(ctx: click.Context, platform: str | None, fmt: str | None, refs: tuple[str, ...]) -> None:
     """Display detailed information on one or more images (a JSON array)."""
+    from layers.sites import find_image
+
     store = _store(ctx)
     docs, missing = [], []
     for ref in refs:
-        rec = store.resolve(ref, platform=platform)
+        rec = find_image(store, ref, platform=platform)  # the user's store, then the site stores
         if rec is None:
             missing.append(ref)
         else:

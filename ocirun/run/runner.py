@@ -45,7 +45,9 @@ def get_image(store: Any, ref: str, platform: str | None, pull: str) -> Any:
     _check_reference(ref)
     record = None
     if pull != "always":
-        record = store.resolve(ref, platform)
+        from layers.sites import find_image
+
+        record = find_image(store, ref, platform)
         if record is not None and platform and not _platform_matches(record.platform, platform):
             record = None
     if record is None:
