@@ -52,7 +52,8 @@ class LocalImage:
     media_type: str
     config: Descriptor
     layers: list[Descriptor]
-    mount_from: tuple[str, ...] = ()  # repositories of the target registry that may hold the blobs
+    # blob digest -> repositories of the target registry that may hold it (mount sources)
+    mount_from: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,7 +171,7 @@ def refused(resp: requests.Response, what: str) -> OcirunError:
     return OcirunError(f"{what} refused: HTTP {resp.status_code}" + (f": {msg}" if msg else ""))
 
 
-def _upload_all(up: _Uploader, blobs: list[Descriptor], mount_from: tuple[str, ...], workers: int,
+def _upload_all(up: _Uploader, blobs: list[Descriptor], mount_from: dict[str, tuple[str, ...]], workers: int,
                 on_done: Callable[[Descriptor, str], None]) -> dict[str, str]:
     """Push blobs in a thread pool; the first failure stops the others at their next request."""
     statuses: dict[str, str] = {}
@@ -179,7 +180,7 @@ def _upload_all(up: _Uploader, blobs: list[Descriptor], mount_from: tuple[str, .
     def one(d: Descriptor) -> None:
         if stop.is_set():
             return
-        statuses[d.digest] = up.push(d, mount_from)
+        statuses[d.digest] = up.push(d, mount_from.get(d.digest, ()))
         on_done(d, statuses[d.digest])
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(blobs))))
@@ -229,7 +230,7 @@ def push_image(
     for d in layers:
         board.add(d.digest, d.size, "Preparing")
     statuses = _upload_all(up, layers, image.mount_from, workers, done)
-    statuses[image.config.digest] = up.push(image.config, image.mount_from)
+    statuses[image.config.digest] = up.push(image.config, image.mount_from.get(image.config.digest, ()))
     board.close()
     tag = ref.tag or "latest"
     resp = client.request("PUT", f"{ref.repository}/manifests/{tag}", scope=up.scope,

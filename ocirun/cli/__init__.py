@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "push": "ocirun.cli.lifecycle_cmds:push",
     "history": "ocirun.cli.lifecycle_cmds:history",
     "save": "ocirun.cli.lifecycle_cmds:save",
+    "commit": "ocirun.cli.lifecycle_cmds:commit",
 }
 
 # Global options the group itself takes before the subcommand (or image).

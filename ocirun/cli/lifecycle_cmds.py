@@ -62,26 +62,39 @@ def tag(ctx: click.Context, source: str, target: str) -> None:
 # -- push ----------------------------------------------------------------------------------------
 
 
+def _mount_sources(store: Any, ref: Any, blobs: set[str]) -> dict[str, tuple[str, ...]]:
+    """For each blob, the other repositories of `ref`'s registry that stored images
+    holding it are named in: the registry may let the push mount it from there."""
+    from registry.reference import parse_image_reference
+
+    out: dict[str, list[str]] = {}
+    for rec in store.list_images():
+        mine = blobs.intersection(rec.layers + [rec.id])
+        if not mine:
+            continue
+        for name in rec.repo_tags + rec.repo_digests:
+            try:
+                other = parse_image_reference(name)
+            except OcirunError:
+                continue
+            if other.registry == ref.registry and other.repository != ref.repository:
+                for digest in mine:
+                    if other.repository not in out.setdefault(digest, []):
+                        out[digest].append(other.repository)
+    return {d: tuple(repos) for d, repos in out.items()}
+
+
 def _local_image(store: Any, rec: Any, ref: Any) -> Any:
     """The stored manifest and the blobs it names, plus repositories to mount them from."""
     from registry.client import manifest_media_type
     from registry.push import LocalImage
-    from registry.reference import parse_image_reference
     from registry.types import Descriptor, iter_layers
 
     data = (rec.path / "manifest.json").read_bytes()
-    media_type = manifest_media_type(data, "", rec.short_id)
     manifest = json.loads(data)
-    sources = []
-    for name in rec.repo_tags + rec.repo_digests:
-        try:
-            other = parse_image_reference(name)
-        except OcirunError:
-            continue
-        if other.registry == ref.registry and other.repository != ref.repository:
-            sources.append(other.repository)
-    return LocalImage(data, media_type, Descriptor.from_json(manifest.get("config") or {}),
-                      list(iter_layers(manifest)), tuple(dict.fromkeys(sources)))
+    config, layers = Descriptor.from_json(manifest.get("config") or {}), list(iter_layers(manifest))
+    sources = _mount_sources(store, ref, {config.digest, *(d.digest for d in layers)})
+    return LocalImage(data, manifest_media_type(data, "", rec.short_id), config, layers, sources)
 
 
 def _push_one(store: Any, ref: Any, quiet: bool) -> None:
@@ -311,3 +324,37 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# -- commit --------------------------------------------------------------------------------------
+
+
+def _container(ctx: click.Context, ref: str) -> Any:
+    from ocirun.run.containers import ContainerStore
+
+    return ContainerStore(_store(ctx).root).get(ref)
+
+
+@click.command("commit", cls=DockerCommand, context_settings=CONTEXT)
+@click.option("-a", "--author", default="", metavar="string", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>").')
+@click.option("-m", "--message", default="", metavar="string", help="Commit message.")
+@click.option("-p", "--pause", type=bool, default=True, metavar="",
+              help="Pause container during commit (accepted; ocirun does not pause, default true).")
+@click.argument("container")
+@click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]")
+@click.pass_context
+def commit(ctx: click.Context, author: str, message: str, pause: bool, container: str, repository: str | None) -> None:
+    """Create a new image from a container's changes.
+
+    \b
+    Usage:  ocirun commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]
+    """
+    from ocirun.run.commit import CommitOptions, commit_container
+
+    store = _store(ctx)
+    c = _container(ctx, container)
+    tags = [repository] if repository else []
+    for t in tags:
+        _reference(t, "commit")  # a bad name fails before the layer is written
+    rec = commit_container(store, c, CommitOptions(author=author, message=message, tags=tags))
+    click.echo(rec.id)
