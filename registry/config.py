@@ -10,9 +10,12 @@ environment, which wins:
 | `"registry-mirrors"`     | `OCIRUN_REGISTRY_MIRROR=H1,H2`    | Docker Hub content is fetched from these first (names stay docker.io/...) |
 | `"insecure-registries"`  | `OCIRUN_INSECURE_REGISTRIES=H1,H2`| plain HTTP (and no TLS verification) for these hosts |
 | `"additionalimagestores"`| `OCIRUN_ADDITIONAL_STORES=P1:P2`  | read-only image stores searched after the user's (podman's key; layers/sites.py) |
+| `"insecure-loopback"`    | `OCIRUN_INSECURE_LOOPBACK=0`      | loopback registries are exempt from the TLS rules (default true; false treats them as any other host) |
 
 Mirrors may be given as `host[:port]` or `http(s)://host[:port]`. Loopback registries
-(`localhost`, 127.0.0.0/8, `[::1]`) may always use plain HTTP, as docker allows.
+(`localhost`, 127.0.0.0/8, `[::1]`) may use plain HTTP, as docker allows, unless
+`insecure-loopback` is false: then they follow the rules of a remote registry (which
+lets the TLS rules be tested on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class RegistryConfig:
     default_registry: str = DOCKER_HUB
     mirrors: list[str] = field(default_factory=list)  # as given (may carry a scheme)
     insecure: list[str] = field(default_factory=list)
+    insecure_loopback: bool = True
 
     @classmethod
     def load(cls, path: Path | None = None) -> RegistryConfig:
@@ -84,6 +88,7 @@ class RegistryConfig:
                 cfg.default_registry = _strip_scheme(str(data["default-registry"]))
             cfg.mirrors = [str(m) for m in data.get("registry-mirrors") or []]
             cfg.insecure = [_strip_scheme(str(m)) for m in data.get("insecure-registries") or []]
+            cfg.insecure_loopback = bool(data.get("insecure-loopback", True))
         env = os.environ
         if env.get("OCIRUN_DEFAULT_REGISTRY"):
             cfg.default_registry = _strip_scheme(env["OCIRUN_DEFAULT_REGISTRY"])
@@ -91,13 +96,16 @@ class RegistryConfig:
             cfg.mirrors = _split_list(env["OCIRUN_REGISTRY_MIRROR"])
         if "OCIRUN_INSECURE_REGISTRIES" in env:
             cfg.insecure = [_strip_scheme(h) for h in _split_list(env["OCIRUN_INSECURE_REGISTRIES"])]
+        if env.get("OCIRUN_INSECURE_LOOPBACK"):
+            cfg.insecure_loopback = env["OCIRUN_INSECURE_LOOPBACK"].lower() not in ("0", "false", "no")
         if cfg.default_registry in DOCKER_HUB_ALIASES:
             cfg.default_registry = DOCKER_HUB
         return cfg
 
     def is_insecure(self, host: str) -> bool:
-        """Plain HTTP allowed: loopback, or listed (with or without port)."""
-        if is_loopback(host):
+        """Plain HTTP allowed: loopback (unless insecure_loopback is off), or listed
+        (with or without port)."""
+        if self.insecure_loopback and is_loopback(host):
             return True
         hostname = split_host_port(host)[0]
         return host in self.insecure or hostname in self.insecure

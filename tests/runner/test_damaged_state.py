@@ -106,7 +106,9 @@ def test_corrupt_blob_is_found_and_dropped(store):
     layer = store.root / "blobs" / "sha256" / meta["layers"][0].split(":")[1]
     data = bytearray(layer.read_bytes())
     data[len(data) // 2] ^= 0xFF
+    layer.chmod(0o644)  # blobs are read-only
     layer.write_bytes(bytes(data))
+    layer.chmod(0o444)
     cp = store("system", "check")
     assert cp.returncode == 1 and "does not match" in cp.stdout and meta["layers"][0] in cp.stdout
     store.ok("system", "check", "--repair")
