@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
+from ocirun.run.gpus import GpuRequest, parse_gpus
 
 # Bare platform words users type, mapped to os/arch[/variant] (docker accepts these too).
 _ARCH_ALIASES: dict[str, str] = {
@@ -68,7 +69,6 @@ IGNORED_FLAGS: dict[str, bool] = {
     "--pids-limit": True,
     "--device": True,
     "--device-cgroup-rule": True,
-    "--gpus": True,
     "--oom-kill-disable": False,
     "--oom-score-adj": True,
     "--restart": True,
@@ -123,7 +123,7 @@ _NEEDS_PRIVILEGE = frozenset(
     f for f in IGNORED_FLAGS
     if f.startswith(("--memory", "--kernel-memory", "--cpu", "--blkio", "--device", "--cap-", "--security",
                      "--ulimit", "--pids", "--oom", "--ipc", "--pid", "--uts", "--userns", "--cgroup",
-                     "--shm", "--sysctl", "--gpus", "--privileged", "--group-add", "--runtime",
+                     "--shm", "--sysctl", "--privileged", "--group-add", "--runtime",
                      "--isolation", "--ip", "--mac", "--storage", "--read-only"))
 ) | {"-m", "-c"}
 
@@ -178,6 +178,7 @@ class RunOptions:
     tty: bool = False
     share_tmp: bool = False
     stop_signal: str | None = None
+    gpus: GpuRequest | None = None  # --gpus/--nv/--rocm (ocirun/run/gpus.py)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -459,6 +460,9 @@ class RawRunArgs:
     tty: bool = False
     share_tmp: bool = False
     stop_signal: str | None = None
+    gpus: str | None = None
+    nv: bool = False
+    rocm: bool = False
     ignored: list[tuple[str, str | None]] = field(default_factory=list)
 
 
@@ -500,5 +504,6 @@ def build_options(raw: RawRunArgs, host_env: dict[str, str] | None = None) -> Ru
         tty=raw.tty,
         share_tmp=raw.share_tmp,
         stop_signal=parse_stop_signal(raw.stop_signal) if raw.stop_signal else None,
+        gpus=parse_gpus(raw.gpus, raw.nv, raw.rocm),
         warnings=ignored_warnings(raw.ignored),
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
+from ocirun.run.gpus import GpuSetup, gpu_setup
 from ocirun.run.options import Publish, RunOptions, Volume
 from ocirun.run.scheduler import rendezvous_dirs, scheduler_env
 
@@ -184,9 +185,11 @@ def command_argv(defaults: ImageDefaults, command: list[str], entrypoint: str | 
 
 
 def guest_env(
-    defaults: ImageDefaults, opts_env: dict[str, str], hostname: str, home: str, host_env: dict[str, str]
+    defaults: ImageDefaults, opts_env: dict[str, str], hostname: str, home: str, host_env: dict[str, str],
+    gpu_env: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Image Env + TERM + the scheduler's + --env-file/-e; PATH, HOSTNAME and HOME defaulted as docker does."""
+    """Image Env + TERM + the scheduler's + the GPUs' + --env-file/-e; PATH, HOSTNAME and HOME
+    defaulted as docker does."""
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
     for item in defaults.env:
         name, sep, value = item.partition("=")
@@ -195,6 +198,7 @@ def guest_env(
     if "TERM" in host_env:
         env["TERM"] = host_env["TERM"]
     env.update(scheduler_env(host_env))
+    env.update(gpu_env or {})
     env.update(opts_env)
     env.setdefault("HOME", home)
     return env
@@ -238,16 +242,18 @@ def build_run_plan(
     user_spec = opts.user if opts.user is not None else (defaults.user or "0")
     user = resolve_user(rootfs, user_spec)
     hostname = opts.hostname or container_id[:12]
+    gpu = _gpu_setup(opts, defaults, host_env)
     return RunPlan(
         argv=argv,
-        env=guest_env(defaults, opts.env, hostname, user.home, host_env),
+        env=guest_env(defaults, opts.env, hostname, user.home, host_env, gpu.env),
         cwd=opts.workdir or defaults.workdir or "/",
         uid=user.uid,
         gid=user.gid,
         user=user_spec,
         hostname=hostname,
         platform=opts.platform,
-        volumes=list(opts.volumes) + _rendezvous_volumes(opts.volumes, host_env),
+        volumes=list(opts.volumes) + _rendezvous_volumes(opts.volumes, host_env)
+        + [Volume(h, g, readonly=ro) for h, g, ro in gpu.volumes],
         ports=resolve_ports(opts, defaults),
         netcoop=opts.netcoop,
         kernel_release=opts.kernel_release,
@@ -256,6 +262,14 @@ def build_run_plan(
         share_tmp=opts.share_tmp,
         stop_signal=opts.stop_signal or defaults.stop_signal or DEFAULT_STOP_SIGNAL,
     )
+
+
+def _gpu_setup(opts: RunOptions, defaults: ImageDefaults, host_env: dict[str, str]) -> GpuSetup:
+    """--gpus/--nv/--rocm: the driver's bindings and environment (none without the flags)."""
+    if opts.gpus is None:
+        return GpuSetup()
+    image_env = dict(item.partition("=")[::2] for item in defaults.env)
+    return gpu_setup(opts.gpus, host_env, image_env)
 
 
 def _rendezvous_volumes(volumes: list[Volume], host_env: dict[str, str]) -> list[Volume]:
