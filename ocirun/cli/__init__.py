@@ -287,9 +287,27 @@ def _command_path(args: list[str]) -> str:
     return "ocirun"
 
 
+def undo_locale_coercion() -> None:
+    """Give guests the caller's environment: under a C locale Python sets LC_CTYPE=C.UTF-8
+    in its own (PEP 538); the value ocirun was started with (or its absence) is put back."""
+    if "LC_CTYPE" not in os.environ:
+        return
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            initial = f.read().split(b"\0")
+    except OSError:
+        return
+    given = [entry[len(b"LC_CTYPE="):] for entry in initial if entry.startswith(b"LC_CTYPE=")]
+    if not given:
+        del os.environ["LC_CTYPE"]
+    else:
+        os.environb[b"LC_CTYPE"] = given[-1]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the group, turn every failure into one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
+    undo_locale_coercion()
     debug = "-D" in args[:2] or "--debug" in args[:2] or os.environ.get("OCIRUN_DEBUG") == "1"
     try:
         code = cli.main(args=args, prog_name="ocirun", standalone_mode=False)

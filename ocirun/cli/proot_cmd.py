@@ -15,7 +15,19 @@ from collections.abc import Callable
 import click
 
 from ocirun import __version__
-from ocirun.errors import EXIT_OCIRUN, OcirunError
+from ocirun.cli.proot_rules import (
+    ORDER_KEY,
+    OrderedCommand,
+    apply_tmp_dir,
+    default_order,
+    env_flag,
+    help_epilog,
+    proot_verbose,
+    resolve_identity,
+    root_and_bindings,
+    starting_directory,
+)
+from ocirun.errors import EXIT_OCIRUN
 
 VERSION_TEXT = f"""ocirun proot {__version__}: PRoot's interface on ocirun's ptrace engine.
 A user-space implementation of chroot, mount --bind and binfmt_misc, re-imagined in Python.
@@ -45,7 +57,7 @@ REGULAR_OPTIONS: list[Callable] = [
         help="Set the initial working directory to *path*.",
     ),
     click.option(
-        "-v", "--verbose", "verbose", metavar="value", type=int, default=0,
+        "-v", "--verbose", "verbose", metavar="value", type=int, default=None,
         help="Set the level of debug information to *value* (negative: quiet; 2 and more trace syscalls).",
     ),
     click.option(
@@ -101,38 +113,26 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         ctx.exit(0)
 
 
-def build_plan(options: dict, command: tuple[str, ...]):
-    """EnginePlan from PRoot's options (no tracing here)."""
-    from ocirun.engine.path.bindings import parse_bind_spec, recommended_bindings
+def build_plan(options: dict, command: tuple[str, ...], order: list[str] | None = None):
+    """EnginePlan from PRoot's options (no tracing here); `order`: the options as given (OrderedCommand)."""
     from ocirun.engine.plan import EnginePlan
 
-    rootfs = options.get("rootfs")
-    bindings = []
-    for kind in ("R", "S"):
-        path = options.get(f"alias_{kind.lower()}")
-        if path:
-            rootfs = path
-            if not os.path.isdir(path):
-                raise OcirunError(f"guest rootfs '{path}' does not exist or is not a directory")
-            bindings.extend(recommended_bindings(path, kind))
-    rootfs = rootfs or "/"
-    if not os.path.isdir(rootfs):
-        raise OcirunError(f"guest rootfs '{rootfs}' does not exist or is not a directory")
-    for spec in options.get("binds") or ():
-        try:
-            bindings.append(parse_bind_spec(spec))
-        except ValueError as exc:
-            raise OcirunError(f"bad -b/--bind: {exc}") from None
-    cwd = options.get("cwd") or "/"
-    if not cwd.startswith("/"):
-        cwd = "/" + cwd
+    order = default_order(options) if order is None else order
+    rootfs, bindings = root_and_bindings(options, order)
+    verbose = proot_verbose(options.get("verbose"))
+    resolve_identity(options, order, quiet=verbose < 0)
+    cwd = starting_directory(rootfs, bindings, options.get("cwd"), quiet=verbose < 0)
+    env = dict(os.environ)
+    env["PWD"] = cwd
     plan = EnginePlan(
         argv=list(command) or ["/bin/sh"],
-        rootfs=os.path.abspath(rootfs),
+        rootfs=rootfs,
         bindings=bindings,
         cwd=cwd,
-        verbose=options.get("verbose") or 0,
+        env=env,
+        verbose=verbose,
         kill_on_exit=bool(options.get("kill_on_exit")),
+        seccomp=not env_flag("PROOT_NO_SECCOMP"),
     )
     for hook in PLAN_HOOKS:
         hook(plan, options)
@@ -150,7 +150,9 @@ def _command(f: Callable) -> Callable:
     )(f)
     return click.command(
         "proot",
+        cls=OrderedCommand,
         help=HELP,
+        epilog=help_epilog(),
         context_settings={
             "allow_interspersed_args": False,
             "help_option_names": ["-h", "--help", "--usage"],
@@ -163,7 +165,8 @@ def _command(f: Callable) -> Callable:
 def proot(command: tuple[str, ...], **options) -> None:
     from ocirun.engine import run
 
-    plan = build_plan(options, command)
+    apply_tmp_dir()
+    plan = build_plan(options, command, click.get_current_context().meta.get(ORDER_KEY))
     code = run(plan)
     sys.stdout.flush()
     sys.exit(code if 0 <= code <= 255 else EXIT_OCIRUN)

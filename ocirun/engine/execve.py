@@ -153,7 +153,7 @@ class ExecPlan:
 
 
 # a hook that turns a plan for a foreign-architecture ELF into a runnable one
-ForeignHandler = Callable[[ExecPlan, ElfInfo], ExecPlan]
+ForeignHandler = Callable[[ExecPlan, ElfInfo | None], ExecPlan]
 
 
 class ExecPlanner:
@@ -213,10 +213,12 @@ class ExecPlanner:
             raise GuestPathError(errno.ELOOP)
         guest_canon = self.to_guest(host) or path
         elf = read_elf(host, head)
-        if elf is None:
-            raise GuestPathError(errno.ENOEXEC)
         plan = ExecPlan(host_path=host, argv=argv, guest_path=guest_canon, program_host=host, elf=elf, chain=chain,
                         env=env)
+        if elf is None:  # neither ELF nor script: ENOEXEC, unless -q takes it (PRoot)
+            if self.foreign is None:
+                raise GuestPathError(errno.ENOEXEC)
+            return self.foreign(plan, None)
         if elf.machine != self.host_em:
             if self.foreign is None:
                 raise GuestPathError(errno.ENOEXEC)

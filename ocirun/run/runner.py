@@ -146,10 +146,17 @@ def _extensions(c: Container, plan: RunPlan, uid: int, gid: int) -> list[Any]:
 
 
 def _uts_spec(hostname: str, release: str | None) -> str:
-    """The container's hostname (and -k release) in kompat's \\sysname\\nodename\\release\\ form."""
+    """The container's hostname (and -k release) in PRoot's seven-field -k form, the rest as the kernel says."""
     if release and release.startswith("\\"):
         return release  # the user's own long form wins
-    return f"\\Linux\\{hostname}\\{release or ''}\\"
+    real = os.uname()
+    try:
+        with open("/proc/sys/kernel/domainname") as f:
+            domain = f.read().strip()
+    except OSError:
+        domain = "(none)"
+    fields = (real.sysname, hostname, release or real.release, real.version, real.machine, domain, "-1")
+    return "\\" + "".join(f + "\\" for f in fields)
 
 
 def _qemu(platform: str | None) -> list[str] | None:

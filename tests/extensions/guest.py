@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import REPO_ROOT, ocirun_env
+from tests.helpers import ocirun_env
 
 # What a package manager needs from the host (PRoot's -S set, minus /tmp).
 BINDS = ("-b", "/proc", "-b", "/dev", "-b", "/sys", "-b", "/etc/hosts", "-b", "/etc/resolv.conf")
@@ -43,7 +43,7 @@ def proot(rootfs: Path | str, *command: str, opts: tuple[str, ...] = (), binds=B
     full_env = ocirun_env({**GUEST_ENV, **(env or {})})
     argv = [*launcher(), "-r", str(rootfs), *binds, *opts, *command]
     return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout,
-                          stdin=subprocess.DEVNULL, cwd=str(REPO_ROOT))
+                          stdin=subprocess.DEVNULL, cwd="/")
 
 
 def sh(rootfs: Path | str, script: str, *opts: str, **kw) -> subprocess.CompletedProcess:

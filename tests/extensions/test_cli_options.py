@@ -32,7 +32,7 @@ def test_help_lists_the_extension_options():
 
 def test_bad_values_are_one_line_errors(tmp_path):
     for args, word in [(["-i", "x:y"], "-i/--change-id"), (["-p", "80"], "-p/--port"),
-                       (["-p", "80:0"], "-p/--port"), (["-k", "x" * 80], "-k/--kernel-release")]:
+                       (["-p", "80:0"], "-p/--port"), (["-k", "\\x\\"], "-k/--kernel-release")]:
         proc = run_ocirun("proot", "-r", str(tmp_path), *args, "/bin/true")
         assert proc.returncode == 125, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()
@@ -58,8 +58,8 @@ def test_plan_hook_builds_the_extension_list(tmp_path, monkeypatch):
     plan_hook(plan, {"root_id": True, "kernel_release": "4.0", "ports": ("80:8080 443:8443",),
                      "netcoop": True, "link2symlink": None, "change_id": None})
     names = [e.name for e in plan.extensions]
-    assert names == ["link2symlink", "fake_id0", "kompat", "portmap"]
-    fake, ports = plan.extensions[1], plan.extensions[3]
+    assert names == ["link2symlink", "kompat", "fake_id0", "portmap"]
+    fake, ports = plan.extensions[2], plan.extensions[3]
     assert (fake.uid, fake.gid) == (0, 0)
     assert ports.map.static == {80: 8080, 443: 8443} and ports.netcoop
     plan = EnginePlan(argv=["true"], rootfs=str(tmp_path))

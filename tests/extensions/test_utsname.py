@@ -29,11 +29,18 @@ def test_release_only():
     assert u["sysname"] == "Linux" and u["nodename"] == os.uname().nodename
 
 
-def test_long_form_with_empty_fields():
-    fake = FakeUname.parse("\\Linux\\box\\5.10.0\\#1 SMP\\\\\\")
+def test_long_form_has_seven_fields_and_empty_means_empty():
+    """PRoot's form: every field ended by a backslash, hwcap last (hex, -1 keeps the real one)."""
+    fake = FakeUname.parse("\\Linux\\box\\5.10.0\\#1 SMP\\\\\\-1\\")
     u = parse_utsname(fake.apply(kernel_uname()))
     assert (u["nodename"], u["release"], u["version"]) == ("box", "5.10.0", "#1 SMP")
-    assert u["machine"] == os.uname().machine
+    assert u["machine"] == "" and u["domainname"] == "" and fake.hwcap is None
+    assert FakeUname.parse("\\a\\b\\c\\d\\e\\f\\0x1234\\").hwcap == 0x1234
+
+
+def test_values_longer_than_64_bytes_are_cut():
+    assert FakeUname.parse("x" * 80).release == "x" * 64
+    assert FakeUname.parse("\\a\\" + "n" * 70 + "\\c\\d\\e\\f\\0\\").nodename == "n" * 64
 
 
 def test_longer_value_overwrites_whole_field():
@@ -44,6 +51,6 @@ def test_longer_value_overwrites_whole_field():
 
 
 def test_bad_values():
-    for bad in ["", "x" * 65, "\\a\\b\\c\\d\\e\\f\\g\\"]:
+    for bad in ["", "\\a\\b\\c\\d\\e\\f\\g\\", "\\a\\b\\c\\d\\e\\f\\", "\\a\\b\\c\\"]:
         with pytest.raises(ValueError):
             FakeUname.parse(bad)

@@ -45,11 +45,13 @@ def run_ocirun(
     env: Mapping[str, str] | None = None,
     input: str | bytes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    cwd: str | os.PathLike[str] | None = None,
+    cwd: str | os.PathLike[str] | None = "/",
     text: bool = True,
 ) -> subprocess.CompletedProcess:
     """Run ``ocirun ARGS...`` and capture its output; never raises on a non-zero exit.
 
+    It runs from ``cwd``, `/` by default: `ocirun proot` starts the guest in the caller's
+    directory (with a warning when the guest has no such directory, as PRoot does).
     stdin is ``input`` or /dev/null (never the test runner's own stdin, which CI
     does not have). On a timeout the whole process group is killed, so a hung
     guest does not outlive the test.

@@ -31,7 +31,7 @@ def test_foreign_program_runs_through_static_qemu_with_its_arguments(busybox_arm
     ident = A.read_elf_id(str(busybox_arm64_binary))
     rw = setup.rewrite("/bin/ls", ["ls", "-l", "/"], ["PATH=/bin", "LD_PRELOAD=/x.so"], ident, str(busybox_arm64_binary))
     assert rw.host_file == STATIC and rw.emulated.qemu == "aarch64" and rw.exe == "/bin/ls"
-    assert rw.argv == [HOST_ROOTFS + STATIC, "-L", "/", "-g", "1234", "-0", "ls", "-E", "LD_PRELOAD=/x.so",
+    assert rw.argv == [HOST_ROOTFS + STATIC, "-g", "1234", "-L", "/", "-0", "ls", "-E", "LD_PRELOAD=/x.so",
                        "/bin/ls", "-l", "/"]
     assert rw.env == ["PATH=/bin"]
     # a prefix the user asked for is kept (and then QEMU looks there first, as it would anyway)
@@ -64,11 +64,13 @@ def test_host_programs_run_natively_with_the_host_loader():
     assert setup.rewrite("/bin/busybox", ["sh"], None, A.read_elf_id(static_host), static_host) is None
 
 
-def test_non_elf_and_unknown_machines_are_left_to_the_kernel(tmp_path):
+def test_non_elf_and_unknown_machines_go_to_the_q_command(tmp_path):
+    """As in PRoot: whatever the host does not run natively is the -q command's business."""
     setup = _setup([STATIC])
-    assert setup.rewrite("/x", ["x"], None, None, "/etc/passwd") is None
+    rw = setup.rewrite("/x", ["x", "a"], None, None, "/etc/passwd")
+    assert rw.argv == [HOST_ROOTFS + STATIC, "-L", "/", "-0", "x", "/x", "a"] and rw.emulated is None
     unknown = A.ElfId(A.ELFCLASS64, A.ELFDATA2LSB, 0x1234)
-    assert setup.rewrite("/x", ["x"], None, unknown, "/etc/passwd") is None
+    assert setup.rewrite("/x", ["x"], None, unknown, "/etc/passwd").host_file == STATIC
 
 
 def test_armhf_program_under_an_aarch64_qemu_gets_qemu_arm(busybox_armhf_binary):

@@ -3,8 +3,8 @@
 `build` turns PRoot-style options into the extension list (used by
 `ocirun proot` through ocirun/engine/extensions/cli.py); `for_runner` does the
 same for the docker-like runner. Order matters: link2symlink first (it points
-later extensions at the store file behind an emulated link), then fake_id0,
-kompat, portmap.
+later extensions at the store file behind an emulated link), then kompat (it
+keeps sethostname's name before fake_id0 fakes the call's success), fake_id0, portmap.
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ def build(
             link2symlink = link2symlink_needed(rootfs)
     if link2symlink:
         exts.append(load("link2symlink")())
+    if kernel_release:
+        exts.append(load("kompat")(kernel_release))
     if ids is not None:
         exts.append(load("fake_id0")(ids[0], ids[1], db_path=fakeroot_db, ownership_file=ownership,
                                      file_owner=file_owner))
-    if kernel_release:
-        exts.append(load("kompat")(kernel_release))
     if ports or netcoop:
         exts.append(load("portmap")(ports or {}, netcoop))
     return exts

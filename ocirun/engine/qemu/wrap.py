@@ -200,28 +200,42 @@ class QemuSetup:
         guest_path: the program as the guest names it (after shebang resolution);
         host_path: the same file on the host; ident: its ELF identity (None: not ELF).
         """
-        if ident is None:
-            return None
-        arch = arch_for_elf(ident)
         argv0 = argv[0] if argv else guest_path
-        if arch is None:
-            return None  # not a CPU we know: the kernel answers ENOEXEC as usual
-        if runs_natively(arch, self.host):
+        arch = arch_for_elf(ident) if ident is not None else None
+        if arch is not None and runs_natively(arch, self.host) and not force_foreign():
             interp = interp_of(host_path)
             if interp is None:
                 return None  # static host program: nothing to change
             return ExecRewrite(interp, [*host_loader_argv(interp, argv0, guest_path), *argv[1:]], None, guest_path)
-        return self._through_qemu(self.command_for(arch), arch, guest_path, argv0, list(argv[1:]), env)
+        # foreign, unknown or not ELF at all: the -q command's business, as in PRoot
+        command = self.command_for(arch) if arch is not None and not runs_natively(arch, self.host) else self.command
+        return self._through_qemu(command, arch, guest_path, argv0, list(argv[1:]), env)
 
     def _through_qemu(
-        self, qemu: QemuCommand, arch: Arch, guest_path: str, argv0: str, args: list[str], env: Sequence[str] | None
+        self, qemu: QemuCommand, arch: Arch | None, guest_path: str, argv0: str, args: list[str],
+        env: Sequence[str] | None,
     ) -> ExecRewrite:
-        qemu_env, env_flags = split_guest_env(env)
-        tail = [*no_prefix(qemu.args, env), *qemu.args, "-0", argv0, *env_flags, guest_path, *args]
+        """PRoot's argv: the -q command and its arguments, then `-0 ARGV0 PROGRAM ARGS`
+        (QEMU also gets `-L /` and the guest's LD_* variables as -E flags)."""
+        if is_qemu(qemu):
+            qemu_env, env_flags = split_guest_env(env)
+            tail = [*qemu.args, *no_prefix(qemu.args, env), "-0", argv0, *env_flags, guest_path, *args]
+        else:
+            qemu_env, tail = None, [*qemu.args, "-0", argv0, guest_path, *args]
         if qemu.static:
             return ExecRewrite(qemu.path, [on_host(qemu.path), *tail], qemu_env, guest_path, arch)
         start = host_loader_argv(qemu.interp or "", on_host(qemu.path), on_host(qemu.path))
         return ExecRewrite(qemu.interp or "", [*start, *tail], qemu_env, guest_path, arch)
+
+
+def is_qemu(command: QemuCommand) -> bool:
+    """A QEMU user-mode build (its name says so), as opposed to any other -q command."""
+    return command.arch is not None or os.path.basename(command.path).startswith("qemu-")
+
+
+def force_foreign() -> bool:
+    """PROOT_FORCE_FOREIGN_BINARY=1: host-architecture programs go through the -q command too."""
+    return os.environ.get("PROOT_FORCE_FOREIGN_BINARY", "") not in ("", "0")
 
 
 def no_prefix(args: Sequence[str], env: Sequence[str] | None) -> list[str]:
