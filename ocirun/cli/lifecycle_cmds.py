@@ -337,13 +337,16 @@ def _container(ctx: click.Context, ref: str) -> Any:
 
 @click.command("commit", cls=DockerCommand, context_settings=CONTEXT)
 @click.option("-a", "--author", default="", metavar="string", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>").')
+@click.option("-c", "--change", "changes", multiple=True, metavar="list",
+              help="Apply Dockerfile instruction to the created image.")
 @click.option("-m", "--message", default="", metavar="string", help="Commit message.")
 @click.option("-p", "--pause", type=bool, default=True, metavar="",
               help="Pause container during commit (accepted; ocirun does not pause, default true).")
 @click.argument("container")
 @click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]")
 @click.pass_context
-def commit(ctx: click.Context, author: str, message: str, pause: bool, container: str, repository: str | None) -> None:
+def commit(ctx: click.Context, author: str, changes: tuple[str, ...], message: str, pause: bool, container: str,
+           repository: str | None) -> None:
     """Create a new image from a container's changes.
 
     \b
@@ -356,5 +359,6 @@ def commit(ctx: click.Context, author: str, message: str, pause: bool, container
     tags = [repository] if repository else []
     for t in tags:
         _reference(t, "commit")  # a bad name fails before the layer is written
-    rec = commit_container(store, c, CommitOptions(author=author, message=message, tags=tags))
+    opts = CommitOptions(author=author, message=message, changes=list(changes), tags=tags)
+    rec = commit_container(store, c, opts)
     click.echo(rec.id)

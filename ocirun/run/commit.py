@@ -24,6 +24,8 @@ from ocirun.run.scheduler import passes
 
 # what the runner puts in every container's environment, not the image's settings
 _RUNNER_ENV = frozenset({"HOSTNAME", "HOME", "TERM"})
+# the instructions docker's --change accepts
+CHANGE_COMMANDS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME", "WORKDIR")
 
 
 @dataclass
@@ -32,7 +34,7 @@ class CommitOptions:
 
     author: str = ""
     message: str = ""
-    changes: list[dict[str, Any]] = field(default_factory=list)  # config edits (from --change)
+    changes: list[str] = field(default_factory=list)  # Dockerfile instructions (--change)
     tags: list[str] = field(default_factory=list)
 
 
@@ -63,6 +65,22 @@ def container_config(inner: dict[str, Any], c: Container) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v not in (None, [], {}, "")}
 
 
+def apply_changes(cfg: dict[str, Any], changes: list[str]) -> None:
+    """Apply --change instructions to the config, with `ocirun build`'s own handlers."""
+    if not changes:
+        return
+    from ocirun.build.config_steps import StepEnv, apply_config_step, env_dict
+    from ocirun.build.dockerfile import parse
+
+    df = parse("FROM scratch\n" + "\n".join(changes), "--change")
+    se = StepEnv("--change", df.escape, env_dict(cfg.get("config") or {}))
+    for inst in df.instructions[1:]:
+        if inst.cmd not in CHANGE_COMMANDS:
+            raise OcirunError(f"--change {inst.original!r}: {inst.cmd} is not a valid change command "
+                              f"(one of {', '.join(CHANGE_COMMANDS)})")
+        apply_config_step(inst, cfg, se)
+
+
 def commit_container(store: Any, c: Container, opts: CommitOptions) -> Any:
     """Store the new image; returns its ImageRecord."""
     base = store.get(c.image_id)
@@ -70,15 +88,13 @@ def commit_container(store: Any, c: Container, opts: CommitOptions) -> Any:
         raise OcirunError(f"the image of container {c.name} ({c.image}) is no longer in the store")
     base_manifest = json.loads((base.path / "manifest.json").read_bytes())
     docker = base_manifest.get("mediaType") == DOCKER_MANIFEST
-    entries = container_changes(c.image_root, c.rootfs, c.path)
-    epoch = source_date_epoch()
-    layer = write_layer(entries, store.blobs, "gzip", epoch)
     cfg = json.loads(json.dumps(base.config))
     cfg["config"] = container_config(cfg.get("config") or {}, c)
-    for change in opts.changes:
-        cfg["config"].update(change)
+    apply_changes(cfg, opts.changes)  # a bad --change fails before any layer is written
     if opts.author:
         cfg["author"] = opts.author
+    epoch = source_date_epoch()
+    layer = write_layer(container_changes(c.image_root, c.rootfs, c.path), store.blobs, "gzip", epoch)
     cfg = add_history(cfg, " ".join(c.plan.argv), rfc3339(epoch), layer, opts.message or None)
     config = canonical_json(cfg)
     man = manifest(config, list(base_manifest.get("layers") or []) + [layer.descriptor(docker)], docker)

@@ -92,6 +92,23 @@ def test_commit_errors(root: Path, registry_images) -> None:
     line = assert_one_line_error(oc("commit", "c3", "Bad:Name:x"), 125)
     assert "invalid reference format" in line
     before = sorted(os.listdir(root / "blobs/sha256"))
+    line = assert_one_line_error(oc("commit", "-c", "RUN rm -rf /", "c3"), 125)
+    assert line.startswith("ocirun: --change 'RUN rm -rf /': RUN is not a valid change command")
     assert sorted(os.listdir(root / "blobs/sha256")) == before
     out = _ok(oc("commit", "c3"))  # nothing changed, no name: a dangling image
     assert out.startswith("sha256:") and "<none>" in _ok(oc("images"))
+
+
+def test_commit_changes(root: Path, registry_images) -> None:
+    oc = lambda *a, **kw: run_ocirun("--root", root, *a, **kw)  # noqa: E731
+    _ok(oc("create", "--name", "c4", registry_images.busybox, "true"))
+    changes = ['ENV A=1 B="two words"', 'CMD ["echo", "from", "change"]', "LABEL team=ocirun", "EXPOSE 8080/udp",
+               "WORKDIR /srv", "USER 1000", 'ENTRYPOINT ["/bin/sh", "-c", "exec \\"$0\\" \\"$@\\""]']
+    args = [a for ch in changes for a in ("-c", ch)]
+    _ok(oc("container", "commit", *args, "c4", "changed:1"))
+    inner = Store.open(root).resolve("changed:1").config["config"]
+    assert {"A=1", "B=two words"} <= set(inner["Env"])
+    assert inner["Cmd"] == ["echo", "from", "change"] and inner["Labels"] == {"team": "ocirun"}
+    assert inner["ExposedPorts"] == {"8080/udp": {}} and inner["WorkingDir"] == "/srv" and inner["User"] == "1000"
+    _ok(oc("commit", "-c", 'CMD ["echo", "from", "change"]', "c4", "changed:2"))
+    assert _ok(oc("run", "--rm", "changed:2")) == "from change\n"
