@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import sys
@@ -58,6 +59,29 @@ def fd_path(pid: int, fd: int) -> str:
     if fd == AT_FDCWD:
         return f"/proc/{pid}/cwd"
     return f"/proc/{pid}/fd/{fd}"
+
+
+def bad_fd(pid: int, fd: int) -> bool:
+    """FD is not an open file of PID: the kernel's EBADF (AT_FDCWD always counts as open)."""
+    if fd == AT_FDCWD:
+        return False
+    return fd < 0 or not os.path.lexists(f"/proc/{pid}/fd/{fd}")
+
+
+def dirfd_error(sc: Syscall, path_arg: int, dirfd_arg: int | None, flags: int = 0) -> int:
+    """-EBADF when the call would use a closed or invalid dirfd (relative path, or an empty
+    one with AT_EMPTY_PATH), as the kernel answers; else 0."""
+    if dirfd_arg is None or sc.host_paths.get(path_arg):
+        return 0
+    guest = sc.guest_paths.get(path_arg)
+    if guest is None:
+        try:
+            guest = sc.tracee.read_string(sc.args[path_arg]) if sc.args[path_arg] else ""
+        except OSError:
+            return 0
+    if guest.startswith("/") or (guest == "" and not flags & AT_EMPTY_PATH):
+        return 0
+    return -errno.EBADF if bad_fd(sc.tracee.pid, sc.arg_int(dirfd_arg)) else 0
 
 
 def target_path(sc: Syscall, path_arg: int, dirfd_arg: int | None, flags: int = 0) -> str | None:

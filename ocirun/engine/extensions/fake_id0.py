@@ -40,6 +40,8 @@ from ocirun.engine.extensions.common import (
     AT_GID,
     AT_SYMLINK_NOFOLLOW,
     AT_UID,
+    bad_fd,
+    dirfd_error,
     fd_path,
     guest_to_host,
     invalidate,
@@ -493,9 +495,14 @@ class FakeId0(Extension):
                 follow: bool) -> tuple[str | None, os.stat_result | int]:
         """(path to record, stat) of the file a chown/chmod acts on, or (None, -errno)."""
         if path_arg is None:
+            if bad_fd(sc.tracee.pid, sc.arg_int(fd_arg)):
+                return None, -errno.EBADF
             where = fd_path(sc.tracee.pid, sc.arg_int(fd_arg))
             follow = True
         else:
+            err = dirfd_error(sc, path_arg, fd_arg, flags)
+            if err:
+                return None, err
             where = target_path(sc, path_arg, fd_arg, flags)
             if where is None:
                 return None, -errno.ENOENT
@@ -625,7 +632,7 @@ class FakeId0(Extension):
         pid = tracee.pid
         mask = 0
         if name == "fstat":
-            return fd_path(pid, sc.arg_int(0)), 0, 0
+            return None if bad_fd(pid, sc.arg_int(0)) else (fd_path(pid, sc.arg_int(0)), 0, 0)
         if name in ("stat", "lstat"):
             path_arg, dirfd_arg, flags = 0, None, 0 if name == "stat" else AT_SYMLINK_NOFOLLOW
         elif name == "newfstatat":
@@ -641,6 +648,8 @@ class FakeId0(Extension):
                     return None
             except OSError:
                 return None
+            if bad_fd(pid, sc.arg_int(dirfd_arg)):
+                return None  # the kernel's EBADF
             return fd_path(pid, sc.arg_int(dirfd_arg)), flags & ~AT_EMPTY_PATH, mask
         if not host.startswith("/") or host.startswith(("/proc/self", "/proc/thread-self")):
             return None
