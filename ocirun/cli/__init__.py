@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "history": "ocirun.cli.lifecycle_cmds:history",
     "save": "ocirun.cli.lifecycle_cmds:save",
     "commit": "ocirun.cli.lifecycle_cmds:commit",
+    "cp": "ocirun.cli.lifecycle_cmds:cp",
 }
 
 # Global options the group itself takes before the subcommand (or image).

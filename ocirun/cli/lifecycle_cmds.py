@@ -362,3 +362,43 @@ def commit(ctx: click.Context, author: str, changes: tuple[str, ...], message: s
     opts = CommitOptions(author=author, message=message, changes=list(changes), tags=tags)
     rec = commit_container(store, c, opts)
     click.echo(rec.id)
+
+
+# -- cp ------------------------------------------------------------------------------------------
+
+
+def _cp_arg(arg: str) -> tuple[str | None, str]:
+    """docker's split: `NAME:PATH` names a container unless the text is a path (`/x`, `./a:b`)."""
+    if arg.startswith("/") or ":" not in arg or arg.startswith("."):
+        return None, arg
+    name, _, path = arg.partition(":")
+    return name, path or "/"
+
+
+@click.command("cp", cls=DockerCommand, context_settings=CONTEXT)
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the 'Successfully copied' line on a terminal.")
+@click.argument("src", metavar="SRC")
+@click.argument("dest", metavar="DEST")
+@click.pass_context
+def cp(ctx: click.Context, follow_link: bool, quiet: bool, src: str, dest: str) -> None:
+    """Copy files/folders between a container and the local filesystem.
+
+    \b
+    Usage:  ocirun cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH
+            ocirun cp [OPTIONS] SRC_PATH CONTAINER:DEST_PATH
+    """
+    from ocirun.cli.image_cmds import human_size
+    from ocirun.run.cpfiles import copy_in, copy_out
+
+    (src_c, src_path), (dst_c, dst_path) = _cp_arg(src), _cp_arg(dest)
+    if src_c and dst_c:
+        raise OcirunError("copying between containers is not supported")
+    if not src_c and not dst_c:
+        raise OcirunError("must specify at least one container source")
+    if src_c:
+        size, where = copy_out(_container(ctx, src_c), src_path, dst_path, follow_link)
+    else:
+        size, where = copy_in(_container(ctx, dst_c), src_path, dst_path, follow_link)
+    if not quiet and sys.stderr.isatty():
+        click.echo(f"Successfully copied {human_size(size)} to {dest}", err=True)

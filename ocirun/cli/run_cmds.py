@@ -608,5 +608,5 @@ for _name, _cmd in {
     "inspect": inspect,
 }.items():
     container.add_command(_cmd, _name)
-for _name, _attr in {"commit": "commit"}.items():  # docker's `container commit|cp`: the lifecycle commands
+for _name, _attr in {"commit": "commit", "cp": "cp"}.items():  # docker's `container commit|cp`: the lifecycle commands
     container.add_command(getattr(importlib.import_module("ocirun.cli.lifecycle_cmds"), _attr), _name)
