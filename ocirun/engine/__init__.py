@@ -2,10 +2,14 @@
 bindings) as a traced process tree and return its exit status.
 
 The engine knows nothing of images. Modules, in PRoot's split by concern:
-ptrace (raw ctypes calls), seccomp (the BPF filter), syscalls/ (the syscall
-table as data), tracee / syscall (per-process and per-syscall state, the API
-extensions use), loop (the tracer), execve (shebang, ELF loader, QEMU hook),
-path/ (guest path resolution, by the path engineer).
+ptrace (raw ctypes calls), arch/ (registers and ABI per architecture), seccomp
+(the BPF filter), syscalls/ (the syscall table as data), tracee / syscall
+(per-process and per-syscall state, the API extensions use), loop (the event
+loop and the enter/exit dispatch), spawn (the first process, signals), path/
+(guest path resolution; path/args.py: syscall path arguments, path/proc.py:
+/proc), execve / execve_enter (shebang, ELF loader, QEMU hook), cwd, socket
+(AF_UNIX addresses), dirlist (getdents64 fix-ups), dumpable, nest (nested
+runs), extensions/ (the optional behaviours). ARCHITECTURE.md has the map.
 """
 
 from __future__ import annotations

@@ -4,15 +4,13 @@ Why not python-ptrace here: its debugger loop costs ~3x the CPU per stop
 (DESIGN.md). Everything in this module is a thin call into libc with
 preallocated ctypes buffers, so one tracer stop is a handful of C calls.
 
-Arch-specific facts (register slots of user_regs_struct, syscall ABI) live in
-ARCHES, keyed by the machine name, so aarch64 can be added as another entry.
+Architecture facts (register slots, syscall ABI) live in ocirun/engine/arch/.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -95,49 +93,6 @@ SEIZE_OPTIONS = (
     | PTRACE_O_TRACEEXEC
     | PTRACE_O_TRACESYSGOOD
 )
-
-
-@dataclass(frozen=True)
-class Arch:
-    """Per-architecture facts the engine needs (register slots are 8-byte indexes
-    into user_regs_struct)."""
-
-    name: str
-    audit_arch: int  # AUDIT_ARCH_* checked by the seccomp filter
-    nregs: int  # words in user_regs_struct
-    arg_slots: tuple[int, ...]  # syscall argument registers, in order
-    nr_slot: int  # register holding the syscall number as seen at entry (orig_rax)
-    ret_slot: int  # return value register
-    sp_slot: int
-    ip_slot: int
-    red_zone: int  # bytes below sp the program may use without moving sp
-    x32_bit: int = 0  # syscall-number bit of an x32 ABI call (x86_64 only)
-
-
-ARCHES: dict[str, Arch] = {
-    "x86_64": Arch(
-        name="x86_64",
-        audit_arch=0xC000003E,
-        nregs=27,
-        arg_slots=(14, 13, 12, 7, 9, 8),  # rdi rsi rdx r10 r8 r9
-        nr_slot=15,  # orig_rax
-        ret_slot=10,  # rax
-        sp_slot=19,
-        ip_slot=16,
-        red_zone=128,
-        x32_bit=0x40000000,
-    ),
-}
-
-
-def host_arch() -> Arch:
-    machine = os.uname().machine
-    try:
-        return ARCHES[machine]
-    except KeyError:
-        from ocirun.errors import OcirunError
-
-        raise OcirunError(f"the ptrace engine does not support this host architecture ({machine})") from None
 
 
 class PtraceError(OSError):

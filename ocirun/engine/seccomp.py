@@ -23,7 +23,8 @@ from __future__ import annotations
 import ctypes
 import struct
 
-from ocirun.engine.ptrace import Arch, libc
+from ocirun.engine.arch import Arch
+from ocirun.engine.ptrace import libc
 
 BPF_LD_W_ABS = 0x20
 BPF_JEQ_K = 0x15

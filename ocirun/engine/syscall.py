@@ -42,8 +42,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ocirun.engine import ptrace as pt
-
 if TYPE_CHECKING:
     from ocirun.engine.syscalls import SyscallSpec
     from ocirun.engine.tracee import Tracee
@@ -92,7 +90,7 @@ class Syscall:
             if self.rewritten is None:
                 self.rewritten = {}
             self.rewritten[i] = (value, self.orig_args[i])
-        pt.poke_user(self.tracee.pid, self.tracee.engine.arch.arg_slots[i], value)
+        self.tracee.engine.arch.regs.set_arg(self.tracee.pid, i, value)
 
     def push(self, data: bytes) -> int:
         addr = (self._scratch - len(data)) & ~15
@@ -106,11 +104,11 @@ class Syscall:
 
     def skip(self, result: int) -> None:
         """Do not run the syscall; the guest sees `result`."""
-        arch = self.tracee.engine.arch
+        regs = self.tracee.engine.arch.regs
         pid = self.tracee.pid
-        pt.poke_user(pid, arch.nr_slot, _MASK64)  # orig_rax = -1
+        regs.set_nr(pid, -1)
         if self.seccomp_mode:
-            pt.poke_user(pid, arch.ret_slot, result)
+            regs.set_result(pid, result)
         self.skipped = True
         self.skip_result = result
 
@@ -124,7 +122,7 @@ class Syscall:
 
     def set_result(self, value: int) -> None:
         self._result = value
-        pt.poke_user(self.tracee.pid, self.tracee.engine.arch.ret_slot, value)
+        self.tracee.engine.arch.regs.set_result(self.tracee.pid, value)
 
     def __repr__(self) -> str:
         return f"Syscall({self.name}, pid={self.tracee.pid}, paths={self.guest_paths})"

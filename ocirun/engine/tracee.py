@@ -96,16 +96,16 @@ class Tracee:
 
     # --- registers ---
     def get_regs(self) -> list[int]:
-        return pt.get_regs(self.pid, self.engine.arch.nregs)
+        return self.engine.arch.regs.get_all(self.pid)
 
     def set_regs(self, regs: list[int]) -> None:
-        pt.set_regs(self.pid, regs)
+        self.engine.arch.regs.set_all(self.pid, regs)
 
     def get_reg(self, slot: int) -> int:
-        return pt.peek_user(self.pid, slot)
+        return self.engine.arch.regs.get(self.pid, slot)
 
     def set_reg(self, slot: int, value: int) -> None:
-        pt.poke_user(self.pid, slot, value)
+        self.engine.arch.regs.set(self.pid, slot, value)
 
     # --- file system view ---
     def guest_cwd(self) -> str:

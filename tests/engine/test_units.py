@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ocirun.engine import ptrace as pt
 from ocirun.engine import seccomp, syscalls
+from ocirun.engine.arch import ARCHES
 from ocirun.engine.execve import EM_X86_64, loader_supports_argv0, parse_shebang, read_elf
 
 PATH_SYSCALLS = """open creat openat openat2 stat lstat newfstatat statx statfs access faccessat faccessat2
@@ -60,7 +60,7 @@ def _run_bpf(prog: bytes, nr: int, arch: int, args: tuple[int, ...] = ()) -> int
 
 
 def test_seccomp_filter_traps_exactly_the_table() -> None:
-    arch = pt.ARCHES["x86_64"]
+    arch = ARCHES["x86_64"]
     table = syscalls.load("x86_64")
     trapped = set(table)
     allow = {nr: spec.bpf_allow for nr, spec in table.items() if spec.bpf_allow}

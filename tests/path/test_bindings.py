@@ -187,7 +187,7 @@ def test_binding_onto_missing_guest_path(rootfs, hostdir, cache_mode):
         assert not (rootfs / "opt").exists()
     finally:
         tr.close()
-    assert not os.path.exists(tr._glue_root)
+    assert not os.path.exists(tr.glue_root)
 
 
 def test_glue_made_during_setup_lists_later_bindings(rootfs, hostdir, cache_mode):

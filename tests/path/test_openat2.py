@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from ocirun.engine.path import GuestPathError, PathTranslator
-from ocirun.engine.path.translator import (
+from ocirun.engine.path.openat2 import (
     RESOLVE_BENEATH,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,

@@ -24,34 +24,12 @@ Errors vs. host paths (the choice this module makes):
 - A trailing slash forces the last symlink to be followed even with
   follow_last=False (as lstat("link/") does).
 
-Cache (OCIRUN_PATH_CACHE=0 or cache=False turns it off):
-- entry cache: canonical guest path -> (host path, kind, symlink target) for every
-  EXISTING component met during walks (dirs, files, symlinks; never missing ones,
-  whose later creation by open/mknod is not an invalidation event). A warm lookup
-  of /usr/lib/x86_64-linux-gnu/libc.so.6 makes no host query at all.
-- result caches (one per follow_last): joined guest path -> (guest, host). They are
-  emptied by every invalidation, so they can never outlive a symlink, a rename, a
-  removal or a binding change; errors are never cached.
-- `invalidate(host_path)` drops every entry whose host path is at or under
-  `host_path` (all guest aliases of it, through bindings too); the engine must call
-  it after the guest's own rename, unlink, rmdir, symlink, link, mkdir and mount
-  of a binding (for rename: both paths). `invalidate_all()` drops everything.
-- Warm shortcut: a plain absolute path whose parent directory is a cached entry
-  costs one lstat of the leaf (a `find` over a cached directory), none if the
-  leaf is cached too.
-- Nothing under the host's /proc is cached (per process, ever changing).
-- Mutations made outside the guest (another host process replacing a directory
-  by a symlink under a running guest) are NOT seen by the cache: the guest then
-  resolves through the old entry until the next invalidation. Turn the cache off
-  for trees shared with concurrent writers.
-- Search permission is checked (EACCES) by the lstat calls of a walk, so a warm
-  lookup does not re-check it; the kernel still checks it on the host path it
-  gets, except on directories only crossed through a symlink.
+Cache (OCIRUN_PATH_CACHE=0 or cache=False turns it off): its policy, and what it
+does not see, are in ocirun/engine/path/cache.py.
 
-/proc: /proc/self and /proc/thread-self name the tracee (pass pid/tid), magic
-links (/proc/PID/{cwd,exe,fd/N}) are followed in the guest when something comes
-after them and handed to the kernel as they are when last; /proc/PID/root is
-the guest root.
+/proc (ocirun/engine/path/proc.py): /proc/self and /proc/thread-self name the
+tracee, magic links are followed in the guest when something comes after them
+and handed to the kernel as they are when last; /proc/PID/root is the guest root.
 
 Bindings onto guest paths the rootfs lacks: the missing parent directories are
 backed by a private "glue" tree (like PRoot's) whose directories hold an empty
@@ -65,14 +43,16 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import tempfile
-import weakref
 from dataclasses import dataclass
 
+from ocirun.engine.path import openat2
 from ocirun.engine.path.bindings import BindingMap, normpath
+from ocirun.engine.path.cache import CACHE_MAX, PathCache
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.path.fsview import DIR, LINK, MISSING, FsView, HostFs
+from ocirun.engine.path.glue import GlueTree
+from ocirun.engine.path.openat2 import RESOLVE_BENEATH, RESOLVE_NO_XDEV
+from ocirun.engine.path.proc import is_proc_magic_link, proc_link
 from ocirun.engine.plan import Binding
 
 PATH_MAX = 4096  # a path of PATH_MAX bytes or more (NUL excluded) is ENAMETOOLONG
@@ -80,19 +60,6 @@ MAXSYMLINKS = 40  # Linux: the 41st symlink in one lookup is ELOOP
 
 # What the path ends with: plain name, '/', or '.'/'..' (both need a directory).
 _TAIL_NONE, _TAIL_SLASH, _TAIL_DOT = 0, 1, 2
-
-# openat2(2) open_how.resolve flags (linux/openat2.h)
-RESOLVE_NO_XDEV = 0x01
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
-RESOLVE_IN_ROOT = 0x10
-RESOLVE_CACHED = 0x20
-
-_CACHE_MAX = 1 << 16  # entries per cache before it is emptied (bounded memory)
-
-_PROC_FD_DIRS = frozenset({"fd", "map_files"})
-_PROC_LINKS = frozenset({"exe", "cwd", "root"})
 
 
 def _tail_kind(path: str) -> int:
@@ -102,25 +69,26 @@ def _tail_kind(path: str) -> int:
     return _TAIL_DOT if last == "." or last == ".." else _TAIL_NONE
 
 
+def _push_target(target: str, gs: list[str], hs: list[str], todo: list[str], floor: int) -> None:
+    """Go on resolving a symlink's target: from the floor (the root) if absolute."""
+    if target[0] == "/":
+        del gs[floor:]
+        del hs[floor:]
+    todo.extend([s for s in reversed(target.split("/")) if s and s != "."])
+
+
+def _host_with_tail(host: str, out: int, below_root: bool) -> str:
+    """The host path with the suffix the guest path asks the kernel to check."""
+    if out == _TAIL_SLASH:
+        return host + "/" if below_root else host
+    if out == _TAIL_DOT:
+        return host + "/." if host != "/" else "/."
+    return host
+
+
 def cache_enabled_by_env() -> bool:
     """OCIRUN_PATH_CACHE=0 (or 'no', 'false', 'off') disables the resolution cache."""
     return os.environ.get("OCIRUN_PATH_CACHE", "1").strip().lower() not in ("0", "no", "false", "off")
-
-
-def is_proc_magic_link(host_path: str) -> bool:
-    """/proc/<pid|self|thread-self>[/task/<tid>]/{exe,cwd,root,fd/N,map_files/X}: targets are host paths."""
-    parts = host_path.split("/")
-    if len(parts) < 4 or parts[0] or parts[1] != "proc":
-        return False
-    pid = parts[2]
-    if not (pid.isdigit() or pid in ("self", "thread-self")):
-        return False
-    rest = parts[3:]
-    if len(rest) >= 3 and rest[0] == "task" and rest[1].isdigit():
-        rest = rest[2:]
-    if len(rest) == 1:
-        return rest[0] in _PROC_LINKS
-    return len(rest) == 2 and rest[0] in _PROC_FD_DIRS and bool(rest[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,19 +126,16 @@ class PathTranslator:
         self.cache_enabled = cache_enabled_by_env() if cache is None else bool(cache)
         self.skipped: list[Binding] = []
         self._glue_parent = glue_dir
-        self._glue_root: str | None = None
-        self._glue_finalizer: weakref.finalize | None = None
+        self._gluetree = GlueTree(glue_dir)
         # guest canonical path -> host ('' stands for the host root '/')
         self._bind_exact: dict[str, str] = {}
         self._binding_of: dict[str, Binding] = {}
         self._virtual: set[str] = set()
         self._glue_children: dict[str, set[str]] = {}
-        self._entries: dict[str, tuple[str, int, str | None]] = {}
-        self._host_keys: dict[str, list[str]] = {}
-        self._host_children: dict[str, set[str]] = {}
-        self._full_follow: dict[str, tuple[str, str]] = {}
-        self._full_nofollow: dict[str, tuple[str, str]] = {}
-        self._glued: set[str] = set()
+        self._cache = PathCache()
+        self._entries = self._cache.entries
+        self._full_follow = self._cache.full_follow
+        self._full_nofollow = self._cache.full_nofollow
         self._last_stacks: tuple[list[str], list[str]] = ([""], [""])
         self._map = BindingMap([(self.rootfs, "/")])
         self._setup_bindings(list(bindings or ()))
@@ -219,161 +184,64 @@ class PathTranslator:
             self._glue_children.setdefault("", set()).add(name)  # for bound_children("/")
         # a bound path that is itself an ancestor of another binding is a real dir, not glue
         self._virtual.difference_update(self._bind_exact)
-        self._glued.clear()  # glue made while canonicalising may lack entries added later
+        self._gluetree.glued.clear()  # glue made while canonicalising may lack entries added later
 
     def _glue(self, guest: str) -> str:
-        """Host directory standing for the virtual guest dir `guest`, with placeholder children.
-
-        Created once (with its whole virtual subtree) on first use; the glue tree
-        is private to this translator and removed by close().
-        """
-        root = self._glue_root
-        if root is None:
-            root = tempfile.mkdtemp(prefix="ocirun-glue-", dir=self._glue_parent)
-            self._glue_root = root
-            self._glue_finalizer = weakref.finalize(self, shutil.rmtree, root, True)
-        path = root + guest
-        if guest in self._glued:
-            return path
-        os.makedirs(path, exist_ok=True)
-        for name in self._glue_children.get(guest, ()):
-            child = guest + "/" + name
-            entry = path + "/" + name
-            bound = self._bind_exact.get(child)
-            if child in self._virtual:
-                self._glue(child)  # the whole virtual subtree: its entries are looked up as real dirs
-            elif os.path.lexists(entry):
-                continue
-            elif bound is not None and os.path.isdir(bound or "/"):
-                os.mkdir(entry)
-            else:
-                with open(entry, "x"):
-                    pass
-        self._glued.add(guest)
-        return path
+        """Host directory standing for the virtual guest dir `guest` (ocirun/engine/path/glue.py)."""
+        return self._gluetree.dir(guest, self._glue_children, self._virtual, self._bind_exact)
 
     @property
     def glue_root(self) -> str | None:
         """Host directory of the glue tree (None until a virtual directory was needed)."""
-        return self._glue_root
+        return self._gluetree.root
 
     def close(self) -> None:
         """Remove the glue tree, if one was created."""
-        if self._glue_finalizer is not None:
-            self._glue_finalizer()
-        self._glued.clear()
+        self._gluetree.close()
 
     # ------------------------------------------------------------ resolution
 
-    def _proc_link(self, h: str, target: str, pid: int | None, tid: int | None) -> str | None:
-        """Target to follow, in the guest, for a symlink of the host's procfs.
-
-        /proc/self and /proc/thread-self name the TRACEE (the tracer reading them
-        would get its own pid). Magic links (/proc/PID/{cwd,exe,fd/N,map_files/X})
-        hold host paths: they are mapped back into the guest (to go on resolving
-        below them, and as the canonical guest path); None when they cannot be
-        (pipes, sockets, deleted files, host paths the guest cannot see). As the
-        last component a magic link is handed to the kernel as is (it reopens the
-        very object); /proc/PID/root is always the guest root.
-        """
-        if h == "/proc/self":
-            return str(pid) if pid is not None else target
-        if h == "/proc/thread-self":
-            if pid is None:
-                return target
-            return f"{pid}/task/{tid if tid is not None else pid}"
-        if not is_proc_magic_link(h):
-            return target
-        if h.endswith("/root"):
-            return "/"  # the tracee's root is the guest root
-        if target[:1] != "/" or target.endswith(" (deleted)"):
-            return None
-        return self.to_guest(target)
-
-    def _walk(
-        self,
-        path: str,
-        follow_last: bool,
-        lenient: bool = False,
-        pid: int | None = None,
-        tid: int | None = None,
-        rflags: int = 0,
-        base: tuple[list[str], list[str]] | None = None,
-        floor: int = 1,
-    ) -> tuple[str, str, bool]:
+    def _walk(self, path: str, follow_last: bool, lenient: bool = False, pid: int | None = None,
+              tid: int | None = None, rflags: int = 0, base: tuple[list[str], list[str]] | None = None,
+              floor: int = 1) -> tuple[str, str, bool]:
         """Resolve absolute guest `path` like the kernel's lookup, in the guest namespace.
 
-        Returns (canonical guest path, host path for the kernel, volatile); volatile
-        results went through the host's /proc and must not be cached. lenient
-        (binding setup only): missing or non-directory intermediates are taken as
-        directories and nothing is cached. rflags: openat2's RESOLVE_* flags;
-        base: the (guest, host) stacks of the directory `path` starts from (then
-        relative to it) and floor the depth '..' and absolute names cannot go
-        above (1 = the guest root). The final stacks are left in self._last_stacks
-        when base is given.
+        Returns (canonical guest path, host path for the kernel, volatile: went
+        through the host's /proc, not to be cached). lenient (binding setup): missing
+        or non-directory intermediates are taken as directories, nothing cached.
+        rflags: openat2's RESOLVE_*; base: (guest, host) stacks `path` starts from
+        (their end left in self._last_stacks), floor: the depth '..' and absolute
+        names cannot go above (1 = the guest root).
         """
         use_cache = self.cache_enabled and not lenient and not rflags
         entries = self._entries
-        bind = self._bind_exact
-        virtual = self._virtual
-        fs = self.fs
-        segs = path.split("/")
-        last_seg = segs[-1]
-        tail = _TAIL_SLASH if not last_seg else (_TAIL_DOT if last_seg == "." or last_seg == ".." else _TAIL_NONE)
-        todo = [s for s in reversed(segs) if s and s != "."]
+        tail = _tail_kind(path)
+        todo = [s for s in reversed(path.split("/")) if s and s != "."]
         out = tail  # the suffix the host path keeps ('/' or '/.')
-        if base is None:
-            gs = [""]
-            hs = [self._root_host]
-        else:
-            gs = list(base[0])
-            hs = list(base[1])
-        links = 0
-        volatile = False
+        gs, hs = ([""], [self._root_host]) if base is None else (list(base[0]), list(base[1]))
+        links, volatile = 0, False
         while todo:
             name = todo.pop()
             if name == "..":
-                if len(gs) > floor:
-                    if rflags & RESOLVE_NO_XDEV and (gs[-1] in bind or gs[-1] in virtual):
-                        raise GuestPathError(errno.EXDEV, path)
-                    gs.pop()
-                    hs.pop()
-                elif rflags & RESOLVE_BENEATH:
-                    raise GuestPathError(errno.EXDEV, path)
+                self._dotdot(gs, hs, floor, rflags, path)
                 continue
             g = gs[-1] + "/" + name
             ent = entries.get(g) if use_cache else None
             proc = False
             if ent is None:
-                h = bind.get(g)
-                if h is None:
-                    h = hs[-1] + "/" + name
-                try:
-                    kind = fs.lstat_kind(h or "/")
-                    target = fs.readlink(h or "/") if kind == LINK else None
-                except OSError as exc:
-                    raise GuestPathError.from_oserror(exc, g) from None
-                if kind != DIR and kind != LINK and g in virtual:
-                    kind = DIR
-                    h = self._glue(g)
-                if h.startswith("/proc/"):  # per-process and ever-changing: never cached
-                    proc = volatile = True
-                elif use_cache and kind != MISSING:
-                    self._store(g, h, kind, target)
+                h, kind, target, proc = self._lookup(g, hs[-1] + "/" + name, use_cache)
+                volatile = volatile or proc
             else:
                 h, kind, target = ent
             last = not todo
             if kind == LINK and (follow_last or tail or not last):
                 if rflags:
-                    self._check_link_flags(rflags, h, target, path)
+                    openat2.check_link_flags(rflags, h, target, path)
                 if proc:
-                    mapped = self._proc_link(h, target, pid, tid)
-                    if mapped is None or (
-                        last and not h.endswith("/root") and is_proc_magic_link(h)
-                    ):
-                        # A magic link the kernel follows itself, in the tracee, to the very
-                        # object (an open fd, the exe, the cwd): used as is when it is the
-                        # last component or cannot be mapped; the guest path is its target's.
+                    mapped = proc_link(self, h, target, pid, tid)
+                    if mapped is None or (last and not h.endswith("/root") and is_proc_magic_link(h)):
+                        # a magic link the kernel follows itself, to the very object (an open
+                        # fd, the exe, the cwd): as is when last or unmappable (module doc)
                         gs.append(mapped if mapped is not None else g)
                         hs.append(h)
                         continue
@@ -383,33 +251,50 @@ class PathTranslator:
                     raise GuestPathError(errno.ELOOP, path)
                 if not target:
                     raise GuestPathError(errno.ENOENT, g)
-                if last:
-                    t = _tail_kind(target)
-                    if t > tail:
-                        tail = t  # "target/" or "target/.." needs a directory
-                        if out == _TAIL_NONE:
-                            out = _TAIL_SLASH
-                if target[0] == "/":
-                    del gs[floor:]
-                    del hs[floor:]
-                todo.extend([s for s in reversed(target.split("/")) if s and s != "."])
+                if last and _tail_kind(target) > tail:
+                    tail = _tail_kind(target)  # "target/" or "target/.." needs a directory
+                    out = out or _TAIL_SLASH
+                _push_target(target, gs, hs, todo, floor)
                 continue
-            if rflags & RESOLVE_NO_XDEV and (g in bind or g in virtual):
+            if rflags & RESOLVE_NO_XDEV and (g in self._bind_exact or g in self._virtual):
                 raise GuestPathError(errno.EXDEV, path)
-            if kind != DIR and (tail or not last) and not lenient:
-                if not (last and tail == _TAIL_SLASH):
-                    raise GuestPathError(errno.ENOENT if kind == MISSING else errno.ENOTDIR, g)
+            if kind != DIR and (tail or not last) and not lenient and not (last and tail == _TAIL_SLASH):
+                raise GuestPathError(errno.ENOENT if kind == MISSING else errno.ENOTDIR, g)
             gs.append(g)
             hs.append(h)
         if base is not None:
             self._last_stacks = (gs, hs)
-        host = hs[-1] or "/"
-        if out == _TAIL_SLASH:
-            if len(gs) > 1:
-                host += "/"
-        elif out == _TAIL_DOT:
-            host = host + "/." if host != "/" else "/."
-        return gs[-1] or "/", host, volatile
+        return gs[-1] or "/", _host_with_tail(hs[-1] or "/", out, len(gs) > 1), volatile
+
+    def _dotdot(self, gs: list[str], hs: list[str], floor: int, rflags: int, path: str) -> None:
+        """'..': one level up, never above the floor (the guest root)."""
+        if len(gs) > floor:
+            if rflags & RESOLVE_NO_XDEV and (gs[-1] in self._bind_exact or gs[-1] in self._virtual):
+                raise GuestPathError(errno.EXDEV, path)
+            gs.pop()
+            hs.pop()
+        elif rflags & RESOLVE_BENEATH:
+            raise GuestPathError(errno.EXDEV, path)
+
+    def _lookup(self, g: str, h: str, use_cache: bool) -> tuple[str, int, str | None, bool]:
+        """An uncached component: (host path, kind, symlink target, under the host's /proc).
+        h: the host path below the parent, unless a binding or glue stands there."""
+        bound = self._bind_exact.get(g)
+        if bound is not None:
+            h = bound
+        try:
+            kind = self.fs.lstat_kind(h or "/")
+            target = self.fs.readlink(h or "/") if kind == LINK else None
+        except OSError as exc:
+            raise GuestPathError.from_oserror(exc, g) from None
+        if kind != DIR and kind != LINK and g in self._virtual:
+            kind = DIR
+            h = self._glue(g)
+        if h.startswith("/proc/"):  # per-process and ever-changing: never cached
+            return h, kind, target, True
+        if use_cache and kind != MISSING:
+            self._cache.store(g, h, kind, target)
+        return h, kind, target, False
 
     def _leaf(self, path: str, follow_last: bool) -> tuple[str, str] | None:
         """Warm shortcut: a plain path whose parent directory is cached costs one lstat at most.
@@ -447,59 +332,18 @@ class PathTranslator:
             if kind == LINK:
                 return None  # the walk reads it (and caches it)
             if kind != MISSING:
-                self._store(path, h, kind, None)
+                self._cache.store(path, h, kind, None)
         else:
             h, kind, _ = ent
             if kind == LINK and follow_last:
                 return None
-        if len(self._full_follow) >= _CACHE_MAX:
+        if len(self._full_follow) >= CACHE_MAX:
             self._full_follow.clear()
-        if len(self._full_nofollow) >= _CACHE_MAX:
+        if len(self._full_nofollow) >= CACHE_MAX:
             self._full_nofollow.clear()
         return path, h or "/"
 
-    @staticmethod
-    def _check_link_flags(rflags: int, h: str, target: str | None, path: str) -> None:
-        """openat2 restrictions on following a symlink."""
-        if rflags & RESOLVE_NO_SYMLINKS:
-            raise GuestPathError(errno.ELOOP, path)
-        if rflags & RESOLVE_NO_MAGICLINKS and h.startswith("/proc/") and is_proc_magic_link(h):
-            raise GuestPathError(errno.ELOOP, path)
-        if rflags & RESOLVE_BENEATH and target and target[0] == "/":
-            raise GuestPathError(errno.EXDEV, path)
-
-    def _store(self, g: str, h: str, kind: int, target: str | None) -> None:
-        entries = self._entries
-        if len(entries) >= _CACHE_MAX:
-            self._drop_entries()
-        entries[g] = (h, kind, target)
-        keys = self._host_keys.get(h)
-        if keys is None:
-            self._host_keys[h] = [g]
-        else:
-            keys.append(g)
-        # host parent -> children links, up to the first ancestor already linked, so
-        # invalidating ANY host ancestor (even above the rootfs) reaches this entry
-        children = self._host_children
-        child = h
-        parent = h.rpartition("/")[0]
-        while parent != child:
-            kids = children.get(parent)
-            if kids is not None:
-                kids.add(child)
-                break
-            children[parent] = {child}
-            child = parent
-            parent = parent.rpartition("/")[0]
-
-    def _drop_entries(self) -> None:
-        self._entries.clear()
-        self._host_keys.clear()
-        self._host_children.clear()
-
-    def _resolve(
-        self, guest_path: str, cwd: str, follow_last: bool, pid: int | None, tid: int | None
-    ) -> tuple[str, str]:
+    def _resolve(self, guest_path: str, cwd: str, follow_last: bool, pid: int | None, tid: int | None) -> tuple[str, str]:
         if not guest_path:
             raise GuestPathError(errno.ENOENT, guest_path)
         if guest_path[0] == "/":
@@ -523,19 +367,13 @@ class PathTranslator:
         guest, host, volatile = self._walk(key, follow_last, False, pid, tid)
         res = (guest, host)
         if full is not None and not volatile:
-            if len(full) >= _CACHE_MAX:
+            if len(full) >= CACHE_MAX:
                 full.clear()
             full[key] = res
         return res
 
-    def to_host(
-        self,
-        guest_path: str,
-        cwd: str = "/",
-        follow_last: bool = True,
-        pid: int | None = None,
-        tid: int | None = None,
-    ) -> str:
+    def to_host(self, guest_path: str, cwd: str = "/", follow_last: bool = True, pid: int | None = None,
+                tid: int | None = None) -> str:
         """Host path for the kernel, for a guest path as a syscall received it.
 
         cwd: the guest's CANONICAL working directory (as canonical() returned it;
@@ -555,66 +393,20 @@ class PathTranslator:
                 return hit[1]
         return self._resolve(guest_path, cwd, follow_last, pid, tid)[1]
 
-    def to_host_openat2(
-        self,
-        guest_path: str,
-        cwd: str = "/",
-        follow_last: bool = True,
-        resolve: int = 0,
-        pid: int | None = None,
-        tid: int | None = None,
-    ) -> str:
-        """to_host for openat2 with open_how.resolve flags, applied in the GUEST namespace.
+    def to_host_openat2(self, guest_path: str, cwd: str = "/", follow_last: bool = True, resolve: int = 0,
+                        pid: int | None = None, tid: int | None = None) -> str:
+        """to_host with openat2's open_how.resolve flags, applied in the GUEST namespace
+        (ocirun/engine/path/openat2.py); cwd is the dirfd's canonical guest path."""
+        return openat2.to_host(self, guest_path, cwd, follow_last, resolve, pid, tid)
 
-        cwd is the dirfd's (or the cwd's) canonical guest path. RESOLVE_BENEATH:
-        EXDEV for an absolute path, an absolute symlink or '..' above cwd.
-        RESOLVE_IN_ROOT: cwd acts as the root ('/' and absolute symlinks start
-        there, '..' stops there). RESOLVE_NO_SYMLINKS / NO_MAGICLINKS: ELOOP on
-        following one. RESOLVE_NO_XDEV: EXDEV on entering or leaving a binding
-        (host mount points are not detected). The engine passes the returned
-        absolute host path to openat2 with these flags cleared.
-        """
-        if not resolve & ~RESOLVE_CACHED:
-            return self.to_host(guest_path, cwd, follow_last, pid, tid)
-        if not guest_path:
-            raise GuestPathError(errno.ENOENT, guest_path)
-        if len(guest_path) >= PATH_MAX // 4 and len(os.fsencode(guest_path)) >= PATH_MAX:
-            raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
-        if guest_path[0] == "/" and not resolve & RESOLVE_IN_ROOT:
-            if resolve & RESOLVE_BENEATH:
-                raise GuestPathError(errno.EXDEV, guest_path)
-            return self._walk(guest_path, follow_last, False, pid, tid, resolve)[1]
-        # relative (or IN_ROOT): the walk starts in cwd, as the kernel's starts at dirfd
-        root = ([""], [self._root_host])
-        self._walk(cwd if cwd[:1] == "/" else "/" + cwd, True, False, pid, tid, 0, root)
-        base = self._last_stacks
-        floor = 1
-        if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT):
-            resolve |= RESOLVE_NO_MAGICLINKS  # implied, as in the kernel
-            floor = len(base[0])
-        rel = "/" + guest_path.lstrip("/")
-        return self._walk(rel, follow_last, False, pid, tid, resolve, base, floor)[1]
-
-    def resolve(
-        self,
-        guest_path: str,
-        cwd: str = "/",
-        follow_last: bool = True,
-        pid: int | None = None,
-        tid: int | None = None,
-    ) -> Resolved:
+    def resolve(self, guest_path: str, cwd: str = "/", follow_last: bool = True, pid: int | None = None,
+                tid: int | None = None) -> Resolved:
         """Canonical guest path and host path of `guest_path` (arguments as to_host)."""
         guest, host = self._resolve(guest_path, cwd, follow_last, pid, tid)
         return Resolved(guest, host)
 
-    def canonical(
-        self,
-        guest_path: str,
-        cwd: str = "/",
-        follow_last: bool = True,
-        pid: int | None = None,
-        tid: int | None = None,
-    ) -> str:
+    def canonical(self, guest_path: str, cwd: str = "/", follow_last: bool = True, pid: int | None = None,
+                  tid: int | None = None) -> str:
         """Canonical guest path (what chdir stores and getcwd shows)."""
         return self._resolve(guest_path, cwd, follow_last, pid, tid)[0]
 
@@ -633,7 +425,7 @@ class PathTranslator:
             return None
         if "//" in host_path or "/." in host_path or (host_path.endswith("/") and host_path != "/"):
             host_path = normpath(host_path)
-        glue = self._glue_root
+        glue = self._gluetree.root
         if glue is not None and (host_path == glue or host_path.startswith(glue + "/")):
             return host_path[len(glue) :] or "/"
         return self._map.host_to_guest(host_path)
@@ -702,30 +494,8 @@ class PathTranslator:
 
         Accepts the host path as to_host returned it (a trailing '/' or '/.' is ignored).
         """
-        self._full_follow.clear()
-        self._full_nofollow.clear()
-        if not self._entries:
-            return
-        path = normpath(host_path) if host_path else host_path
-        if path == "/":
-            self._drop_entries()
-            return
-        entries = self._entries
-        host_keys = self._host_keys
-        children = self._host_children
-        stack = [path]
-        while stack:
-            h = stack.pop()
-            keys = host_keys.pop(h, None)
-            if keys:
-                for g in keys:
-                    entries.pop(g, None)
-            kids = children.pop(h, None)
-            if kids:
-                stack.extend(kids)
+        self._cache.invalidate(host_path)
 
     def invalidate_all(self) -> None:
         """Forget every cached resolution (e.g. after a binding change or an unknown mutation)."""
-        self._full_follow.clear()
-        self._full_nofollow.clear()
-        self._drop_entries()
+        self._cache.clear()

@@ -1,7 +1,8 @@
 """The syscall table as data: what the engine must know about each syscall.
 
-One module per architecture (x86_64.py now; aarch64.py follows the same shape)
-lists SyscallSpec entries. The tracer never switches on syscall names for path
+specs.py lists what the engine does with each path-taking syscall, by name; one
+module per architecture (named by its ocirun/engine/arch/ entry) lists the
+syscall NUMBERS. The tracer never switches on syscall names for path
 handling: it reads `paths` (which argument is a path, which dirfd goes with it,
 whether the last component is followed), `kind` (the few syscalls that need
 their own handler: execve, getcwd, readlink, sockets, ...) and `invalidate`
@@ -10,7 +11,8 @@ their own handler: execve, getcwd, readlink, sockets, ...) and `invalidate`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib
+from dataclasses import dataclass, field, replace
 
 # How the last component of a path argument is treated.
 FOLLOW = "follow"  # symlink at the end is dereferenced (stat, open, chdir, ...)
@@ -70,19 +72,17 @@ class SyscallSpec:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
-def load(arch: str) -> dict[int, SyscallSpec]:
-    """nr -> spec for `arch` (a key of ocirun.engine.ptrace.ARCHES)."""
-    if arch == "x86_64":
-        from ocirun.engine.syscalls import x86_64 as mod
-    else:
-        raise KeyError(arch)
-    return {spec.nr: spec for spec in mod.SPECS}
-
-
 def names(arch: str) -> dict[str, int]:
     """Every syscall name of `arch` -> number (not only the path ones): for extensions."""
-    if arch == "x86_64":
-        from ocirun.engine.syscalls import x86_64 as mod
-    else:
-        raise KeyError(arch)
-    return dict(mod.NUMBERS)
+    from ocirun.engine.arch import ARCHES
+
+    return dict(importlib.import_module(ARCHES[arch].syscalls).NUMBERS)
+
+
+def load(arch: str) -> dict[int, SyscallSpec]:
+    """nr -> spec for `arch` (a key of ocirun.engine.arch.ARCHES): the specs of
+    specs.py with this architecture's numbers."""
+    from ocirun.engine.syscalls.specs import SPECS
+
+    numbers = names(arch)
+    return {numbers[s.name]: replace(s, nr=numbers[s.name]) for s in SPECS if s.name in numbers}

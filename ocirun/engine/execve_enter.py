@@ -1,0 +1,109 @@
+"""The execve/execveat entry: the guest's program path, argv (and, under QEMU, its
+environment) replaced by the ExecPlan's (ocirun/engine/execve.py), written to
+scratch memory on the tracee's stack."""
+
+from __future__ import annotations
+
+import errno
+import struct
+import sys
+from typing import TYPE_CHECKING
+
+from ocirun.engine import ptrace as pt
+from ocirun.engine.syscalls import AT_EMPTY_PATH, AT_FDCWD
+
+if TYPE_CHECKING:
+    from ocirun.engine.loop import Tracer
+    from ocirun.engine.syscall import Syscall
+    from ocirun.engine.tracee import Tracee
+
+ENC = "surrogateescape"
+MAX_VECTOR = 1 << 16
+
+
+def read_vector(t: Tracee, ptr: int, ptrs: list[int] | None = None) -> list[str]:
+    """The strings of a NULL-terminated char* array (their addresses into `ptrs`)."""
+    out: list[str] = []
+    if not ptr:
+        return out
+    while len(out) < MAX_VECTOR:
+        chunk = t.read(ptr, 8 * 64)
+        if len(chunk) < 8:
+            break
+        done = False
+        for (p,) in struct.iter_unpack("<Q", chunk[: len(chunk) // 8 * 8]):
+            if p == 0:
+                done = True
+                break
+            out.append(t.read_string(p, 1 << 17))
+            if ptrs is not None:
+                ptrs.append(p)
+        if done:
+            break
+        ptr += len(chunk) // 8 * 8
+    return out
+
+
+def push_vector(sc: Syscall, new: list[str], old: list[str], old_ptrs: list[int]) -> int:
+    """A char* array for `new` on the scratch stack; strings the guest already
+    has in memory are pointed to, not copied (xargs-sized argvs fit)."""
+    have = dict(zip(old, old_ptrs, strict=False))
+    addrs = [have.get(a) or sc.push_string(a) for a in new]
+    return sc.push(struct.pack(f"<{len(addrs) + 1}Q", *addrs, 0))
+
+
+def _guest_program(tracer: Tracer, t: Tracee, sc: Syscall, at: bool) -> str | None:
+    """The guest path being executed (None: leave the call to the kernel; skipped on error)."""
+    pidx = 1 if at else 0
+    raw = pt.read_cstring(t.pid, sc.args[pidx]) if sc.args[pidx] else b""
+    if at and not raw and sc.args[4] & AT_EMPTY_PATH:
+        guest = t.fd_guest_path(sc.arg_int(0))  # fexecve
+        if guest is None:
+            return None
+    elif not raw:
+        sc.skip(-errno.ENOENT if sc.args[pidx] else -errno.EFAULT)
+        return None
+    else:
+        guest = raw.decode("utf-8", ENC)
+    if guest[0] != "/" and at and sc.arg_int(0) != AT_FDCWD:
+        base = tracer.path_args.base_dir(t, sc, sc.spec.paths[0]) or "/"
+        guest = (base.rstrip("/") or "") + "/" + guest
+    return tracer.proc.exe_of(t, guest) or guest
+
+
+def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
+    at = sc.spec.kind == "execveat"
+    pidx = 1 if at else 0
+    argv_ptr = sc.args[pidx + 1]
+    envp_ptr = sc.args[pidx + 2]
+    guest = _guest_program(tracer, t, sc, at)
+    if guest is None:
+        return
+    cwd = t.guest_cwd()
+    argv_ptrs: list[int] = []
+    argv = read_vector(t, argv_ptr, argv_ptrs)
+    planner = t.view.planner
+    env_ptrs: list[int] = []
+    env = read_vector(t, envp_ptr, env_ptrs) if planner.foreign is not None else None  # QEMU: LD_* -> -E
+    plan = planner.plan(guest, argv or [guest], cwd, env)
+    try:
+        path_addr = sc.push_string(plan.host_path)
+        argv_addr = push_vector(sc, plan.argv, argv, argv_ptrs) if plan.argv != argv else argv_ptr
+        if plan.new_env is not None:  # QEMU: the guest's LD_* moved to QEMU's -E
+            envp_ptr = push_vector(sc, plan.new_env, env or [], env_ptrs)
+    except OSError as exc:
+        if exc.errno != errno.EFAULT:
+            raise
+        # the new argv does not fit below the stack pointer: the kernel's answer
+        # to an argv too large (xargs then retries with fewer arguments)
+        sc.skip(-errno.E2BIG)
+        return
+    if at:  # becomes a plain execve of the planned host file
+        tracer.arch.regs.set_nr(t.pid, tracer.execve_nr)
+    sc.set_arg(0, path_addr)
+    sc.set_arg(1, argv_addr)
+    sc.set_arg(2, envp_ptr)
+    t.pending_exe = plan.guest_path
+    t.pending_loader = plan.loader_words
+    if tracer.verbose >= 1:
+        print(f"ocirun: [{t.pid}] execve {guest} -> {plan.host_path} {plan.argv}", file=sys.stderr)

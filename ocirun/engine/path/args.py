@@ -1,0 +1,171 @@
+"""Path arguments of a trapped syscall: read from the tracee, resolved in its view,
+replaced by the host path (pushed on the tracee's stack) when it differs, and the
+path caches told about the guest's own mutations.
+
+The SyscallSpec's PathArg says which argument is a path, which dirfd it is
+relative to and whether its last component is followed (ocirun/engine/syscalls/).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from ocirun.engine import ptrace as pt
+from ocirun.engine.path.errors import GuestPathError
+from ocirun.engine.syscalls import (
+    AT_FDCWD,
+    AT_REMOVEDIR,
+    FLAG_FOLLOW,
+    FLAG_NOFOLLOW,
+    FOLLOW,
+    O_CREAT,
+    O_EXCL,
+    O_NOFOLLOW,
+    OPEN,
+    OPENAT2,
+    PathArg,
+    SyscallSpec,
+)
+
+if TYPE_CHECKING:
+    from ocirun.engine.loop import Tracer
+    from ocirun.engine.plan import Binding
+    from ocirun.engine.syscall import Syscall
+    from ocirun.engine.tracee import Tracee
+
+ENC = "surrogateescape"
+_UNLINKS = frozenset({"unlink", "unlinkat"})
+
+
+def binding_components(tracer: Tracer, bindings: list[Binding]) -> set[str]:
+    """Every name a binding's guest path (as given and canonical) is made of."""
+    names: set[str] = set()
+    for b in bindings:
+        paths = [b.guest]
+        try:
+            paths.append(tracer.translator.canonical(b.guest, "/", b.deref_guest))
+        except (GuestPathError, OSError):
+            pass
+        for p in paths:
+            names.update(c for c in p.split("/") if c)
+    return names
+
+
+class PathArgs:
+    def __init__(self, tracer: Tracer, bindings: list[Binding]):
+        self.tracer = tracer
+        self.root_view = tracer.root_view
+        self.proc = tracer.proc
+        # fast path (translate): names that a binding or its glue directories use
+        self.bind_names = {".", ".."} | binding_components(tracer, bindings)
+        self.lean = not tracer.extensions
+
+    def follow(self, sc: Syscall, pa: PathArg) -> bool:
+        """Whether the last component of this path argument is followed."""
+        mode = pa.follow
+        if mode == FOLLOW:
+            return True
+        if mode == FLAG_NOFOLLOW:
+            return not (sc.args[pa.flag_arg] & pa.flag_mask)
+        if mode == FLAG_FOLLOW:
+            return bool(sc.args[pa.flag_arg] & pa.flag_mask)
+        if mode == OPEN:
+            flags = sc.args[pa.flag_arg]
+            return not (flags & O_NOFOLLOW or (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+        if mode == OPENAT2:
+            try:
+                flags = sc.tracee.read_u64(sc.args[pa.flag_arg])
+            except OSError:
+                return True
+            return not (flags & O_NOFOLLOW or (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+        return False
+
+    def base_dir(self, t: Tracee, sc: Syscall, pa: PathArg) -> str | None:
+        """Guest directory a relative path starts from (None: leave the call alone)."""
+        return self.base_dirs(t, sc, pa)[0]
+
+    def base_dirs(self, t: Tracee, sc: Syscall, pa: PathArg) -> tuple[str | None, str | None]:
+        """(guest, host) directory a relative path starts from."""
+        fd = AT_FDCWD if pa.dirfd is None else sc.arg_int(pa.dirfd)
+        if fd == AT_FDCWD:
+            guest = t.guest_cwd()
+            return guest, t.fs.host_cwd
+        host = t.fd_host_path(fd)
+        if host is None or host[:1] != "/" or host.endswith(" (deleted)"):
+            return None, None
+        return t.view.to_guest(host), host
+
+    def translate(self, t: Tracee, sc: Syscall, pa: PathArg) -> None:
+        """Resolve one path argument; rewrite it when the kernel must see another path."""
+        ptr = sc.args[pa.arg]
+        if not ptr:
+            return
+        raw = pt.read_cstring(t.pid, ptr)
+        if not raw:
+            return  # "": ENOENT from the kernel, or AT_EMPTY_PATH on the dirfd
+        guest = raw.decode("utf-8", ENC)
+        follow = self.follow(sc, pa)
+        if guest[0] != "/":
+            if pa.abs_only:
+                return
+            if (not follow and self.lean and t.view is self.root_view and "/" not in guest
+                    and guest not in self.bind_names and not sc.spec.invalidate):
+                return  # one plain name, not followed, no binding: the kernel finds the same entry
+            base, base_host = self.base_dirs(t, sc, pa)
+            if base is None:
+                return  # relative to an fd the guest cannot name: the kernel resolves it
+            host = t.view.translator.to_host(guest, base, follow, t.tgid, t.pid)
+            if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
+                host = self.proc.cmdline_file(t, host)
+            sc.guest_paths[pa.arg] = guest
+            sc.host_paths[pa.arg] = host
+            # the same string the kernel would build from the dirfd: no symlink, '..' or
+            # binding on the way, so the untouched relative call resolves identically
+            if base_host is None or host != (base_host + "/" + guest if base_host != "/" else "/" + guest):
+                sc.set_arg(pa.arg, sc.push_string(host))
+            return
+        if guest[:6] == "/proc/":
+            guest = self.proc.guest_path(t, guest, follow)
+        host = t.view.translator.to_host(guest, "/", follow, t.tgid, t.pid)
+        if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
+            host = self.proc.cmdline_file(t, host)
+        sc.guest_paths[pa.arg] = guest
+        sc.host_paths[pa.arg] = host
+        if host != guest:
+            sc.set_arg(pa.arg, sc.push_string(host))
+
+    # ---------------------------------------------------------- invalidation
+    def invalidate(self, sc: Syscall, spec: SyscallSpec) -> None:
+        """The guest changes the paths spec.invalidate names: every view's cache forgets them."""
+        if spec.name in _UNLINKS and not sc.at_exit and self._unlinks_plain_file(sc, spec):
+            self._invalidate_paths(sc, spec)  # at entry only: no exit stop for rm of files
+            return
+        self._invalidate_paths(sc, spec)
+        if not sc.at_exit and len(self.tracer.tracees) > 1:
+            sc.exit_wanted = True  # another tracee could re-cache the old state meanwhile
+
+    def _invalidate_paths(self, sc: Syscall, spec: SyscallSpec) -> None:
+        for idx in spec.invalidate:
+            pa = spec.paths[idx]
+            host = sc.host_paths.get(pa.arg)
+            if host:
+                for view in self.tracer.views:
+                    view.translator.invalidate(host)
+
+    @staticmethod
+    def _unlinks_plain_file(sc: Syscall, spec: SyscallSpec) -> bool:
+        """unlink of a regular file: invalidating at the entry is enough (a lookup
+        racing the unlink may re-cache a file entry, which resolves to the same
+        host path as none), so no exit stop."""
+        if spec.name == "unlinkat" and sc.args[2] & AT_REMOVEDIR:
+            return False
+        host = sc.host_paths.get(spec.paths[0].arg)
+        if not host:
+            return False
+        try:
+            mode = os.lstat(host).st_mode
+        except OSError:
+            return True  # nothing there: the unlink fails, nothing changes
+        return not (stat.S_ISLNK(mode) or stat.S_ISDIR(mode))

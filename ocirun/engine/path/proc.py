@@ -1,0 +1,170 @@
+"""/proc as the guest sees it.
+
+The translator's side (is_proc_magic_link, proc_link): /proc/self and
+/proc/thread-self name the tracee, magic links (/proc/PID/{cwd,exe,fd/N}) are
+followed in the guest when something comes after them and handed to the kernel
+as they are when last; /proc/PID/root is the guest root.
+
+The tracer's side (ProcFiles): /proc/PID/exe of a tracee leads to the program
+it runs, not to the loader that runs it; readlink of magic links shows guest
+paths; /proc/PID/cmdline of a program started through its loader is a copy
+without the loader's words; /proc/PID/root/... leads into the guest root when
+the guest sees the host's /proc.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from typing import TYPE_CHECKING
+
+from ocirun.engine.path.errors import GuestPathError
+
+if TYPE_CHECKING:
+    from ocirun.engine.loop import Tracer
+    from ocirun.engine.path.translator import PathTranslator
+    from ocirun.engine.syscall import Syscall
+    from ocirun.engine.tracee import Tracee
+
+ENC = "surrogateescape"
+_PROC_FD_DIRS = frozenset({"fd", "map_files"})
+_PROC_LINKS = frozenset({"exe", "cwd", "root"})
+_PROC_EXE = re.compile(r"^/proc/(self|\d+)(?:/task/(\d+))?/exe$")
+_PROC_CMDLINE = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/cmdline$")
+_PROC_ROOT = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/root(/.*)?$")
+
+
+def is_proc_magic_link(host_path: str) -> bool:
+    """/proc/<pid|self|thread-self>[/task/<tid>]/{exe,cwd,root,fd/N,map_files/X}: targets are host paths."""
+    parts = host_path.split("/")
+    if len(parts) < 4 or parts[0] or parts[1] != "proc":
+        return False
+    pid = parts[2]
+    if not (pid.isdigit() or pid in ("self", "thread-self")):
+        return False
+    rest = parts[3:]
+    if len(rest) >= 3 and rest[0] == "task" and rest[1].isdigit():
+        rest = rest[2:]
+    if len(rest) == 1:
+        return rest[0] in _PROC_LINKS
+    return len(rest) == 2 and rest[0] in _PROC_FD_DIRS and bool(rest[1])
+
+
+def proc_link(translator: PathTranslator, h: str, target: str, pid: int | None, tid: int | None) -> str | None:
+    """Target to follow, in the guest, for a symlink of the host's procfs.
+
+    /proc/self and /proc/thread-self name the TRACEE (the tracer reading them
+    would get its own pid). Magic links (/proc/PID/{cwd,exe,fd/N,map_files/X})
+    hold host paths: they are mapped back into the guest (to go on resolving
+    below them, and as the canonical guest path); None when they cannot be
+    (pipes, sockets, deleted files, host paths the guest cannot see). As the
+    last component a magic link is handed to the kernel as is (it reopens the
+    very object); /proc/PID/root is always the guest root.
+    """
+    if h == "/proc/self":
+        return str(pid) if pid is not None else target
+    if h == "/proc/thread-self":
+        if pid is None:
+            return target
+        return f"{pid}/task/{tid if tid is not None else pid}"
+    if not is_proc_magic_link(h):
+        return target
+    if h.endswith("/root"):
+        return "/"  # the tracee's root is the guest root
+    if target[:1] != "/" or target.endswith(" (deleted)"):
+        return None
+    return translator.to_guest(target)
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+class ProcFiles:
+    """The tracer's /proc fix-ups (they need to know the other tracees)."""
+
+    def __init__(self, tracer: Tracer):
+        self.tracer = tracer
+
+    def tracee_of(self, t: Tracee, who: str) -> Tracee | None:
+        if who == "self":
+            return t
+        return self.tracer.tracees.get(int(who))
+
+    def exe_of(self, t: Tracee, path: str) -> str | None:
+        """The program a /proc/PID/exe path of a tracee stands for (None: not one)."""
+        m = _PROC_EXE.match(path)
+        if m:
+            target = self.tracee_of(t, m.group(1))
+            if target is not None and target.exe:
+                return target.exe
+        return None
+
+    def guest_path(self, t: Tracee, guest: str, follow: bool) -> str:
+        """/proc/PID/exe of a tracee leads to its program (not the loader that runs
+        it); /proc/PID/root/... to the guest root, when the guest sees the host's /proc."""
+        if follow and _PROC_EXE.match(guest):
+            return self.exe_of(t, guest) or guest
+        m = _PROC_ROOT.match(guest)
+        if m and (follow or m.group(2)) and self._host_proc():
+            return m.group(2) or "/"
+        return guest
+
+    def _host_proc(self) -> bool:
+        try:
+            return self.tracer.root_view.translator.to_host("/proc", "/", True) == "/proc"
+        except GuestPathError:
+            return False
+
+    def cmdline_file(self, t: Tracee, host: str) -> str:
+        """/proc/PID/cmdline of a program run through its loader: a copy without
+        the loader's words, so ps shows the program's own argv."""
+        m = _PROC_CMDLINE.match(host)
+        target = self.tracee_of(t, m.group(1)) if m else None
+        if target is None or not target.loader_words:
+            return host
+        try:
+            with open(f"/proc/{target.pid}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")
+        except OSError:
+            return host
+        drop, prefix = target.loader_words
+        if words and words[-1] == b"":
+            words.pop()
+        fixed = [w.encode("utf-8", ENC) for w in prefix] + words[drop:]
+        scratch = self.tracer.scratch
+        path = f"{scratch.get()}/cmdline.{target.pid}"
+        with open(path, "wb") as f:
+            f.write(b"".join(w + b"\0" for w in fixed))
+        scratch.entries.add(path)
+        return path
+
+    def enter_readlink(self, t: Tracee, sc: Syscall) -> None:
+        """readlink of a magic link: the guest path of its target."""
+        idx = sc.spec.paths[0].arg
+        host = sc.host_paths.get(idx)
+        if host is None or not host.startswith("/proc/") or not is_proc_magic_link(host):
+            return
+        buf, size = sc.args[idx + 1], sc.args[idx + 2]
+        value = self.exe_of(t, host)
+        if value is None:
+            parts = host.split("/")
+            if parts[2] == "self":
+                parts[2] = str(t.pid)
+            elif parts[2] == "thread-self":
+                parts[2:3] = [str(t.pid), "task", str(t.pid)]
+            real = "/".join(parts)
+            if parts[-1] == "root" and len(parts) in (4, 6):
+                value = "/"
+            else:
+                try:
+                    value = t.view.translator.readlink_guest(real)
+                except OSError as exc:
+                    sc.skip(-(exc.errno or errno.ENOENT))
+                    return
+        data = value.encode("utf-8", ENC)[: max(0, _signed(size))]
+        if _signed(size) <= 0:
+            sc.skip(-errno.EINVAL)
+            return
+        t.write(buf, data)
+        sc.skip(len(data))

@@ -1,0 +1,35 @@
+"""What a tracee sees: a path translator and an execve planner."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ocirun.engine.execve import ExecPlanner
+    from ocirun.engine.loop import Tracer
+    from ocirun.engine.path.translator import PathTranslator
+    from ocirun.engine.plan import Binding
+
+
+class View:
+    """Every tracee starts in the plan's view; a nested `ocirun proot` inside the
+    guest hands its own rootfs and bindings to this tracer (ocirun/engine/nest.py)
+    and its process tree then gets a view composed of both."""
+
+    __slots__ = ("engine", "translator", "planner", "bindings")
+
+    def __init__(self, engine: Tracer, translator: PathTranslator, planner: ExecPlanner | None,
+                 bindings: list[Binding]):
+        self.engine = engine
+        self.translator = translator
+        self.planner = planner
+        self.bindings = bindings  # host paths are real host paths
+
+    def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
+        return self.translator.to_host(guest, cwd, follow_last)
+
+    def to_guest(self, host: str) -> str | None:
+        sockets = self.engine.sockets
+        if sockets.aliases and host.startswith(sockets.scratch.path or "\0"):
+            host = sockets.unalias(host)
+        return self.translator.to_guest(host)
