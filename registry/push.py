@@ -223,14 +223,16 @@ def push_image(
     layers = list({d.digest: d for d in image.layers}.values())
 
     def done(d: Descriptor, status: str) -> None:
+        if d is image.config:
+            return  # the config has no line of its own, as in docker's output
         board.finish(d.digest, PUSHED if status == PUSHED else status)
         if on_layer:
             on_layer(d, status)
 
     for d in layers:
         board.add(d.digest, d.size, "Preparing")
-    statuses = _upload_all(up, layers, image.mount_from, workers, done)
-    statuses[image.config.digest] = up.push(image.config, image.mount_from.get(image.config.digest, ()))
+    # the config goes with the layers (the registry only needs it before the manifest)
+    statuses = _upload_all(up, layers + [image.config], image.mount_from, workers, done)
     board.close()
     tag = ref.tag or "latest"
     resp = client.request("PUT", f"{ref.repository}/manifests/{tag}", scope=up.scope,
