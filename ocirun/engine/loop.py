@@ -337,15 +337,18 @@ class Tracer:
         self._resume(t)
 
     def _internal_error(self, t: Tracee, exc: BaseException) -> None:
-        """Report once, fail the syscall with EIO, go on."""
+        """Report once, fail the syscall with EIO, go on. A full disk met while doing the
+        syscall for the guest (a copy-up, a fake-root record) is the guest's ENOSPC/EDQUOT,
+        as for a write of its own, and no internal error."""
         sc = t.sc
         name = sc.name if sc is not None else "?"
-        if not self._reported or self.verbose >= 1:
+        code = _host_full_errno(exc)
+        if not code and (not self._reported or self.verbose >= 1):
             self._reported = True
             print(f"ocirun: internal error at {name} of pid {t.pid}: {type(exc).__name__}: {exc}", file=sys.stderr)
         if sc is not None and not sc.at_exit and not sc.skipped:
             try:
-                sc.skip(-errno.EIO)
+                sc.skip(-(code or errno.EIO))
             except OSError:
                 pass
         t.sc = None
@@ -479,3 +482,12 @@ class Tracer:
 
     def _trace_other(self, t: Tracee, info: pt.SyscallInfo) -> None:
         print(f"[{t.pid}] {self.nr_names.get(info.nr, info.nr)}(...)", file=sys.stderr)
+
+
+def _host_full_errno(exc: BaseException) -> int:
+    """ENOSPC/EDQUOT if `exc` says the host's disk is full (sqlite's SQLITE_FULL too), else 0."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return exc.errno
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+        return errno.ENOSPC
+    return 0

@@ -137,3 +137,133 @@ def test_nothing_left_after_the_guest_ends(busybox_rootfs: Path):
     assert not left, left
 
 
+
+
+# -- the tracer killed in the middle of a package install ----------------------------------
+
+PKG = "ocirun-fault-test"
+
+
+def _build_deb(dest: Path) -> Path:
+    """A local .deb: 300 files and a postinst that changes owners and modes (fake root)."""
+    src = dest / "src"
+    share = src / "usr/share" / PKG
+    share.mkdir(parents=True)
+    for i in range(300):
+        (share / f"f{i}").write_text(f"file {i}\n" * 50)
+    (src / "DEBIAN").mkdir()
+    (src / "DEBIAN/control").write_text(
+        f"Package: {PKG}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\nDescription: test\n"
+    )
+    post = src / "DEBIAN/postinst"
+    post.write_text(f"#!/bin/sh\nset -e\nchown 12:34 /usr/share/{PKG}/f0\nchmod 4750 /usr/share/{PKG}/f1\n")
+    post.chmod(0o755)
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", src, dest / "t.deb"],
+                   check=True, capture_output=True)
+    os.chmod(dest, 0o755)
+    return dest
+
+
+def _fingerprint(tree: Path) -> list[tuple]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            st = os.lstat(os.path.join(dirpath, name))
+            out.append((dirpath, name, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino))
+    return out
+
+
+@pytest.mark.slow
+def test_tracer_killed_at_random_moments_of_a_package_install(oc, tmp_path):
+    import random
+    import sqlite3
+    import time
+
+    debs = _build_deb(tmp_path / "debs")
+    image_root = Path(oc("inspect", "-f", "{{.Rootfs}}", oc.images.debian).stdout.strip())
+    before = _fingerprint(image_root)
+    script = f"dpkg --configure -a; dpkg -i /debs/t.deb && stat -c %u:%g /usr/share/{PKG}/f0"
+    cid = oc("create", "-v", f"{debs}:/debs:ro", oc.images.debian, "sh", "-c", script).stdout.strip()
+    assert len(cid) == 64
+    db = oc.root / "containers" / cid / "fakeroot.db"
+    start = ocirun_argv("--root", oc.root, "start", "-a", cid)
+
+    t0 = time.monotonic()
+    first = subprocess.run(start, env=ocirun_env(), capture_output=True, text=True, timeout=300)
+    one_run = time.monotonic() - t0
+    assert first.returncode == 0 and first.stdout.strip().endswith("12:34"), first.stderr
+    rng = random.Random(13)
+    kills, deadline = 0, time.monotonic() + 90
+    while kills < 50 and time.monotonic() < deadline:
+        proc = subprocess.Popen(start, env=ocirun_env(), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, one_run))
+        proc.kill()
+        proc.wait()
+        kills += 1
+        settle = time.monotonic() + 10
+        while (left := _session_left(proc.pid)) and time.monotonic() < settle:
+            time.sleep(0.05)
+        assert not left, f"after kill {kills}: {left}"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",), f"after kill {kills}"
+    assert kills >= 10, f"only {kills} kills in the time budget (one run takes {one_run:.1f} s)"
+    final = subprocess.run(start, env=ocirun_env(), capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0 and final.stdout.strip().endswith("12:34"), final.stderr
+    assert _fingerprint(image_root) == before, "the image tree changed"
+    oc("rm", "-f", cid)
+
+
+# -- a full disk -------------------------------------------------------------------------------
+
+DISK_FULL_SCRIPT = r"""
+oc() { "$PY" -m ocirun --root "$MNT/root" "$@"; }
+oc pull -q "$BIG" 2>"$MNT/err"; echo "pull-big=$? $(cat "$MNT/err")"
+echo "images=$(oc images -q | wc -l) staging=$(ls "$MNT/root/tmp" | grep -vc '^partial$')"
+oc system check | sed 's/^/check: /'
+oc pull -q "$SMALL" >/dev/null; echo "pull-small=$?"
+oc run --name c "$SMALL" sh -c '
+  dd if=/dev/zero of=/fill bs=64k count=1000 2>/dev/null; echo "dd=$?"
+  echo x >> /etc/passwd; echo "append=$?"
+  chown 5:5 /bin/busybox; echo "chown=$?"
+  rm /fill; exit 3' 2>&1; echo "run=$?"
+oc run --rm "$SMALL" sh -c 'cat /etc/passwd; ls -ln /bin/busybox' 2>&1
+oc system check | sed 's/^/check: /'
+"""
+
+
+@pytest.fixture(scope="module")
+def random_image(registry_images, tmp_path_factory) -> str:
+    """An image whose one layer is 5 MiB that does not compress."""
+    from tests.registry.regserver import ImageSpec, build_layout, push
+
+    layout = tmp_path_factory.mktemp("random") / "layout"
+    build_layout(layout, [ImageSpec("linux/amd64", [{"random": ("file", os.urandom(5 << 20), 0o644)}])], tag="1")
+    push(layout, registry_images.registry, "test/random:1", tag="1")
+    return f"{registry_images.host}/test/random:1"
+
+
+def test_disk_full_during_pull_unpack_copy_up_and_fake_root(tmp_path, registry_images, random_image):
+    """A 7 MiB tmpfs store: the 5 MiB image downloads but cannot unpack (one clear
+    line, nothing listed, nothing staged, no damage); busybox still pulls; a guest
+    that fills the disk gets ENOSPC for its copy-ups and fake-root chowns, its image
+    is unchanged, and the store stays consistent."""
+    import sys
+
+    from tests.helpers.smallfs import in_tmpfs
+
+    env = ocirun_env({"PY": sys.executable, "MNT": str(tmp_path / "mnt"), "BIG": random_image,
+                      "SMALL": registry_images.busybox})
+    cp = subprocess.run(in_tmpfs(tmp_path / "mnt", "7m", ["sh", "-c", DISK_FULL_SCRIPT]), env=env,
+                        capture_output=True, text=True, timeout=300)
+    out = cp.stdout
+    assert "pull-big=125 ocirun: " in out and "no space left" in out, out + cp.stderr
+    assert out.count("\npull-big") == 0 and "Traceback" not in out + cp.stderr
+    assert "images=0 staging=0" in out and "pull-small=0" in out, out
+    assert out.count("check: no damage found") == 2, out
+    for step in ("append", "chown"):
+        assert f"{step}=1" in out, out
+    assert out.count("No space left on device") >= 2 and "internal error" not in out, out
+    assert "run=3" in out and "root:x:0:0:root:/root:/bin/sh\n-rwxr-xr-x" in out, out
+    assert " 0        0 " in out.split("run=3")[1], out
