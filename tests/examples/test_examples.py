@@ -128,3 +128,33 @@ def test_ci_build_inside_debian(store, registry_images, tmp_path) -> None:
         assert cp.returncode != 0
     finally:
         run_ocirun("--root", store, "rm", "-f", "ci-test-builder")
+
+
+def test_quick_start_builds_and_runs_offline(store) -> None:
+    """The README's first command: an image from examples/hello with the host's /bin as context."""
+    env = {"OCIRUN_ROOT": str(store)}
+    cp = run_ocirun("build", "-q", "-t", "hello", "-f", EXAMPLES / "hello/Dockerfile", "/bin", env=env, timeout=300)
+    assert cp.returncode == 0, cp.stderr
+    cp = run_ocirun("run", "--rm", "hello", env=env)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.startswith("hello from Linux, in an image ocirun built\n") and "\nbin\n" in cp.stdout
+
+
+def test_ci_image_builds_tests_and_pushes(store, registry_images, tmp_path) -> None:
+    dest = f"{registry_images.host}/examples/ci-image:1"
+    cp = run_script([EXAMPLES / "ci-image.sh", dest], script_env(store, registry_images.busybox), timeout=600)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "test.sh: ok" in cp.stdout and "Successfully built" in cp.stdout
+    out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--config", f"docker://{dest}"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert '"/opt/app/greet.sh"' in out.stdout
+    # a broken image fails the job before anything is pushed
+    copy = tmp_path / "examples"
+    copy.mkdir()
+    subprocess.run(["cp", "-r", str(EXAMPLES / "ci-image"), str(EXAMPLES / "ci-image.sh"), str(copy)], check=True)
+    greet = copy / "ci-image/app/greet.sh"
+    greet.write_text(greet.read_text().replace("hello from", "bye from"))
+    cp = run_script([copy / "ci-image.sh", f"{registry_images.host}/examples/ci-image:broken"],
+                    script_env(store, registry_images.busybox), timeout=600)
+    assert cp.returncode != 0 and "unexpected output" in cp.stderr

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "hello from the CI image (${1:-world})"
