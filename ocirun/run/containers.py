@@ -250,7 +250,6 @@ class ContainerStore:
             )
             try:
                 c.tree().create()
-                _materialise_owned(c)
                 (cdir / "execs").mkdir()
                 self.write_etc(c)
                 self.save(c)
@@ -426,20 +425,6 @@ class ContainerStore:
             for d in self.dir.glob(".rm-*"):
                 with contextlib.suppress(OSError):
                     cow.rmtree(d)
-
-
-def _materialise_owned(c: Container) -> None:
-    """Materialise the directories above every path the image's ownership file names, so
-    the fake root finds those paths (and their owners) when it seeds its database."""
-    from layers.diff import read_ownership
-
-    tree = c.tree()
-    for rel in read_ownership(Path(c.image_root).parent / "ownership"):
-        host = tree.root
-        for part in rel.split("/")[:-1]:
-            host = os.path.join(host, part)
-            if os.path.islink(host) or not tree.ensure(host):
-                break
 
 
 def _fork_detached() -> int | None:

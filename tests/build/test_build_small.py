@@ -28,6 +28,7 @@ ENV GREETING="hello ${WHO}" \\
     MORE=x
 COPY --chown=1234:55 --chmod=0640 hello.txt sub /data/
 ADD files.tar /unpacked/
+RUN stat -c 'owner %u:%g %n' /unpacked/t/member.txt /data/a
 WORKDIR /data
 RUN echo "$GREETING" > greet && mkdir owned && chown 77:88 owned greet && rm hello.txt
 USER 77
@@ -72,7 +73,9 @@ def test_build_run_and_inspect(tmp_path: Path, ctx: Path):
     cp = _oc(store, "build", "-t", "small:1", "-t", "example.com/small", str(ctx))
     assert cp.returncode == 0, cp.stdout + cp.stderr
     lines = cp.stdout.splitlines()
-    assert lines[0] == "Step 1/18 : FROM scratch" and "Step 18/18 : CMD [\"/data/greet\"]" in lines
+    # what a RUN sees of earlier steps' owners (also as a user: the fake root is seeded)
+    assert "owner 4242:4343 /unpacked/t/member.txt" in lines and "owner 1234:55 /data/a" in lines, cp.stdout
+    assert lines[0] == "Step 1/19 : FROM scratch" and "Step 19/19 : CMD [\"/data/greet\"]" in lines
     assert lines[-2:] == ["Successfully tagged small:1", "Successfully tagged example.com/small:latest"]
     run = _oc(store, "run", "--rm", "small:1")
     assert (run.returncode, run.stdout) == (0, "hello world\n"), run.stderr
@@ -85,7 +88,7 @@ def test_build_run_and_inspect(tmp_path: Path, ctx: Path):
     assert cfg["Volumes"] == {"/data/owned": {}} and cfg["StopSignal"] == "SIGINT"
     assert cfg["Healthcheck"] == {"Test": ["CMD-SHELL", "cat /data/greet"], "Interval": 5_000_000_000, "Retries": 2}
     assert cfg["OnBuild"] == ["RUN echo triggered"]
-    assert len(rec.config["rootfs"]["diff_ids"]) == 5 and len(rec.config["history"]) == 16
+    assert len(rec.config["rootfs"]["diff_ids"]) == 6 and len(rec.config["history"]) == 17
     ls = _oc(store, "run", "--rm", "--entrypoint", "ls", "small:1", "-lnd", "/data/owned", "/data/greet",
              "/data/a", "/unpacked/t/member.txt")
     owners = {line.split()[-1]: line.split()[0] + " " + line.split()[2] + ":" + line.split()[3]
@@ -103,7 +106,7 @@ def test_cached_rebuild_and_changed_context(tmp_path: Path, ctx: Path):
     start = time.monotonic()
     again = _oc(store, "build", "-t", "small:1", str(ctx))
     took = time.monotonic() - start
-    assert again.returncode == 0 and again.stdout.count(" ---> CACHED") == 16, again.stdout
+    assert again.returncode == 0 and again.stdout.count(" ---> CACHED") == 17, again.stdout
     assert again.stdout.splitlines()[-2] == f"Successfully built {first.stdout.strip()[7:19]}"
     assert took < 4, f"a cached rebuild took {took:.1f}s"
     (ctx / "sub/a").write_text("changed\n")

@@ -166,6 +166,7 @@ class FakeId0(Extension):
         self.ownership_file = ownership_file
         self.db: FakeRootDB | None = None
         self._shares_inodes = False
+        self._tree: Any = None  # the container tree of the runner's copy-up extension
         self.rootfs = "/"
         self.engine: Any = None
         # Other extensions' changes to stat results (link2symlink's link counts): a
@@ -191,8 +192,9 @@ class FakeId0(Extension):
         self.engine = engine
         # The runner's containers share files with their image (hard links, copied up
         # before a write by its copy-up extension, which runs first).
-        self._shares_inodes = any(getattr(e, "name", "") == "copy-up"
-                                  for e in getattr(engine, "extensions", []))
+        copy_up = [e for e in getattr(engine, "extensions", []) if getattr(e, "name", "") == "copy-up"]
+        self._shares_inodes = bool(copy_up)
+        self._tree = getattr(copy_up[0], "tree", None) if copy_up else None
         self.rootfs = os.path.realpath(engine.plan.rootfs)
         self.db, warning = open_db(self.rootfs, self.db_path)
         if warning and getattr(engine, "verbose", 0) >= 0:
@@ -221,6 +223,7 @@ class FakeId0(Extension):
                 continue
             entries = []
             for rel, e in doc["entries"].items():
+                self._reach(rel)
                 if e.get("skipped") and e.get("type") in ("c", "b"):
                     self._seed_node(rel, e)
                     continue
@@ -232,6 +235,18 @@ class FakeId0(Extension):
                         pass
                 entries.append((rel, e.get("uid"), e.get("gid"), e.get("mode")))
             self.db.seed(entries, os.path.realpath(path))
+
+    def _reach(self, rel: str) -> None:
+        """Materialise a container's lazy directories above `rel`, so the seed finds it
+        (its owner would otherwise be lost: seeding happens once)."""
+        tree = self._tree
+        if tree is None:
+            return
+        host = tree.root
+        for part in rel.strip("/").split("/")[:-1]:
+            host = os.path.join(host, part)
+            if os.path.islink(host) or not tree.ensure(host):
+                return
 
     def _seed_node(self, rel: str, e: dict) -> None:
         host = os.path.join(self.rootfs, rel.lstrip("/"))
