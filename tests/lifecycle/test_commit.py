@@ -61,9 +61,9 @@ def test_commit_makes_one_more_layer(root: Path, registry_images, tmp_path: Path
     rows = _ok(oc("history", "committed:1")).splitlines()
     assert rows[1].startswith(rec.short_id) and rows[1].rstrip().endswith("the message")
     # the new image runs with the changes
-    shown = _ok(oc("run", "--rm", "committed:1", "sh", "-c", "read x < /etc/x; echo $x; ls /bin/cat 2>&1; true"))
+    shown = _ok(oc("run", "--rm", "committed:1", "sh", "-c", "read x < /etc/x; echo $x; ls /bin/cat 2>&1; ls -ldn /home/u"))
     lines = shown.splitlines()
-    assert lines[0] == "hi" and "No such file" in lines[1]
+    assert lines[0] == "hi" and "No such file" in lines[1] and lines[2].split()[2:4] == ["1000", "1000"], shown
     # the stored image has the owner: on disk as root, in its ownership file otherwise
     if is_root():
         assert (rec.rootfs / "home/u").stat().st_uid == 1000
