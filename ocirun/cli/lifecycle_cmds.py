@@ -385,8 +385,12 @@ def cp(ctx: click.Context, follow_link: bool, quiet: bool, src: str, dest: str) 
     """Copy files/folders between a container and the local filesystem.
 
     \b
-    Usage:  ocirun cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH
-            ocirun cp [OPTIONS] SRC_PATH CONTAINER:DEST_PATH
+    Usage:  ocirun cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-
+            ocirun cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH
+
+    Use '-' as the source to read a tar archive from stdin and extract it to a
+    directory destination in a container. Use '-' as the destination to stream a
+    tar archive of a container source to stdout.
     """
     from ocirun.cli.image_cmds import human_size
     from ocirun.run.cpfiles import copy_in, copy_out
@@ -396,9 +400,20 @@ def cp(ctx: click.Context, follow_link: bool, quiet: bool, src: str, dest: str) 
         raise OcirunError("copying between containers is not supported")
     if not src_c and not dst_c:
         raise OcirunError("must specify at least one container source")
-    if src_c:
-        size, where = copy_out(_container(ctx, src_c), src_path, dst_path, follow_link)
+    if src_c and dst_path == "-":
+        if sys.stdout.isatty():
+            raise OcirunError("cowardly refusing to write a tar stream to a terminal (redirect it)")
+        from ocirun.run.cptar import tar_out
+
+        size = tar_out(_container(ctx, src_c), src_path, follow_link, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    elif src_c:
+        size, _where = copy_out(_container(ctx, src_c), src_path, dst_path, follow_link)
+    elif src_path == "-":
+        from ocirun.run.cptar import tar_in
+
+        size = tar_in(_container(ctx, dst_c), sys.stdin.buffer, dst_path)
     else:
-        size, where = copy_in(_container(ctx, dst_c), src_path, dst_path, follow_link)
+        size, _where = copy_in(_container(ctx, dst_c), src_path, dst_path, follow_link)
     if not quiet and sys.stderr.isatty():
         click.echo(f"Successfully copied {human_size(size)} to {dest}", err=True)

@@ -99,3 +99,33 @@ def test_cp_errors(oc, args: list[str], code: int, words: str) -> None:
     (oc.tmp / "file").write_text("x")
     line = assert_one_line_error(oc(*[a.format(tmp=oc.tmp) for a in args]), code)
     assert words in line
+
+
+def test_cp_tar_streams(oc) -> None:
+    import io
+
+    cp = oc("cp", "c:/ro", "-", text=False)
+    assert cp.returncode == 0, cp.stderr
+    with tarfile.open(fileobj=io.BytesIO(cp.stdout)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile("ro/sub/f").read() == b"ro\n"
+    assert sorted(members) == ["ro", "ro/sub", "ro/sub/f"]
+    assert members["ro/sub"].mode == 0o555 and members["ro/sub/f"].uid == 0
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (("in/a.txt", b"a\n"), ("in/deep/b.txt", b"b\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o640
+            tar.addfile(info, io.BytesIO(data))
+    _ok(oc("cp", "-", "c:/ro/sub", input=buf.getvalue(), text=False))
+    _ok(oc("cp", "c:/ro/sub/in", str(oc.tmp / "back")))
+    assert (oc.tmp / "back/deep/b.txt").read_bytes() == b"b\n" and (oc.tmp / "back/a.txt").stat().st_mode & 0o777 == 0o640
+    assert not (Store.open(oc.root).resolve("base:1").rootfs / "ro/sub/in").exists()
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        info = tarfile.TarInfo("../../escape")
+        tar.addfile(info, io.BytesIO(b""))
+    line = assert_one_line_error(oc("cp", "-", "c:/ro", input=evil.getvalue(), text=False), 125)
+    assert "escape" in line and not list(oc.root.rglob("escape"))
+    line = assert_one_line_error(oc("cp", "-", "c:/etc/passwd", input=buf.getvalue(), text=False), 125)
+    assert "must be a directory" in line
