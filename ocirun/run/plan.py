@@ -26,7 +26,7 @@ from typing import Any
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.gpus import GpuSetup, gpu_setup
 from ocirun.run.options import Publish, RunOptions, Volume
-from ocirun.run.scheduler import rendezvous_dirs, scheduler_env
+from ocirun.run.scheduler import rendezvous_dirs, scheduler_env, scheduler_hostname
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_STOP_SIGNAL = "SIGTERM"
@@ -241,7 +241,7 @@ def build_run_plan(
     argv = command_argv(defaults, opts.command, opts.entrypoint)
     user_spec = opts.user if opts.user is not None else (defaults.user or "0")
     user = resolve_user(rootfs, user_spec)
-    hostname = opts.hostname or container_id[:12]
+    hostname = opts.hostname or scheduler_hostname(host_env) or container_id[:12]
     gpu = _gpu_setup(opts, defaults, host_env)
     return RunPlan(
         argv=argv,

@@ -9,12 +9,15 @@ which still win. OCIRUN_SCHEDULER_ENV=0 turns it off.
 
 The PMIx and PMI rendezvous are UNIX sockets in directories the launcher names in the
 environment: those directories are bound into the guest at the same path, or the
-guest's MPI could not reach its launcher.
+guest's MPI could not reach its launcher. And the container keeps the node's host
+name (as Apptainer does), since MPI libraries compare it with the launcher's node list
+to find the ranks on their own node; `--hostname` still wins.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 
 # Any of these set: ocirun runs as a task of a scheduler or an MPI launcher.
@@ -94,3 +97,8 @@ def rendezvous_dirs(host_env: Mapping[str, str]) -> list[str]:
         if path.startswith("/") and os.path.isdir(path) and path not in out:
             out.append(os.path.normpath(path))
     return out
+
+
+def scheduler_hostname(host_env: Mapping[str, str]) -> str | None:
+    """The node's host name for a container run by a scheduler (None otherwise)."""
+    return socket.gethostname() if under_scheduler(host_env) else None

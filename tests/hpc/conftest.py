@@ -94,3 +94,30 @@ def shared_dir(tmp_path: Path) -> Path:
     """A directory jobs write into (the job's user is the test's, but keep it enterable)."""
     os.chmod(tmp_path, 0o755)
     return tmp_path
+
+
+OPENMPI = "debian-bookworm-openmpi"
+
+
+@pytest.fixture(scope="session")
+def openmpi_image(registry_images) -> str:
+    """test/openmpi:12 in the loopback registry: Debian 12 minbase + OpenMPI + gcc
+    (the cached fixture scripts/fixtures builds; its layout is cached beside it)."""
+    from tests.helpers import fixtures_root
+    from tests.helpers.images import DEBIAN_ENV, _key, cached_layout
+    from tests.registry.regserver import ImageSpec, build_layout, push
+
+    tar = fixtures_root() / f"{OPENMPI}.tar"
+    key_file = fixtures_root() / f"{OPENMPI}.key"
+    if not tar.is_file() or not key_file.is_file():
+        pytest.fail(f"cached test fixture {OPENMPI} is missing at {tar}: run `sudo scripts/fixtures` "
+                    f"(or `sudo scripts/test`) first", pytrace=False)
+
+    def build(dest: Path) -> None:
+        spec = ImageSpec("linux/amd64", [tar.read_bytes()], config={"config": {"Env": DEBIAN_ENV, "Cmd": ["bash"]}},
+                         compression="none")  # a local registry: gzip would cost more than it saves
+        build_layout(dest, [spec], tag="12")
+
+    layout = cached_layout("openmpi", _key("v1", key_file.read_text().strip()), build)
+    push(layout, registry_images.registry, "test/openmpi:12")
+    return f"{registry_images.host}/test/openmpi:12"

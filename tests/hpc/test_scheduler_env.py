@@ -30,6 +30,16 @@ def test_scheduler_variables_pass_only_under_a_scheduler(tmp_path) -> None:
     assert scheduler_env({**JOB, "OCIRUN_SCHEDULER_ENV": "0"}) == {}
 
 
+def test_the_container_keeps_the_nodes_hostname_under_a_scheduler(tmp_path) -> None:
+    import socket
+
+    opts = RunOptions(image="img", command=["true"])
+    assert build_run_plan(opts, {}, tmp_path, "c" * 64, host_env=JOB).hostname == socket.gethostname()
+    assert build_run_plan(opts, {}, tmp_path, "c" * 64, host_env={}).hostname == "c" * 12
+    opts.hostname = "mine"
+    assert build_run_plan(opts, {}, tmp_path, "c" * 64, host_env=JOB).hostname == "mine"
+
+
 def test_dash_e_wins(tmp_path) -> None:
     env = plan_env(JOB, {"SLURM_PROCID": "7", "CUDA_VISIBLE_DEVICES": ""}, tmp_path)
     assert env["SLURM_PROCID"] == "7" and env["CUDA_VISIBLE_DEVICES"] == ""
