@@ -15,7 +15,18 @@ class OcirunError(Exception):
     """
 
     def __init__(self, message: str, exit_code: int = EXIT_OCIRUN, detail: str | None = None):
+        message = one_line(message)
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
         self.detail = detail
+
+
+# Control characters a message may carry from user or registry input: shown escaped,
+# so an error is always the one line `ocirun: ...`.
+_ESCAPES = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters (newlines included) escaped."""
+    return text.translate(_ESCAPES)

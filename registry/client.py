@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -102,22 +103,23 @@ def _body(body: Body) -> object:
 
 def registry_message(resp: requests.Response) -> str:
     """First `errors[].message` of a distribution error body ('' if none)."""
-    try:
-        errs = resp.json().get("errors") or []
-        if errs:
-            e = errs[0]
-            return f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
-    except (ValueError, AttributeError):
-        pass
-    return ""
+    e = _first_error(resp)
+    return f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") if e else ""
 
 
 def _error_code(resp: requests.Response) -> str:
+    return str(_first_error(resp).get("code", ""))
+
+
+def _first_error(resp: requests.Response) -> dict[str, Any]:
+    """`errors[0]` of a distribution error body, {} for any other body."""
     try:
-        errs = resp.json().get("errors") or []
-        return str(errs[0].get("code", "")) if errs else ""
-    except (ValueError, AttributeError, IndexError):
-        return ""
+        doc = resp.json()
+    except ValueError:
+        return {}
+    errs = doc.get("errors") if isinstance(doc, dict) else None
+    first = errs[0] if isinstance(errs, list) and errs else None
+    return first if isinstance(first, dict) else {}
 
 
 class RegistryClient:
