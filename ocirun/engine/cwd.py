@@ -6,6 +6,8 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
+from ocirun.engine.path.errors import GuestPathError
+
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
@@ -22,7 +24,7 @@ def enter_getcwd(t: Tracee, sc: Syscall) -> None:
     if host.endswith(" (deleted)"):
         sc.skip(-errno.ENOENT)
         return
-    cwd = (t.view.to_guest(host) if host else None) or t.guest_cwd()
+    cwd = (t.cwd_of(host) if host else None) or t.guest_cwd()
     data = cwd.encode("utf-8", ENC) + b"\0"
     if len(data) > sc.args[1]:
         sc.skip(-errno.ERANGE)
@@ -32,5 +34,24 @@ def enter_getcwd(t: Tracee, sc: Syscall) -> None:
 
 
 def enter_chdir(t: Tracee, sc: Syscall) -> None:
-    """chdir, fchdir: the cached cwd is re-read from /proc/PID/cwd at the next relative path."""
+    """chdir, fchdir: the cached cwd is re-read from /proc/PID/cwd at the next relative path.
+    chdir by name remembers the canonical guest path asked for (entered_cwd, at the exit)."""
+    guest = sc.guest_paths.get(0) if sc.name == "chdir" else None
+    if guest is not None:
+        try:
+            sc.notes["chdir"] = t.view.translator.canonical(guest, t.guest_cwd(), True, t.tgid, t.pid)
+            sc.exit_wanted = True
+        except (GuestPathError, OSError):
+            pass  # the kernel fails the call
     t.invalidate_cwd()
+
+
+def entered_cwd(t: Tracee, sc: Syscall) -> None:
+    """A chdir by name succeeded: that guest path names the new cwd while the kernel's stays there."""
+    guest = sc.notes.get("chdir")
+    if guest is None:
+        return
+    try:
+        t.fs.named = (guest, os.readlink(f"/proc/{t.pid}/cwd"))
+    except OSError:
+        t.fs.named = None

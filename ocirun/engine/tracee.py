@@ -45,6 +45,9 @@ class FsState:
     cwd: str | None = None
     host_cwd: str | None = None  # the kernel's view of the same directory
     users: int = 1
+    # (guest path, host path) of the directory last entered by name: of two bindings
+    # of one host directory, the guest path the process used (while it is still there)
+    named: tuple[str, str] | None = None
 
 
 @dataclass(eq=False)
@@ -119,11 +122,18 @@ class Tracee:
             if host.endswith(" (deleted)"):
                 self.fs.host_cwd = None
                 return self.view.to_guest(host[: -len(" (deleted)")]) or "/"
-            cwd = self.view.to_guest(host) or "/"
+            cwd = self.cwd_of(host) or "/"
             self.fs.host_cwd = host or None
             if self.fs.users == 1:
                 self.fs.cwd = cwd
         return cwd
+
+    def cwd_of(self, host: str) -> str | None:
+        """The guest path of the working directory at `host` (the kernel's /proc/PID/cwd)."""
+        named = self.fs.named
+        if named is not None and named[1] == host:
+            return named[0]
+        return self.view.to_guest(host)
 
     def host_cwd(self) -> str | None:
         """The host path of the working directory, as the kernel resolves relative paths."""
