@@ -46,6 +46,7 @@ from ocirun.engine.plan import EnginePlan
 from ocirun.engine.scratch import ScratchDir
 from ocirun.engine.socket import UnixSockets
 from ocirun.engine.syscall import Syscall
+from ocirun.engine.syscalls import SyscallSpec
 from ocirun.engine.tracee import FsState, Tracee
 from ocirun.engine.view import View
 from ocirun.errors import OcirunError
@@ -400,19 +401,7 @@ class Tracer:
             if last[0] == nr:
                 self._unrewrite(t, sc, last[1], args)
         if spec is not None:
-            try:
-                if spec.kind not in _OWN_PATHS:
-                    for pa in spec.paths:
-                        self._translate(t, sc, pa)
-                if spec.kind and not sc.skipped:
-                    self._handlers[spec.kind](t, sc)
-            except GuestPathError as exc:
-                sc.skip(-(exc.errno or errno.ENOENT))
-            except OSError as exc:  # the guest passed a bad pointer
-                if exc.errno != errno.EFAULT and exc.errno != errno.ESRCH:
-                    raise
-                if not sc.skipped:
-                    sc.skip(-errno.EFAULT)
+            self._paths_and_handler(t, sc, spec)
             if spec.invalidate and not sc.skipped:
                 self.path_args.invalidate(sc, spec)
             if self.listed_dirs and spec.follow_open and not sc.skipped and t.view is self.root_view:
@@ -432,6 +421,31 @@ class Tracer:
             sc.exit_wanted = True
         if not sc.exit_wanted:
             t.sc = None
+
+    def _paths_and_handler(self, t: Tracee, sc: Syscall, spec: SyscallSpec, again: bool = False) -> None:
+        """The core's part of an entry: translate the path arguments, run the kind's handler.
+        A directory the real user may not search stops the lookup with EACCES: an extension
+        that lends the missing bit (-0, as PRoot does) gets one chance before the guest sees it."""
+        try:
+            if spec.kind not in _OWN_PATHS:
+                for pa in spec.paths:
+                    self._translate(t, sc, pa)
+            if spec.kind and not sc.skipped:
+                self._handlers[spec.kind](t, sc)
+        except GuestPathError as exc:
+            if exc.errno == errno.EACCES and not again and self._lend_search(t, exc.filename):
+                self._paths_and_handler(t, sc, spec, True)
+                return
+            sc.skip(-(exc.errno or errno.ENOENT))
+        except OSError as exc:  # the guest passed a bad pointer
+            if exc.errno != errno.EFAULT and exc.errno != errno.ESRCH:
+                raise
+            if not sc.skipped:
+                sc.skip(-errno.EFAULT)
+
+    def _lend_search(self, t: Tracee, guest: str | None) -> bool:
+        """Ask the extensions to make guest path `guest` reachable for the real user."""
+        return bool(guest) and any(ext.lend_search(t, guest) for ext in self.extensions)
 
     def _unrewrite(self, t: Tracee, sc: Syscall, saved: dict[int, tuple[int, int]], args: list[int]) -> None:
         """A restarted syscall re-enters with our scratch pointers: give it back the guest's."""

@@ -104,3 +104,12 @@ def test_signals_from_outside_are_still_forwarded() -> None:
 def test_proc_self_comm_is_the_programs_name_for_ps(mode_env) -> None:
     out = ok(proot("/bin/sh", "-c", "sleep 5 & sleep 0.3; ps -o comm= -p $!; kill $!", env=mode_env))
     assert out == "sleep\n"
+
+
+def test_root_id_lends_the_permission_bits_root_would_not_need(shared: Path, mode_env) -> None:
+    """PRoot's manual, -0: `mkdir /tmp/foo; chmod a-rwx /tmp/foo; echo ... > /tmp/foo/bar` works."""
+    foo = shared / "foo"
+    script = (f"mkdir {foo} && chmod a-rwx {foo} && echo 'I bypass file-system permissions.' > {foo}/bar && "
+              f"cat {foo}/bar && mkdir {foo}/sub && ls {foo} && stat -c %a {foo} && rm -r {foo}/bar {foo}/sub")
+    out = ok(proot("-0", "/bin/sh", "-c", script, env=mode_env))
+    assert out == "I bypass file-system permissions.\nbar\nsub\n0\n"
