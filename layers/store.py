@@ -252,6 +252,16 @@ class Store:
             self.add_tag(ref, rec)
         return self.get(rec.id) or rec
 
+    def set_source(self, record: ImageRecord, source: str) -> ImageRecord:
+        """Change where a stored image says it came from (a build step's tree that turns
+        out to be the built image itself becomes "build", and is listed)."""
+        assert record.path is not None
+        with self._image_lock(record.id):
+            meta = json.loads((record.path / META).read_text())
+            meta["source"] = source
+            atomic_write(record.path / META, json.dumps(meta, indent=1).encode())
+        return self.get(record.id) or record
+
     def replace_manifest(self, record: ImageRecord, manifest: bytes) -> ImageRecord:
         """Give a stored image another manifest for the same config and layers (e.g. Docker
         media types instead of OCI ones); the name table follows."""

@@ -112,7 +112,14 @@ def test_cached_rebuild_and_changed_context(tmp_path: Path, ctx: Path):
     (ctx / "sub/a").write_text("changed\n")
     third = _oc(store, "build", "-t", "small:1", str(ctx))
     assert third.stdout.count(" ---> CACHED") == 3, third.stdout  # up to the COPY that reads sub/
-    assert _oc(store, "images").stdout.count("\n") == 2  # one row: build steps stay hidden
+    rows = _oc(store, "images").stdout.splitlines()[1:]
+    # small:1 and the image it named before (dangling, as docker's): build steps stay hidden
+    assert [r.split()[:2] for r in rows] == [["small", "1"], ["<none>", "<none>"]], rows
+    # an untagged build is listed (as <none>), even when it is a step's tree itself
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /\n")
+    untagged = _oc(store, "build", "-q", str(ctx)).stdout.strip()
+    rows = _oc(store, "images", "--no-trunc").stdout
+    assert untagged in rows and "<none>" in rows, rows
 
 
 def test_source_date_epoch_gives_the_same_digests(tmp_path: Path, ctx: Path):
