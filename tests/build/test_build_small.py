@@ -171,6 +171,19 @@ def test_failing_run_is_exit_1_and_tags_nothing(tmp_path: Path, ctx: Path):
     assert leftovers == []
 
 
+def test_copy_relative_to_workdir(tmp_path: Path, ctx: Path):
+    store = tmp_path / "store"
+    (ctx / "Dockerfile").write_text("FROM scratch\nWORKDIR /app\nCOPY . .\nCOPY hello.txt ../top.txt\n"
+                                    "WORKDIR sub\nCOPY sub/a ./\nCOPY sub/* /\n")
+    cp = _oc(store, "build", "-q", "-t", "wd:1", str(ctx))
+    assert cp.returncode == 0, cp.stderr
+    root = Store.open(store).resolve("wd:1").rootfs
+    assert (root / "app/hello.txt").read_text() == "hello\n" and (root / "app/sub/a").is_file()
+    assert not (root / "app/ignored.log").exists() and (root / "top.txt").is_file()
+    assert (root / "app/sub/a").read_text() == "a\n" and (root / "a").is_file()
+    assert Store.open(store).resolve("wd:1").config["config"]["WorkingDir"] == "/app/sub"
+
+
 def test_errors_are_one_line(tmp_path: Path, ctx: Path):
     store = tmp_path / "store"
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY missing.txt /x\n")
