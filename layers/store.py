@@ -8,6 +8,7 @@ Layout under the store root (README "Images" section):
     images/<hex>/ownership        owners/modes/devices not applied on disk (JSON)
     images/<hex>/meta.json        written LAST: an image without it is not complete
     repositories.json             name:tag -> {platform: image id, manifest digest}
+    repositories.json.bak         the table before its last edit (layers/check.py rebuilds from it)
     tmp/                          unpack staging dirs, partial downloads
     locks/                        POSIX lock files (per image, per blob, table, gc)
     containers/<id>/config.json   the runner's; "ImageID" says which image it uses
@@ -442,11 +443,7 @@ class Store:
         idir = self.images_dir / _hex(image_id)
         if not (idir / META).exists():
             return None
-        problem = check.image_problem(idir)
-        if problem:
-            raise check.damaged(f"image {_hex(image_id)[:12]}", problem)
-        meta = json.loads((idir / META).read_text())
-        config = json.loads((idir / "config.json").read_text())
+        meta, config = check.read_image_records(idir)
         tags, digests = self._names_of(meta["id"], self._read_repos())
         return ImageRecord(
             id=meta["id"],
