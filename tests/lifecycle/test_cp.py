@@ -129,3 +129,26 @@ def test_cp_tar_streams(oc) -> None:
     assert "escape" in line and not list(oc.root.rglob("escape"))
     line = assert_one_line_error(oc("cp", "-", "c:/etc/passwd", input=buf.getvalue(), text=False), 125)
     assert "must be a directory" in line
+
+
+def test_cp_into_and_commit_a_running_container(oc, registry_images) -> None:
+    import time
+
+    script = ("echo a > /etc/written; i=0; while [ $i -lt 100 ]; do if [ -e /etc/fromhost ]; then "
+              "read x < /etc/fromhost; echo \"seen $x\"; break; fi; sleep 0.2; i=$((i+1)); done; sleep 60")
+    _ok(oc("run", "-d", "--name", "live", registry_images.busybox, "sh", "-c", script))
+    try:
+        (oc.tmp / "fromhost").write_text("hello\n")
+        deadline = time.monotonic() + 60
+        while "written" not in _ok(oc("cp", "live:/etc", "-", text=False)).decode(errors="replace"):
+            assert time.monotonic() < deadline, "the container never wrote /etc/written"
+            time.sleep(0.2)
+        _ok(oc("cp", str(oc.tmp / "fromhost"), "live:/etc/"))
+        while "seen hello" not in _ok(oc("logs", "live")):
+            assert time.monotonic() < deadline, "the running guest never saw the copied file"
+            time.sleep(0.2)
+        _ok(oc("commit", "live", "live:1"))  # not paused: the files as they are now
+        shown = _ok(oc("run", "--rm", "live:1", "sh", "-c", "read a < /etc/written; read b < /etc/fromhost; echo $a $b"))
+        assert shown == "a hello\n"
+    finally:
+        oc("rm", "-f", "live")
