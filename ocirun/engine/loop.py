@@ -85,6 +85,7 @@ class Tracer:
             if self.verbose >= 1:
                 print(f"ocirun: warning: binding {b.host}:{b.guest} skipped (missing)", file=sys.stderr)
         self.extensions = list(plan.extensions)
+        self.nested_extensions: list = []  # those nested `ocirun proot -0/-i/-k` runs asked for
         self.planner = ExecPlanner(self.to_host, self.to_guest, self.arch.name,
                                    foreign=qemu_foreign, host_program=qemu_host)
         self.qemu_hooks = (qemu_foreign, qemu_host)
@@ -143,8 +144,10 @@ class Tracer:
 
     # ------------------------------------------------------------------- loop
     def run(self) -> int:
-        if os.environ.get("OCIRUN_NO_NEST", "") in ("", "0") and nest.try_nest(self.plan):
-            nest.exec_nested(self.plan)  # does not return
+        if os.environ.get("OCIRUN_NO_NEST", "") in ("", "0"):
+            outer_seccomp = nest.try_nest(self.plan)
+            if outer_seccomp is not None:
+                nest.exec_nested(self.plan, outer_seccomp, self.arch)  # does not return
         for ext in self.extensions:
             ext.attach(self)
         spawn.spawn(self)
@@ -155,7 +158,7 @@ class Tracer:
         finally:
             self.pinning.stop()
             forwarder.stop()
-            for ext in self.extensions:
+            for ext in self.extensions + self.nested_extensions:
                 ext.detach(self)
             self.scratch.cleanup()
             for view in self.views:
@@ -256,7 +259,7 @@ class Tracer:
                 self.dirlist.on_fork(t.tgid, child_pid)
         if self.pinning.released and self.pinning.enabled:
             self.pinning.unpin(child_pid)
-        for ext in self.extensions:
+        for ext in t.view.extensions:
             ext.on_fork(t, child)
         if child.held:
             child.held = False
@@ -275,7 +278,7 @@ class Tracer:
             t.pending_loader = None
         t.last_rewrite = None
         self.dumpable.on_exec(t.tgid)
-        for ext in self.extensions:
+        for ext in t.view.extensions:
             ext.on_exec(t)
         self._resume(t)
 
@@ -311,7 +314,7 @@ class Tracer:
             if self.dirlist.open_dirs:
                 self.dirlist.on_exit(pid)
         t.fs.users -= 1
-        for ext in self.extensions:
+        for ext in t.view.extensions:
             ext.on_process_exit(t)
         if pid == self.first_pid:
             if status & 0x7F == 0:
@@ -409,7 +412,7 @@ class Tracer:
             if sc.rewritten is not None:
                 t.last_rewrite = (nr, sc.rewritten)
         if not sc.skipped:
-            for ext in self.extensions:
+            for ext in t.view.extensions:
                 ext.on_enter(t, sc)
                 if sc.skipped:
                     break
@@ -445,7 +448,7 @@ class Tracer:
 
     def _lend_search(self, t: Tracee, guest: str | None) -> bool:
         """Ask the extensions to make guest path `guest` reachable for the real user."""
-        return bool(guest) and any(ext.lend_search(t, guest) for ext in self.extensions)
+        return bool(guest) and any(ext.lend_search(t, guest) for ext in t.view.extensions)
 
     def _unrewrite(self, t: Tracee, sc: Syscall, saved: dict[int, tuple[int, int]], args: list[int]) -> None:
         """A restarted syscall re-enters with our scratch pointers: give it back the guest's."""
@@ -464,7 +467,7 @@ class Tracer:
         if -ERESTART_MAX <= result <= -ERESTART_MIN:
             return  # the syscall will be restarted (and re-trapped)
         t.last_rewrite = None
-        for ext in reversed(self.extensions):
+        for ext in reversed(t.view.extensions):
             ext.on_exit(t, sc)
         spec = sc.spec
         if spec is None:
