@@ -35,23 +35,15 @@ def enter_getcwd(t: Tracee, sc: Syscall) -> None:
 
 def enter_chdir(t: Tracee, sc: Syscall) -> None:
     """chdir, fchdir: the cached cwd is re-read from /proc/PID/cwd at the next relative path.
-    chdir by name remembers the canonical guest path asked for (entered_cwd, at the exit)."""
+    chdir by name remembers the canonical guest path asked for with its host directory:
+    that name is used while the kernel's cwd is that directory (no exit stop: a failed
+    chdir leaves the cwd elsewhere, where the name does not apply)."""
     guest = sc.guest_paths.get(0) if sc.name == "chdir" else None
-    if guest is not None:
+    host = sc.host_paths.get(0)
+    if guest is not None and host:
         try:
-            sc.notes["chdir"] = t.view.translator.canonical(guest, t.guest_cwd(), True, t.tgid, t.pid)
-            sc.exit_wanted = True
+            named = t.view.translator.canonical(guest, t.guest_cwd(), True, t.tgid, t.pid)
+            t.fs.name_cwd(os.path.normpath(host), named)
         except (GuestPathError, OSError):
             pass  # the kernel fails the call
     t.invalidate_cwd()
-
-
-def entered_cwd(t: Tracee, sc: Syscall) -> None:
-    """A chdir by name succeeded: that guest path names the new cwd while the kernel's stays there."""
-    guest = sc.notes.get("chdir")
-    if guest is None:
-        return
-    try:
-        t.fs.named = (guest, os.readlink(f"/proc/{t.pid}/cwd"))
-    except OSError:
-        t.fs.named = None

@@ -33,7 +33,7 @@ from ocirun.engine import nest, spawn, syscalls
 from ocirun.engine import ptrace as pt
 from ocirun.engine.affinity import CpuPinning
 from ocirun.engine.arch import host_arch
-from ocirun.engine.cwd import enter_chdir, enter_getcwd, entered_cwd
+from ocirun.engine.cwd import enter_chdir, enter_getcwd
 from ocirun.engine.dirlist import DirListing
 from ocirun.engine.dumpable import Dumpable
 from ocirun.engine.execve import ExecPlanner
@@ -218,7 +218,7 @@ class Tracer:
             child.fs = parent.fs
             parent.fs.users += 1
         else:
-            child.fs = FsState(cwd=parent.fs.cwd, host_cwd=parent.fs.host_cwd, named=parent.fs.named)
+            child.fs = FsState(cwd=parent.fs.cwd, host_cwd=parent.fs.host_cwd, named=dict(parent.fs.named))
 
     def _event_stop(self, t: Tracee, event: int, sig: int) -> None:
         if event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
@@ -477,9 +477,6 @@ class Tracer:
         if spec.kind == "sockname" or spec.kind == "accept":
             if result >= 0:
                 self.sockets.fix_sockname(t, sc)
-        elif spec.kind == "chdir":
-            if result == 0:
-                entered_cwd(t, sc)
         elif spec.kind == "getdents":
             if result == 0:
                 self.dirlist.fix_getdents(t, sc)

@@ -123,7 +123,7 @@ def spawn(tracer: Tracer) -> int:
     t.seen_first_stop = True
     t.fs.cwd = guest_cwd
     t.fs.host_cwd = os.path.realpath(host_cwd)
-    t.fs.named = (guest_cwd, t.fs.host_cwd)
+    t.fs.name_cwd(t.fs.host_cwd, guest_cwd)
     tracer.tracees[pid] = t
     tracer.first_pid = pid
     os.write(w, b"g")
