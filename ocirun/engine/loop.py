@@ -120,6 +120,7 @@ class Tracer:
             "accept": self.sockets.enter_sockname,
             "prctl": self._enter_prctl,
             "getdents": self.dirlist.enter_getdents,
+            "rmdir": self.path_args.enter_rmdir,
         }
 
     def _trap_syscalls(self) -> None:

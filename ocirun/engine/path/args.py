@@ -8,6 +8,7 @@ relative to and whether its last component is followed (ocirun/engine/syscalls/)
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -137,6 +138,16 @@ class PathArgs:
         sc.host_paths[pa.arg] = host
         if host != given:  # (/proc/self/exe -> the program: rewritten even when that is a host path)
             sc.set_arg(pa.arg, sc.push_string(host))
+
+    @staticmethod
+    def enter_rmdir(t: Tracee, sc: Syscall) -> None:
+        """rmdir of a path ending in '..' is ENOTEMPTY on Linux (the kernel would get the
+        resolved directory with '/.' and say EINVAL)."""
+        if sc.name == "unlinkat" and not sc.args[2] & AT_REMOVEDIR:
+            return
+        guest = sc.guest_paths.get(sc.spec.paths[0].arg)
+        if guest is not None and guest.rstrip("/").rpartition("/")[2] == "..":
+            sc.skip(-errno.ENOTEMPTY)
 
     # ---------------------------------------------------------- invalidation
     def invalidate(self, sc: Syscall, spec: SyscallSpec) -> None:
