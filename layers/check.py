@@ -180,31 +180,20 @@ def _blob_json(store: Any, digest: str) -> tuple[bytes, Any] | None:
         return None
 
 
-def read_image_records(idir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An image's (meta, config), or DamagedStateError saying what is wrong with them."""
-    docs = []
+def image_problem(idir: Path) -> str | None:
+    """Why an image's records cannot be used, or None."""
     for name in ("meta.json", "config.json"):
         try:
             doc = _read_json(idir / name)
         except FileNotFoundError:
-            raise damaged(f"image {idir.name[:12]}", f"{name} is missing") from None
+            return f"{name} is missing"
         except (OSError, ValueError) as exc:
-            raise damaged(f"image {idir.name[:12]}", f"{name} is unreadable: {exc}") from None
+            return f"{name} is unreadable ({exc})"
         if not isinstance(doc, dict):
-            raise damaged(f"image {idir.name[:12]}", f"{name} is not a JSON object")
-        docs.append(doc)
-    meta, config = docs
+            return f"{name} is not a JSON object"
+    meta = _read_json(idir / "meta.json")
     if meta.get("id") != "sha256:" + idir.name or not isinstance(meta.get("layers", []), list):
-        raise damaged(f"image {idir.name[:12]}", "meta.json does not describe this image")
-    return meta, config
-
-
-def image_problem(idir: Path) -> str | None:
-    """Why an image's records cannot be used, or None."""
-    try:
-        read_image_records(idir)
-    except DamagedStateError as exc:
-        return exc.message.partition(" is damaged (")[2].rpartition("): run")[0]
+        return "meta.json does not describe this image"
     return None
 
 
