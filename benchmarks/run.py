@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Run the same workloads natively, under PRoot (Debian's 5.1 and upstream 5.4) and
+"""Run the same workloads natively, under PRoot 5.4 (as it is and pinned to one CPU) and
 under ``ocirun proot``, interleaved, and print a markdown table of medians and ratios.
 
     python benchmarks/run.py                     # 5 runs of everything
     python benchmarks/run.py --runs 3 --only stat --only start
     python benchmarks/run.py --write-readme      # also put the table into benchmarks/README.md
     python benchmarks/run.py --list              # workloads and runners
+
+PRoot and ocirun run the rows in a real root filesystem (the tests' Debian tree,
+``--rootfs``), where every path is rewritten; native runs the same programs on the host.
+After the timed runs, each PRoot-like runner runs each row once more with its tracer
+under ``strace -c`` (the tracer only, not the guest): its wait4 calls are its stops, so
+the table shows stops, tracer syscalls per stop and µs per stop ((runner - native) /
+stops), which lets a table from one machine be read on another.
 
 Each run goes through every workload and, inside it, every runner in a rotated order,
 so slow drifts of the machine (other load, caches, frequency) fall on all runners
@@ -39,7 +46,10 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "benchmarks" / "README.md"
 TABLE_BEGIN = "<!-- bench:table -->"
 TABLE_END = "<!-- /bench:table -->"
-HOST_PYTHON = "/usr/bin/python3"  # the guest's python: Debian's, the same for every runner
+HOST_PYTHON = "/usr/bin/python3"  # the arm64 and container rows' python
+PERL = "/usr/bin/perl"  # in the Debian tree and on the host (Debian's perl-base); the tree has no python3
+STAT_LOOP = 'stat("/usr/lib/os-release") for 1..100000'  # one newfstatat each
+FIXTURES = Path(os.environ.get("OCIRUN_TEST_FIXTURES") or "/var/tmp/ocirun-fixtures")
 
 
 # ---------------------------------------------------------------- context
@@ -54,11 +64,12 @@ class Context:
     proot54: str
     ocirun_python: str
     timeout: float
+    rootfs: str
     made: dict[str, Path] = field(default_factory=dict)
 
     def fmt(self, argv: list[str]) -> list[str]:
         """Fill {tmp}, {python} and the inputs that setups made into an argv."""
-        values = {"tmp": str(self.tmp), "python": HOST_PYTHON, **{k: str(v) for k, v in self.made.items()}}
+        values = {"tmp": str(self.tmp), "python": HOST_PYTHON, "perl": PERL, **{k: str(v) for k, v in self.made.items()}}
         return [a.format(**values) for a in argv]
 
 
@@ -66,10 +77,10 @@ class Context:
 
 
 def make_tarball(ctx: Context) -> None:
-    """A tarball of 1,500 small files in 30 directories (plus the directories)."""
+    """A tarball of 3,000 small files in 60 directories (plus the directories)."""
     src = ctx.tmp / "tar-src"
     rng = random.Random(42)
-    for d in range(30):
+    for d in range(60):
         sub = src / f"dir{d:02d}"
         sub.mkdir(parents=True, exist_ok=True)
         for f in range(50):
@@ -110,8 +121,7 @@ ARM64_ARGS = ["-q", "qemu-aarch64-static", "-r", "{arm64}", "-b", "/proc", "-b",
 
 def arm64_tree(ctx: Context) -> None:
     """The tests' debian-bookworm-arm64 fixture, and the tool paths its full commands need."""
-    fixtures = Path(os.environ.get("OCIRUN_TEST_FIXTURES") or "/var/tmp/ocirun-fixtures")
-    ctx.made.update(arm64=fixtures / "debian-bookworm-arm64", proot51=ctx.proot51, proot54=ctx.proot54,
+    ctx.made.update(arm64=FIXTURES / "debian-bookworm-arm64", proot51=ctx.proot51, proot54=ctx.proot54,
                     ocirun_python=ctx.ocirun_python)
 
 def container_images(ctx: Context) -> None:
@@ -120,7 +130,7 @@ def container_images(ctx: Context) -> None:
     udocker cannot download its udockertools here: a VERSION file stands in for
     them and UDOCKER_USE_PROOT_EXECUTABLE points it at PRoot 5.4 (5.1 breaks -k).
     """
-    fixtures = Path(os.environ.get("OCIRUN_TEST_FIXTURES") or "/var/tmp/ocirun-fixtures")
+    fixtures = FIXTURES
     layout = next(iter(sorted((fixtures / "layouts").glob("debian-*"))), None)
     udocker = shutil.which("udocker") or str(Path(sys.executable).with_name("udocker"))
     store, udir, archive = ctx.tmp / "ocirun-store", ctx.tmp / "udocker", ctx.tmp / "debian.tar"
@@ -139,19 +149,12 @@ def container_images(ctx: Context) -> None:
 
 WORKLOADS: list[Workload] = [
     Workload("start-up (/bin/true)", ["/bin/true"]),
+    Workload("stat x 100k (perl stat loop)", ["{perl}", "-e", STAT_LOOP]),
+    Workload("stat x 100k with -0 (fake root)", ["{perl}", "-e", STAT_LOOP], proot_args=["-0"]),
+    Workload("find /usr, 3 times", ["sh", "-c", "; ".join(["find /usr > /dev/null"] * 3)]),
+    Workload("fork+exec (1,000 /bin/true)", ["sh", "-c", SHELL_TRUE_LOOP.replace("{n}", "1000")]),
     Workload(
-        "stat loop (os.stat x 100k)",
-        ["{python}", "-c", "import os\nfor _ in range(100000): os.stat('/usr/lib/os-release')"],
-    ),
-    Workload(
-        "stat loop with -0 (fake root), os.stat x 100k",
-        ["{python}", "-c", "import os\nfor _ in range(100000): os.stat('/usr/lib/os-release')"],
-        proot_args=["-0"],
-    ),
-    Workload("find /usr", ["sh", "-c", "find /usr > /dev/null"]),
-    Workload("fork+exec (2,000 /bin/true)", ["sh", "-c", SHELL_TRUE_LOOP.replace("{n}", "2000")]),
-    Workload(
-        "tar x (1,500 files)",
+        "tar x (3,000 files)",
         ["sh", "-c", "rm -rf {tmp}/untar && mkdir {tmp}/untar && tar -xf {tarball} -C {tmp}/untar"],
         setup=make_tarball,
     ),
@@ -159,10 +162,11 @@ WORKLOADS: list[Workload] = [
         "arm64 (QEMU): 200 /bin/true + find /usr",
         [],
         setup=arm64_tree,
-        runners=("proot 5.1", "proot 5.4", "ocirun"),
+        runners=("proot 5.1", "proot 5.4", "proot 5.4 pinned", "ocirun"),
         commands={
             "proot 5.1": ["{proot51}", *ARM64_ARGS],
             "proot 5.4": ["{proot54}", *ARM64_ARGS],
+            "proot 5.4 pinned": ["taskset", "-c", "1", "{proot54}", *ARM64_ARGS],
             "ocirun": ["{ocirun_python}", "-m", "ocirun", "proot", *ARM64_ARGS],
         },
     ),
@@ -180,8 +184,8 @@ WORKLOADS: list[Workload] = [
     Workload(
         # Long enough (a few seconds) that the steady-state cost shows, not the
         # start-up, which has its own row.
-        "CPU-bound loop (50M iterations)",
-        ["{python}", "-c", "x = 0\nfor i in range(50_000_000): x += i * i"],
+        "CPU-bound loop (perl, 30M iterations)",
+        ["{perl}", "-e", "my $x = 0; $x += $_ * $_ for 1..30_000_000"],
     ),
 ]
 
@@ -198,6 +202,7 @@ class Runner:
     available: Callable[[Context], str | None]  # None when usable, else why not
     anchor: bool = False  # a PRoot to compare ocirun with (the best anchor counts)
     subject: bool = False  # the runner the ratios are about
+    default: bool = True  # run without --runner naming it
 
 
 def _exe(path: str) -> Callable[[Context], str | None]:
@@ -212,23 +217,38 @@ def _ocirun_available(ctx: Context) -> str | None:
     return None if os.access(ctx.ocirun_python, os.X_OK) else f"{ctx.ocirun_python} not found"
 
 
+def _in_rootfs(ctx: Context, wl: Workload) -> list[str]:
+    """The options that put a PRoot-like runner's guest into the tree, with /dev, /proc
+    and the scratch dir (the tar row's input and output) bound at the same paths."""
+    return [*wl.proot_args, "-r", ctx.rootfs, "-b", "/dev", "-b", "/proc", "-b", str(ctx.tmp), "-w", str(ctx.tmp)]
+
+
+PIN = ["taskset", "-c", "1"]  # the placement ocirun chooses for itself: tracer and guest on one CPU
+
 RUNNERS: list[Runner] = [
     Runner("native", lambda ctx, wl, cmd: cmd, lambda ctx: None),
     Runner(
         "proot 5.1",
-        lambda ctx, wl, cmd: [ctx.proot51, *wl.proot_args, "-r", "/", *cmd],
+        lambda ctx, wl, cmd: [ctx.proot51, *_in_rootfs(ctx, wl), *cmd],
         _exe("proot51"),
         anchor=True,
+        default=False,
     ),
     Runner(
         "proot 5.4",
-        lambda ctx, wl, cmd: [ctx.proot54, *wl.proot_args, "-r", "/", *cmd],
+        lambda ctx, wl, cmd: [ctx.proot54, *_in_rootfs(ctx, wl), *cmd],
+        _exe("proot54"),
+        anchor=True,
+    ),
+    Runner(
+        "proot 5.4 pinned",
+        lambda ctx, wl, cmd: [*PIN, ctx.proot54, *_in_rootfs(ctx, wl), *cmd],
         _exe("proot54"),
         anchor=True,
     ),
     Runner(
         "ocirun",
-        lambda ctx, wl, cmd: [ctx.ocirun_python, "-m", "ocirun", "proot", *wl.proot_args, "-r", "/", *cmd],
+        lambda ctx, wl, cmd: [ctx.ocirun_python, "-m", "ocirun", "proot", *_in_rootfs(ctx, wl), *cmd],
         _ocirun_available,
         subject=True,
     ),
@@ -312,6 +332,81 @@ def measure(ctx: Context, workloads: list[Workload], runners: list[Runner], runs
     return cells
 
 
+# ---------------------------------------------------------------- stops
+
+
+@dataclass
+class Stops:
+    """One traced run of a PRoot-like runner: its tracer's stops and syscalls."""
+
+    stops: int
+    syscalls: int
+
+
+def strace_counts(text: str) -> dict[str, int]:
+    """`strace -c` summary lines -> calls per syscall name."""
+    calls: dict[str, int] = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[3].isdigit() and f[-1] != "total":
+            calls[f[-1]] = int(f[3])
+    return calls
+
+
+def count_stops(argv: list[str], ctx: Context) -> Stops | None:
+    """Run argv once with its tracer (the runner's own process, not the guest, and not
+    taskset: strace follows the exec) under ``strace -c``. Every ptrace stop the
+    tracer handles is one wait4 (PRoot 5.4 and ocirun both wait with wait4)."""
+    out = ctx.tmp / "strace-c.txt"
+    t, err = run_once(["strace", "-c", "-o", str(out), *argv], ctx)
+    if err or not out.exists():
+        return None
+    calls = strace_counts(out.read_text())
+    stops = calls.get("wait4", 0) + calls.get("waitid", 0)
+    return Stops(stops, sum(calls.values())) if stops else None
+
+
+def count_all_stops(ctx: Context, workloads: list[Workload], runners: list[Runner]) -> dict[tuple[str, str], Stops]:
+    found: dict[tuple[str, str], Stops] = {}
+    if not shutil.which("strace"):
+        print("strace not found: no stop counts", file=sys.stderr)
+        return found
+    for wl in workloads:
+        for r in runners:
+            argv = argv_for(ctx, wl, r) if (r.anchor or r.subject) and r.available(ctx) is None else None
+            if argv is None or wl.commands:
+                continue
+            n = count_stops(argv, ctx)
+            if n is not None:
+                found[(wl.name, r.name)] = n
+        print(f"stops counted: {wl.name}", file=sys.stderr)
+    return found
+
+
+def stops_table(cells: dict[tuple[str, str], Cell], stops: dict[tuple[str, str], Stops],
+                workloads: list[Workload], runners: list[Runner]) -> str:
+    """Per row and PRoot-like runner: stops, tracer syscalls per stop, µs per stop."""
+    traced = [r.name for r in runners if (r.anchor or r.subject)]
+    head = ["workload", *[f"{n}: stops / syscalls per stop / µs per stop" for n in traced]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for wl in workloads:
+        if not any((wl.name, n) in stops for n in traced):
+            continue
+        native = cells.get((wl.name, "native"))
+        base = native.median if native else None
+        row = [wl.name]
+        for n in traced:
+            st, cell = stops.get((wl.name, n)), cells.get((wl.name, n))
+            med = cell.median if cell else None
+            if st is None:
+                row.append("–")
+                continue
+            us = f"{(med - base) / st.stops * 1e6:.1f}" if med is not None and base is not None else "–"
+            row.append(f"{st.stops:,} / {st.syscalls / st.stops:.1f} / {us}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- table
 
 
@@ -360,7 +455,8 @@ def machine() -> str:
                                 capture_output=True, text=True).stdout.strip() or "?"
     except OSError:
         commit = "?"
-    return (f"{os.cpu_count()} CPUs, {model}, Linux {platform.release()}, "
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} CPUs, {model}, Linux {platform.release()}, load {load}, "
             f"ocirun {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
@@ -398,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runner", action="append", default=[], metavar="NAME",
                     help="only these runners (repeatable; default all)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per run (default 300)")
-    ap.add_argument("--proot51", default=shutil.which("proot") or "", help="Debian's proot")
+    ap.add_argument("--rootfs", default=str(FIXTURES / "debian-bookworm-amd64"),
+                    help="the guest tree of the PRoot-like runners (default: the tests' Debian tree)")
+    ap.add_argument("--no-stops", action="store_true", help="skip the stop-counting runs under strace")
+    ap.add_argument("--proot51", default=shutil.which("proot") or "",
+                    help="Debian's proot (runner 'proot 5.1', only with --runner)")
     ap.add_argument("--proot54", default=default_proot54(), help="upstream PRoot 5.4")
     ap.add_argument("--ocirun-python", default=str(Path(sys.executable)),
                     help="python that runs `-m ocirun` (default: this one)")
@@ -409,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     workloads = [w for w in WORKLOADS if not args.only or any(t in w.name for t in args.only)]
-    runners = [r for r in RUNNERS if not args.runner or r.name in args.runner]
+    runners = [r for r in RUNNERS if r.name in args.runner or (not args.runner and r.default)]
     if args.list:
         print("workloads:\n" + "\n".join(f"  {w.name}" for w in WORKLOADS))
         print("runners:\n" + "\n".join(f"  {r.name}" for r in RUNNERS))
@@ -418,11 +518,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("no workload or runner selected (see --list)")
 
     with tempfile.TemporaryDirectory(prefix="ocirun-bench-") as tmp:
-        ctx = Context(Path(tmp), args.proot51, args.proot54, args.ocirun_python, args.timeout)
+        if not os.path.isdir(args.rootfs):
+            ap.error(f"--rootfs {args.rootfs}: not a directory (build the test fixtures or pass a tree)")
+        ctx = Context(Path(tmp), args.proot51, args.proot54, args.ocirun_python, args.timeout, args.rootfs)
         cells = measure(ctx, workloads, runners, args.runs, args.warmup)
+        stops = {} if args.no_stops else count_all_stops(ctx, workloads, runners)
 
     text = (f"Medians of {args.runs} interleaved runs (wall time); "
             f"{machine()}.\n\n{table(cells, workloads, runners)}")
+    if stops:
+        text += ("\n\nStops (one extra run each, tracer under `strace -c`), tracer syscalls per stop, "
+                 "µs per stop = (median - native median) / stops:\n\n" + stops_table(cells, stops, workloads, runners))
     failures = [f"- {w} / {r}: {c.error}" for (w, r), c in cells.items() if c.error]
     if failures:
         text += "\n\nFailed cells:\n" + "\n".join(failures)

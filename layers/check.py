@@ -180,20 +180,31 @@ def _blob_json(store: Any, digest: str) -> tuple[bytes, Any] | None:
         return None
 
 
-def image_problem(idir: Path) -> str | None:
-    """Why an image's records cannot be used, or None."""
+def read_image_records(idir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An image's (meta, config), or DamagedStateError saying what is wrong with them."""
+    docs = []
     for name in ("meta.json", "config.json"):
         try:
             doc = _read_json(idir / name)
         except FileNotFoundError:
-            return f"{name} is missing"
+            raise damaged(f"image {idir.name[:12]}", f"{name} is missing") from None
         except (OSError, ValueError) as exc:
-            return f"{name} is unreadable ({exc})"
+            raise damaged(f"image {idir.name[:12]}", f"{name} is unreadable: {exc}") from None
         if not isinstance(doc, dict):
-            return f"{name} is not a JSON object"
-    meta = _read_json(idir / "meta.json")
+            raise damaged(f"image {idir.name[:12]}", f"{name} is not a JSON object")
+        docs.append(doc)
+    meta, config = docs
     if meta.get("id") != "sha256:" + idir.name or not isinstance(meta.get("layers", []), list):
-        return "meta.json does not describe this image"
+        raise damaged(f"image {idir.name[:12]}", "meta.json does not describe this image")
+    return meta, config
+
+
+def image_problem(idir: Path) -> str | None:
+    """Why an image's records cannot be used, or None."""
+    try:
+        read_image_records(idir)
+    except DamagedStateError as exc:
+        return exc.message.partition(" is damaged (")[2].rpartition("): run")[0]
     return None
 
 

@@ -8,6 +8,7 @@ Layout under the store root (README "Images" section):
     images/<hex>/ownership        owners/modes/devices not applied on disk (JSON)
     images/<hex>/meta.json        written LAST: an image without it is not complete
     repositories.json             name:tag -> {platform: image id, manifest digest}
+    repositories.json.bak         the table before its last edit (layers/check.py rebuilds from it)
     tmp/                          unpack staging dirs, partial downloads
     locks/                        POSIX lock files (per image, per blob, table, gc)
     containers/<id>/config.json   the runner's; "ImageID" says which image it uses
@@ -252,6 +253,16 @@ class Store:
             self.add_tag(ref, rec)
         return self.get(rec.id) or rec
 
+    def set_source(self, record: ImageRecord, source: str) -> ImageRecord:
+        """Change where a stored image says it came from (a build step's tree that turns
+        out to be the built image itself becomes "build", and is listed)."""
+        assert record.path is not None
+        with self._image_lock(record.id):
+            meta = json.loads((record.path / META).read_text())
+            meta["source"] = source
+            atomic_write(record.path / META, json.dumps(meta, indent=1).encode())
+        return self.get(record.id) or record
+
     def replace_manifest(self, record: ImageRecord, manifest: bytes) -> ImageRecord:
         """Give a stored image another manifest for the same config and layers (e.g. Docker
         media types instead of OCI ones); the name table follows."""
@@ -432,11 +443,7 @@ class Store:
         idir = self.images_dir / _hex(image_id)
         if not (idir / META).exists():
             return None
-        problem = check.image_problem(idir)
-        if problem:
-            raise check.damaged(f"image {_hex(image_id)[:12]}", problem)
-        meta = json.loads((idir / META).read_text())
-        config = json.loads((idir / "config.json").read_text())
+        meta, config = check.read_image_records(idir)
         tags, digests = self._names_of(meta["id"], self._read_repos())
         return ImageRecord(
             id=meta["id"],

@@ -17,6 +17,7 @@ import hashlib
 import os
 import random
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -143,6 +144,7 @@ class RegistryClient:
         # Loopback and listed-insecure registries: HTTPS without verification if they
         # speak it, else plain HTTP (docker's fallback), decided on the first request.
         self._probe_https = base_url is None and self.base_url.startswith("http://")
+        self._probe_lock = threading.Lock()  # concurrent first requests (a push's uploads) wait for it
         self._tried_plain = False
         self.retry = retry or RetryPolicy.from_env()
         self.timeout = timeout
@@ -201,7 +203,6 @@ class RegistryClient:
         a registry answers /v2/ with 200 or 401. (A TLS ClientHello sent to a plain
         server instead can hang until a timeout, and loading a CA bundle costs 0.1 s.)
         """
-        self._probe_https = False
         try:
             resp = self.session.get(f"http://{self.host}/v2/", timeout=(3.0, 10.0), allow_redirects=False)
             resp.close()
@@ -225,7 +226,12 @@ class RegistryClient:
         attempt, since a retried or re-authenticated request must send it again.
         """
         if self._probe_https:
-            self._probe()
+            with self._probe_lock:
+                if self._probe_https:
+                    try:
+                        self._probe()
+                    finally:  # only now: until the scheme is known, other threads wait
+                        self._probe_https = False
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/v2/{path.lstrip('/')}"
         last = ""
         timeouts = 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ocirun.errors import OcirunError
@@ -31,6 +30,7 @@ from registry.types import (
     iter_layers,
     parse_json_object,
 )
+from registry.workers import Cancelled, run_parallel
 
 
 def store_bytes(sink: BlobSink, digest: str, data: bytes) -> None:
@@ -202,7 +202,7 @@ def _fetch_layers(client: RegistryClient, repo: str, layers: list[Descriptor], s
 
     def advance(d: Descriptor, n: int) -> None:
         if stop.is_set():
-            raise _Cancelled()
+            raise Cancelled()
         board.advance(d.digest, n)
 
     def one(d: Descriptor) -> None:
@@ -217,27 +217,4 @@ def _fetch_layers(client: RegistryClient, repo: str, layers: list[Descriptor], s
         )
         board.finish(d.digest)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo))))
-    futures = [pool.submit(one, d) for d in todo]
-    first_error: BaseException | None = None
-    try:
-        for fut in as_completed(futures):
-            try:
-                fut.result()
-            except _Cancelled:
-                pass
-            except Exception as exc:
-                if first_error is None:
-                    first_error = exc
-                    stop.set()
-    except BaseException:  # KeyboardInterrupt: partial files stay for a resumed pull
-        stop.set()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    if first_error is not None:
-        raise first_error
-
-
-class _Cancelled(Exception):
-    """Raised inside a download thread after another one failed (never escapes)."""
+    run_parallel(todo, one, workers, stop)

@@ -17,7 +17,6 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -30,6 +29,7 @@ from registry.config import RegistryConfig
 from registry.progress import Progress
 from registry.reference import Reference
 from registry.types import Descriptor
+from registry.workers import Cancelled, run_parallel
 
 DEFAULT_CHUNK = 64 << 20
 OCTET = "application/octet-stream"
@@ -97,6 +97,7 @@ class _Uploader:
 
     def __init__(self, client: RegistryClient, repo: str, blobs: BlobSource, board: Progress, chunk: int):
         self.client, self.repo, self.blobs, self.board, self.chunk = client, repo, blobs, board, chunk
+        self.stop = threading.Event()  # another upload failed, or Ctrl-C: end this one
         self.scope = f"repository:{repo}:pull,push"
         self.display = f"{client.registry}/{repo}"
 
@@ -142,9 +143,14 @@ class _Uploader:
             if length == 0:
                 return b""
             self.board.start(desc.digest, offset, "Pushing")  # again when the request is retried
-            return _Slice(self.blobs, desc.digest, offset, length, lambda n: self.board.advance(desc.digest, n))
+            return _Slice(self.blobs, desc.digest, offset, length, lambda n: self._advance(desc.digest, n))
 
         return make
+
+    def _advance(self, digest: str, n: int) -> None:
+        if self.stop.is_set():
+            raise Cancelled()
+        self.board.advance(digest, n)
 
     def _monolithic(self, location: str, desc: Descriptor, what: str) -> None:
         self._request("PUT", _with_query(location, digest=desc.digest), what, (201,),
@@ -173,34 +179,16 @@ def refused(resp: requests.Response, what: str) -> OcirunError:
 
 def _upload_all(up: _Uploader, blobs: list[Descriptor], mount_from: dict[str, tuple[str, ...]], workers: int,
                 on_done: Callable[[Descriptor, str], None]) -> dict[str, str]:
-    """Push blobs in a thread pool; the first failure stops the others at their next request."""
+    """Push blobs in a thread pool; the first failure stops the others at their next chunk."""
     statuses: dict[str, str] = {}
-    stop = threading.Event()
 
     def one(d: Descriptor) -> None:
-        if stop.is_set():
+        if up.stop.is_set():
             return
         statuses[d.digest] = up.push(d, mount_from.get(d.digest, ()))
         on_done(d, statuses[d.digest])
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(blobs))))
-    futures = [pool.submit(one, d) for d in blobs]
-    first: BaseException | None = None
-    try:
-        for fut in as_completed(futures):
-            try:
-                fut.result()
-            except Exception as exc:
-                if first is None:
-                    first = exc
-                    stop.set()
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    if first is not None:
-        raise first
+    run_parallel(blobs, one, workers, up.stop)
     return statuses
 
 

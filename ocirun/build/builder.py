@@ -279,9 +279,9 @@ class Builder:
             raise OcirunError(f"{where}: ADD from a URL or git is not supported (use RUN with curl or git)")
         dest = words[-1]
         workdir = state.inner.get("WorkingDir") or "/"
-        full = posixpath.join(workdir, dest)
-        spec = CopySpec(list(words[:-1]), full + ("/" if dest.endswith(("/", "/.")) or dest == "." else ""),
-                        unpack_tars=inst.cmd == "ADD")
+        full = posixpath.normpath(posixpath.join(workdir, dest)).rstrip("/")
+        into = dest.endswith(("/", "/.")) or dest in (".", "..")
+        spec = CopySpec(list(words[:-1]), full + "/" if into or full == "" else full, unpack_tars=inst.cmd == "ADD")
         self._ownership(inst, state, spec, se)
         src = self._source(inst, se)
         if state.layers:

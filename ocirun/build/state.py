@@ -179,6 +179,8 @@ class Trees:
                 if base.ownership_path.exists():
                     (stage / "ownership").write_bytes(base.ownership_path.read_bytes())
                 rec = self.store.add_image(state.config_bytes, man, tree=stage / "rootfs")
+        if rec.source == CACHE_SOURCE:
+            rec = self.store.set_source(rec, "build")
         if rec.manifest_digest != "sha256:" + hashlib.sha256(man).hexdigest():
             rec = self.store.replace_manifest(rec, man)
         for t in tags:

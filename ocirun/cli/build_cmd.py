@@ -54,9 +54,9 @@ def _check_tags(tags: tuple[str, ...]) -> list[str]:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id (RUN output on failure only).")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set metadata for the image.")
 @click.option("--compression", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True,
-              help="Compression of the new layers.")
+              help="Compression of the new layers")
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
-              help="Manifest and config media types.")
+              help="Manifest and config media types")
 @click.argument("context_dir", metavar="CONTEXT")
 @click.pass_context
 def build(ctx: click.Context, tags, file, build_args, target, platform, no_cache, pull, quiet, labels,

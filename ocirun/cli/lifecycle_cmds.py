@@ -376,12 +376,13 @@ def _cp_arg(arg: str) -> tuple[str | None, str]:
 
 
 @click.command("cp", cls=DockerCommand, context_settings=CONTEXT)
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
 @click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the 'Successfully copied' line on a terminal.")
 @click.argument("src", metavar="SRC")
 @click.argument("dest", metavar="DEST")
 @click.pass_context
-def cp(ctx: click.Context, follow_link: bool, quiet: bool, src: str, dest: str) -> None:
+def cp(ctx: click.Context, archive: bool, follow_link: bool, quiet: bool, src: str, dest: str) -> None:
     """Copy files/folders between a container and the local filesystem.
 
     \b
@@ -408,12 +409,12 @@ def cp(ctx: click.Context, follow_link: bool, quiet: bool, src: str, dest: str) 
         size = tar_out(_container(ctx, src_c), src_path, follow_link, sys.stdout.buffer)
         sys.stdout.buffer.flush()
     elif src_c:
-        size, _where = copy_out(_container(ctx, src_c), src_path, dst_path, follow_link)
+        size, _where = copy_out(_container(ctx, src_c), src_path, dst_path, follow_link, archive)
     elif src_path == "-":
         from ocirun.run.cptar import tar_in
 
         size = tar_in(_container(ctx, dst_c), sys.stdin.buffer, dst_path)
     else:
-        size, _where = copy_in(_container(ctx, dst_c), src_path, dst_path, follow_link)
+        size, _where = copy_in(_container(ctx, dst_c), src_path, dst_path, follow_link, archive)
     if not quiet and sys.stderr.isatty():
         click.echo(f"Successfully copied {human_size(size)} to {dest}", err=True)

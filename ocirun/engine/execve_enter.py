@@ -86,8 +86,13 @@ def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
     env_ptrs: list[int] = []
     env = read_vector(t, envp_ptr, env_ptrs) if planner.foreign is not None else None  # QEMU: LD_* -> -E
     plan = planner.plan(guest, argv or [guest], cwd, env)
+    host_file = plan.host_path
+    if plan.loader_words is not None:  # the loader runs it: named like the program (comm, ps)
+        name = plan.guest_path.rstrip("/").rpartition("/")[2]
+        if name and "/" not in name:
+            host_file = tracer.scratch.named_link(plan.host_path, name)
     try:
-        path_addr = sc.push_string(plan.host_path)
+        path_addr = sc.push_string(host_file)
         argv_addr = push_vector(sc, plan.argv, argv, argv_ptrs) if plan.argv != argv else argv_ptr
         if plan.new_env is not None:  # QEMU: the guest's LD_* moved to QEMU's -E
             envp_ptr = push_vector(sc, plan.new_env, env or [], env_ptrs)

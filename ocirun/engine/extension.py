@@ -40,6 +40,11 @@ class Extension:
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         """Syscall entry, after the core's path translation."""
 
+    def lend_search(self, tracee: Tracee, guest_path: str) -> bool:
+        """The core's lookup of `guest_path` met a directory the real user may not
+        search (EACCES): make it searchable and return True to have it retried."""
+        return False
+
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         """Syscall exit (only if an exit stop was asked for)."""
 

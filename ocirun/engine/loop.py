@@ -46,6 +46,7 @@ from ocirun.engine.plan import EnginePlan
 from ocirun.engine.scratch import ScratchDir
 from ocirun.engine.socket import UnixSockets
 from ocirun.engine.syscall import Syscall
+from ocirun.engine.syscalls import SyscallSpec
 from ocirun.engine.tracee import FsState, Tracee
 from ocirun.engine.view import View
 from ocirun.errors import OcirunError
@@ -84,6 +85,7 @@ class Tracer:
             if self.verbose >= 1:
                 print(f"ocirun: warning: binding {b.host}:{b.guest} skipped (missing)", file=sys.stderr)
         self.extensions = list(plan.extensions)
+        self.nested_extensions: list = []  # those nested `ocirun proot -0/-i/-k` runs asked for
         self.planner = ExecPlanner(self.to_host, self.to_guest, self.arch.name,
                                    foreign=qemu_foreign, host_program=qemu_host)
         self.qemu_hooks = (qemu_foreign, qemu_host)
@@ -118,6 +120,7 @@ class Tracer:
             "accept": self.sockets.enter_sockname,
             "prctl": self._enter_prctl,
             "getdents": self.dirlist.enter_getdents,
+            "rmdir": self.path_args.enter_rmdir,
         }
 
     def _trap_syscalls(self) -> None:
@@ -142,19 +145,21 @@ class Tracer:
 
     # ------------------------------------------------------------------- loop
     def run(self) -> int:
-        if os.environ.get("OCIRUN_NO_NEST", "") in ("", "0") and nest.try_nest(self.plan):
-            nest.exec_nested(self.plan)  # does not return
+        if os.environ.get("OCIRUN_NO_NEST", "") in ("", "0"):
+            outer_seccomp = nest.try_nest(self.plan)
+            if outer_seccomp is not None:
+                nest.exec_nested(self.plan, outer_seccomp, self.arch)  # does not return
         for ext in self.extensions:
             ext.attach(self)
         spawn.spawn(self)
-        forwarder = spawn.SignalForwarder(self.first_pid)
+        forwarder = spawn.SignalForwarder(self.first_pid, self.tracees.__contains__)
         self.pinning.start(lambda: list(self.tracees))
         try:
             self._loop()
         finally:
             self.pinning.stop()
             forwarder.stop()
-            for ext in self.extensions:
+            for ext in self.extensions + self.nested_extensions:
                 ext.detach(self)
             self.scratch.cleanup()
             for view in self.views:
@@ -214,7 +219,7 @@ class Tracer:
             child.fs = parent.fs
             parent.fs.users += 1
         else:
-            child.fs = FsState(cwd=parent.fs.cwd, host_cwd=parent.fs.host_cwd)
+            child.fs = FsState(cwd=parent.fs.cwd, host_cwd=parent.fs.host_cwd, named=dict(parent.fs.named))
 
     def _event_stop(self, t: Tracee, event: int, sig: int) -> None:
         if event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
@@ -255,7 +260,7 @@ class Tracer:
                 self.dirlist.on_fork(t.tgid, child_pid)
         if self.pinning.released and self.pinning.enabled:
             self.pinning.unpin(child_pid)
-        for ext in self.extensions:
+        for ext in t.view.extensions:
             ext.on_fork(t, child)
         if child.held:
             child.held = False
@@ -274,7 +279,7 @@ class Tracer:
             t.pending_loader = None
         t.last_rewrite = None
         self.dumpable.on_exec(t.tgid)
-        for ext in self.extensions:
+        for ext in t.view.extensions:
             ext.on_exec(t)
         self._resume(t)
 
@@ -310,7 +315,7 @@ class Tracer:
             if self.dirlist.open_dirs:
                 self.dirlist.on_exit(pid)
         t.fs.users -= 1
-        for ext in self.extensions:
+        for ext in t.view.extensions:
             ext.on_process_exit(t)
         if pid == self.first_pid:
             if status & 0x7F == 0:
@@ -400,19 +405,7 @@ class Tracer:
             if last[0] == nr:
                 self._unrewrite(t, sc, last[1], args)
         if spec is not None:
-            try:
-                if spec.kind not in _OWN_PATHS:
-                    for pa in spec.paths:
-                        self._translate(t, sc, pa)
-                if spec.kind and not sc.skipped:
-                    self._handlers[spec.kind](t, sc)
-            except GuestPathError as exc:
-                sc.skip(-(exc.errno or errno.ENOENT))
-            except OSError as exc:  # the guest passed a bad pointer
-                if exc.errno != errno.EFAULT and exc.errno != errno.ESRCH:
-                    raise
-                if not sc.skipped:
-                    sc.skip(-errno.EFAULT)
+            self._paths_and_handler(t, sc, spec)
             if spec.invalidate and not sc.skipped:
                 self.path_args.invalidate(sc, spec)
             if self.listed_dirs and spec.follow_open and not sc.skipped and t.view is self.root_view:
@@ -420,7 +413,7 @@ class Tracer:
             if sc.rewritten is not None:
                 t.last_rewrite = (nr, sc.rewritten)
         if not sc.skipped:
-            for ext in self.extensions:
+            for ext in t.view.extensions:
                 ext.on_enter(t, sc)
                 if sc.skipped:
                     break
@@ -432,6 +425,31 @@ class Tracer:
             sc.exit_wanted = True
         if not sc.exit_wanted:
             t.sc = None
+
+    def _paths_and_handler(self, t: Tracee, sc: Syscall, spec: SyscallSpec, again: bool = False) -> None:
+        """The core's part of an entry: translate the path arguments, run the kind's handler.
+        A directory the real user may not search stops the lookup with EACCES: an extension
+        that lends the missing bit (-0, as PRoot does) gets one chance before the guest sees it."""
+        try:
+            if spec.kind not in _OWN_PATHS:
+                for pa in spec.paths:
+                    self._translate(t, sc, pa)
+            if spec.kind and not sc.skipped:
+                self._handlers[spec.kind](t, sc)
+        except GuestPathError as exc:
+            if exc.errno == errno.EACCES and not again and self._lend_search(t, exc.filename):
+                self._paths_and_handler(t, sc, spec, True)
+                return
+            sc.skip(-(exc.errno or errno.ENOENT))
+        except OSError as exc:  # the guest passed a bad pointer
+            if exc.errno != errno.EFAULT and exc.errno != errno.ESRCH:
+                raise
+            if not sc.skipped:
+                sc.skip(-errno.EFAULT)
+
+    def _lend_search(self, t: Tracee, guest: str | None) -> bool:
+        """Ask the extensions to make guest path `guest` reachable for the real user."""
+        return bool(guest) and any(ext.lend_search(t, guest) for ext in t.view.extensions)
 
     def _unrewrite(self, t: Tracee, sc: Syscall, saved: dict[int, tuple[int, int]], args: list[int]) -> None:
         """A restarted syscall re-enters with our scratch pointers: give it back the guest's."""
@@ -450,7 +468,7 @@ class Tracer:
         if -ERESTART_MAX <= result <= -ERESTART_MIN:
             return  # the syscall will be restarted (and re-trapped)
         t.last_rewrite = None
-        for ext in reversed(self.extensions):
+        for ext in reversed(t.view.extensions):
             ext.on_exit(t, sc)
         spec = sc.spec
         if spec is None:

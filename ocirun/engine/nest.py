@@ -2,9 +2,15 @@
 
 ptrace cannot nest (the inner tracer's children are the outer tracer's tracees
 already), so the inner ocirun asks the outer one, through prctl(NEST_MAGIC, data,
-len), to show its process its rootfs and bindings, then execs the guest command
-itself. The outer tracer gives that process tree a View composed of both. On a
+len), to show its process its rootfs and bindings and to apply its -0/-i/-k, then
+execs the guest command itself. The outer tracer gives that process tree a View
+composed of both (the inner extensions replace outer ones of the same kind). On a
 plain kernel the prctl fails with EINVAL and the inner ocirun traces by itself.
+
+The request: rootfs, the extension options ("ids=U:G", "kernel=SPEC", joined by
+\x01), then (host, guest, deref) triples. The answer is 1 when the outer tracer
+uses a seccomp filter: the inner process then adds one that stops the syscalls
+its extensions need (filters stack; the outer's alone would let them run).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import ctypes
 import errno
 import os
 import sys
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from ocirun.engine import ptrace as pt
 from ocirun.engine.execve import ExecPlanner
@@ -33,23 +40,54 @@ ENC = "surrogateescape"
 NEST_MAGIC = 0x4F435255  # prctl option of a nested ocirun ("OCRU"; unknown to the kernel: EINVAL)
 
 
-def try_nest(plan: EnginePlan) -> bool:
-    """Inside an ocirun guest, ask the outer tracer to show this process our
-    rootfs and bindings; False on a plain kernel (EINVAL) or outside ocirun."""
-    fields = [os.path.abspath(plan.rootfs)]
+def _extension_options(plan: EnginePlan) -> tuple[list[str], list[str]]:
+    """(options the outer tracer can apply, names of the extensions it cannot)."""
+    options, others = [], []
+    for ext in plan.extensions:
+        if ext.name == "fake_id0":
+            options.append(f"ids={ext.uid}:{ext.gid}")
+        elif ext.name == "kompat":
+            options.append(f"kernel={ext.spec}")
+        else:
+            others.append(ext.name)
+    return options, others
+
+
+def try_nest(plan: EnginePlan) -> int | None:
+    """Inside an ocirun guest, ask the outer tracer to show this process our rootfs,
+    bindings and extensions: None on a plain kernel (EINVAL) or outside ocirun, else
+    1 if the outer tracer uses seccomp, 0 if not."""
+    options, _ = _extension_options(plan)
+    fields = [os.path.abspath(plan.rootfs), "\x01".join(options)]
     for b in plan.bindings:
         fields += [b.host, b.guest, "1" if b.deref_guest else "0"]
-    data = "\0".join(fields).encode("utf-8", ENC)  # rootfs, then (host, guest, deref) triples
+    data = "\0".join(fields).encode("utf-8", ENC)
     buf = ctypes.create_string_buffer(data, len(data))
-    return pt.libc.prctl(NEST_MAGIC, ctypes.addressof(buf), len(data), 0, 0) == 0
+    rc = pt.libc.prctl(NEST_MAGIC, ctypes.addressof(buf), len(data), 0, 0)
+    return rc if rc in (0, 1) else None
 
 
-def exec_nested(plan: EnginePlan) -> None:
+def _trap_extension_syscalls(plan: EnginePlan, arch: Any) -> None:
+    """Under an outer seccomp filter: stop at the syscalls our extensions need too."""
+    from ocirun.engine import seccomp, syscalls
+
+    names = syscalls.names(arch.name)
+    nrs = {names[n] for ext in plan.extensions for n in ext.syscalls if n in names}
+    if not nrs:
+        return
+    err = seccomp.install(seccomp.prepare(seccomp.build_filter(arch, nrs)))
+    if err:
+        raise OcirunError(f"cannot install the nested seccomp filter: {os.strerror(err)}")
+
+
+def exec_nested(plan: EnginePlan, outer_seccomp: int, arch: Any) -> None:
     """Become the guest command: the outer ocirun translates it in our view."""
-    if plan.extensions:
-        names = ", ".join(e.name for e in plan.extensions)
-        print(f"ocirun: warning: nested in another ocirun: extensions ({names}) are not applied",
+    _, others = _extension_options(plan)
+    if others:
+        print(f"ocirun: warning: nested in another ocirun: extensions ({', '.join(others)}) are not applied",
               file=sys.stderr)
+    if outer_seccomp:
+        _trap_extension_syscalls(plan, arch)
     env = dict(os.environ if plan.env is None else plan.env)
     argv = list(plan.argv) or ["/bin/sh"]
     try:
@@ -68,7 +106,8 @@ def exec_nested(plan: EnginePlan) -> None:
 
 
 def _inner_bindings(t: Tracee, fields: list[str]) -> tuple[str, list[Binding]]:
-    """(host rootfs, bindings) of a nesting request, resolved in the tracee's view."""
+    """(host rootfs, bindings) of a nesting request (without its options field),
+    resolved in the tracee's view."""
     if len(fields) % 3 != 1:
         raise ValueError("bad nesting request")
     outer = t.view
@@ -98,15 +137,47 @@ def enter_nest(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
         return
     try:
         fields = t.read(sc.args[1], sc.args[2]).decode("utf-8", ENC).split("\0")
+        options = fields.pop(1).split("\x01") if len(fields) % 3 == 2 else []
         rootfs_host, bindings = _inner_bindings(t, fields)
+        extensions = _inner_extensions(tracer, t, rootfs_host, [o for o in options if o])
     except (ValueError, KeyError, TypeError, OSError) as exc:
         sc.skip(-(getattr(exc, "errno", None) or errno.EINVAL))
         return
-    view = View(tracer, PathTranslator(rootfs_host, bindings), None, bindings)
+    view = View(tracer, PathTranslator(rootfs_host, bindings), None, bindings, extensions)
     foreign, host_program = tracer.qemu_hooks
     view.planner = ExecPlanner(view.to_host, view.to_guest, tracer.arch.name,
                                foreign=foreign, host_program=host_program)
     tracer.views.append(view)
     t.view = view
     t.invalidate_cwd()
-    sc.skip(0)
+    sc.skip(1 if tracer.use_seccomp else 0)
+
+
+# the order extensions run in (ocirun/engine/extensions/__init__.py)
+_ORDER = ("copy-up", "link2symlink", "kompat", "fake_id0", "portmap")
+
+
+def _inner_extensions(tracer: Tracer, t: Tracee, rootfs_host: str, options: list[str]) -> list:
+    """The outer view's extensions with the nested run's -0/-i/-k in place of their kind."""
+    from ocirun.engine.extensions import build
+    from ocirun.engine.extensions.cli import parse_ids
+
+    values = dict(o.split("=", 1) for o in options)
+    if not values:
+        return t.view.extensions
+    ids = parse_ids(values["ids"]) if "ids" in values else None
+    inner = build(rootfs=rootfs_host, ids=ids, kernel_release=values.get("kernel"), link2symlink=False)
+    shim = SimpleNamespace(plan=SimpleNamespace(rootfs=rootfs_host, extensions=inner), extensions=inner,
+                           verbose=tracer.verbose, views=tracer.views)
+    for ext in inner:
+        ext.attach(shim)
+    tracer.nested_extensions.extend(inner)
+    names = {e.name for e in inner}
+    if ids is not None:  # the nested run starts as the ids it asked for
+        from ocirun.engine.extensions.creds import Creds
+
+        t.data["fake_id0.creds"] = Creds.initial(*ids)
+    if not tracer.use_seccomp:  # every syscall stops: make the loop look at theirs
+        tracer.trapped |= {tracer.names[n] for e in inner for n in e.syscalls if n in tracer.names}
+    kept = [e for e in t.view.extensions if e.name not in names]
+    return sorted(kept + inner, key=lambda e: _ORDER.index(e.name) if e.name in _ORDER else len(_ORDER))

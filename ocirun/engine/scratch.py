@@ -1,5 +1,6 @@
 """A private short directory under /tmp for the tracer's own files (socket path
-aliases, /proc/PID/cmdline copies), made on first use and removed at the end."""
+aliases, /proc/PID/cmdline copies, loaders named after programs), made on first
+use and removed at the end."""
 
 from __future__ import annotations
 
@@ -11,18 +12,43 @@ class ScratchDir:
     def __init__(self) -> None:
         self.path: str | None = None
         self.entries: set[str] = set()  # names made in it, removed by cleanup()
+        self._link_dirs: dict[str, str] = {}  # named_link target -> its directory
 
     def get(self) -> str:
         if self.path is None:
             self.path = tempfile.mkdtemp(prefix="ocr", dir="/tmp")
         return self.path
 
+    def named_link(self, target: str, name: str) -> str:
+        """A symlink called `name` to `target` (one directory per target), made once.
+
+        The kernel names a process (/proc/PID/comm, what ps and top show) after the
+        file execve was given: a loader run through such a link is named like the
+        program it runs."""
+        dirs = self._link_dirs
+        d = dirs.get(target)
+        if d is None:
+            d = dirs[target] = f"{self.get()}/x{len(dirs)}"
+            os.mkdir(d, 0o700)
+            self.entries.add(d)
+        link = f"{d}/{name}"
+        if link not in self.entries:
+            try:
+                os.symlink(target, link)
+            except FileExistsError:
+                pass
+            self.entries.add(link)
+        return link
+
     def cleanup(self) -> None:
         if self.path is None:
             return
-        for entry in list(self.entries):
+        for entry in sorted(self.entries, key=len, reverse=True):  # links before their directories
             try:
-                os.unlink(entry)
+                if os.path.isdir(entry) and not os.path.islink(entry):
+                    os.rmdir(entry)
+                else:
+                    os.unlink(entry)
             except OSError:
                 pass
         try:

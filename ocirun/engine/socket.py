@@ -64,6 +64,10 @@ class UnixSockets:
         sc.host_paths[sc.spec.sockaddr[0] if sc.spec.sockaddr else 1] = host
         if host == guest:
             return None
+        if guest[0] != "/":
+            here = t.host_cwd()
+            if here is not None and host == (here.rstrip("/") + "/" + guest):
+                return None  # relative to the real cwd the kernel finds the same file (even past 108 bytes)
         hb = host.encode("utf-8", ENC)
         if len(hb) >= SUN_PATH_MAX:
             hb = self.alias(host).encode("utf-8", ENC)

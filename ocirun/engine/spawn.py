@@ -123,6 +123,7 @@ def spawn(tracer: Tracer) -> int:
     t.seen_first_stop = True
     t.fs.cwd = guest_cwd
     t.fs.host_cwd = os.path.realpath(host_cwd)
+    t.fs.name_cwd(t.fs.host_cwd, guest_cwd)
     tracer.tracees[pid] = t
     tracer.first_pid = pid
     os.write(w, b"g")
@@ -148,12 +149,14 @@ class SignalForwarder:
 
     A signal the terminal sends (Ctrl-C) already reaches the guest, which is in
     ocirun's foreground process group; only signals sent with kill() (si_code
-    <= 0) are forwarded, so a Ctrl-C is not delivered twice. The signals are
-    blocked in the tracer and read by this thread with sigwaitinfo.
+    <= 0) are forwarded, so a Ctrl-C is not delivered twice. As in PRoot, one a
+    guest process sends to the tracer (`kill $TracerPid`) is ignored. The signals
+    are blocked in the tracer and read by this thread with sigwaitinfo.
     """
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, is_guest: Callable[[int], bool] = lambda pid: False):
         self.pid = pid
+        self.is_guest = is_guest
         self.sigs = set(FORWARDED_SIGNALS)
         self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.sigs | {signal.SIGUSR2})
         self.running = True
@@ -170,7 +173,7 @@ class SignalForwarder:
                 return
             if info.si_signo == signal.SIGUSR2 and info.si_pid == os.getpid():
                 return
-            if info.si_code <= 0 and info.si_signo != signal.SIGUSR2:
+            if info.si_code <= 0 and info.si_signo != signal.SIGUSR2 and not self.is_guest(info.si_pid):
                 try:
                     os.kill(self.pid, info.si_signo)
                 except OSError:

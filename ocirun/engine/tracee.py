@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 ENC = "surrogateescape"
 
 
+NAMED_DIRS = 8  # guest names remembered per FsState (a failed chdir adds one too)
+
+
 @dataclass
 class FsState:
     """Shared by CLONE_FS threads: the cached guest cwd (None = read /proc again)."""
@@ -45,6 +48,16 @@ class FsState:
     cwd: str | None = None
     host_cwd: str | None = None  # the kernel's view of the same directory
     users: int = 1
+    # host directory -> the guest path last used to enter it by name (of two bindings of
+    # one host directory, the one the process used); a few entries, newest last
+    named: dict[str, str] = field(default_factory=dict)
+
+    def name_cwd(self, host: str, guest: str) -> None:
+        named = self.named
+        named.pop(host, None)
+        named[host] = guest
+        if len(named) > NAMED_DIRS:
+            del named[next(iter(named))]
 
 
 @dataclass(eq=False)
@@ -119,11 +132,16 @@ class Tracee:
             if host.endswith(" (deleted)"):
                 self.fs.host_cwd = None
                 return self.view.to_guest(host[: -len(" (deleted)")]) or "/"
-            cwd = self.view.to_guest(host) or "/"
+            cwd = self.cwd_of(host) or "/"
             self.fs.host_cwd = host or None
             if self.fs.users == 1:
                 self.fs.cwd = cwd
         return cwd
+
+    def cwd_of(self, host: str) -> str | None:
+        """The guest path of the working directory at `host` (the kernel's /proc/PID/cwd)."""
+        guest = self.fs.named.get(host)
+        return guest if guest is not None else self.view.to_guest(host)
 
     def host_cwd(self) -> str | None:
         """The host path of the working directory, as the kernel resolves relative paths."""

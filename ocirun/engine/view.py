@@ -16,14 +16,16 @@ class View:
     guest hands its own rootfs and bindings to this tracer (ocirun/engine/nest.py)
     and its process tree then gets a view composed of both."""
 
-    __slots__ = ("engine", "translator", "planner", "bindings")
+    __slots__ = ("engine", "translator", "planner", "bindings", "extensions")
 
     def __init__(self, engine: Tracer, translator: PathTranslator, planner: ExecPlanner | None,
-                 bindings: list[Binding]):
+                 bindings: list[Binding], extensions: list | None = None):
         self.engine = engine
         self.translator = translator
         self.planner = planner
         self.bindings = bindings  # host paths are real host paths
+        # the extensions its tracees get: the plan's, or a nested run's composed with them
+        self.extensions = engine.extensions if extensions is None else extensions
 
     def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
         return self.translator.to_host(guest, cwd, follow_last)

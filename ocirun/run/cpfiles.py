@@ -45,6 +45,8 @@ class Side:
     ensure: Ensure  # materialise a container directory; a no-op on the host
     trailing_dot: bool = False  # written as `DIR/.`
     trailing_slash: bool = False  # written as `DIR/`
+    # -a: give each entry written here the owner of its source, (dst, src, src's lstat)
+    own: Callable[[str, str, os.stat_result], None] | None = None
 
 
 def _nothing(_path: str) -> None:
@@ -158,8 +160,16 @@ def _mkdir(dst: str, dst_ensure: Ensure) -> None:
         dst_ensure(dst)
 
 
-def copy_tree(src: str, dst: str, src_ensure: Ensure, dst_ensure: Ensure) -> int:
+def copy_tree(src: str, dst: str, src_side: Side, dst_side: Side) -> int:
     """Copy `src` (any kind) to exactly `dst`; returns the bytes of file data copied."""
+    total = _copy_entry(src, dst, src_side, dst_side)
+    if dst_side.own is not None and _lstat(dst) is not None:
+        dst_side.own(dst, src, os.lstat(src))
+    return total
+
+
+def _copy_entry(src: str, dst: str, src_side: Side, dst_side: Side) -> int:
+    src_ensure, dst_ensure = src_side.ensure, dst_side.ensure
     st = _lstat(src)
     if st is None:
         raise OcirunError(f"{src}: no such file or directory")
@@ -170,7 +180,7 @@ def copy_tree(src: str, dst: str, src_ensure: Ensure, dst_ensure: Ensure) -> int
         total = 0
         for name in sorted(os.listdir(src)):
             if not name.startswith(_PRIVATE):
-                total += copy_tree(os.path.join(src, name), os.path.join(dst, name), src_ensure, dst_ensure)
+                total += copy_tree(os.path.join(src, name), os.path.join(dst, name), src_side, dst_side)
         os.chmod(dst, stat.S_IMODE(st.st_mode))
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
         return total
@@ -214,32 +224,63 @@ def copy(src: Side, dst: Side, what: str) -> tuple[int, str]:
             target = os.path.join(dst.path, os.path.basename(src.path))
         elif not os.path.isdir(os.path.dirname(target)):
             raise OcirunError(f"destination directory {os.path.dirname(target)} does not exist")
-        return copy_tree(src.path, target, src.ensure, dst.ensure), target
+        return copy_tree(src.path, target, src, dst), target
     if dst_st is not None and not stat.S_ISDIR(dst_st.st_mode):
         raise OcirunError(f"cannot copy a directory to a file: {dst.path}")
     if dst_st is None:
         if not os.path.isdir(os.path.dirname(dst.path)):
             raise OcirunError(f"destination directory {os.path.dirname(dst.path)} does not exist")
-        return copy_tree(src.path, dst.path, src.ensure, dst.ensure), dst.path
+        return copy_tree(src.path, dst.path, src, dst), dst.path
     if src.trailing_dot:  # the content of SRC into DEST
         total = 0
         src.ensure(src.path)
         for name in sorted(os.listdir(src.path)):
             if not name.startswith(_PRIVATE):
-                total += copy_tree(os.path.join(src.path, name), os.path.join(dst.path, name), src.ensure, dst.ensure)
+                total += copy_tree(os.path.join(src.path, name), os.path.join(dst.path, name), src, dst)
         return total, dst.path
     target = os.path.join(dst.path, os.path.basename(src.path.rstrip("/")))
-    return copy_tree(src.path, target, src.ensure, dst.ensure), target
+    return copy_tree(src.path, target, src, dst), target
 
 
-def copy_out(c: Container, guest: str, dest: str, follow: bool) -> tuple[int, str]:
-    """CONTAINER:SRC -> DEST on the host."""
-    return copy(resolve(c, guest, follow), host_side(dest), f"{guest} in container {c.name}")
+def copy_out(c: Container, guest: str, dest: str, follow: bool, archive: bool = False) -> tuple[int, str]:
+    """CONTAINER:SRC -> DEST on the host; `archive` (-a): the guest's owners, chowned (root only)."""
+    src = resolve(c, guest, follow)
+    dst = host_side(dest)
+    if not archive:
+        return copy(src, dst, f"{guest} in container {c.name}")
+    if os.geteuid() != 0:
+        raise OcirunError("cp -a out of a container needs root: its files would belong to other users here")
+    from ocirun.run.cptar import guest_owners
+
+    root = c.tree().root
+    with guest_owners(c) as owners:
+        def own(dst_path: str, src_path: str, st: os.stat_result) -> None:
+            if src_path == root or src_path.startswith(root + "/"):
+                uid, gid, _mode, _rdev = owners.of(os.path.relpath(src_path, root), st)
+                os.lchown(dst_path, uid, gid)
+
+        dst.own = own
+        return copy(src, dst, f"{guest} in container {c.name}")
 
 
-def copy_in(c: Container, src: str, guest: str, follow: bool) -> tuple[int, str]:
-    """SRC on the host -> CONTAINER:DEST (the destination's symlinks are followed, as docker)."""
+def copy_in(c: Container, src: str, guest: str, follow: bool, archive: bool = False) -> tuple[int, str]:
+    """SRC on the host -> CONTAINER:DEST (the destination's symlinks are followed, as docker);
+    `archive` (-a): entries keep their source's uid/gid (on disk as root, else in the
+    container's fake-root records)."""
     side = host_side(src)
     if follow and os.path.islink(side.path):
         side.path = os.path.realpath(side.path)
-    return copy(side, resolve(c, guest, True), src)
+    dst = resolve(c, guest, True)
+    if not archive:
+        return copy(side, dst, src)
+    if os.geteuid() == 0:
+        dst.own = lambda d, _s, st: os.lchown(d, st.st_uid, st.st_gid)
+        return copy(side, dst, src)
+    from ocirun.engine.extensions.fakeroot_db import FakeRootDB
+
+    db = FakeRootDB(str(c.path / "fakeroot.db"), str(c.rootfs))
+    try:
+        dst.own = lambda d, _s, st: db.set_owner(os.lstat(d), d, st.st_uid, st.st_gid)
+        return copy(side, dst, src)
+    finally:
+        db.close()

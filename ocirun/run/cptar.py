@@ -28,7 +28,7 @@ from ocirun.run.cpfiles import Side, copy, resolve
 
 
 @contextlib.contextmanager
-def _guest_owners(c: Container):
+def guest_owners(c: Container):
     """Owners as the guest sees them in this container."""
     from ocirun.engine.extensions.fakeroot_db import FakeRootDB
 
@@ -49,7 +49,7 @@ def tar_out(c: Container, guest: str, follow: bool, out: BinaryIO) -> int:
     root = c.tree().root
     top = os.path.basename(side.path.rstrip("/")) if not side.trailing_dot else "."
     total = 0
-    with _guest_owners(c) as owners, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with guest_owners(c) as owners, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         stack = [(side.path, top)]
         while stack:
             path, name = stack.pop()

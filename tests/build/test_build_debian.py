@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import is_root, run_ocirun
 
 HERE = Path(__file__).parent / "data/app"
-pytestmark = [pytest.mark.slow, pytest.mark.network]
+pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.timeout(1500)]  # the apt-get build: ~2-3 min
 
 
 class Built:

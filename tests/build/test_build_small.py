@@ -112,7 +112,14 @@ def test_cached_rebuild_and_changed_context(tmp_path: Path, ctx: Path):
     (ctx / "sub/a").write_text("changed\n")
     third = _oc(store, "build", "-t", "small:1", str(ctx))
     assert third.stdout.count(" ---> CACHED") == 3, third.stdout  # up to the COPY that reads sub/
-    assert _oc(store, "images").stdout.count("\n") == 2  # one row: build steps stay hidden
+    rows = _oc(store, "images").stdout.splitlines()[1:]
+    # small:1 and the image it named before (dangling, as docker's): build steps stay hidden
+    assert [r.split()[:2] for r in rows] == [["small", "1"], ["<none>", "<none>"]], rows
+    # an untagged build is listed (as <none>), even when it is a step's tree itself
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /\n")
+    untagged = _oc(store, "build", "-q", str(ctx)).stdout.strip()
+    rows = _oc(store, "images", "--no-trunc").stdout
+    assert untagged in rows and "<none>" in rows, rows
 
 
 def test_source_date_epoch_gives_the_same_digests(tmp_path: Path, ctx: Path):
@@ -162,6 +169,19 @@ def test_failing_run_is_exit_1_and_tags_nothing(tmp_path: Path, ctx: Path):
     assert not [n for n in os.listdir(store / "containers") if not n.startswith(".")]  # the container is gone
     leftovers = [n for n in os.listdir(store / "tmp") if n != "partial"]
     assert leftovers == []
+
+
+def test_copy_relative_to_workdir(tmp_path: Path, ctx: Path):
+    store = tmp_path / "store"
+    (ctx / "Dockerfile").write_text("FROM scratch\nWORKDIR /app\nCOPY . .\nCOPY hello.txt ../top.txt\n"
+                                    "WORKDIR sub\nCOPY sub/a ./\nCOPY sub/* /\n")
+    cp = _oc(store, "build", "-q", "-t", "wd:1", str(ctx))
+    assert cp.returncode == 0, cp.stderr
+    root = Store.open(store).resolve("wd:1").rootfs
+    assert (root / "app/hello.txt").read_text() == "hello\n" and (root / "app/sub/a").is_file()
+    assert not (root / "app/ignored.log").exists() and (root / "top.txt").is_file()
+    assert (root / "app/sub/a").read_text() == "a\n" and (root / "a").is_file()
+    assert Store.open(store).resolve("wd:1").config["config"]["WorkingDir"] == "/app/sub"
 
 
 def test_errors_are_one_line(tmp_path: Path, ctx: Path):

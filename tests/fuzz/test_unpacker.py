@@ -81,6 +81,14 @@ def test_hostile_layers_stay_inside_the_tree(layers, how):
             (str(root / "tree"), 0), (str(root / "ownership"), 0)}
         assert (outside / "canary").read_text() == "untouched"
         os.chmod(root, 0o700)
-        for dirpath, dirnames, _ in os.walk(root / "tree"):
-            for d in dirnames:  # modes from the layer may block the cleanup
-                os.chmod(os.path.join(dirpath, d), 0o700)
+        _unblock(root / "tree")
+
+
+def _unblock(tree: Path) -> None:
+    """Make the tree's real directories (never a symlink's target: the layer's
+    symlinks point anywhere, / included) writable, so the cleanup can remove it."""
+    for dirpath, dirnames, _ in os.walk(tree):
+        for d in dirnames:
+            p = os.path.join(dirpath, d)
+            if not os.path.islink(p):
+                os.chmod(p, 0o700)

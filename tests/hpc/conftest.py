@@ -85,7 +85,8 @@ def slurm() -> Slurm:
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"Slurm is not up: {exc} (sudo scripts/slurm up)")
     if "is UP" not in ping.stdout or not {"idle", "mix", "alloc"} & set(nodes.stdout.split()):
-        pytest.skip(f"Slurm is not up: {ping.stdout.strip()} {nodes.stdout.strip()} (sudo scripts/slurm up)")
+        said = (ping.stdout.strip().splitlines() or ["no answer"])[0]
+        pytest.skip(f"Slurm is not up: {said} {nodes.stdout.strip()} (sudo scripts/slurm up)")
     return s
 
 

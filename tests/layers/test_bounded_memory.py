@@ -150,7 +150,7 @@ def test_load_pull_export_of_a_big_image_in_bounded_memory(tmp_path):
     root = tmp_path / "root"
 
     _measured_cli(root, "load", "-i", tmp_path / "layout", what="load of an OCI layout")
-    _docker_save_gz(tmp_path / "save.tar.gz", 512 * MiB)
+    _docker_save_gz(tmp_path / "save.tar.gz", 256 * MiB)
     assert os.path.getsize(tmp_path / "save.tar.gz") < 4 * MiB
     out = _measured_cli(root, "load", "-i", tmp_path / "save.tar.gz", what="load of a big docker-save archive")
     assert "big:save" in out

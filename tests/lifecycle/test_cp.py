@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from layers.store import Store
-from tests.helpers import assert_one_line_error, run_ocirun
+from tests.helpers import assert_one_line_error, is_root, run_ocirun
 
 
 def _ok(cp: subprocess.CompletedProcess) -> str:
@@ -28,7 +28,8 @@ def oc(tmp_path: Path, registry_images):
     _ok(run("pull", "-q", registry_images.busybox))
     # an image with a read-only directory and a symlinked one (like usrmerge's /bin -> usr/bin)
     _ok(run("run", "--name", "prep", registry_images.busybox, "sh", "-c",
-            "mkdir -p /ro/sub /usr/lib && echo ro > /ro/sub/f && chmod 555 /ro/sub /ro && ln -s usr/lib /lib"))
+            "mkdir -p /ro/sub /usr/lib && echo ro > /ro/sub/f && chown 1000:1000 /ro/sub/f && chmod 555 /ro/sub /ro"
+            " && ln -s usr/lib /lib"))
     _ok(run("commit", "prep", "base:1"))
     _ok(run("create", "--name", "c", "-v", f"{tmp_path / 'vol'}:/data", "base:1", "cat", "/etc/passwd", "/ro/sub/new"))
     run.root, run.tmp = root, tmp_path
@@ -110,7 +111,7 @@ def test_cp_tar_streams(oc) -> None:
         members = {m.name: m for m in tar.getmembers()}
         assert tar.extractfile("ro/sub/f").read() == b"ro\n"
     assert sorted(members) == ["ro", "ro/sub", "ro/sub/f"]
-    assert members["ro/sub"].mode == 0o555 and members["ro/sub/f"].uid == 0
+    assert members["ro/sub"].mode == 0o555 and members["ro/sub/f"].uid == 1000  # the guest's owner
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in (("in/a.txt", b"a\n"), ("in/deep/b.txt", b"b\n")):
@@ -129,3 +130,47 @@ def test_cp_tar_streams(oc) -> None:
     assert "escape" in line and not list(oc.root.rglob("escape"))
     line = assert_one_line_error(oc("cp", "-", "c:/etc/passwd", input=buf.getvalue(), text=False), 125)
     assert "must be a directory" in line
+
+
+def test_cp_into_and_commit_a_running_container(oc, registry_images) -> None:
+    import time
+
+    script = ("echo a > /etc/written; i=0; while [ $i -lt 100 ]; do if [ -e /etc/fromhost ]; then "
+              "read x < /etc/fromhost; echo \"seen $x\"; break; fi; sleep 0.2; i=$((i+1)); done; sleep 60")
+    _ok(oc("run", "-d", "--name", "live", registry_images.busybox, "sh", "-c", script))
+    try:
+        (oc.tmp / "fromhost").write_text("hello\n")
+        deadline = time.monotonic() + 60
+        while "written" not in _ok(oc("cp", "live:/etc", "-", text=False)).decode(errors="replace"):
+            assert time.monotonic() < deadline, "the container never wrote /etc/written"
+            time.sleep(0.2)
+        _ok(oc("cp", str(oc.tmp / "fromhost"), "live:/etc/"))
+        while "seen hello" not in _ok(oc("logs", "live")):
+            assert time.monotonic() < deadline, "the running guest never saw the copied file"
+            time.sleep(0.2)
+        _ok(oc("commit", "live", "live:1"))  # not paused: the files as they are now
+        shown = _ok(oc("run", "--rm", "live:1", "sh", "-c", "read a < /etc/written; read b < /etc/fromhost; echo $a $b"))
+        assert shown == "a hello\n"
+    finally:
+        oc("rm", "-f", "live")
+
+
+def test_cp_archive_mode(oc, registry_images) -> None:
+    _ok(oc("create", "--name", "own", "base:1", "ls", "-ln", "/etc/plain", "/etc/kept"))
+    src = oc.tmp / "owned"
+    src.write_text("x\n")
+    want = os.getuid()
+    if is_root():
+        os.chown(src, 4321, 4321)
+        want = 4321
+    _ok(oc("cp", str(src), "own:/etc/plain"))
+    _ok(oc("cp", "-a", str(src), "own:/etc/kept"))
+    shown = {ln.split()[-1]: ln.split()[2:4] for ln in _ok(oc("start", "-a", "own")).splitlines()}
+    assert shown == {"/etc/plain": ["0", "0"], "/etc/kept": [str(want), str(want)]}
+    out = oc.tmp / "out-a"
+    if is_root():  # the guest's owner (1000, from the image) on the host file
+        _ok(oc("cp", "-a", "own:/ro/sub/f", str(out)))
+        assert (out.stat().st_uid, out.stat().st_gid) == (1000, 1000)
+    else:
+        line = assert_one_line_error(oc("cp", "-a", "own:/ro/sub/f", str(out)), 125)
+        assert "needs root" in line

@@ -182,3 +182,52 @@ def test_refused_push_says_what_the_registry_said(anon_registry: Pushed, tmp_pat
 def test_push_of_an_unknown_image(tmp_path: Path) -> None:
     line = assert_one_line_error(_oci(tmp_path, "push", "127.0.0.1:9/no/such:1"), 125)
     assert line == "ocirun: An image does not exist locally with the tag: 127.0.0.1:9/no/such"
+
+
+def test_push_follows_pulls_tls_rules(anon_registry: Pushed, tmp_path: Path) -> None:
+    reg = start_registry(tmp_path / "tls", tls=True)
+    try:
+        root = tmp_path / "root"
+        _pulled(root, anon_registry.ref("library/busybox:single"))
+        dst = f"{reg.host}/tls/bb:1"
+        _ok(_oci(root, "tag", anon_registry.ref("library/busybox:single"), dst))
+        strict = {"OCIRUN_INSECURE_LOOPBACK": "0"}  # 127.0.0.1 treated as a remote registry
+        line = assert_one_line_error(_oci(root, "push", dst, env=strict), 125)
+        assert f"cannot reach registry {reg.host}: TLS verification failed" in line
+        assert "1: digest: sha256:" in _ok(_oci(root, "push", dst, env={**strict, "REQUESTS_CA_BUNDLE": str(reg.cert)}))
+        assert "Layer already exists" in _ok(_oci(root, "push", dst))  # loopback: HTTPS, certificate not checked
+    finally:
+        reg.stop()
+
+
+def test_push_progress_on_a_terminal(anon_registry: Pushed, fresh_registry: Registry, tmp_path: Path) -> None:
+    """stderr a terminal: pull's board there (byte counts), stdout only docker's first and last lines."""
+    import os
+    import pty
+
+    from tests.helpers import ocirun_argv, ocirun_env
+
+    root = tmp_path / "root"
+    _pulled(root, anon_registry.ref("library/busybox:single"))
+    dst = f"{fresh_registry.host}/tty/bb:1"
+    _ok(_oci(root, "tag", anon_registry.ref("library/busybox:single"), dst))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(ocirun_argv("--root", root, "push", dst), env=ocirun_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    board = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        board += chunk
+    out = proc.communicate(timeout=60)[0]
+    os.close(master)
+    assert proc.returncode == 0, board
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("The push refers") and lines[1].startswith("1: digest: sha256:")
+    text = board.decode()
+    assert "Pushed" in text and " / " in text and "\x1b[" in text, text

@@ -820,11 +820,25 @@ class FakeId0(Extension):
             if host and not os.access(host, need):
                 self._grant(host, need)
 
-    def _grant_search(self, host: str) -> None:
-        """Every directory on the way must be searchable."""
+    def lend_search(self, tracee: Tracee, guest_path: str) -> bool:
+        """-0 as PRoot: the directories on the way to `guest_path` that the real user owns
+        but may not search become searchable (the guest keeps seeing their mode)."""
+        if self.real_uid == 0 or self.creds(tracee).fsuid != 0:
+            return False
+        parent = guest_path.rstrip("/").rpartition("/")[0] or "/"
+        try:
+            host = tracee.view.translator.to_host(parent, "/", True, tracee.tgid, tracee.pid)
+        except OSError:
+            return False
+        return self._grant_search(host.rstrip("/") + "/x")
+
+    def _grant_search(self, host: str) -> bool:
+        """Every directory on the way must be searchable (True: one was not)."""
         parts = host.rstrip("/").split("/")
+        changed = False
         for i in range(2, len(parts)):
-            self._widen("/".join(parts[:i]), 0o100)
+            changed = self._widen("/".join(parts[:i]), 0o100) or changed
+        return changed
 
     def _grant_parent(self, host: str) -> None:
         parent = os.path.dirname(host.rstrip("/")) or "/"
@@ -838,26 +852,28 @@ class FakeId0(Extension):
             bits |= 0o100
         self._widen(host, bits)
 
-    def _widen(self, path: str, bits: int) -> None:
+    def _widen(self, path: str, bits: int) -> bool:
+        """Add `bits` to the mode of a file the real user owns; True if it changed."""
         try:
             st = os.lstat(path)
         except OSError:
-            return
+            return False
         if st.st_uid != self.real_uid or stat.S_ISLNK(st.st_mode):
-            return
+            return False
         if self._shares_inodes and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-            return  # a container's file still shared with its image: never change it
+            return False  # a container's file still shared with its image: never change it
         if bits & 0o100 and not stat.S_ISDIR(st.st_mode):
             bits &= ~0o100
         if st.st_mode & bits == bits:
-            return
+            return False
         rec = self.db.get(st.st_dev, st.st_ino)
         try:
             if rec is None or rec.mode is None:
                 self.db.set_mode(st, path, st.st_mode)
             os.chmod(path, (st.st_mode & 0o7777) | bits, follow_symlinks=False)
         except (OSError, NotImplementedError):
-            pass
+            return False
+        return True
 
     # ---- bookkeeping for the database --------------------------------------------------
 

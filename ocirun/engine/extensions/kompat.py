@@ -48,6 +48,7 @@ class Kompat(Extension):
     syscalls = frozenset({"uname", *_SET_NAME})
 
     def __init__(self, release: str):
+        self.spec = release
         self.fake = FakeUname.parse(release)
         self._files: dict[str, str] = {}  # guest /proc file -> host replacement
         self._dir: str | None = None

@@ -8,6 +8,7 @@ relative to and whether its last component is followed (ocirun/engine/syscalls/)
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -111,7 +112,8 @@ class PathArgs:
             if pa.abs_only:
                 return
             if (not follow and self.lean and t.view is self.root_view and "/" not in guest
-                    and guest not in self.bind_names and not sc.spec.invalidate):
+                    and guest not in self.bind_names and not sc.spec.invalidate
+                    and sc.spec.kind != "readlink"):  # (a link in a binding may read as a guest path)
                 return  # one plain name, not followed, no binding: the kernel finds the same entry
             base, base_host = self.base_dirs(t, sc, pa)
             if base is None:
@@ -126,6 +128,7 @@ class PathArgs:
             if base_host is None or host != (base_host + "/" + guest if base_host != "/" else "/" + guest):
                 sc.set_arg(pa.arg, sc.push_string(host))
             return
+        given = guest
         if guest[:6] == "/proc/":
             guest = self.proc.guest_path(t, guest, follow)
         host = t.view.translator.to_host(guest, "/", follow, t.tgid, t.pid)
@@ -133,8 +136,18 @@ class PathArgs:
             host = self.proc.cmdline_file(t, host)
         sc.guest_paths[pa.arg] = guest
         sc.host_paths[pa.arg] = host
-        if host != guest:
+        if host != given:  # (/proc/self/exe -> the program: rewritten even when that is a host path)
             sc.set_arg(pa.arg, sc.push_string(host))
+
+    @staticmethod
+    def enter_rmdir(t: Tracee, sc: Syscall) -> None:
+        """rmdir of a path ending in '..' is ENOTEMPTY on Linux (the kernel would get the
+        resolved directory with '/.' and say EINVAL)."""
+        if sc.name == "unlinkat" and not sc.args[2] & AT_REMOVEDIR:
+            return
+        guest = sc.guest_paths.get(sc.spec.paths[0].arg)
+        if guest is not None and guest.rstrip("/").rpartition("/")[2] == "..":
+            sc.skip(-errno.ENOTEMPTY)
 
     # ---------------------------------------------------------- invalidation
     def invalidate(self, sc: Syscall, spec: SyscallSpec) -> None:

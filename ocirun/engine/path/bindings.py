@@ -163,3 +163,16 @@ class BindingMap:
     def binding_for_guest(self, guest_path: str) -> str | None:
         """Guest path of the binding that covers `guest_path` (longest match), or None."""
         return self._longest(self._by_guest, guest_path)
+
+    def link_target(self, rootfs: str, guest_link: str, host_link: str, target: str) -> str:
+        """PRoot's rule: an absolute symlink inside a binding (outside the rootfs) that points
+        into that same binding reads, and resolves, as the guest path (`-b /lib:/foo`,
+        `/lib/a -> /lib/b` shows `/foo/a -> /foo/b`); any other target is left as it is."""
+        if rootfs == "/" or _is_under(host_link, rootfs):
+            return target
+        key = self.binding_for_guest(guest_link)
+        if key is None or key == "/":
+            return target
+        host = self._by_guest[key]
+        norm = normpath(target)
+        return _rebase(norm, host, key) if _is_under(norm, host) else target

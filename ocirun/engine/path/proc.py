@@ -15,6 +15,7 @@ the guest sees the host's /proc.
 from __future__ import annotations
 
 import errno
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -143,9 +144,14 @@ class ProcFiles:
         """readlink of a magic link: the guest path of its target."""
         idx = sc.spec.paths[0].arg
         host = sc.host_paths.get(idx)
-        if host is None or not host.startswith("/proc/") or not is_proc_magic_link(host):
+        if host is None:
             return
         buf, size = sc.args[idx + 1], sc.args[idx + 2]
+        if not host.startswith("/proc/") or not is_proc_magic_link(host):
+            value = self._bound_link(t, sc.guest_paths.get(idx), host)
+            if value is not None:
+                self._answer(t, sc, buf, size, value)
+            return
         value = self.exe_of(t, host)
         if value is None:
             parts = host.split("/")
@@ -162,9 +168,31 @@ class ProcFiles:
                 except OSError as exc:
                     sc.skip(-(exc.errno or errno.ENOENT))
                     return
+        self._answer(t, sc, buf, size, value)
+
+    @staticmethod
+    def _answer(t: Tracee, sc: Syscall, buf: int, size: int, value: str) -> None:
         data = value.encode("utf-8", ENC)[: max(0, _signed(size))]
         if _signed(size) <= 0:
             sc.skip(-errno.EINVAL)
             return
         t.write(buf, data)
         sc.skip(len(data))
+
+    @staticmethod
+    def _bound_link(t: Tracee, guest: str | None, host: str) -> str | None:
+        """readlink of a symlink inside a binding that points into it: the guest path
+        (PRoot's rule, BindingMap.link_target); None: the kernel's answer is right."""
+        translator = t.view.translator
+        if guest is None or translator.rootfs == "/":
+            return None
+        try:
+            target = os.readlink(host)
+            base = "/" if guest.startswith("/") else t.guest_cwd()
+            link = translator.canonical(guest, base, False, t.tgid, t.pid)
+        except (OSError, GuestPathError):
+            return None
+        if target[:1] != "/":
+            return None
+        mapped = translator.bound_link_target(link, host, target)
+        return mapped if mapped != target else None

@@ -63,10 +63,11 @@ _TAIL_NONE, _TAIL_SLASH, _TAIL_DOT = 0, 1, 2
 
 
 def _tail_kind(path: str) -> int:
-    if path.endswith("/"):
-        return _TAIL_SLASH
-    last = path.rpartition("/")[2]
-    return _TAIL_DOT if last == "." or last == ".." else _TAIL_NONE
+    """Trailing slashes do not hide a last '.' (rmdir("d/./") is EINVAL, as for "d/.")."""
+    last = path.rstrip("/").rpartition("/")[2]
+    if last == "." or last == "..":
+        return _TAIL_DOT
+    return _TAIL_SLASH if path.endswith("/") else _TAIL_NONE
 
 
 def _push_target(target: str, gs: list[str], hs: list[str], todo: list[str], floor: int) -> None:
@@ -254,6 +255,8 @@ class PathTranslator:
                 if last and _tail_kind(target) > tail:
                     tail = _tail_kind(target)  # "target/" or "target/.." needs a directory
                     out = out or _TAIL_SLASH
+                if target[0] == "/":
+                    target = self.bound_link_target(g, h, target)
                 _push_target(target, gs, hs, todo, floor)
                 continue
             if rflags & RESOLVE_NO_XDEV and (g in self._bind_exact or g in self._virtual):
@@ -429,6 +432,10 @@ class PathTranslator:
         if glue is not None and (host_path == glue or host_path.startswith(glue + "/")):
             return host_path[len(glue) :] or "/"
         return self._map.host_to_guest(host_path)
+
+    def bound_link_target(self, guest_link: str, host_link: str, target: str) -> str:
+        """PRoot's rule for an absolute symlink inside a binding (see BindingMap.link_target)."""
+        return self._map.link_target(self.rootfs, guest_link, host_link, target)
 
     def readlink_guest(self, host_link_path: str) -> str:
         """What readlink() must show the guest for the host symlink `host_link_path`.

@@ -104,9 +104,9 @@ SPECS: tuple[SyscallSpec, ...] = (
     # followed lookup of that name gives, so they do
     _s("mkdir", _p(0, N)),
     _s("mkdirat", _p(1, N, dirfd=0)),
-    _s("rmdir", _p(0, N), invalidate=(0,)),
+    _s("rmdir", _p(0, N), kind="rmdir", invalidate=(0,)),
     _s("unlink", _p(0, N), invalidate=(0,)),
-    _s("unlinkat", _p(1, N, dirfd=0), invalidate=(0,)),
+    _s("unlinkat", _p(1, N, dirfd=0), kind="rmdir", invalidate=(0,)),
     _s("rename", _p(0, N), _p(1, N), invalidate=(0, 1)),
     _s("renameat", _p(1, N, dirfd=0), _p(3, N, dirfd=2), invalidate=(0, 1)),
     _s("renameat2", _p(1, N, dirfd=0), _p(3, N, dirfd=2), invalidate=(0, 1)),
