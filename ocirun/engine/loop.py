@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 
-from ocirun.engine import nest, spawn, syscalls
+from ocirun.engine import fastpath, nest, spawn, syscalls
 from ocirun.engine import ptrace as pt
 from ocirun.engine.affinity import CpuPinning
 from ocirun.engine.arch import host_arch
@@ -93,6 +93,7 @@ class Tracer:
         self.views: list[View] = [self.root_view]
         self.tracees: dict[int, Tracee] = {}
         self.first_pid = 0
+        self.fast = None  # the compiled fast path (ocirun/engine/fastpath.py), when it runs
         self.exit_status: int | None = None
         self.execve_nr = self.names["execve"]
         self._started = False
@@ -151,6 +152,7 @@ class Tracer:
                 nest.exec_nested(self.plan, outer_seccomp, self.arch)  # does not return
         for ext in self.extensions:
             ext.attach(self)
+        self.fast = self.path_args.fast = fastpath.start(self)
         spawn.spawn(self)
         forwarder = spawn.SignalForwarder(self.first_pid, self.tracees.__contains__)
         self.pinning.start(lambda: list(self.tracees))
@@ -159,6 +161,7 @@ class Tracer:
         finally:
             self.pinning.stop()
             forwarder.stop()
+            fastpath.report(self, self.fast)
             for ext in self.extensions + self.nested_extensions:
                 ext.detach(self)
             self.scratch.cleanup()
@@ -168,9 +171,14 @@ class Tracer:
 
     def _loop(self) -> None:
         tracees = self.tracees
-        waitpid = pt.waitpid
+        fast = self.fast
+        waitpid = fast.pump if fast is not None else lambda: pt.waitpid(-1, pt.WALL)
         while tracees:
-            pid, status = waitpid(-1, pt.WALL)
+            if fast is not None and len(self.views) > 1:  # a nested root: Python sees every stop
+                fast.set_enabled(False)
+                fast = self.fast = self.path_args.fast = None
+                waitpid = lambda: pt.waitpid(-1, pt.WALL)  # noqa: E731
+            pid, status = waitpid()
             if pid < 0:
                 if pid == -errno.EINTR:
                     continue
@@ -278,6 +286,9 @@ class Tracer:
             t.loader_words = t.pending_loader
             t.pending_loader = None
         t.last_rewrite = None
+        if self.fast is not None:
+            self.fast.forget(t.pid)
+            self.fast.forget(former)
         self.dumpable.on_exec(t.tgid)
         for ext in t.view.extensions:
             ext.on_exec(t)
@@ -310,6 +321,8 @@ class Tracer:
             return
         del self.tracees[pid]
         t.exited = True
+        if self.fast is not None:
+            self.fast.forget(pid)
         if pid == t.tgid:
             self.dumpable.on_exit(pid)
             if self.dirlist.open_dirs:

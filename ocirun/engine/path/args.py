@@ -62,6 +62,7 @@ class PathArgs:
         # fast path (translate): names that a binding or its glue directories use
         self.bind_names = {".", ".."} | binding_components(tracer, bindings)
         self.lean = not tracer.extensions
+        self.fast = None  # the compiled fast path's module when it runs (ocirun/engine/fastpath.py)
 
     def follow(self, sc: Syscall, pa: PathArg) -> bool:
         """Whether the last component of this path argument is followed."""
@@ -138,6 +139,13 @@ class PathArgs:
         sc.host_paths[pa.arg] = host
         if host != given:  # (/proc/self/exe -> the program: rewritten even when that is a host path)
             sc.set_arg(pa.arg, sc.push_string(host))
+        if self.fast is not None and given[:6] != "/proc/" and t.view is self.root_view:
+            self._mirror(t, guest, host, follow)
+
+    def _mirror(self, t: Tracee, guest: str, host: str, follow: bool) -> None:
+        """Give the fast path what the result cache holds (never /proc: per process)."""
+        if host[:6] != "/proc/" and t.view.translator.cached(guest, follow) == host:
+            self.fast.push(guest.encode("utf-8", ENC), host.encode("utf-8", ENC), follow)
 
     @staticmethod
     def enter_rmdir(t: Tracee, sc: Syscall) -> None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ocirun.engine.path import openat2
@@ -137,6 +138,7 @@ class PathTranslator:
         self._entries = self._cache.entries
         self._full_follow = self._cache.full_follow
         self._full_nofollow = self._cache.full_nofollow
+        self.on_invalidate: Callable[[], None] | None = None  # the fast path's mirror (fastpath.py)
         self._last_stacks: tuple[list[str], list[str]] = ([""], [""])
         self._map = BindingMap([(self.rootfs, "/")])
         self._setup_bindings(list(bindings or ()))
@@ -502,7 +504,16 @@ class PathTranslator:
         Accepts the host path as to_host returned it (a trailing '/' or '/.' is ignored).
         """
         self._cache.invalidate(host_path)
+        if self.on_invalidate is not None:
+            self.on_invalidate()
 
     def invalidate_all(self) -> None:
         """Forget every cached resolution (e.g. after a binding change or an unknown mutation)."""
         self._cache.clear()
+        if self.on_invalidate is not None:
+            self.on_invalidate()
+
+    def cached(self, guest_path: str, follow_last: bool) -> str | None:
+        """The host path the result cache holds for an absolute guest path, if any."""
+        hit = (self._full_follow if follow_last else self._full_nofollow).get(guest_path)
+        return None if hit is None else hit[1]
