@@ -252,6 +252,13 @@ RUNNERS: list[Runner] = [
         _ocirun_available,
         subject=True,
     ),
+    Runner(  # the pure-Python loop, for comparison (--runner "ocirun, no fast path")
+        "ocirun, no fast path",
+        lambda ctx, wl, cmd: ["env", "OCIRUN_NO_FASTPATH=1", ctx.ocirun_python, "-m", "ocirun", "proot",
+                              *_in_rootfs(ctx, wl), *cmd],
+        _ocirun_available,
+        default=False,
+    ),
 ]
 
 
@@ -373,7 +380,7 @@ def count_all_stops(ctx: Context, workloads: list[Workload], runners: list[Runne
         return found
     for wl in workloads:
         for r in runners:
-            argv = argv_for(ctx, wl, r) if (r.anchor or r.subject) and r.available(ctx) is None else None
+            argv = argv_for(ctx, wl, r) if r.name != "native" and r.available(ctx) is None else None
             if argv is None or wl.commands:
                 continue
             n = count_stops(argv, ctx)
@@ -386,7 +393,7 @@ def count_all_stops(ctx: Context, workloads: list[Workload], runners: list[Runne
 def stops_table(cells: dict[tuple[str, str], Cell], stops: dict[tuple[str, str], Stops],
                 workloads: list[Workload], runners: list[Runner]) -> str:
     """Per row and PRoot-like runner: stops, tracer syscalls per stop, µs per stop."""
-    traced = [r.name for r in runners if (r.anchor or r.subject)]
+    traced = [r.name for r in runners if r.name != "native"]
     head = ["workload", *[f"{n}: stops / syscalls per stop / µs per stop" for n in traced]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for wl in workloads:
