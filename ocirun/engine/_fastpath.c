@@ -41,6 +41,8 @@ typedef struct { int pid; uint64_t nr, scratch, orig; uint8_t arg; } pending_t;
 static spec_t specs[NR_MAX];
 static entry_t *buckets[BUCKETS];
 static size_t n_entries;
+static uint32_t used[CACHE_MAX];  /* the non-empty buckets: a clear costs what the cache holds */
+static size_t n_used;
 static int enabled;
 static const long arg_off[6] = {14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8}; /* rdi rsi rdx r10 r8 r9 */
 static pending_t pending[PENDING];
@@ -55,12 +57,12 @@ static uint64_t hash_str(const char *s, uint8_t follow) {
 }
 
 static void cache_clear(void) {
-    for (size_t i = 0; i < BUCKETS; i++) {
-        entry_t *e = buckets[i];
+    for (size_t i = 0; i < n_used; i++) {
+        entry_t *e = buckets[used[i]];
         while (e) { entry_t *n = e->next; free(e->guest); free(e->host); free(e); e = n; }
-        buckets[i] = NULL;
+        buckets[used[i]] = NULL;
     }
-    n_entries = 0;
+    n_entries = n_used = 0;
 }
 
 static const entry_t *cache_get(const char *guest, uint8_t follow) {
@@ -180,6 +182,7 @@ static PyObject *push(PyObject *self, PyObject *a) {
     e->follow = (uint8_t)follow;
     e->hash = hash_str(guest, e->follow);
     e->host_len = strlen(host);
+    if (!buckets[e->hash % BUCKETS]) used[n_used++] = (uint32_t)(e->hash % BUCKETS);
     e->next = buckets[e->hash % BUCKETS];
     buckets[e->hash % BUCKETS] = e;
     n_entries++;
@@ -221,7 +224,7 @@ static PyObject *set_enabled(PyObject *self, PyObject *a) {
     int on;
     if (!PyArg_ParseTuple(a, "p", &on)) return NULL;
     enabled = on;
-    if (!on) { memset(specs, 0, sizeof specs); cache_clear(); }
+    if (!on) { memset(specs, 0, sizeof specs); memset(pending, 0, sizeof pending); cache_clear(); }
     Py_RETURN_NONE;
 }
 
