@@ -304,3 +304,35 @@ def stop_event(status: int) -> int:
 
 SIGTRAP = 5
 SYSGOOD_TRAP = SIGTRAP | 0x80
+
+
+PTRACE_GETREGSET = 0x4204
+PTRACE_SETREGSET = 0x4205
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+def get_regset(pid: int, note: int, nwords: int) -> list[int]:
+    """PTRACE_GETREGSET of `note` (e.g. NT_PRSTATUS) as 8-byte words."""
+    buf = (ctypes.c_ulonglong * nwords)()
+    iov = _IoVec(ctypes.addressof(buf), ctypes.sizeof(buf))
+    if _ptrace(PTRACE_GETREGSET, pid, note, ctypes.addressof(iov)) == -1:
+        raise _err("PTRACE_GETREGSET")
+    return list(buf)
+
+
+def set_regset(pid: int, note: int, words: list[int]) -> None:
+    buf = (ctypes.c_ulonglong * len(words))(*[w & 0xFFFFFFFFFFFFFFFF for w in words])
+    iov = _IoVec(ctypes.addressof(buf), ctypes.sizeof(buf))
+    if _ptrace(PTRACE_SETREGSET, pid, note, ctypes.addressof(iov)) == -1:
+        raise _err("PTRACE_SETREGSET")
+
+
+def set_regset_int(pid: int, note: int, value: int) -> None:
+    """PTRACE_SETREGSET of a one-int regset (aarch64's NT_ARM_SYSTEM_CALL)."""
+    buf = ctypes.c_int(value)
+    iov = _IoVec(ctypes.addressof(buf), 4)
+    if _ptrace(PTRACE_SETREGSET, pid, note, ctypes.addressof(iov)) == -1:
+        raise _err("PTRACE_SETREGSET")

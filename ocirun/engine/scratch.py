@@ -1,6 +1,9 @@
-"""A private short directory under /tmp for the tracer's own files (socket path
-aliases, /proc/PID/cmdline copies, loaders named after programs), made on first
-use and removed at the end."""
+"""A private short directory for the tracer's own files (socket path aliases,
+/proc/PID/cmdline copies, loaders named after programs), made on first use and
+removed at the end.
+
+Short matters (a socket alias must fit in 108 bytes): the shorter of $TMPDIR and
+/tmp that we can write to. Android has no /tmp for apps; Termux sets TMPDIR."""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ class ScratchDir:
 
     def get(self) -> str:
         if self.path is None:
-            self.path = tempfile.mkdtemp(prefix="ocr", dir="/tmp")
+            bases = {d for d in (os.environ.get("TMPDIR"), "/tmp") if d and os.access(d, os.W_OK | os.X_OK)}
+            base = min(bases, key=len) if bases else tempfile.gettempdir()
+            self.path = tempfile.mkdtemp(prefix="ocr", dir=base)
         return self.path
 
     def named_link(self, target: str, name: str) -> str:

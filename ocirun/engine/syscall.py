@@ -90,7 +90,10 @@ class Syscall:
             if self.rewritten is None:
                 self.rewritten = {}
             self.rewritten[i] = (value, self.orig_args[i])
-        self.tracee.engine.arch.regs.set_arg(self.tracee.pid, i, value)
+        arch = self.tracee.engine.arch
+        if self.at_exit and arch.arg_slots[i] == arch.ret_slot:
+            return  # aarch64's x0 holds the result now: restoring the argument would clobber it
+        arch.regs.set_arg(self.tracee.pid, i, value)
 
     def push(self, data: bytes) -> int:
         addr = (self._scratch - len(data)) & ~15

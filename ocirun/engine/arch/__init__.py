@@ -67,9 +67,9 @@ class Arch:
 
 
 def _load() -> dict[str, Arch]:
-    from ocirun.engine.arch import x86_64
+    from ocirun.engine.arch import aarch64, x86_64
 
-    return {a.name: a for a in (x86_64.ARCH,)}
+    return {a.name: a for a in (x86_64.ARCH, aarch64.ARCH)}
 
 
 ARCHES: dict[str, Arch] = _load()

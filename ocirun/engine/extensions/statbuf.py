@@ -1,4 +1,4 @@
-"""Reading and rewriting x86_64 `struct stat` and `struct statx` as raw bytes.
+"""Reading and rewriting `struct stat` (the host architecture's) and `struct statx` as raw bytes.
 
 The fake-root and link2symlink extensions change what the guest sees in a
 stat result (owner, mode, device number, link count) at the syscall's exit
@@ -8,14 +8,31 @@ unit-tested without a tracee.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 
-# x86_64 struct stat (asm/stat.h): 144 bytes.
-STAT_SIZE = 144
-_ST_DEV, _ST_INO, _ST_NLINK = 0, 8, 16
-_ST_MODE, _ST_UID, _ST_GID = 24, 28, 32
-_ST_RDEV, _ST_SIZE = 40, 48
+
+@dataclass(frozen=True)
+class StatLayout:
+    """Where the fields are in an architecture's `struct stat`."""
+
+    size: int
+    nlink: tuple[int, str]  # offset, struct format (x86_64: 64-bit, generic: 32-bit)
+    mode: int  # mode, then... 32-bit each
+    uid: int  # uid, gid: 32-bit each, adjacent
+    rdev: int
+    dev: int = 0
+    ino: int = 8
+    st_size: int = 48
+
+
+STAT_LAYOUTS = {
+    "x86_64": StatLayout(size=144, nlink=(16, "<Q"), mode=24, uid=28, rdev=40),  # asm/stat.h
+    "aarch64": StatLayout(size=128, nlink=(20, "<I"), mode=16, uid=24, rdev=32),  # asm-generic/stat.h
+}
+_L = STAT_LAYOUTS.get(os.uname().machine, STAT_LAYOUTS["x86_64"])
+STAT_SIZE = _L.size
 
 # struct statx (linux/stat.h): 256 bytes.
 STATX_SIZE = 256
@@ -64,10 +81,12 @@ def minor(dev: int) -> int:
 
 def parse_stat(buf: bytes) -> StatView:
     """Decode the interesting fields of a `struct stat`."""
-    dev, ino, nlink = struct.unpack_from("<QQQ", buf, _ST_DEV)
-    mode, uid, gid = struct.unpack_from("<III", buf, _ST_MODE)
-    (rdev,) = struct.unpack_from("<Q", buf, _ST_RDEV)
-    (size,) = struct.unpack_from("<q", buf, _ST_SIZE)
+    dev, ino = struct.unpack_from("<QQ", buf, _L.dev)
+    (nlink,) = struct.unpack_from(_L.nlink[1], buf, _L.nlink[0])
+    (mode,) = struct.unpack_from("<I", buf, _L.mode)
+    uid, gid = struct.unpack_from("<II", buf, _L.uid)
+    (rdev,) = struct.unpack_from("<Q", buf, _L.rdev)
+    (size,) = struct.unpack_from("<q", buf, _L.st_size)
     return StatView(dev, ino, nlink, mode, uid, gid, rdev, size)
 
 
@@ -84,17 +103,17 @@ def patch_stat(
     """Return `buf` (a struct stat) with the given fields replaced."""
     out = bytearray(buf)
     if uid is not None:
-        struct.pack_into("<I", out, _ST_UID, uid & 0xFFFFFFFF)
+        struct.pack_into("<I", out, _L.uid, uid & 0xFFFFFFFF)
     if gid is not None:
-        struct.pack_into("<I", out, _ST_GID, gid & 0xFFFFFFFF)
+        struct.pack_into("<I", out, _L.uid + 4, gid & 0xFFFFFFFF)
     if mode is not None:
-        struct.pack_into("<I", out, _ST_MODE, mode & 0xFFFFFFFF)
+        struct.pack_into("<I", out, _L.mode, mode & 0xFFFFFFFF)
     if rdev is not None:
-        struct.pack_into("<Q", out, _ST_RDEV, rdev)
+        struct.pack_into("<Q", out, _L.rdev, rdev)
     if nlink is not None:
-        struct.pack_into("<Q", out, _ST_NLINK, nlink)
+        struct.pack_into(_L.nlink[1], out, _L.nlink[0], nlink)
     if size is not None:
-        struct.pack_into("<q", out, _ST_SIZE, size)
+        struct.pack_into("<q", out, _L.st_size, size)
     return bytes(out)
 
 
