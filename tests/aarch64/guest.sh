@@ -11,10 +11,11 @@ say "guest:" "$(uname -m) $(uname -r), $(python3 --version), uid $(id -u)"
 [ "$(uname -m)" = aarch64 ] || fail "not an aarch64 machine"
 [ "$(id -u)" != 0 ] || fail "must run unprivileged"
 
-# `pip install .` (offline: the dependencies are Debian's python3-* packages)
+# `pip install .`: the dependencies are Debian's python3-* packages; the build backend
+# (setuptools>=77, newer than Debian's) comes from PyPI (the machine runs with --net)
 cp -r /share/src /tmp/src
 python3 -m venv --system-site-packages ~/venv
-~/venv/bin/pip install -q --no-deps --no-build-isolation --no-index /tmp/src > /tmp/pip.log 2>&1 \
+~/venv/bin/pip install -q --no-deps /tmp/src > /tmp/pip.log 2>&1 \
     || { cat /tmp/pip.log; fail "pip install ."; }
 export PATH=$HOME/venv/bin:$PATH
 ocirun --help > /dev/null || fail "ocirun --help"
