@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from layers.blobs import BlobStore  # noqa: E402
-from layers.fsutil import rmtree  # noqa: E402
 from layers.unpack import LayerSpec, unpack_layers  # noqa: E402
+from ocirun.util.fs import rmtree  # noqa: E402
 
 FIXTURES = Path(os.environ.get("OCIRUN_TEST_FIXTURES", "/var/tmp/ocirun-fixtures"))
 DEFAULT_TAR = FIXTURES / "debian-bookworm-amd64.tar"

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from layers.blobs import digest_file, parse_digest
-from layers.fsutil import atomic_write, tree_size
 from ocirun.errors import OcirunError
+from ocirun.util.fs import atomic_write, tree_size
 
 REPAIR_HINT = "run 'ocirun system check --repair'"
 FAKEROOT_DB_SUFFIX = ".ocirun-fakeroot.db"  # beside a rootfs (ocirun proot -0)
@@ -284,9 +284,10 @@ def _check_images(store: Any, repair: bool) -> list[Finding]:
 
 def _check_containers(store: Any, repair: bool) -> list[Finding]:
     out = []
-    if not store.containers_dir.is_dir():
+    containers_dir = store.root / "containers"
+    if not containers_dir.is_dir():
         return out
-    for entry in sorted(os.scandir(store.containers_dir), key=lambda e: e.name):
+    for entry in sorted(os.scandir(containers_dir), key=lambda e: e.name):
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         try:

@@ -11,7 +11,8 @@ Layout under the store root (README "Images" section):
     repositories.json.bak         the table before its last edit (layers/check.py rebuilds from it)
     tmp/                          unpack staging dirs, partial downloads
     locks/                        POSIX lock files (per image, per blob, table, gc)
-    containers/<id>/config.json   the runner's; "ImageID" says which image it uses
+    containers/                   the runner's (ocirun.run); it tells the store which
+                                  images its containers use (a ContainerIndex)
 
 Every record is written to a temporary name and renamed into place, and the
 rootfs is built in tmp/ and renamed in whole, so a process killed at any point
@@ -32,23 +33,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from layers import check
-from layers.blobs import BlobError, BlobStore, file_lock, parse_digest
-from layers.fsutil import atomic_write, rmtree, tree_size
+from layers.blobs import BlobError, BlobStore, parse_digest
 from layers.unpack import LayerSpec, unpack_layers
 from ocirun.errors import OcirunError
+from ocirun.util.fs import atomic_write, rmtree, tree_size
+from ocirun.util.locks import file_lock
+from ocirun.util.paths import store_root
 
 META = "meta.json"
 _HEXID = re.compile(r"^[0-9a-f]{1,64}$")
 _LAYER_MARKERS = ("tar", "layer")  # media types that carry filesystem layers
-
-
-def default_root() -> Path:
-    """$XDG_DATA_HOME/ocirun, i.e. ~/.local/share/ocirun by default."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "ocirun"
 
 
 def familiar(name: str) -> str:
@@ -116,24 +113,49 @@ class PruneReport:
     notes: list[str] = field(default_factory=list)
 
 
+class ContainerIndex(Protocol):
+    """What the image store must know of the containers built on its images.
+
+    The containers are the runner's (ocirun.run.containers.ContainerStore implements
+    this); the store never reads their files, so their format is the runner's alone.
+    """
+
+    def using_image(self, image_id: str) -> list[str]:
+        """Ids of the containers built on `image_id`, sorted."""
+        ...
+
+    def tree_dirs(self) -> list[str]:
+        """The containers' directories (what `system df` counts)."""
+        ...
+
+
+class NoContainers:
+    """The ContainerIndex of a store without a runner: no image is in use."""
+
+    def using_image(self, image_id: str) -> list[str]:
+        return []
+
+    def tree_dirs(self) -> list[str]:
+        return []
+
+
 class Store:
     """The image store at `root` (see the module docstring for its layout)."""
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], containers: ContainerIndex | None = None):
         self.root = Path(root).absolute()
         self.blobs = BlobStore(self.root)
         self.images_dir = self.root / "images"
         self.tmp_dir = self.root / "tmp"
         self.locks_dir = self.root / "locks"
-        self.containers_dir = self.root / "containers"
         self.repos_file = self.root / "repositories.json"
         self.additional: list[Store] = []  # read-only site stores (layers/sites.py)
+        self.containers: ContainerIndex = containers or NoContainers()
 
     @classmethod
-    def open(cls, root_option: str | os.PathLike[str] | None = None) -> Store:
+    def open(cls, root_option: str | os.PathLike[str] | None = None, containers: ContainerIndex | None = None) -> Store:
         """The store at `root_option` (the --root flag), else $OCIRUN_ROOT, else the XDG data dir."""
-        root = root_option or os.environ.get("OCIRUN_ROOT") or default_root()
-        store = cls(root)
+        store = cls(store_root(root_option), containers)
         try:
             for d in (store.root, store.images_dir, store.tmp_dir, store.locks_dir, store.blobs.blob_dir):
                 d.mkdir(parents=True, exist_ok=True)
@@ -607,19 +629,8 @@ class Store:
     # -- containers -----------------------------------------------------------------------------
 
     def containers_using(self, image_id: str) -> list[str]:
-        """Container ids whose containers/<id>/config.json names this image (key "ImageID")."""
-        out = []
-        if not self.containers_dir.is_dir():
-            return out
-        for entry in os.scandir(self.containers_dir):
-            try:
-                cfg = json.loads(Path(entry.path, "config.json").read_text())
-            except (OSError, ValueError):
-                continue
-            ref = str(cfg.get("ImageID") or cfg.get("Image") or "") if isinstance(cfg, dict) else ""
-            if ref and (ref == image_id or ref == image_id.split(":", 1)[1]):
-                out.append(entry.name)
-        return sorted(out)
+        """Ids of the containers built on this image (as the ContainerIndex says)."""
+        return self.containers.using_image(image_id)
 
     # -- removal -----------------------------------------------------------------------------------
 
@@ -827,9 +838,7 @@ class Store:
         """Disk use: images (unpacked trees), containers, blobs, temporary files."""
         recs = self.list_images()
         active = [r for r in recs if self.containers_using(r.id)]
-        containers = []
-        if self.containers_dir.is_dir():
-            containers = [e.path for e in os.scandir(self.containers_dir) if e.is_dir()]
+        containers = self.containers.tree_dirs()
         blob_sizes = [self.blobs.size(d) for d in self.blobs.digests()]
         keep = self._referenced_blobs()
         unused_blobs = sum(self.blobs.size(d) for d in self.blobs.digests() if d not in keep)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from layers.blobs import BlobError, BlobStore, digest_file, parse_digest
 from layers.compression import LayerFormatError, LayerReader
-from layers.fsutil import rmtree_at
 from ocirun.errors import OcirunError
+from ocirun.util.fs import rmtree_at
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import requests
 
 from ocirun.errors import OcirunError
+from ocirun.util.fs import atomic_write
 from registry.config import DOCKER_HUB, DOCKER_HUB_ALIASES, config_dir
 
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
@@ -157,23 +157,9 @@ def find_credentials(registry: str) -> Credentials | None:
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically with mode 0600 from the first byte (mkstemp creates 0600)."""
+    """Write JSON atomically, 0600 from the first byte, in a 0700 directory if it is new."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".auth-", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)
 
 
 def store_credentials(registry: str, creds: Credentials) -> Path:

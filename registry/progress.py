@@ -13,15 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-
-def human(n: float) -> str:
-    """1536 -> '1.5 KB' (powers of 1000, as docker)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
+from ocirun.util.fmt import human_size
 
 _COUNTED = ("Downloading", "Pull complete", "Verified", "Pushing", "Pushed")  # states shown with byte counts
 
@@ -39,9 +31,9 @@ class _Line:
         short = self.digest.partition(":")[2][:12] or self.digest[:12]
         if self.state in _COUNTED:
             elapsed = max((self.ended or time.monotonic()) - self.started, 1e-6)
-            speed = f"{human(self.done / elapsed)}/s"
-            total = human(self.total) if self.total >= 0 else "?"
-            return f"{short}: {self.state:<13} {human(self.done):>9} / {total:<9} {speed}"
+            speed = f"{human_size(self.done / elapsed)}/s"
+            total = human_size(self.total) if self.total >= 0 else "?"
+            return f"{short}: {self.state:<13} {human_size(self.done):>9} / {total:<9} {speed}"
         return f"{short}: {self.state}"
 
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layers.fsutil import atomic_write
 from layers.imagedoc import add_history, empty_config, rfc3339
 from layers.layerwrite import write_layer
 from ocirun.build import dockerfile as dfmod
@@ -34,6 +33,7 @@ from ocirun.build.context import CopySpec, IgnoreRules, Source, copy_entries, en
 from ocirun.build.stages import Args, Stage, automatic_args, pick_target, split_stages
 from ocirun.build.state import State, Trees, layer_descriptor
 from ocirun.errors import OcirunError
+from ocirun.util.fs import atomic_write
 
 # config keys of docker's own bookkeeping that a built image does not inherit
 _DROPPED = ("container", "container_config", "docker_version", "id", "parent")

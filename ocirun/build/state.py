@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from layers.diff import read_ownership
-from layers.fsutil import rmtree
 from layers.imagedoc import canonical_json, manifest
 from layers.unpack import LayerSpec, TreeWriter, apply_layer
 from ocirun.errors import OcirunError
+from ocirun.util.fs import rmtree
 
 CACHE_SOURCE = "build-cache"
 

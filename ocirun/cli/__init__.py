@@ -257,8 +257,8 @@ class OcirunGroup(click.Group):
     "--root",
     "root",
     metavar="PATH",
-    envvar="OCIRUN_ROOT",
-    help="Root directory of the image and container store (default: $XDG_DATA_HOME/ocirun).",
+    help="Root directory of the image and container store "
+    "(default: $OCIRUN_ROOT, else $XDG_DATA_HOME/ocirun).",
 )
 @click.option("-D", "--debug", is_flag=True, help="Show details (and tracebacks) of failures.")
 @click.version_option(__version__, "--version", prog_name="ocirun", message="ocirun version %(version)s")

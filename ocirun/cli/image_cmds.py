@@ -9,81 +9,23 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sys
-import time
 from typing import Any
 
 import click
 
 from ocirun.cli import DockerCommand, DockerGroup
 from ocirun.errors import OcirunError
+from ocirun.util.fmt import human_ago, human_size, table
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def _store(ctx: click.Context):
-    from layers.store import Store
+    """The image store, told by the container store which images are in use."""
+    from ocirun.run.containers import open_stores
 
     obj = ctx.find_root().obj or {}
-    return Store.open(obj.get("root"))
-
-
-# -- formatting helpers (docker's style) ----------------------------------------------------
-
-
-def human_size(n: float) -> str:
-    """4260000 -> '4.26MB' (powers of 1000, three significant digits, as docker)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            if unit == "B":
-                return f"{int(n)}B"
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
-
-
-def _parse_time(text: str) -> float | None:
-    if not text:
-        return None
-    t = text.strip().replace("Z", "+00:00")
-    if "." in t:  # Go's RFC 3339 nanoseconds: keep microseconds for Python
-        head, _, tail = t.partition(".")
-        digits = "".join(c for c in tail if c.isdigit())
-        zone = tail[len(digits) :]
-        t = f"{head}.{digits[:6]}{zone}"
-    try:
-        dt = _dt.datetime.fromisoformat(t)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=_dt.UTC)
-    return dt.timestamp()
-
-
-def human_ago(text: str, now: float | None = None) -> str:
-    """RFC 3339 time -> '2 weeks ago' (docker's CREATED column)."""
-    ts = _parse_time(text)
-    if ts is None:
-        return "N/A"
-    secs = max(0.0, (now or time.time()) - ts)
-    for limit, div, unit in (
-        (60, 1, "second"),
-        (3600, 60, "minute"),
-        (86400 * 2, 3600, "hour"),
-        (86400 * 14, 86400, "day"),
-        (86400 * 60, 86400 * 7, "week"),
-        (86400 * 365 * 2, 86400 * 30, "month"),
-    ):
-        if secs < limit:
-            n = int(secs // div)
-            if unit == "second" and n < 1:
-                return "Less than a second ago"
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return f"{int(secs // (86400 * 365))} years ago"
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
+    return open_stores(obj.get("root"))[0]
 
 
 # -- pull / load ---------------------------------------------------------------------------------
@@ -219,15 +161,15 @@ def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_:
         return
     sites = bool(store.additional)  # STORE: where each image comes from, when there is a choice
     head = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "PLATFORM", "CREATED", "SIZE"]
-    table = [head + (["STORE"] if sites else [])]
+    rows_out = [head + (["STORE"] if sites else [])]
     for repo, tag, rec, dig in rows:
-        table.append(
+        rows_out.append(
             [repo, tag]
             + ([dig or "<none>"] if digests else [])
             + [rec.id if no_trunc else rec.short_id, rec.platform, human_ago(rec.created), human_size(rec.size)]
             + ([str(rec.store) if is_site_record(store, rec) else "user"] if sites else [])
         )
-    click.echo(_table(table))
+    click.echo(table(rows_out))
 
 
 # -- rmi -----------------------------------------------------------------------------------------
@@ -424,14 +366,14 @@ def df(ctx: click.Context, verbose: bool) -> None:
     for kind, u in usage.items():
         pct = f" ({100 * u['reclaimable'] // u['size']}%)" if u["size"] else ""
         rows.append([kind, str(u["total"]), str(u["active"]), human_size(u["size"]), human_size(u["reclaimable"]) + pct])
-    click.echo(_table(rows))
+    click.echo(table(rows))
     if verbose:
         click.echo(f"\nStore: {store.root}\n\nImages space usage:\n")
-        table = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "CONTAINERS"]]
+        usage_rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "CONTAINERS"]]
         for repo, tag, rec, _dig in store.table_rows():
-            table.append([repo, tag, rec.short_id, human_ago(rec.created), human_size(rec.size),
+            usage_rows.append([repo, tag, rec.short_id, human_ago(rec.created), human_size(rec.size),
                           str(len(store.containers_using(rec.id)))])
-        click.echo(_table(table))
+        click.echo(table(usage_rows))
 
 
 @click.command("check", cls=DockerCommand, context_settings=CONTEXT)

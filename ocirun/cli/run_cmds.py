@@ -29,6 +29,8 @@ from ocirun.run.options import (
     parse_env_file,
     parse_env_item,
 )
+from ocirun.util.fmt import human_ago, table
+from ocirun.util.paths import store_root
 
 _SHORT_ALIASES = {"--memory": "-m", "--cpu-shares": "-c", "--label": "-l", "--attach": "-a", "--quiet": "-q"}
 _RUN_CONTEXT = {"help_option_names": ["--help"], "allow_interspersed_args": False, "max_content_width": 100}
@@ -41,7 +43,7 @@ def _root(ctx: click.Context) -> str | None:
 
 
 def _stores(ctx: click.Context):
-    from ocirun.run.runner import open_stores
+    from ocirun.run.containers import open_stores
 
     return open_stores(_root(ctx))
 
@@ -50,11 +52,7 @@ def _cstore(ctx: click.Context):
     """Only the container store (no image-store setup needed for ps/rm/logs)."""
     from ocirun.run.containers import ContainerStore
 
-    root = _root(ctx) or os.environ.get("OCIRUN_ROOT")
-    if not root:
-        from layers.store import default_root
-
-        root = str(default_root())
+    root = store_root(_root(ctx))
     if os.path.exists(root) and not os.path.isdir(root):  # else ps would list nothing, silently
         raise OcirunError(f"cannot use the store at {root}: not a directory")
     return ContainerStore(root)
@@ -338,7 +336,7 @@ def _command_text(c, no_trunc: bool) -> str:
 
 
 def _ps_rows(cstore, all_: bool, no_trunc: bool) -> list[list[str]]:
-    from ocirun.run.containers import human_duration, parse_iso, ports_text, status_text
+    from ocirun.run.containers import ports_text, status_text
 
     rows = []
     now = time.time()
@@ -349,18 +347,12 @@ def _ps_rows(cstore, all_: bool, no_trunc: bool) -> list[list[str]]:
             c.id if no_trunc else c.id[:12],
             c.image,
             _command_text(c, no_trunc),
-            f"{human_duration(now - parse_iso(c.created))} ago",
+            human_ago(c.created, now),
             status_text(cstore, c, now),
             ports_text(c),
             c.name,
         ])
     return rows
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["   ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in [header, *rows]]
-    return "\n".join(lines)
 
 
 @click.command(cls=DockerCommand, context_settings=_CMD_CONTEXT)
@@ -380,7 +372,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool) -> int:
         for r in rows:
             click.echo(r[0])
         return 0
-    click.echo(_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows))
+    click.echo(table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], *rows]))
     return 0
 
 

@@ -28,11 +28,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocirun.engine import cow
 from ocirun.errors import OcirunError
 from ocirun.run.plan import RunPlan, hosts_file, resolv_conf
+from ocirun.util.fmt import human_ago, human_duration, parse_time
+from ocirun.util.fs import atomic_write, rmtree, writable_dir
+from ocirun.util.locks import flocked
+from ocirun.util.paths import store_root
+
+if TYPE_CHECKING:
+    from layers.store import Store
 
 # docker exits 1 when a container command names no container
 EXIT_NO_SUCH = 1
@@ -61,14 +68,6 @@ def now_iso() -> str:
     """RFC 3339 UTC with microseconds, as docker writes its times."""
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
-
-
-def parse_iso(text: str) -> float:
-    if not text:
-        return 0.0
-    import datetime  # only `ps` needs it
-
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -138,17 +137,6 @@ class Container:
         )
 
 
-@contextlib.contextmanager
-def flocked(path: Path, mode: int = fcntl.LOCK_EX) -> Iterator[int]:
-    """Hold a flock on `path` (created if needed) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, mode)
-        yield fd
-    finally:
-        os.close(fd)
-
-
 class ContainerStore:
     """All containers under one store root."""
 
@@ -192,6 +180,31 @@ class ContainerStore:
         if len(matches) > 1:
             raise OcirunError(f"multiple containers found with prefix {ref}", EXIT_NO_SUCH)
         return matches[0] if matches else None
+
+    def using_image(self, image_id: str) -> list[str]:
+        """Ids of the containers whose config.json names this image (layers.store.ContainerIndex).
+
+        Reads the raw "ImageID" (or "Image"), so a container whose config no longer
+        loads still keeps its image from being removed.
+        """
+        out = []
+        if not self.dir.is_dir():
+            return out
+        for entry in os.scandir(self.dir):
+            try:
+                cfg = json.loads(Path(entry.path, "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            ref = str(cfg.get("ImageID") or cfg.get("Image") or "") if isinstance(cfg, dict) else ""
+            if ref and (ref == image_id or ref == image_id.split(":", 1)[1]):
+                out.append(entry.name)
+        return sorted(out)
+
+    def tree_dirs(self) -> list[str]:
+        """Every directory under containers/ (layers.store.ContainerIndex: `system df`)."""
+        if not self.dir.is_dir():
+            return []
+        return [e.path for e in os.scandir(self.dir) if e.is_dir()]
 
     def get(self, ref: str) -> Container:
         c = self.find(ref)
@@ -254,7 +267,7 @@ class ContainerStore:
                 self.write_etc(c)
                 self.save(c)
             except BaseException:
-                cow.rmtree(cdir)
+                rmtree(cdir)
                 raise
         return c
 
@@ -263,7 +276,7 @@ class ContainerStore:
         tree = c.tree()
         etc = c.rootfs / "etc"
         if etc.is_symlink() or not etc.exists():
-            with cow._writable_dir(str(c.rootfs)):
+            with writable_dir(str(c.rootfs)):
                 with contextlib.suppress(FileNotFoundError):
                     etc.unlink()
                 etc.mkdir(mode=0o755)
@@ -275,32 +288,18 @@ class ContainerStore:
         }
         tmp = c.rootfs / "tmp"
         if not tmp.exists() and not tmp.is_symlink():
-            with cow._writable_dir(str(c.rootfs)):
+            with writable_dir(str(c.rootfs)):
                 tmp.mkdir()  # the container's own /tmp, also when the image has none
             os.chmod(tmp, 0o1777)
-        with cow._writable_dir(str(etc)):
+        with writable_dir(str(etc)):
             for fname, text in files.items():
-                path = etc / fname
-                tmp = etc / f".ocirun-{fname}.tmp"
-                tmp.write_text(text)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
+                atomic_write(etc / fname, text.encode(), sync=False)
 
     # -- state ----------------------------------------------------------------
 
     def save(self, c: Container) -> None:
         """Atomically rewrite config.json."""
-        data = json.dumps(c.to_json(), indent=1).encode()
-        tmp = c.path / f".config.{os.getpid()}.{time.monotonic_ns()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, c.path / "config.json")
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write(c.path / "config.json", json.dumps(c.to_json(), indent=1).encode(), sync=False)
 
     def update_state(self, c: Container, **changes: Any) -> Container:
         """Re-read, change State fields, save: safe against concurrent writers."""
@@ -412,19 +411,28 @@ class ContainerStore:
             pid = _fork_detached()
             if pid == 0:
                 try:
-                    cow.rmtree(trash)
+                    rmtree(trash)
                 finally:
                     os._exit(0)
             if pid is not None:
                 return
-        cow.rmtree(trash)
+        rmtree(trash)
 
     def prune_trash(self) -> None:
         """Finish removals a killed background child left behind."""
         if self.dir.is_dir():
             for d in self.dir.glob(".rm-*"):
                 with contextlib.suppress(OSError):
-                    cow.rmtree(d)
+                    rmtree(d)
+
+
+def open_stores(root: str | os.PathLike[str] | None) -> tuple[Store, ContainerStore]:
+    """The image store and the container store on one root; the image store asks the
+    container store which images are in use."""
+    from layers.store import Store
+
+    cstore = ContainerStore(store_root(root).absolute())
+    return Store.open(cstore.root, containers=cstore), cstore
 
 
 def _fork_detached() -> int | None:
@@ -445,43 +453,15 @@ def _fork_detached() -> int | None:
     return 0
 
 
-def human_duration(seconds: float) -> str:
-    """docker's units.HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(seconds / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
-
-
 def status_text(store: ContainerStore, c: Container, now: float | None = None) -> str:
     """The STATUS column of `ps`."""
     now = time.time() if now is None else now
     status = store.status(c)
     if status == "running":
-        return f"Up {human_duration(now - parse_iso(c.state.started_at))}"
+        return f"Up {human_duration(now - (parse_time(c.state.started_at) or 0.0))}"
     if status == "exited":
         code = c.state.exit_code if c.state.exit_code is not None else 137
-        return f"Exited ({code}) {human_duration(now - parse_iso(c.state.finished_at or c.state.started_at))} ago"
+        return f"Exited ({code}) {human_ago(c.state.finished_at or c.state.started_at, now)}"
     return "Created"
 
 

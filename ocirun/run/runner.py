@@ -23,6 +23,7 @@ from ocirun.run import procfakes
 from ocirun.run.containers import Container, ContainerStore
 from ocirun.run.options import RunOptions, Volume
 from ocirun.run.plan import RunPlan, build_run_plan, resolv_conf
+from ocirun.util.fs import writable_dir
 
 # What the guest sees of the host, as `proot -R` and docker give it.
 HOST_BINDINGS = ("/proc", "/sys", "/dev")
@@ -30,14 +31,6 @@ HOST_BINDINGS = ("/proc", "/sys", "/dev")
 
 def warn(message: str) -> None:
     print(f"ocirun: warning: {message}", file=sys.stderr)
-
-
-def open_stores(root: str | None) -> tuple[Any, ContainerStore]:
-    """The image store (layers.store) and the container store on the same root."""
-    from layers.store import Store
-
-    store = Store.open(root)
-    return store, ContainerStore(store.root)
 
 
 def get_image(store: Any, ref: str, platform: str | None, pull: str) -> Any:
@@ -241,7 +234,7 @@ def _guest_dir(c: Container, guest: str, create: bool) -> Path | None:
         if not nxt.exists():
             if not create:
                 return None
-            with cow._writable_dir(str(current)):  # docker creates a missing workdir
+            with writable_dir(str(current)):  # docker creates a missing workdir
                 nxt.mkdir(mode=0o755)
         current = nxt
     tree.ensure(str(current))

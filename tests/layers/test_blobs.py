@@ -114,7 +114,7 @@ def test_lock_excludes_another_thread(tmp_path):
 
 def test_shared_locks_are_counted_per_process(tmp_path):
     """Two holders of the shared lock in one process; an exclusive request is busy until both leave."""
-    from layers.blobs import file_lock
+    from ocirun.util.locks import file_lock
 
     p = tmp_path / "gc.lock"
     with file_lock(p, shared=True) as a:
@@ -128,14 +128,14 @@ def test_shared_locks_are_counted_per_process(tmp_path):
 
 
 def _try_exclusive(path, q):
-    from layers.blobs import file_lock
+    from ocirun.util.locks import file_lock
 
     with file_lock(path, blocking=False) as got:
         q.put(got)
 
 
 def test_shared_lock_blocks_exclusive_in_another_process(tmp_path):
-    from layers.blobs import file_lock
+    from ocirun.util.locks import file_lock
 
     p = tmp_path / "gc.lock"
     ctx = multiprocessing.get_context("fork")
@@ -152,7 +152,7 @@ def test_shared_lock_blocks_exclusive_in_another_process(tmp_path):
 
 
 def _hold_y_then_wait_x(x, y, ready):
-    from layers.blobs import file_lock
+    from ocirun.util.locks import file_lock
 
     with file_lock(y):
         ready.set()
@@ -167,7 +167,7 @@ def test_crossed_locks_of_two_threaded_processes_are_no_deadlock(tmp_path):
     thread 1 releases X by itself; file_lock must wait, not fail."""
     import threading
 
-    from layers.blobs import file_lock
+    from ocirun.util.locks import file_lock
 
     x, y = tmp_path / "x.lock", tmp_path / "y.lock"
     ctx = multiprocessing.get_context("fork")

@@ -66,7 +66,9 @@ def test_hostile_image_leaves_store_as_it_was(tmp_path):
 
 
 def test_rmi_untag_delete_and_container_guard(tmp_path):
-    store = Store.open(tmp_path)
+    from ocirun.run.containers import ContainerStore
+
+    store = Store.open(tmp_path, containers=ContainerStore(tmp_path))
     rec = store.install(make_pulled(store.blobs, BASE))
     store.install(make_pulled(store.blobs, BASE, tag="v2"))  # same image, second tag
     assert store.resolve("test:v2").id == rec.id
@@ -110,7 +112,7 @@ def test_prune_dangling_and_leftovers(tmp_path):
 
 
 def test_ensure_unpacked_rebuilds_missing_rootfs(tmp_path):
-    from layers.fsutil import rmtree
+    from ocirun.util.fs import rmtree
 
     store = Store.open(tmp_path)
     rec = store.install(make_pulled(store.blobs, BASE))

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from registry.dirsink import DirectorySink
 from registry.pull import pull_image
+from tests.registry.dirsink import DirectorySink
 from tests.registry.regserver import ImageSpec, build_layout, push, start_registry
 
 FIXTURE_TAR = Path(os.environ.get("OCIRUN_TEST_FIXTURES", "/var/tmp/ocirun-fixtures")) / "debian-bookworm-amd64.tar"

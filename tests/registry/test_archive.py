@@ -14,10 +14,10 @@ import pytest
 
 from ocirun.errors import OcirunError
 from registry.archive import load_archive
-from registry.dirsink import DirectorySink
 from registry.platform import Platform
 from registry.pull import pull_image
 from registry.types import PulledImage
+from tests.registry.dirsink import DirectorySink
 from tests.registry.regserver import ImageSpec, build_docker_archive, make_tar, tar_dir
 
 ARM = Platform.parse("arm64")

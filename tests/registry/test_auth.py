@@ -13,10 +13,10 @@ import pytest
 from ocirun.errors import OcirunError
 from registry import auth
 from registry.auth import Credentials, find_credentials, parse_challenge
-from registry.dirsink import DirectorySink
 from registry.platform import Platform
 from registry.pull import pull_image
 from tests.registry.conftest import Pushed
+from tests.registry.dirsink import DirectorySink
 from tests.registry.fakereg import FakeRegistry
 from tests.registry.regserver import PASSWORD, USER
 

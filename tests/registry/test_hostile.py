@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from ocirun.errors import OcirunError
-from registry.dirsink import DirectorySink
 from registry.pull import pull_image
 from tests.registry.conftest import Pushed
+from tests.registry.dirsink import DirectorySink
 from tests.registry.fakereg import FakeRegistry
 from tests.registry.regserver import ImageSpec, build_layout, push
 
@@ -271,7 +271,7 @@ def test_layers_download_in_parallel(fake: FakeRegistry, tmp_path: Path) -> None
 
 _PULL_SCRIPT = """
 import sys
-from registry.dirsink import DirectorySink
+from tests.registry.dirsink import DirectorySink
 from registry.pull import pull_image
 img = pull_image(sys.argv[1], None, DirectorySink(sys.argv[2]), progress=False)
 print(img.manifest_digest)

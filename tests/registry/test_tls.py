@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ocirun.errors import OcirunError
-from registry.dirsink import DirectorySink
 from registry.pull import pull_image
+from tests.registry.dirsink import DirectorySink
 from tests.registry.regserver import Registry, push, start_registry
 
 

@@ -33,9 +33,9 @@ def test_create_is_cheap_and_shares_the_image(oc) -> None:
 
 def test_create_time_under_200ms(oc) -> None:
     """The container creation itself (store open + lazy tree) for the Debian image."""
-    from ocirun.run.containers import ContainerStore
+    from ocirun.run.containers import ContainerStore, open_stores
     from ocirun.run.options import RawRunArgs, build_options
-    from ocirun.run.runner import create_container, open_stores
+    from ocirun.run.runner import create_container
 
     store, cstore = open_stores(str(oc.root))
     opts = build_options(RawRunArgs(image=oc.images.debian, command=("true",), pull="never"), host_env={})

@@ -1,8 +1,8 @@
-"""Filesystem helpers for trees an unprivileged user must be able to delete.
+"""File helpers: removing trees with read-only directories, atomic writes, tree sizes.
 
-An image tree holds 0555 directories (/proc, /sys, /usr/lib/...). Their owner can
-still chmod them, so removal makes each directory writable before emptying it,
-and never follows a symlink (everything is done relative to directory fds).
+An image or container tree holds 0555 directories (/proc, /sys, /usr/lib/...).
+Their owner can still chmod them, so removal makes each directory writable before
+emptying it, and never follows a symlink (everything is done relative to directory fds).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -52,28 +53,52 @@ def rmtree(path: str | os.PathLike[str]) -> None:
     """Remove a whole tree that may contain read-only directories; no error if absent."""
     path = os.fspath(path)
     parent, name = os.path.split(os.path.abspath(path))
-    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
     try:
         rmtree_at(fd, name)
     finally:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a file under a temporary name in the same directory, then rename it in."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
+    """Write a file under a temporary name in the same directory, then rename it in.
+
+    Readers see the old or the new file, never a part. The temporary file is 0600
+    until it is complete, so `mode` 0600 data is never readable by others. `sync`
+    flushes it to disk first (records that must survive a crash); state rewritten
+    often and rebuilt anyway may skip that.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def writable_dir(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Make a directory we own writable for the time of an update (0555 dirs of images)."""
+    mode = os.lstat(path).st_mode
+    if os.geteuid() == 0 or mode & 0o300 == 0o300:
+        yield
+        return
+    os.chmod(path, stat.S_IMODE(mode) | 0o300)
+    try:
+        yield
+    finally:
+        os.chmod(path, stat.S_IMODE(mode))
 
 
 def tree_size(path: str | os.PathLike[str]) -> int:

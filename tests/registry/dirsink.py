@@ -1,17 +1,18 @@
 """A minimal BlobSink on a directory: the reference implementation of the protocol.
 
-Used by registry's tests and by anyone who needs blobs without the image store
-(layers/blobs.py is the real store). Layout: ROOT/blobs/sha256/HEX, ROOT/tmp/HEX.partial,
+The registry tests pull into it, without the image store (layers/blobs.py is
+the real one). Layout: ROOT/blobs/sha256/HEX, ROOT/tmp/HEX.partial,
 ROOT/locks/HEX.lock (fcntl.flock: exclusive per blob, across processes).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ocirun.util.locks import flocked
 
 
 class DirectorySink:
@@ -42,9 +43,5 @@ class DirectorySink:
 
     @contextmanager
     def lock(self, digest: str) -> Iterator[None]:
-        fd = os.open(self.root / "locks" / (self.path(digest).name + ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(self.root / "locks" / (self.path(digest).name + ".lock")):
             yield
-        finally:
-            os.close(fd)
