@@ -485,10 +485,11 @@ def write_readme(text: str) -> None:
 
 
 def default_proot54() -> str:
-    for p in (REPO.parent / "shared/tools/proot-5.4", Path("/work/shared/tools/proot-5.4")):
-        if p.is_file():
-            return str(p)
-    return ""
+    """$OCIRUN_PROOT, else ../shared/tools/proot-5.4 beside the repository if it is there."""
+    if os.environ.get("OCIRUN_PROOT"):
+        return os.environ["OCIRUN_PROOT"]
+    beside = REPO.parent / "shared" / "tools" / "proot-5.4"
+    return str(beside) if beside.is_file() else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -506,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-stops", action="store_true", help="skip the stop-counting runs under strace")
     ap.add_argument("--proot51", default=shutil.which("proot") or "",
                     help="Debian's proot (runner 'proot 5.1', only with --runner)")
-    ap.add_argument("--proot54", default=default_proot54(), help="upstream PRoot 5.4")
+    ap.add_argument("--proot54", "--proot", default=default_proot54(), metavar="PATH",
+                    help="upstream PRoot 5.4 (default: $OCIRUN_PROOT, else ../shared/tools/proot-5.4 "
+                         "beside the repository)")
     ap.add_argument("--ocirun-python", default=str(Path(sys.executable)),
                     help="python that runs `-m ocirun` (default: this one)")
     ap.add_argument("--write-readme", action="store_true",

@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from ocirun.errors import OcirunError
 from registry.config import RegistryConfig
+from registry.manifest import check_config_type, choose_manifest, is_attestation, store_bytes
 from registry.platform import Platform, host_platform
 from registry.reference import ArchiveReference, parse_image_reference
 from registry.types import (
@@ -260,8 +261,6 @@ def _ingest(src: _Source, rel: str, digest: str, sink: BlobSink, size: int | Non
 
 
 def _store_bytes(sink: BlobSink, data: bytes) -> str:
-    from registry.pull import store_bytes
-
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     store_bytes(sink, digest, data)
     return digest
@@ -384,8 +383,6 @@ def _load_oci_entry(src: _Source, desc: Descriptor, platform: Platform | None, s
     `strict`: a single-platform image that does not match an explicit platform is an
     error (a pull); load_archive passes False and loads it as it is.
     """
-    from registry.pull import choose_manifest, is_attestation
-
     top = desc
     data = _verified_read(src, _blob_rel(desc.digest), desc.digest)
     obj = parse_json_object(data, f"manifest {desc.digest}")
@@ -409,8 +406,6 @@ def _load_oci_entry(src: _Source, desc: Descriptor, platform: Platform | None, s
             raise OcirunError(f"{label}: nested index is not supported")
     _store_bytes(sink, data)
     cfg = Descriptor.from_json(obj.get("config") or {})
-    from registry.pull import check_config_type
-
     check_config_type(cfg, label)
     config = _verified_read(src, _blob_rel(cfg.digest), cfg.digest)
     config_json = parse_json_object(config, f"image config {cfg.digest}")

@@ -35,6 +35,7 @@ import requests
 from ocirun.errors import OcirunError
 from ocirun.util.fs import atomic_write
 from registry.config import DOCKER_HUB, DOCKER_HUB_ALIASES, config_dir
+from registry.failures import short_reason
 
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 
@@ -186,17 +187,6 @@ def logout(registry: str) -> bool:
     return bool(removed)
 
 
-def login(registry: str, username: str, password: str) -> Path:
-    """Check the credentials against the registry, then store them; returns the file."""
-    from registry.client import RegistryClient
-
-    registry = DOCKER_HUB if registry in DOCKER_HUB_ALIASES else registry
-    creds = Credentials(username, password)
-    client = RegistryClient(registry, credentials=creds)
-    client.check_login()
-    return store_credentials(registry, creds)
-
-
 # ---------------------------------------------------------------- challenges and tokens
 
 _PARAM_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]+))')
@@ -279,8 +269,6 @@ class Authenticator:
                     headers["Authorization"] = creds.basic_header()
                 resp = self.session.get(realm, params=params, headers=headers, timeout=(10, 60), verify=self.verify)
         except requests.RequestException as exc:
-            from registry.client import short_reason
-
             raise OcirunError(f"cannot reach token server {realm}: {short_reason(exc)}") from None
         if resp.status_code in (401, 403):
             who = f" as {self.credentials.username or 'identity token'}" if self.credentials else " (anonymous)"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 import threading
 import time
 import warnings
@@ -30,8 +29,9 @@ import requests
 import urllib3
 
 from ocirun.errors import OcirunError
-from registry.auth import Authenticator, Credentials, find_credentials
-from registry.config import RegistryConfig
+from registry.auth import Authenticator, Credentials, find_credentials, store_credentials
+from registry.config import DOCKER_HUB, DOCKER_HUB_ALIASES, RegistryConfig
+from registry.failures import short_reason
 from registry.types import (
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_PLAIN,
@@ -74,25 +74,6 @@ class RetryPolicy:
             return min(float(retry_after), self.max_delay)
         d = min(self.base_delay * (2**attempt), self.max_delay)
         return d * (0.75 + random.random() / 2)
-
-
-def short_reason(exc: BaseException) -> str:
-    """'connection refused' from requests' long exception chains."""
-    text = str(exc)
-    m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    if m:
-        return m.group(1).strip().lower()
-    if isinstance(exc, requests.exceptions.SSLError):
-        m = re.search(r"certificate verify failed: ([^'\")(]+)", text)
-        if m or "CERTIFICATE_VERIFY_FAILED" in text:
-            return "TLS verification failed" + (f": {m.group(1).strip()}" if m else "")
-        return "TLS handshake failed (a plain-HTTP registry must be listed in OCIRUN_INSECURE_REGISTRIES)"
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    for name in ("RemoteDisconnected", "IncompleteRead", "ConnectionResetError", "Connection broken"):
-        if name in text:
-            return "connection closed by the registry"
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 Body = bytes | Callable[[], object] | None
@@ -437,3 +418,12 @@ def manifest_media_type(data: bytes, content_type: str, display: str) -> str:
         else:
             raise OcirunError(f"manifest for {display} has unsupported media type {mt!r}")
     return mt
+
+
+def login(registry: str, username: str, password: str) -> Path:
+    """Check the credentials against the registry, then store them; returns the file."""
+    registry = DOCKER_HUB if registry in DOCKER_HUB_ALIASES else registry
+    creds = Credentials(username, password)
+    client = RegistryClient(registry, credentials=creds)
+    client.check_login()
+    return store_credentials(registry, creds)

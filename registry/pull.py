@@ -14,15 +14,15 @@ import threading
 from pathlib import Path
 
 from ocirun.errors import OcirunError
+from registry.archive import pull_archive
 from registry.client import RegistryClient, RetryPolicy
 from registry.config import RegistryConfig
-from registry.platform import Platform, describe, host_platform, select
+from registry.manifest import check_config_type, choose_manifest, store_bytes
+from registry.platform import Platform, host_platform
 from registry.progress import Progress
 from registry.reference import ArchiveReference, Reference, parse_reference
 from registry.types import (
-    DOCKER_CONFIG,
     INDEX_TYPES,
-    OCI_CONFIG,
     BlobSink,
     Descriptor,
     PulledImage,
@@ -31,53 +31,6 @@ from registry.types import (
     parse_json_object,
 )
 from registry.workers import Cancelled, run_parallel
-
-
-def store_bytes(sink: BlobSink, digest: str, data: bytes) -> None:
-    """Put small in-memory content (manifest, config) into the sink, verified."""
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-        raise OcirunError(f"blob {digest} does not match its digest")
-    if sink.has(digest):
-        return
-    with sink.lock(digest):
-        if sink.has(digest):
-            return
-        partial = sink.partial_path(digest)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        sink.commit(digest, partial)
-
-
-def check_config_type(config: Descriptor, display: str) -> None:
-    """Refuse OCI artifacts (helm charts, signatures...): they are not container images."""
-    if config.media_type and config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
-        raise OcirunError(f"{display} is not a container image (config type {config.media_type})")
-
-
-def is_attestation(desc: Descriptor) -> bool:
-    """BuildKit's attestation manifests in an index (platform unknown/unknown)."""
-    return (
-        desc.annotations.get("vnd.docker.reference.type") == "attestation-manifest"
-        or (desc.platform is not None and desc.platform.os == "unknown")
-    )
-
-
-def choose_manifest(index: dict, wanted: Platform, display: str) -> Descriptor:
-    """Pick the manifest for `wanted` from an index, or fail listing what there is."""
-    entries = [Descriptor.from_json(d) for d in index.get("manifests") or []]
-    entries = [e for e in entries if not is_attestation(e)]
-    with_plat = [(e.platform, e) for e in entries if e.platform is not None]
-    chosen = select(wanted, with_plat)
-    if chosen is None:
-        if not with_plat and len(entries) == 1:
-            return entries[0]  # an index without platform info: its only image
-        raise OcirunError(
-            f"no image for platform {wanted} in {display}; available: {describe(p for p, _ in with_plat)}"
-        )
-    return chosen
 
 
 def pull_image(
@@ -101,8 +54,6 @@ def pull_image(
     if isinstance(ref, str):
         ref = parse_reference(ref, config)
     if isinstance(ref, ArchiveReference):
-        from registry.archive import pull_archive
-
         return pull_archive(ref, platform, sink)
     board = Progress(progress)
     client, data, media_type, digest = _resolve(ref, config, retry)

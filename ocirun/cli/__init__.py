@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         sys.exit(EXIT_OCIRUN)
-    except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare traceback
+    except Exception as exc:  # the last line of defence: never a bare traceback
         click.echo(f"ocirun: internal error: {type(exc).__name__}: {exc}", err=True)
         if debug:
             traceback.print_exc()

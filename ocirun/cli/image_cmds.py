@@ -293,7 +293,7 @@ def _server(server: str | None) -> str:
 @click.pass_context
 def login(ctx: click.Context, username: str | None, password: str | None, password_stdin: bool, server: str | None) -> None:
     """Log in to a registry (Docker Hub when SERVER is not given)."""
-    from registry import auth
+    from registry.client import login as check_and_store
 
     if password and password_stdin:
         raise OcirunError("--password and --password-stdin are mutually exclusive")
@@ -313,7 +313,7 @@ def login(ctx: click.Context, username: str | None, password: str | None, passwo
         if not sys.stdin.isatty():
             raise OcirunError("cannot prompt for a password: stdin is not a terminal (use --password-stdin)")
         password = click.prompt("Password", hide_input=True)
-    path = auth.login(_server(server), username, password)
+    path = check_and_store(_server(server), username, password)
     click.echo(f"Login Succeeded (credentials stored in {path})")
 
 

@@ -320,7 +320,7 @@ def exec_(ctx: click.Context, container: str, command: tuple[str, ...], detach: 
             os.dup2(devnull, fd)
         try:
             os._exit(exec_in(cstore, c, list(command), extra, workdir, user))
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             os._exit(EXIT_OCIRUN)
     return exec_in(cstore, c, list(command), extra, workdir, user)
 
@@ -416,7 +416,7 @@ def logs(ctx: click.Context, container: str, follow: bool, tail: str) -> int:
     c = cstore.get(container)
     out = sys.stdout.buffer
     try:
-        f = open(c.log_path, "rb")  # noqa: SIM115
+        f = open(c.log_path, "rb")
     except FileNotFoundError:
         return 0
     with f:
@@ -461,7 +461,7 @@ def export(ctx: click.Context, container: str, output: str | None) -> int:
         raise OcirunError("cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
     tree = c.tree()
     tree.materialise_all()
-    fileobj = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    fileobj = open(output, "wb") if output else sys.stdout.buffer
     try:
         with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for name in sorted(os.listdir(c.rootfs)):

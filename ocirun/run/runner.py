@@ -24,13 +24,10 @@ from ocirun.run.containers import Container, ContainerStore
 from ocirun.run.options import RunOptions, Volume
 from ocirun.run.plan import RunPlan, build_run_plan, resolv_conf
 from ocirun.util.fs import writable_dir
+from ocirun.util.log import log
 
 # What the guest sees of the host, as `proot -R` and docker give it.
 HOST_BINDINGS = ("/proc", "/sys", "/dev")
-
-
-def warn(message: str) -> None:
-    print(f"ocirun: warning: {message}", file=sys.stderr)
 
 
 def get_image(store: Any, ref: str, platform: str | None, pull: str) -> Any:
@@ -95,7 +92,7 @@ def _platform_matches(have: str, want: str) -> bool:
 def create_container(store: Any, cstore: ContainerStore, opts: RunOptions) -> Container:
     """Pull if needed, build the RunPlan from the image config, make the container."""
     for message in opts.warnings:
-        warn(message)
+        log.warning(message)
     prepare_host_paths(opts.volumes)
     record = get_image(store, opts.image, opts.platform, opts.pull)
     image_root = store.ensure_unpacked(record)
@@ -114,28 +111,21 @@ def create_container(store: Any, cstore: ContainerStore, opts: RunOptions) -> Co
 # --- the engine plan ------------------------------------------------------------
 
 
-def _extensions(c: Container, plan: RunPlan, uid: int, gid: int) -> list[Any]:
+def _extensions(c: Container, run_plan: RunPlan, uid: int, gid: int) -> list[Any]:
     """CopyUp first (so the others see private inodes), then fake ids, -k, ports."""
-    readonly = [v.host for v in plan.volumes if v.readonly]
-    exts: list[Any] = [cow.CopyUp(c.tree(), readonly)]
-    try:
-        from ocirun.engine import extensions as registry
-    except ImportError:  # pragma: no cover
-        return exts
-    factory = getattr(registry, "for_runner", None)
-    if factory is None:
-        return exts
-    exts += factory(
+    from ocirun.engine.extensions import for_runner
+
+    readonly = [v.host for v in run_plan.volumes if v.readonly]
+    return [cow.CopyUp(c.tree(), readonly)] + for_runner(
         uid=uid,
         gid=gid,
-        kernel_release=_uts_spec(plan.hostname, plan.kernel_release),
-        ports=[(p.container_port, p.host_port) for p in plan.ports],
-        netcoop=plan.netcoop,
+        kernel_release=_uts_spec(run_plan.hostname, run_plan.kernel_release),
+        ports=[(p.container_port, p.host_port) for p in run_plan.ports],
+        netcoop=run_plan.netcoop,
         state_dir=str(c.path),
         rootfs=str(c.rootfs),
         ownership=str(Path(c.image_root).parent / "ownership"),
     )
-    return exts
 
 
 def _uts_spec(hostname: str, release: str | None) -> str:
@@ -155,14 +145,12 @@ def _uts_spec(hostname: str, release: str | None) -> str:
 def _qemu(platform: str | None) -> list[str] | None:
     if not platform:
         return None
-    try:
-        from ocirun.engine.qemu import qemu_for_platform
-    except ImportError:
-        return None
+    from ocirun.engine.qemu import qemu_for_platform
+
     return qemu_for_platform(platform)
 
 
-def engine_plan(
+def build_engine_plan(
     c: Container,
     argv: list[str] | None = None,
     env: dict[str, str] | None = None,
@@ -171,35 +159,35 @@ def engine_plan(
     gid: int | None = None,
 ) -> EnginePlan:
     """The container's RunPlan (with exec's overrides) as the engine's plan."""
-    plan = c.plan
+    run_plan = c.plan
     bindings = [Binding(h, h) for h in HOST_BINDINGS]
     # /proc files the host hides from us (Android): plausible stand-ins
     bindings += [Binding(h, g, readonly=True) for h, g in procfakes.write_fakes(c.path / "proc")]
-    if plan.share_tmp:
+    if run_plan.share_tmp:
         bindings.append(Binding("/tmp", "/tmp"))
-    bindings += [Binding(v.host, v.guest, readonly=v.readonly) for v in plan.volumes]
-    uid = plan.uid if uid is None else uid
-    gid = plan.gid if gid is None else gid
+    bindings += [Binding(v.host, v.guest, readonly=v.readonly) for v in run_plan.volumes]
+    uid = run_plan.uid if uid is None else uid
+    gid = run_plan.gid if gid is None else gid
     return EnginePlan(
-        argv=list(argv or plan.argv),
+        argv=list(argv or run_plan.argv),
         rootfs=str(c.rootfs),
         bindings=bindings,
-        cwd=cwd or plan.cwd,
-        env=dict(env if env is not None else plan.env),
-        extensions=_extensions(c, plan, uid, gid),
-        qemu=_qemu(plan.platform),
+        cwd=cwd or run_plan.cwd,
+        env=dict(env if env is not None else run_plan.env),
+        extensions=_extensions(c, run_plan, uid, gid),
+        qemu=_qemu(run_plan.platform),
         # docker: the container (or exec session) ends with its main process and
         # whatever it left running is killed; PRoot's default would wait for them.
         kill_on_exit=True,
     )
 
 
-def prepare_tree(c: Container, plan: EnginePlan) -> None:
+def prepare_tree(c: Container, engine_plan: EnginePlan) -> None:
     """Materialise what the engine needs before it starts: the workdir and binding targets."""
-    for b in plan.bindings:
+    for b in engine_plan.bindings:
         if b.guest not in HOST_BINDINGS:
             _guest_dir(c, b.guest, create=False)
-    _guest_dir(c, plan.cwd, create=True)
+    _guest_dir(c, engine_plan.cwd, create=True)
     if not c.plan.dns:  # the host's resolv.conf may have changed since create
         etc = c.rootfs / "etc"
         with contextlib.suppress(OSError):
@@ -241,13 +229,10 @@ def _guest_dir(c: Container, guest: str, create: bool) -> Path | None:
     return current
 
 
-def _run_engine(plan: EnginePlan) -> int:
+def _run_engine(engine_plan: EnginePlan) -> int:
     from ocirun import engine
 
-    run = getattr(engine, "run", None)
-    if run is None:
-        raise OcirunError("the engine is not available yet (ocirun.engine.run missing)", EXIT_OCIRUN)
-    return int(run(plan))
+    return int(engine.run(engine_plan))
 
 
 class _Terminated(BaseException):
@@ -260,7 +245,7 @@ class _Terminated(BaseException):
 
 @contextlib.contextmanager
 def _unwind_on_signals():
-    def handler(signum, frame):  # noqa: ANN001
+    def handler(signum, frame):
         raise _Terminated(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -277,10 +262,10 @@ def start_container(cstore: ContainerStore, c: Container) -> int:
     error = ""
     try:
         with cstore.running(c), _unwind_on_signals():
-            plan = engine_plan(c)
-            prepare_tree(c, plan)
+            engine_plan = build_engine_plan(c)
+            prepare_tree(c, engine_plan)
             try:
-                code = _run_engine(plan)  # the engine answers 127/126 itself
+                code = _run_engine(engine_plan)  # the engine answers 127/126 itself
             except OcirunError as exc:
                 code, error = exc.exit_code, exc.message
                 raise
@@ -312,26 +297,26 @@ def exec_in(cstore: ContainerStore, c: Container, argv: list[str], env: dict[str
         uid, gid = guest.uid, guest.gid
         run_env["HOME"] = guest.home
     run_env.update(env)
-    plan = engine_plan(c, argv=argv, env=run_env, cwd=cwd, uid=uid, gid=gid)
+    engine_plan = build_engine_plan(c, argv=argv, env=run_env, cwd=cwd, uid=uid, gid=gid)
     with cstore.exec_session(c):
-        prepare_tree(c, plan)
-        return _run_engine(plan)
+        prepare_tree(c, engine_plan)
+        return _run_engine(engine_plan)
 
 
 def start_detached(cstore: ContainerStore, c: Container, wait: float = 10.0) -> None:
     """Run the container in a background ocirun whose output goes to the container's log."""
-    log = open(c.log_path, "ab")  # noqa: SIM115 - handed to the child
+    log_file = open(c.log_path, "ab")  # handed to the child
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ocirun.run.background", str(cstore.root), c.id],
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
+            stdout=log_file,
+            stderr=log_file,
             start_new_session=True,
             close_fds=True,
         )
     finally:
-        log.close()
+        log_file.close()
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if cstore.is_running(c) or proc.poll() is not None:

@@ -183,7 +183,7 @@ def test_crossed_locks_of_two_threaded_processes_are_no_deadlock(tmp_path):
             try:
                 with file_lock(y):
                     pass
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
         t2 = threading.Thread(target=thread2)

@@ -54,10 +54,10 @@ class FakeRegistry:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 reg._handle(self, body=True)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 reg._handle(self, body=False)
 
         self._lock = threading.Lock()

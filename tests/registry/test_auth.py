@@ -13,6 +13,7 @@ import pytest
 from ocirun.errors import OcirunError
 from registry import auth
 from registry.auth import Credentials, find_credentials, parse_challenge
+from registry.client import login
 from registry.platform import Platform
 from registry.pull import pull_image
 from tests.registry.conftest import Pushed
@@ -101,10 +102,10 @@ def test_docker_hub_key_names(isolated_env: Path) -> None:
 def test_login_verifies_stores_0600_and_logout(basic_registry: Pushed, tmp_path: Path, isolated_env: Path) -> None:
     host = basic_registry.reg.host
     with pytest.raises(OcirunError, match="^unauthorized"):
-        auth.login(host, USER, "wrong")
+        login(host, USER, "wrong")
     store = isolated_env / ".config/ocirun/auth.json"
     assert not store.exists()
-    path = auth.login(host, USER, PASSWORD)
+    path = login(host, USER, PASSWORD)
     assert path == store
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
     assert stat.S_IMODE(store.parent.stat().st_mode) == 0o700
@@ -148,8 +149,8 @@ def test_token_private_repo_needs_credentials(token_registry: Pushed, tmp_path: 
         pull_image(token_registry.ref("library/busybox:multi"), None, DirectorySink(tmp_path), progress=False)
     monkeypatch.setenv("OCIRUN_AUTH_FILE", str(tmp_path / "auth.json"))
     with pytest.raises(OcirunError, match=f"^unauthorized: token server for {token_registry.reg.host} refused as {USER}$"):
-        auth.login(token_registry.reg.host, USER, "wrong")
-    auth.login(token_registry.reg.host, USER, PASSWORD)
+        login(token_registry.reg.host, USER, "wrong")
+    login(token_registry.reg.host, USER, PASSWORD)
     ts = token_registry.reg.token_server
     n = len(ts.requests)
     img = pull_image(token_registry.ref("library/busybox:multi"), None, DirectorySink(tmp_path / "s"), progress=False)
@@ -168,7 +169,7 @@ def test_token_refreshed_after_401(tmp_path: Path) -> None:
         def log_message(self, *a: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             tok = f"tok{len(issued)}"
             issued.append(self.path)
             body = json.dumps({"access_token": tok}).encode()  # access_token, not token
@@ -214,7 +215,7 @@ def test_identity_token_uses_oauth2_refresh_grant(tmp_path: Path, isolated_env: 
         def log_message(self, *a: object) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
             forms.append(form)
             ok = form.get("refresh_token") == ["rt-123"] and form.get("grant_type") == ["refresh_token"]

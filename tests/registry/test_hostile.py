@@ -207,7 +207,7 @@ def test_concurrent_pulls_of_one_image(anon_registry: Pushed, tmp_path: Path) ->
     def one() -> None:
         try:
             pull_image(anon_registry.ref("library/busybox:multi"), None, sink, progress=False)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=one) for _ in range(4)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ocirun.errors import OcirunError
+from registry.manifest import choose_manifest
 from registry.platform import Platform, host_platform, select
-from registry.pull import choose_manifest
 
 P = Platform
 

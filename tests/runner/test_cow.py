@@ -93,7 +93,7 @@ def test_concurrent_materialisation(image, tmp_path) -> None:
         try:
             v = cow.ContainerView(HostFs(), tree)
             assert v.lstat_kind(tree.root + "/usr/lib/deep/er/f") == FILE
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=walk) for _ in range(8)]
