@@ -41,9 +41,9 @@ from registry.types import (
     BlobSink,
     Descriptor,
     PulledImage,
-    check_manifest,
     iter_layers,
     parse_json_object,
+    parse_manifest,
 )
 
 CHUNK = 1 << 20
@@ -385,8 +385,7 @@ def _load_oci_entry(src: _Source, desc: Descriptor, platform: Platform | None, s
     """
     top = desc
     data = _verified_read(src, _blob_rel(desc.digest), desc.digest)
-    obj = parse_json_object(data, f"manifest {desc.digest}")
-    check_manifest(obj, f"{label}: manifest {desc.digest}")
+    obj = parse_manifest(data, f"manifest {desc.digest}", f"{label}: ")
     mt = obj.get("mediaType") or desc.media_type
     repo_digest = desc.digest
     explicit = platform is not None and strict
@@ -399,8 +398,7 @@ def _load_oci_entry(src: _Source, desc: Descriptor, platform: Platform | None, s
         else:
             desc = choose_manifest(obj, wanted, label)
         data = _verified_read(src, _blob_rel(desc.digest), desc.digest)
-        obj = parse_json_object(data, f"manifest {desc.digest}")
-        check_manifest(obj, f"{label}: manifest {desc.digest}")
+        obj = parse_manifest(data, f"manifest {desc.digest}", f"{label}: ")
         mt = obj.get("mediaType") or desc.media_type
         if mt in INDEX_TYPES or "manifests" in obj:
             raise OcirunError(f"{label}: nested index is not supported")

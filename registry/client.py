@@ -8,7 +8,7 @@ Authorization header still set for same-host redirects, it keeps one token for a
 scopes and raises ValueError instead of saying what failed. Those are the parts a
 verified pull is made of, so they are written here on plain `requests`. What oras-py
 does serve is used: its manifest/index JSON schemas (`oras.schemas`, applied in
-registry.types.check_manifest).
+registry.types.parse_manifest).
 """
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ from registry.types import (
     BlobSink,
     Descriptor,
     PulledImage,
-    check_manifest,
     iter_layers,
     parse_json_object,
+    parse_manifest,
 )
 from registry.workers import Cancelled, run_parallel
 
@@ -61,15 +61,13 @@ def pull_image(
     display = ref.familiar
     wanted = platform or host_platform()
     if media_type in INDEX_TYPES:
-        index = parse_json_object(data, f"index for {display}")
-        check_manifest(index, f"index for {display}")
+        index = parse_manifest(data, f"index for {display}")
         store_bytes(sink, digest, data)
         chosen = choose_manifest(index, wanted, display)
         data, media_type, digest = client.get_manifest(ref.repository, chosen.digest, display=display)
         if media_type in INDEX_TYPES:
             raise OcirunError(f"manifest for {display}: nested index is not supported")
-    manifest = parse_json_object(data, f"manifest for {display}")
-    check_manifest(manifest, f"manifest for {display}")
+    manifest = parse_manifest(data, f"manifest for {display}")
     store_bytes(sink, digest, data)
     config_desc = Descriptor.from_json(manifest.get("config") or {})
     check_config_type(config_desc, display)

@@ -157,23 +157,27 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-def check_manifest(obj: dict[str, Any], what: str) -> None:
-    """Validate an image manifest or index against oras-py's JSON schemas (oras.schemas).
+def parse_manifest(data: bytes, what: str, context: str = "") -> dict[str, Any]:
+    """Decode an image manifest or index and validate it against oras-py's JSON schemas.
 
-    oras-py's schemas catch wrong shapes (layers not a list, size not a number, index
-    entries without digest); Descriptor.from_json then checks digests and sizes strictly.
+    oras-py's schemas (oras.schemas) catch wrong shapes (layers not a list, size not a
+    number, index entries without digest); Descriptor.from_json then checks digests and
+    sizes strictly. Errors name `what`, a shape error prefixed with `context`.
     """
     import jsonschema
     import oras.schemas
 
     from ocirun.errors import OcirunError
 
+    obj = parse_json_object(data, what)
     schema = oras.schemas.index if "manifests" in obj else oras.schemas.manifest
     try:
         jsonschema.validate(obj, schema)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "top level"
-        raise OcirunError(f"{what} is malformed at {where}: {exc.message.splitlines()[0][:120]}") from None
+        message = exc.message.splitlines()[0][:120]
+        raise OcirunError(f"{context}{what} is malformed at {where}: {message}") from None
+    return obj
 
 
 def iter_layers(manifest: dict[str, Any]) -> Iterator[Descriptor]:

@@ -35,6 +35,8 @@ from ocirun.util.paths import store_root
 _SHORT_ALIASES = {"--memory": "-m", "--cpu-shares": "-c", "--label": "-l", "--attach": "-a", "--quiet": "-q"}
 _RUN_CONTEXT = {"help_option_names": ["--help"], "allow_interspersed_args": False, "max_content_width": 100}
 _CMD_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# The operand of the commands that act on containers by name or id.
+CONTAINERS = click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
 
 
 def _root(ctx: click.Context) -> str | None:
@@ -248,7 +250,7 @@ def create(ctx: click.Context, image: str, command: tuple[str, ...], rm: bool, *
 @click.command(cls=DockerCommand, context_settings=_CMD_CONTEXT)
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR: run in the foreground and exit with its status")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN (accepted)")
-@click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
+@CONTAINERS
 @click.pass_context
 def start(ctx: click.Context, containers: tuple[str, ...], attach: bool, interactive: bool) -> int:
     """Start one or more stopped containers.
@@ -379,7 +381,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool) -> int:
 @click.command(cls=DockerCommand, context_settings=_CMD_CONTEXT)
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)")
 @click.option("-v", "--volumes", is_flag=True, help="Accepted (ocirun has no anonymous volumes)")
-@click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
+@CONTAINERS
 @click.pass_context
 def rm(ctx: click.Context, containers: tuple[str, ...], force: bool, volumes: bool) -> int:
     """Remove one or more containers.
@@ -513,7 +515,7 @@ def prune(ctx: click.Context, force: bool) -> int:
 
 
 @click.command("inspect", cls=DockerCommand, context_settings=_CMD_CONTEXT)
-@click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")
+@CONTAINERS
 @click.pass_context
 def inspect(ctx: click.Context, containers: tuple[str, ...]) -> int:
     """Display detailed information on one or more containers.
@@ -563,12 +565,12 @@ def _stopper(signame: str | None):
 
 stop = click.command("stop", cls=DockerCommand, context_settings=_CMD_CONTEXT, help="Stop one or more running containers (stop signal, then SIGKILL).")(
     click.option("-t", "--time", default=10, type=int, metavar="int", help="Seconds to wait before killing it")(
-        click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")(_stopper(None))
+        CONTAINERS(_stopper(None))
     )
 )
 kill = click.command("kill", cls=DockerCommand, context_settings=_CMD_CONTEXT, help="Kill one or more running containers.")(
     click.option("-s", "--signal", default="KILL", help="Signal to send to the container")(
-        click.argument("containers", nargs=-1, required=True, metavar="CONTAINER [CONTAINER...]")(_stopper("SIGKILL"))
+        CONTAINERS(_stopper("SIGKILL"))
     )
 )
 
