@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ from layers.unpack import LayerSpec, unpack_layers
 from ocirun.errors import OcirunError
 from ocirun.util.fs import atomic_write, rmtree, tree_size
 from ocirun.util.locks import file_lock
+from ocirun.util.log import log
 from ocirun.util.paths import store_root
 
 META = "meta.json"
@@ -423,7 +423,7 @@ class Store:
             except check.DamagedStateError as exc:
                 doc, source = check.recover_repositories(self)
                 check.set_aside(self.repos_file)
-                _warn(f"{exc.message.partition(': run')[0]}: rebuilt from {source}, kept as repositories.json.damaged")
+                log.warning(f"{exc.message.partition(': run')[0]}: rebuilt from {source}, kept as repositories.json.damaged")
             else:
                 check.keep_backup(self)
             yield doc
@@ -489,7 +489,7 @@ class Store:
         try:
             return self.get(image_id)
         except check.DamagedStateError as exc:
-            _warn(exc.message)
+            log.warning(exc.message)
             return None
 
     @staticmethod
@@ -874,10 +874,6 @@ class Store:
         if self.blobs.partial_dir.is_dir():
             n += len(os.listdir(self.blobs.partial_dir))
         return n
-
-
-def _warn(message: str) -> None:
-    print(f"ocirun: warning: {message}", file=sys.stderr)
 
 
 def _hex(image_id: str) -> str:

@@ -200,7 +200,7 @@ def history(ctx: click.Context, human: bool, no_trunc: bool, quiet: bool, image:
     \b
     Usage:  ocirun history [OPTIONS] IMAGE
     """
-    from ocirun.cli.image_cmds import _table, human_ago, human_size
+    from ocirun.util.fmt import human_ago, human_size, table
 
     store = _store(ctx)
     rows = history_rows(store, _image(store, image))
@@ -213,17 +213,17 @@ def history(ctx: click.Context, human: bool, no_trunc: bool, quiet: bool, image:
     if quiet:
         click.echo("\n".join(ident(r) for r in rows))
         return
-    table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    lines = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for r in rows:
         by = r["created_by"].replace("\t", " ")
-        table.append([
+        lines.append([
             ident(r),
             human_ago(r["created"]) if human else r["created"],
             by if no_trunc else _ellipsis(by, 45),
             human_size(r["size"]) if human else str(r["size"]),
             r["comment"],
         ])
-    click.echo(_table(table))
+    click.echo(table(lines))
 
 
 # -- save ----------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from ocirun.run.plan import RunPlan, hosts_file, resolv_conf
 from ocirun.util.fmt import human_ago, human_duration, parse_time
 from ocirun.util.fs import atomic_write, rmtree, writable_dir
 from ocirun.util.locks import flocked
+from ocirun.util.log import log
 from ocirun.util.paths import store_root
 
 if TYPE_CHECKING:
@@ -156,8 +156,8 @@ class ContainerStore:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-            print(f"ocirun: warning: container {cdir.name[:12]}: config.json is damaged ({reason}): "
-                  "run 'ocirun system check --repair'", file=sys.stderr)
+            log.warning(f"container {cdir.name[:12]}: config.json is damaged ({reason}): "
+                        "run 'ocirun system check --repair'")
             return None
 
     def list(self) -> list[Container]:
