@@ -114,7 +114,7 @@ class Workload:
 
 SHELL_TRUE_LOOP = "i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"
 
-# arm64 under QEMU (QEMU engineer): the cached arm64 Debian tree of the tests, run with -q.
+# arm64 under QEMU: the cached arm64 Debian tree of the tests, run with -q.
 ARM64_LOOP = "for i in $(seq 200); do /bin/true; done; find /usr > /dev/null"
 ARM64_ARGS = ["-q", "qemu-aarch64-static", "-r", "{arm64}", "-b", "/proc", "-b", "/dev", "/bin/bash", "-c", ARM64_LOOP]
 

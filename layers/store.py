@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from layers import check
 from layers.blobs import BlobError, BlobStore, parse_digest
+from layers.check import Finding
 from layers.unpack import LayerSpec, unpack_layers
 from ocirun.errors import OcirunError
 from ocirun.util.fs import atomic_write, rmtree, tree_size
@@ -128,6 +129,10 @@ class ContainerIndex(Protocol):
         """The containers' directories (what `system df` counts)."""
         ...
 
+    def check(self, repair: bool) -> list[Finding]:
+        """The containers' part of `system check` (layers.check): what is damaged, repaired."""
+        ...
+
 
 class NoContainers:
     """The ContainerIndex of a store without a runner: no image is in use."""
@@ -136,6 +141,9 @@ class NoContainers:
         return []
 
     def tree_dirs(self) -> list[str]:
+        return []
+
+    def check(self, repair: bool) -> list[Finding]:
         return []
 
 

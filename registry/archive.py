@@ -21,7 +21,7 @@ import posixpath
 import re
 import tarfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -64,10 +64,8 @@ class _Source:
     def exists(self, rel: str) -> bool:
         raise NotImplementedError
 
-    @contextmanager
-    def open(self, rel: str) -> Iterator[IO[bytes]]:
+    def open(self, rel: str) -> AbstractContextManager[IO[bytes]]:
         raise NotImplementedError
-        yield  # pragma: no cover
 
     def size(self, rel: str) -> int:
         raise NotImplementedError

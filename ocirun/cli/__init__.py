@@ -213,13 +213,7 @@ class OcirunGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return None  # subcommand not built yet
-            raise
-        return getattr(module, attr, None)
+        return getattr(importlib.import_module(module_name), attr)
 
     def get_help(self, ctx: click.Context) -> str:
         return docker_help(self, ctx)

@@ -39,6 +39,7 @@ from ocirun.util.log import log
 from ocirun.util.paths import store_root
 
 if TYPE_CHECKING:
+    from layers.check import Finding
     from layers.store import Store
 
 # docker exits 1 when a container command names no container
@@ -205,6 +206,12 @@ class ContainerStore:
         if not self.dir.is_dir():
             return []
         return [e.path for e in os.scandir(self.dir) if e.is_dir()]
+
+    def check(self, repair: bool) -> list[Finding]:
+        """Damaged containers and fake-root databases (layers.store.ContainerIndex: `system check`)."""
+        from ocirun.run.check import check_containers
+
+        return check_containers(self.dir, repair)
 
     def get(self, ref: str) -> Container:
         c = self.find(ref)

@@ -6,11 +6,10 @@ import ctypes
 import os
 
 from ocirun.engine.extensions import statbuf
+from ocirun.util.linux import AT_FDCWD, AT_SYMLINK_NOFOLLOW
 
 libc = ctypes.CDLL(None, use_errno=True)
 SYS_newfstatat = 262
-AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x100
 
 
 def kernel_stat(path: str) -> bytes:

@@ -59,7 +59,7 @@ def test_pmix_rendezvous_directory_is_bound(tmp_path) -> None:
 
 
 def test_srun_ranks_reach_the_container(slurm, registry_images, shared_dir) -> None:
-    """The issue's example: `srun -n 2 ocirun run --rm IMAGE sh -c 'echo $SLURM_PROCID'`."""
+    """Two tasks of one step: `srun -n 2 ocirun run --rm IMAGE sh -c 'echo $SLURM_PROCID'`."""
     env = slurm.env({"OCIRUN_ROOT": str(shared_dir / "store")})
     assert run_ocirun("pull", "-q", registry_images.busybox, env=env).returncode == 0
     argv = ["srun", "-n", "2", sys.executable, "-m", "ocirun", "run", "--rm", registry_images.busybox]

@@ -1,4 +1,4 @@
-"""Pulls from the real loopback docker-registry into the store (registry engineer's client)."""
+"""Pulls from the real loopback docker-registry into the store (registry.pull's client)."""
 
 from __future__ import annotations
 

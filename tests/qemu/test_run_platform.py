@@ -55,7 +55,7 @@ def test_missing_qemu_names_the_package_and_exits_125(store):
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # ~100 s here: every dpkg/apt step is emulated
 def test_apt_get_install_hello_under_emulation(store):
-    """The issue's end-to-end line: fake root + network + QEMU, with Debian's archive."""
+    """End to end: fake root + network + QEMU, with Debian's archive."""
     root, images = store
     out = ok(run_ocirun("--root", root, "--platform", "arm64", images.debian, "bash", "-c",
                         "apt-get update -q >/dev/null && apt-get install -y -q hello >/dev/null && hello "
