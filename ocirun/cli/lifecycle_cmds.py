@@ -15,6 +15,7 @@ import click
 
 from ocirun.cli import DockerCommand
 from ocirun.errors import OcirunError
+from ocirun.util.fmt import human_ago, human_size, table
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -200,8 +201,6 @@ def history(ctx: click.Context, human: bool, no_trunc: bool, quiet: bool, image:
     \b
     Usage:  ocirun history [OPTIONS] IMAGE
     """
-    from ocirun.util.fmt import human_ago, human_size, table
-
     store = _store(ctx)
     rows = history_rows(store, _image(store, image))
 
@@ -393,7 +392,6 @@ def cp(ctx: click.Context, archive: bool, follow_link: bool, quiet: bool, src: s
     directory destination in a container. Use '-' as the destination to stream a
     tar archive of a container source to stdout.
     """
-    from ocirun.cli.image_cmds import human_size
     from ocirun.run.cpfiles import copy_in, copy_out
 
     (src_c, src_path), (dst_c, dst_path) = _cp_arg(src), _cp_arg(dest)

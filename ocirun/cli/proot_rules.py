@@ -15,13 +15,13 @@ records that order (one entry per occurrence) for these rules.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 import click
 
 from ocirun.engine.plan import Binding
 from ocirun.errors import OcirunError
+from ocirun.util.log import log
 
 ORDER_KEY = "ocirun.proot.order"
 ROOT_OPTIONS = ("rootfs", "alias_r", "alias_s")
@@ -111,7 +111,7 @@ def resolve_identity(options: dict, order: Sequence[str], quiet: bool = False) -
 
 
 def warn(message: str) -> None:
-    print(f"ocirun: warning: {message}", file=sys.stderr)
+    log.warning(message)
 
 
 def caller_cwd() -> str | None:

@@ -27,9 +27,9 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ocirun.engine import cow
 from ocirun.errors import OcirunError
 from ocirun.run.containers import Container
+from ocirun.util.fs import writable_dir
 
 _MAX_LINKS = 40
 _PRIVATE = ".ocirun-"  # the runner's own files in a container tree (copy-up temporaries, lazy marks)
@@ -115,7 +115,7 @@ def host_side(path: str) -> Side:
 def _writable(parent: str) -> Iterator[None]:
     """Create entries in a directory of ours even when its mode (0555) forbids it."""
     try:
-        ctx = cow._writable_dir(parent)
+        ctx = writable_dir(parent)
     except FileNotFoundError:
         raise OcirunError(f"{parent}: no such directory") from None
     with ctx:
