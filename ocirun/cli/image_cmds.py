@@ -414,13 +414,9 @@ def image() -> None:
     """
 
 
-image.add_command(images, "ls")
-image.add_command(images, "list")
-image.add_command(rmi, "rm")
-image.add_command(pull, "pull")
-image.add_command(inspect, "inspect")
-image.add_command(load, "load")
-image.add_command(prune, "prune")
+for _name, _command in {"ls": images, "list": images, "rm": rmi, "pull": pull, "inspect": inspect,
+                        "load": load, "prune": prune}.items():
+    image.add_command(_command, _name)
 _add_lifecycle(image, {"tag": "tag", "push": "push", "history": "history", "save": "save"})
 
 
@@ -433,6 +429,5 @@ def system() -> None:
     """
 
 
-system.add_command(df, "df")
-system.add_command(check, "check")
-system.add_command(prune, "prune")
+for _name, _command in {"df": df, "check": check, "prune": prune}.items():
+    system.add_command(_command, _name)
