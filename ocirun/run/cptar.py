@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from layers.diff import Owners, read_ownership
-from ocirun.engine import cow
 from ocirun.errors import OcirunError
 from ocirun.run.containers import Container
 from ocirun.run.cpfiles import Side, copy, resolve
+from ocirun.util.fs import rmtree
 
 
 @contextlib.contextmanager
@@ -99,4 +99,4 @@ def tar_in(c: Container, source: BinaryIO, guest: str) -> int:
             writer.close()
         return copy(Side(str(tree), lambda _p: None, trailing_dot=True), dest, "-")[0]
     finally:
-        cow.rmtree(stage)
+        rmtree(stage)
