@@ -48,6 +48,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ocirun.engine.lazymarks import LAZY_XATTR, LazyMarks, marks_for
+from ocirun.util.fs import writable_dir
+from ocirun.util.linux import O_ACCMODE, O_CREAT, O_TRUNC
 
 _S_IFMT = 0o170000
 _IS_ROOT = os.geteuid() == 0
@@ -61,20 +63,6 @@ def _dir_lock(path: str) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-@contextlib.contextmanager
-def _writable_dir(path: str) -> Iterator[None]:
-    """Make a directory we own writable for the time of an update (0555 dirs of images)."""
-    mode = os.lstat(path).st_mode
-    if os.geteuid() == 0 or mode & 0o300 == 0o300:
-        yield
-        return
-    os.chmod(path, stat.S_IMODE(mode) | 0o300)
-    try:
-        yield
-    finally:
-        os.chmod(path, stat.S_IMODE(mode))
 
 
 def _lazy_value(mode: int, rel: str) -> bytes:
@@ -216,7 +204,7 @@ def copy_up(host_path: str) -> bool:
     if not is_shared(st):
         return False
     parent, name = os.path.split(host_path)
-    with _dir_lock(parent), _writable_dir(parent):
+    with _dir_lock(parent), writable_dir(parent):
         st = os.lstat(host_path)
         if not is_shared(st):
             return False
@@ -338,27 +326,8 @@ class ContainerView:
         self.done = {d for d in self.done if d != host_path and not d.startswith(pre)}
 
 
-def rmtree(path: str | Path) -> None:
-    """Remove a container tree, making read-only directories writable on the way."""
-    path = os.fspath(path)
-    if not os.path.lexists(path):
-        return
-    if os.geteuid() != 0 and not os.path.islink(path):
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o700)
-        for dirpath, dirnames, _ in os.walk(path):
-            for d in dirnames:
-                full = os.path.join(dirpath, d)
-                if not os.path.islink(full):
-                    with contextlib.suppress(OSError):
-                        os.chmod(full, 0o700)
-    shutil.rmtree(path)
-
-
 # --- the engine extension -----------------------------------------------------
 
-_O_ACCMODE = 0o3
-_O_TRUNC = 0o1000
 
 # syscall name -> register index of the path whose file it may change
 _PATH_WRITES: dict[str, int] = {
@@ -395,7 +364,6 @@ _NAMESPACE: dict[str, tuple[int, ...]] = {
     "rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3), "link": (1,), "linkat": (3,),
     "symlink": (1,), "symlinkat": (2,), "mknod": (0,), "mknodat": (1,),
 }
-_O_CREAT = 0o100
 
 
 def _open_flags(tracee, sc) -> int | None:  # noqa: ANN001
@@ -407,7 +375,7 @@ def _open_flags(tracee, sc) -> int | None:  # noqa: ANN001
         except OSError:
             return None
     if sc.name == "creat":
-        return _O_CREAT | 1 | _O_TRUNC
+        return O_CREAT | 1 | O_TRUNC
     return None
 
 
@@ -456,9 +424,9 @@ class CopyUp:
         if flags is not None:
             reg = 0 if name in ("open", "creat") else 1
             host = sc.host_paths.get(reg)
-            if host and (flags & _O_ACCMODE or flags & _O_TRUNC):
+            if host and (flags & O_ACCMODE or flags & O_TRUNC):
                 return [(reg, host)]
-            if host and flags & _O_CREAT and self.readonly and not os.path.lexists(host):
+            if host and flags & O_CREAT and self.readonly and not os.path.lexists(host):
                 return [(-1, host)]  # a creation: only :ro bindings care
             if host and self.tree is not None and _unreadable_shared(host):
                 return [(reg, host)]  # the fake root would widen the image's mode: copy first

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
-from ocirun.engine.syscalls import AT_EMPTY_PATH, AT_FDCWD
+from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD
 
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer

@@ -19,10 +19,10 @@ from ocirun.engine.path.openat2 import (
     RESOLVE_NO_XDEV,
 )
 from ocirun.engine.plan import Binding
+from ocirun.util.linux import AT_FDCWD
 from tests.path import randtree
 
 SYS_openat2 = 437  # x86_64
-AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from ocirun.engine import cow
 from ocirun.engine.path.fsview import DIR, FILE, LINK, MISSING, HostFs
+from ocirun.util.fs import rmtree
 
 
 @pytest.fixture
@@ -136,7 +137,7 @@ def test_materialise_all_and_rmtree(image, tmp_path) -> None:
     got = sorted(os.path.relpath(os.path.join(d, n), tree.root) for d, ds, fs in os.walk(tree.root) for n in ds + fs)
     want = sorted(os.path.relpath(os.path.join(d, n), image) for d, ds, fs in os.walk(image) for n in ds + fs)
     assert got == want
-    cow.rmtree(tree.root)
+    rmtree(tree.root)
     assert not os.path.exists(tree.root)
     assert (image / "usr" / "bin" / "tool").exists()
 

@@ -8,22 +8,12 @@ import struct
 import sys
 from typing import TYPE_CHECKING
 
+from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_NULL
+
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
 
-AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x100
-AT_EMPTY_PATH = 0x1000
-
-# auxv entry types (elf.h)
-AT_NULL = 0
-AT_UID = 11
-AT_EUID = 12
-AT_GID = 13
-AT_EGID = 14
-AT_HWCAP = 16
-AT_SECURE = 23
 
 
 def report_error(tracee: Tracee, sc: Syscall, exc: Exception) -> None:

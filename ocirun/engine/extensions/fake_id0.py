@@ -33,13 +33,6 @@ from typing import TYPE_CHECKING, Any
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions import statbuf
 from ocirun.engine.extensions.common import (
-    AT_EGID,
-    AT_EMPTY_PATH,
-    AT_EUID,
-    AT_FDCWD,
-    AT_GID,
-    AT_SYMLINK_NOFOLLOW,
-    AT_UID,
     bad_fd,
     dirfd_error,
     fd_path,
@@ -52,17 +45,25 @@ from ocirun.engine.extensions.common import (
 from ocirun.engine.extensions.common import report_error as _report
 from ocirun.engine.extensions.creds import NGROUPS_MAX, NOCHANGE, Creds
 from ocirun.engine.extensions.fakeroot_db import FakeRootDB, open_db
+from ocirun.util.linux import (
+    AT_EACCESS,
+    AT_EGID,
+    AT_EMPTY_PATH,
+    AT_EUID,
+    AT_FDCWD,
+    AT_GID,
+    AT_SYMLINK_NOFOLLOW,
+    AT_UID,
+    O_ACCMODE,
+    O_CREAT,
+    O_PATH,
+    O_TRUNC,
+)
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
 
-O_ACCMODE = 0o3
-O_CREAT = 0o100
-O_TRUNC = 0o1000
-O_PATH = 0o10000000
-AT_EACCESS = 0x200
-AT_REMOVEDIR = 0x200
 RENAME_EXCHANGE = 2
 ST_RDONLY = 1
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 from ocirun.engine.extensions import statbuf
 from ocirun.errors import OcirunError
+from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inodes (
@@ -76,19 +77,16 @@ class Record:
 # ---- birth time through statx(2): os.stat does not return it on Linux ---------------------
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_AT_FDCWD = -100
-_AT_SYMLINK_NOFOLLOW = 0x100
-_AT_EMPTY_PATH = 0x1000
 
 
 def btime_ns(path: str | None = None, *, fd: int | None = None, follow: bool = False) -> int | None:
     """Birth time of a file in ns, or None where the filesystem does not record one."""
     buf = ctypes.create_string_buffer(statbuf.STATX_SIZE)
     if fd is not None:
-        rc = _libc.statx(fd, b"", _AT_EMPTY_PATH, statbuf.STATX_BTIME, buf)
+        rc = _libc.statx(fd, b"", AT_EMPTY_PATH, statbuf.STATX_BTIME, buf)
     else:
-        flags = 0 if follow else _AT_SYMLINK_NOFOLLOW
-        rc = _libc.statx(_AT_FDCWD, os.fsencode(path), flags, statbuf.STATX_BTIME, buf)
+        flags = 0 if follow else AT_SYMLINK_NOFOLLOW
+        rc = _libc.statx(AT_FDCWD, os.fsencode(path), flags, statbuf.STATX_BTIME, buf)
     if rc != 0:
         return None
     return statbuf.parse_statx(buf.raw).btime_ns

@@ -26,6 +26,7 @@ from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.common import patch_auxv
 from ocirun.engine.extensions.common import report_error as _report
 from ocirun.engine.extensions.utsname import UTSNAME_SIZE, FakeUname
+from ocirun.util.linux import AT_HWCAP
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
@@ -36,7 +37,6 @@ _OPENS = {"open": 0, "openat": 1, "openat2": 1, "creat": 0, "stat": 0, "lstat": 
           "newfstatat": 1, "statx": 1, "access": 0, "faccessat": 1, "faccessat2": 1}
 
 
-AT_HWCAP = 16
 UTS_NAME_MAX = 64
 # syscall -> (FakeUname field, the /proc file that shows it)
 _SET_NAME = {"sethostname": ("nodename", "/proc/sys/kernel/hostname"),

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions import statbuf
-from ocirun.engine.extensions.common import AT_SYMLINK_NOFOLLOW, invalidate
+from ocirun.engine.extensions.common import invalidate
 from ocirun.engine.extensions.common import report_error as _report
+from ocirun.engine.syscalls import O_NOFOLLOW
+from ocirun.util.linux import AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
@@ -33,9 +35,6 @@ if TYPE_CHECKING:
 
 STORE = "/.ocirun-l2s"
 ENV = "OCIRUN_LINK2SYMLINK"
-AT_REMOVEDIR = 0x200
-AT_SYMLINK_FOLLOW = 0x400
-O_NOFOLLOW = 0o400000
 RENAME_EXCHANGE = 2
 
 # syscalls that act on a symlink itself: (path arg, flags arg or None, flag meaning "nofollow"

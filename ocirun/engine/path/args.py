@@ -16,19 +16,16 @@ from typing import TYPE_CHECKING
 from ocirun.engine import ptrace as pt
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.syscalls import (
-    AT_FDCWD,
-    AT_REMOVEDIR,
     FLAG_FOLLOW,
     FLAG_NOFOLLOW,
     FOLLOW,
-    O_CREAT,
-    O_EXCL,
     O_NOFOLLOW,
     OPEN,
     OPENAT2,
     PathArg,
     SyscallSpec,
 )
+from ocirun.util.linux import AT_FDCWD, AT_REMOVEDIR, O_CREAT, O_EXCL
 
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer

@@ -10,9 +10,6 @@ core handler it needs, if any.
 from __future__ import annotations
 
 from ocirun.engine.syscalls import (
-    AT_EMPTY_PATH,
-    AT_SYMLINK_FOLLOW,
-    AT_SYMLINK_NOFOLLOW,
     FLAG_FOLLOW,
     FLAG_NOFOLLOW,
     FOLLOW,
@@ -22,6 +19,7 @@ from ocirun.engine.syscalls import (
     PathArg,
     SyscallSpec,
 )
+from ocirun.util.linux import AT_EMPTY_PATH, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW
 
 IN_DONT_FOLLOW = 0x02000000
 FAN_MARK_DONT_FOLLOW = 0x04
