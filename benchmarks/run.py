@@ -17,8 +17,7 @@ stops), which lets a table from one machine be read on another.
 Each run goes through every workload and, inside it, every runner in a rotated order,
 so slow drifts of the machine (other load, caches, frequency) fall on all runners
 alike. A cell whose command fails (non-zero exit, time-out, runner missing) shows
-"fail" or "n/a": the ocirun column fails until the engine works, and that must not
-hide the others.
+"fail" or "n/a": one missing runner must not hide the others.
 
 Adding a workload is one ``Workload(...)`` entry in WORKLOADS; adding a runner is one
 ``Runner(...)`` entry in RUNNERS. Not run in CI: timings need a quiet machine.
