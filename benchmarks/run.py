@@ -462,6 +462,15 @@ def machine() -> str:
     except OSError:
         commit = "?"
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    sys.path.insert(0, str(REPO))
+    try:
+        import ocirun.engine._fastpath  # noqa: F401 (is the compiled fast path built?)
+
+        commit += " (fast path built)"
+    except ImportError:
+        commit += " (fast path NOT built: pure-Python loop)"
+    finally:
+        sys.path.pop(0)
     return (f"{os.cpu_count()} CPUs, {model}, Linux {platform.release()}, load {load}, "
             f"ocirun {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
