@@ -47,7 +47,7 @@ class LazyTree(Protocol):
 
 
 class RecordSource(Protocol):
-    """The fake-root database's read side (ocirun.engine.extensions.fakeroot_db.FakeRootDB)."""
+    """The fake-root database's read side (ocirun.engine.extensions.fake_id0.fakeroot_db.FakeRootDB)."""
 
     def get(self, dev: int, ino: int) -> Any: ...
 
@@ -309,7 +309,7 @@ def container_changes(image_root: str | os.PathLike[str], rootfs: str | os.PathL
     """The changes of a runner container (`ocirun.run.containers.Container`: its
     image_root, rootfs and directory, where the fake-root database lives)."""
     from ocirun.engine.cow import ContainerTree
-    from ocirun.engine.extensions.fakeroot_db import FakeRootDB
+    from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB
 
     image_root, rootfs = os.fspath(image_root), os.fspath(rootfs)
     image_owners = Owners.for_image(image_root)

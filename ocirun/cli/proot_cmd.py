@@ -1,8 +1,8 @@
 """`ocirun proot [OPTIONS] [COMMAND...]`: PRoot's command line on ocirun's engine.
 
 Options are PRoot's (see its manual): the regular ones here, the extension
-options (-0, -i, -k, -p, -n, -q) are added by their owners to EXTENSION_OPTIONS
-below and turned into engine extensions in `build_plan`'s hook list. Everything
+options (-0, -i, -k, -p, -n, -l, -q) in ocirun/cli/proot_ext.py, with the plan
+hooks that turn them into engine extensions. Everything
 after the first non-option word is the guest command (`ocirun proot -r R ls -l`).
 """
 
@@ -15,6 +15,8 @@ from collections.abc import Callable
 import click
 
 from ocirun import __version__
+from ocirun.cli.proot_ext import OPTIONS as EXTENSION_OPTIONS
+from ocirun.cli.proot_ext import PLAN_HOOKS
 from ocirun.cli.proot_rules import (
     ORDER_KEY,
     OrderedCommand,
@@ -77,29 +79,6 @@ ALIAS_OPTIONS: list[Callable] = [
         help="Alias: -0 -r *path* + a couple of recommended -b.",
     ),
 ]
-
-# Extension options (-0, -i, -k, -p, -n, -q): their owners add click.option
-# decorators here and a PlanHook to PLAN_HOOKS that turns them into extensions.
-EXTENSION_OPTIONS: list[Callable] = []
-
-# Each hook gets (plan, options dict) after the core plan is built and may add
-# extensions / change the plan (e.g. -S asks for -0: the hook for -0 checks
-# options["alias_s"]).
-PlanHook = Callable[[object, dict], None]
-PLAN_HOOKS: list[PlanHook] = []
-
-# -q/--qemu (QEMU engineer: ocirun/engine/qemu/cli.py)
-from ocirun.engine.qemu.cli import QEMU_OPTION, qemu_plan_hook  # noqa: E402
-
-EXTENSION_OPTIONS.append(QEMU_OPTION)
-PLAN_HOOKS.append(qemu_plan_hook)
-
-# -k -0 -i -p -n -l (extensions engineer: ocirun/engine/extensions/cli.py)
-from ocirun.engine.extensions import cli as _ext_cli  # noqa: E402
-
-EXTENSION_OPTIONS[:0] = _ext_cli.OPTIONS
-PLAN_HOOKS.append(_ext_cli.plan_hook)
-
 
 def _apply(options: list[Callable], f: Callable) -> Callable:
     for opt in reversed(options):

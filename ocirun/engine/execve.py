@@ -10,7 +10,7 @@ whole chain at the execve entry stop, in the guest's file system:
              up in the guest): `ld.so --argv0 ARGV0 PROGRAM ARGS...` when the
              loader knows --argv0 (glibc >= 2.33, musl), `ld.so PROGRAM ARGS`
              otherwise; the loader then opens PROGRAM through the tracer.
-  foreign -> ExecPlanner.foreign(plan, elf) (the QEMU engineer's hook) turns
+  foreign -> ExecPlanner.foreign(plan, elf) (QEMU's hook, ocirun/engine/qemu/hook.py) turns
              the plan into an exec of qemu-user; without it: ENOEXEC.
 
 The result is an ExecPlan; the tracer writes it into the tracee and records

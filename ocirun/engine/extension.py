@@ -1,27 +1,88 @@
-"""The one small interface every engine extension implements (PRoot's extension/ model).
+"""The one plug-in point of the engine (PRoot's extension/ model).
 
-An extension is a module under ocirun/engine/extensions/ with one class derived
-from Extension, plus one line in ocirun/engine/extensions/__init__.py. The tracer
-calls the hooks below; an extension never touches ptrace itself, it uses the
-Tracee and Syscall objects the engine hands it (ocirun/engine/tracee.py and
-ocirun/engine/syscall.py own those; see their docstrings for the exact API:
-reading/writing tracee memory, pushing scratch data on the tracee's stack,
-changing arguments, skipping a syscall with a result, fixing a result at exit).
+An extension is a module (or a folder) under ocirun/engine/extensions/ with one
+class derived from Extension, plus one line in EXTENSIONS of
+ocirun/engine/extensions/__init__.py. The tracer calls the hooks below; an
+extension never touches ptrace itself, it uses the Tracee and Syscall objects
+the engine hands it (ocirun/engine/tracee.py and ocirun/engine/syscall.py own
+those: reading/writing tracee memory, pushing scratch data on the tracee's
+stack, changing arguments, skipping a syscall with a result, fixing a result at
+exit) and what `Engine` below offers. Extensions never look each other up:
+what one must tell the others goes through the engine's broadcasts.
 
-Order at a syscall entry: core path translation first, then each extension's
-on_enter in list order (so an extension sees both guest and host paths). At the
-exit stop: each extension's on_exit in reverse order, then the core restores
-what it changed. An exit stop happens only if the syscall table asks for one or
-an on_enter called `sc.want_exit()`.
+Hooks, in the order of a syscall's life:
+  wrap_fs          once, at attach time: every host query of the guest path
+                   resolution goes through the returned FsView (host path hook)
+  on_enter         syscall entry, after the core's translation: sc.guest_paths
+                   and sc.host_paths hold both sides of every path argument;
+                   extensions in list order, the first sc.skip() ends the round
+  on_exit          the exit stop (asked for by the table or by sc.want_exit()),
+                   extensions in reverse order
+  on_fork          a new process or thread: inherit state from the parent
+  on_exec          a successful execve, at the first stop of the new program
+  on_process_exit  a traced process or thread is gone
+Broadcasts (an extension calls the Engine method, every extension's hook runs):
+  stat_changes         the changes each extension makes to a stat result, for
+                       the extension that answers stats itself (answers_stat)
+  on_host_rename       a file moved on the host by an extension, not the guest
+  on_inode_gone        a file removed on the host by an extension
+  before_host_change   an extension is about to change these host paths for a
+                       tracee (with the guest's powers: fake root grants access)
+Queries (an extension asks the Engine, the first extension that knows answers):
+  guest_euid           the effective uid the guest sees (fake_euid)
+  materialise          make a lazily made directory of the rootfs real (copy-up's tree)
+  lend_search          (the core asks) make a directory the real user may not
+                       search searchable, so a lookup can be retried (-0)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+
+    from ocirun.engine.arch import Arch
+    from ocirun.engine.extensions.shared.statbuf import StatView
+    from ocirun.engine.path.fsview import FsView
+    from ocirun.engine.plan import EnginePlan
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
+    from ocirun.engine.view import View
+
+
+class Engine(Protocol):
+    """What an extension may see and do of the tracer (ocirun/engine/loop.py)."""
+
+    plan: EnginePlan  # rootfs, bindings, argv
+    arch: Arch  # register slots (sp_slot for the auxv), red zone
+    verbose: int  # PRoot's -v: report what goes wrong at 1 and more
+    names: dict[str, int]  # syscall name -> number on this architecture
+    shares_inodes: bool  # an extension declared the rootfs shares files with other trees
+    stat_answered: bool  # an extension answers stat calls itself (applies stat_changes)
+    changes_stats: bool  # an extension has stat_changes to apply
+    lazy_tree: bool  # an extension makes the rootfs's directories on first use (materialise)
+
+    def invalidate(self, *hosts: str) -> None:
+        """Every path cache forgets these host paths (changed behind the guest's back)."""
+
+    def stat_changes(self, view: StatView) -> dict[str, int]:
+        """Every extension's changes to this stat result (statbuf field -> value)."""
+
+    def host_renamed(self, old: str, new: str) -> None:
+        """Tell every extension a file moved on the host (on_host_rename)."""
+
+    def inode_gone(self, st: os.stat_result) -> None:
+        """Tell every extension the file with this inode is gone (on_inode_gone)."""
+
+    def before_host_change(self, tracee: Tracee, hosts: tuple[str, ...]) -> None:
+        """Tell every extension these host paths are about to change for `tracee`."""
+
+    def guest_euid(self, tracee: Tracee) -> int:
+        """The effective uid the guest sees for `tracee` (an extension's fake ids, or the real one)."""
+
+    def materialise(self, host_dir: str) -> bool:
+        """Make a lazily made directory of the rootfs real; True if it is a directory now."""
 
 
 class Extension:
@@ -34,8 +95,20 @@ class Extension:
     #: on top of the path syscalls the core already traps under seccomp.
     syscalls: frozenset[str] = frozenset()
 
-    def attach(self, engine: Any) -> None:
-        """Called once before the first guest process starts (engine = the tracer)."""
+    #: The rootfs this extension serves shares regular files (hard links) with
+    #: other trees: nobody may change a multiply-linked file in place.
+    shares_inodes: bool = False
+
+    #: This extension answers stat calls in the tracer (the kernel never runs
+    #: them, so exit hooks never see them): it applies Engine.stat_changes.
+    answers_stat: bool = False
+
+    def attach(self, engine: Engine) -> None:
+        """Called once before the first guest process starts."""
+
+    def wrap_fs(self, fs: FsView) -> FsView:
+        """The host file system view the guest's path resolution uses."""
+        return fs
 
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         """Syscall entry, after the core's path translation."""
@@ -57,5 +130,83 @@ class Extension:
     def on_process_exit(self, tracee: Tracee) -> None:
         """A traced process or thread is gone."""
 
-    def detach(self, engine: Any) -> None:
+    def stat_changes(self, view: StatView) -> dict[str, int]:
+        """This extension's changes to a stat result another extension answers."""
+        return {}
+
+    def on_host_rename(self, old: str, new: str) -> None:
+        """Another extension moved a file on the host."""
+
+    def on_inode_gone(self, st: os.stat_result) -> None:
+        """Another extension removed the last name of this file on the host."""
+
+    def before_host_change(self, tracee: Tracee, hosts: tuple[str, ...]) -> None:
+        """Another extension is about to change these host paths for `tracee`."""
+
+    def fake_euid(self, tracee: Tracee) -> int | None:
+        """The effective uid this extension makes `tracee` see (None: it fakes no ids)."""
+        return None
+
+    def materialise(self, host_dir: str) -> bool | None:
+        """Make `host_dir` of a lazily made tree real (None: this extension makes none)."""
+        return None
+
+    def detach(self, engine: Engine) -> None:
         """Called once when the whole guest tree is gone (flush state to disk, ...)."""
+
+
+class ExtensionHost:
+    """The engine's side of the plug-in point: the broadcasts of `Engine` over the
+    extension list, the capabilities the extensions declare, the file system view
+    they wrap. The tracer (ocirun/engine/loop.py) is one."""
+
+    extensions: list[Extension]
+    views: list[View]
+
+    def attach_extensions(self, root: View | None) -> None:
+        """attach() each extension in order; the root view's resolver gets their wrap_fs."""
+        self.shares_inodes = any(e.shares_inodes for e in self.extensions)
+        self.stat_answered = any(e.answers_stat for e in self.extensions)
+        self.changes_stats = any(type(e).stat_changes is not Extension.stat_changes for e in self.extensions)
+        self.lazy_tree = any(type(e).materialise is not Extension.materialise for e in self.extensions)
+        for ext in self.extensions:
+            ext.attach(self)  # type: ignore[arg-type]
+            if root is not None:
+                root.translator.fs = ext.wrap_fs(root.translator.fs)
+
+    def invalidate(self, *hosts: str) -> None:
+        for view in self.views:
+            for h in hosts:
+                view.translator.invalidate(h)
+
+    def stat_changes(self, view: StatView) -> dict[str, int]:
+        changes: dict[str, int] = {}
+        for ext in self.extensions:
+            changes.update(ext.stat_changes(view))
+        return changes
+
+    def host_renamed(self, old: str, new: str) -> None:
+        for ext in self.extensions:
+            ext.on_host_rename(old, new)
+
+    def inode_gone(self, st: os.stat_result) -> None:
+        for ext in self.extensions:
+            ext.on_inode_gone(st)
+
+    def before_host_change(self, tracee: Tracee, hosts: tuple[str, ...]) -> None:
+        for ext in self.extensions:
+            ext.before_host_change(tracee, hosts)
+
+    def guest_euid(self, tracee: Tracee) -> int:
+        for ext in self.extensions:
+            euid = ext.fake_euid(tracee)
+            if euid is not None:
+                return euid
+        return os.geteuid()
+
+    def materialise(self, host_dir: str) -> bool:
+        for ext in self.extensions:
+            done = ext.materialise(host_dir)
+            if done is not None:
+                return done
+        return os.path.isdir(host_dir)

@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 
-from ocirun.engine import fastpath, nest, spawn, syscalls
+from ocirun.engine import fastpath, nest, spawn, syscalls, trace
 from ocirun.engine import ptrace as pt
 from ocirun.engine.affinity import CpuPinning
 from ocirun.engine.arch import host_arch
@@ -38,6 +38,7 @@ from ocirun.engine.dirlist import DirListing
 from ocirun.engine.dumpable import Dumpable
 from ocirun.engine.execve import ExecPlanner
 from ocirun.engine.execve_enter import enter_execve
+from ocirun.engine.extension import ExtensionHost
 from ocirun.engine.path.args import PathArgs
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.path.proc import ProcFiles
@@ -62,7 +63,9 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
 
 
-class Tracer:
+class Tracer(ExtensionHost):
+    """Runs one EnginePlan; what extensions see of it is ocirun.engine.extension.Engine."""
+
     def __init__(self, plan: EnginePlan):
         self.plan = plan
         self.arch = host_arch()
@@ -86,6 +89,7 @@ class Tracer:
                 print(f"ocirun: warning: binding {b.host}:{b.guest} skipped (missing)", file=sys.stderr)
         self.extensions = list(plan.extensions)
         self.nested_extensions: list = []  # those nested `ocirun proot -0/-i/-k` runs asked for
+        self.shares_inodes = self.stat_answered = self.changes_stats = self.lazy_tree = False  # attach_extensions
         self.planner = ExecPlanner(self.to_host, self.to_guest, self.arch.name,
                                    foreign=qemu_foreign, host_program=qemu_host)
         self.qemu_hooks = (qemu_foreign, qemu_host)
@@ -150,11 +154,15 @@ class Tracer:
             outer_seccomp = nest.try_nest(self.plan)
             if outer_seccomp is not None:
                 nest.exec_nested(self.plan, outer_seccomp, self.arch)  # does not return
-        for ext in self.extensions:
-            ext.attach(self)
+        self.attach_extensions(self.root_view)
         self.fast = self.path_args.fast = fastpath.start(self)
-        spawn.spawn(self)
-        forwarder = spawn.SignalForwarder(self.first_pid, self.tracees.__contains__)
+        forwarder = spawn.SignalForwarder(self.tracees.__contains__)  # no signal is lost while the guest starts
+        try:
+            spawn.spawn(self)
+        except BaseException:
+            forwarder.stop()
+            raise
+        forwarder.start(self.first_pid)
         self.pinning.start(lambda: list(self.tracees))
         try:
             self._loop()
@@ -389,7 +397,7 @@ class Tracer:
             else:
                 t.sc = None
                 if self.verbose >= 3:
-                    self._trace_other(t, info)
+                    trace.trace_other(t, self.nr_names.get(info.nr, str(info.nr)))
         elif op == pt.SYSCALL_INFO_EXIT:
             sc = t.sc
             t.sc = None
@@ -431,7 +439,7 @@ class Tracer:
                 if sc.skipped:
                     break
         if self.verbose >= 2:
-            self._trace(t, sc)
+            trace.trace_call(t, sc)
         if sc.skipped and self.use_seccomp:
             t.sc = None
         elif spec is not None and spec.exit:
@@ -504,15 +512,6 @@ class Tracer:
     def _enter_prctl(self, t: Tracee, sc: Syscall) -> None:
         if not self.dumpable.enter_prctl(t, sc):
             nest.enter_nest(self, t, sc)
-
-    # ------------------------------------------------------------------ trace
-    def _trace(self, t: Tracee, sc: Syscall) -> None:
-        paths = " ".join(f"{sc.guest_paths[i]!r}->{sc.host_paths.get(i)!r}" for i in sc.guest_paths)
-        res = f" = {sc.skip_result}" if sc.skipped else ""
-        print(f"[{t.pid}] {sc.name}({', '.join(hex(a) for a in sc.args[:4])}) {paths}{res}", file=sys.stderr)
-
-    def _trace_other(self, t: Tracee, info: pt.SyscallInfo) -> None:
-        print(f"[{t.pid}] {self.nr_names.get(info.nr, info.nr)}(...)", file=sys.stderr)
 
 
 def _host_full_errno(exc: BaseException) -> int:

@@ -19,11 +19,11 @@ import ctypes
 import errno
 import os
 import sys
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ocirun.engine import ptrace as pt
 from ocirun.engine.execve import ExecPlanner
+from ocirun.engine.extension import Extension, ExtensionHost
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.path.translator import PathTranslator
 from ocirun.engine.plan import Binding, EnginePlan
@@ -157,24 +157,33 @@ def enter_nest(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
 _ORDER = ("copy-up", "link2symlink", "kompat", "fake_id0", "portmap")
 
 
+class _NestedEngine(ExtensionHost):
+    """What a nested run's extensions see of the tracer: its rootfs, and each other
+    for the broadcasts."""
+
+    def __init__(self, tracer: Tracer, rootfs_host: str, extensions: list[Extension]):
+        self.plan = EnginePlan(argv=[], rootfs=rootfs_host, extensions=extensions)
+        self.arch = tracer.arch
+        self.verbose = tracer.verbose
+        self.names = tracer.names
+        self.views = tracer.views
+        self.extensions = extensions
+
+
 def _inner_extensions(tracer: Tracer, t: Tracee, rootfs_host: str, options: list[str]) -> list:
     """The outer view's extensions with the nested run's -0/-i/-k in place of their kind."""
-    from ocirun.engine.extensions import build
-    from ocirun.engine.extensions.cli import parse_ids
+    from ocirun.engine.extensions import build, parse_ids
 
     values = dict(o.split("=", 1) for o in options)
     if not values:
         return t.view.extensions
     ids = parse_ids(values["ids"]) if "ids" in values else None
     inner = build(rootfs=rootfs_host, ids=ids, kernel_release=values.get("kernel"), link2symlink=False)
-    shim = SimpleNamespace(plan=SimpleNamespace(rootfs=rootfs_host, extensions=inner), extensions=inner,
-                           verbose=tracer.verbose, views=tracer.views)
-    for ext in inner:
-        ext.attach(shim)
+    _NestedEngine(tracer, rootfs_host, inner).attach_extensions(None)
     tracer.nested_extensions.extend(inner)
     names = {e.name for e in inner}
     if ids is not None:  # the nested run starts as the ids it asked for
-        from ocirun.engine.extensions.creds import Creds
+        from ocirun.engine.extensions.fake_id0.creds import Creds
 
         t.data["fake_id0.creds"] = Creds.initial(*ids)
     if not tracer.use_seccomp:  # every syscall stops: make the loop look at theirs

@@ -113,14 +113,6 @@ def ptrace(req: int, pid: int, addr: int = 0, data: int = 0) -> int:
     return r
 
 
-def ptrace_quiet(req: int, pid: int, addr: int = 0, data: int = 0) -> int:
-    """ptrace that returns -errno instead of raising (resume paths: the tracee may be gone)."""
-    r = _ptrace(req, pid, addr, data)
-    if r == -1:
-        return -ctypes.get_errno()
-    return r
-
-
 def seize(pid: int, options: int = SEIZE_OPTIONS) -> None:
     ptrace(PTRACE_SEIZE, pid, 0, options)
 
@@ -135,10 +127,6 @@ def syscall(pid: int, sig: int = 0) -> int:
 
 def listen(pid: int) -> int:
     return _ptrace(PTRACE_LISTEN, pid, 0, 0)
-
-
-def interrupt(pid: int) -> int:
-    return _ptrace(PTRACE_INTERRUPT, pid, 0, 0)
 
 
 _msg = ctypes.c_ulong()
@@ -295,11 +283,6 @@ def write_mem(pid: int, addr: int, data: bytes) -> None:
     if n != size:
         e = ctypes.get_errno() if n < 0 else 14
         raise PtraceError(e, f"process_vm_writev({pid}, {addr:#x}): {os.strerror(e)}")
-
-
-# --- wait status decoding ---
-def stop_event(status: int) -> int:
-    return (status >> 16) & 0xFFFF
 
 
 SIGTRAP = 5

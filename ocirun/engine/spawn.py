@@ -112,13 +112,14 @@ def spawn(tracer: Tracer) -> int:
     try:
         pt.seize(pid)
     except OSError as exc:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(w)
+        _abandon(pid, w)
         raise OcirunError(
             f"ptrace is not permitted here ({os.strerror(exc.errno or 1)}): the engine needs ptrace "
             "(check kernel.yama.ptrace_scope or a container's seccomp profile)"
         ) from None
+    except BaseException:  # interrupted (a signal's handler raised): no half-started guest
+        _abandon(pid, w)
+        raise
     t = Tracee(pid=pid, engine=tracer, exe=prog, view=tracer.root_view)
     t.seen_first_stop = True
     t.fs.cwd = guest_cwd
@@ -129,6 +130,13 @@ def spawn(tracer: Tracer) -> int:
     os.write(w, b"g")
     os.close(w)
     return pid
+
+
+def _abandon(pid: int, w: int) -> None:
+    """The child waiting for the go: it must not outlive a failed start (it holds our fds)."""
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(w)
 
 
 def child_reset_signals(pdeathsig: bool = True) -> None:
@@ -151,15 +159,20 @@ class SignalForwarder:
     ocirun's foreground process group; only signals sent with kill() (si_code
     <= 0) are forwarded, so a Ctrl-C is not delivered twice. As in PRoot, one a
     guest process sends to the tracer (`kill $TracerPid`) is ignored. The signals
-    are blocked in the tracer and read by this thread with sigwaitinfo.
+    are blocked in the tracer from before the guest starts (one sent meanwhile
+    waits) and read by this thread with sigwaitinfo once the guest's pid is known.
     """
 
-    def __init__(self, pid: int, is_guest: Callable[[int], bool] = lambda pid: False):
-        self.pid = pid
+    def __init__(self, is_guest: Callable[[int], bool] = lambda pid: False):
+        self.pid = 0
         self.is_guest = is_guest
         self.sigs = set(FORWARDED_SIGNALS)
         self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.sigs | {signal.SIGUSR2})
         self.running = True
+        self.thread: threading.Thread | None = None
+
+    def start(self, pid: int) -> None:
+        self.pid = pid
         self.thread = threading.Thread(target=self._run, daemon=True, name="ocirun-signals")
         self.thread.start()
 
@@ -181,9 +194,10 @@ class SignalForwarder:
 
     def stop(self) -> None:
         self.running = False
-        try:
-            signal.pthread_kill(self.thread.ident, signal.SIGUSR2)
-        except (OSError, TypeError):
-            pass
-        self.thread.join(0.5)
+        if self.thread is not None:
+            try:
+                signal.pthread_kill(self.thread.ident, signal.SIGUSR2)
+            except (OSError, TypeError):
+                pass
+            self.thread.join(0.5)
         signal.pthread_sigmask(signal.SIG_SETMASK, self.old)

@@ -5,7 +5,8 @@ What an extension may use on a Tracee:
     tracee.pid            thread id (== process id for a process' main thread)
     tracee.parent         the Tracee that created it (None for the first one)
     tracee.exe            guest path of the program it runs (what /proc/self/exe shows)
-    tracee.engine         the tracer (ocirun.engine.loop.Tracer): .arch, .translator, .plan
+    tracee.engine         what extensions see of the tracer (ocirun.engine.extension.Engine)
+    tracee.view           what this tracee sees (ocirun.engine.view.View): .to_host, .to_guest
     tracee.data           dict for extensions' own per-tracee state (copied on fork)
     tracee.read(addr, n) / tracee.write(addr, data)      raw memory
     tracee.read_string(addr) -> str                      NUL-terminated string (surrogateescape)
@@ -33,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 from ocirun.engine import ptrace as pt
 
 if TYPE_CHECKING:
+    from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall
+    from ocirun.engine.view import View
 
 ENC = "surrogateescape"
 
@@ -63,11 +66,11 @@ class FsState:
 @dataclass(eq=False)
 class Tracee:
     pid: int
-    engine: Any
+    engine: Engine
     parent: Tracee | None = None
     fs: FsState = field(default_factory=FsState)
     exe: str = ""
-    view: Any = None  # ocirun.engine.loop.View: the translator and planner this tracee sees
+    view: View = None  # type: ignore[assignment]  # set by the tracer before the first stop
     data: dict[str, Any] = field(default_factory=dict)
     # loop state
     seen_first_stop: bool = False
@@ -88,9 +91,6 @@ class Tracee:
 
     def write(self, addr: int, data: bytes) -> None:
         pt.write_mem(self.pid, addr, data)
-
-    def read_bytes_string(self, addr: int, limit: int = 4096) -> bytes:
-        return pt.read_cstring(self.pid, addr, limit)
 
     def read_string(self, addr: int, limit: int = 4096) -> str:
         return pt.read_cstring(self.pid, addr, limit).decode("utf-8", ENC)
@@ -148,12 +148,6 @@ class Tracee:
         if self.fs.cwd is None or self.fs.users != 1:
             self.guest_cwd()
         return self.fs.host_cwd
-
-    def cwd_deleted(self) -> bool:
-        try:
-            return os.readlink(f"/proc/{self.pid}/cwd").endswith(" (deleted)")
-        except OSError:
-            return False
 
     def fd_host_path(self, fd: int) -> str | None:
         try:

@@ -276,7 +276,7 @@ def copy_in(c: Container, src: str, guest: str, follow: bool, archive: bool = Fa
     if os.geteuid() == 0:
         dst.own = lambda d, _s, st: os.lchown(d, st.st_uid, st.st_gid)
         return copy(side, dst, src)
-    from ocirun.engine.extensions.fakeroot_db import FakeRootDB
+    from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB
 
     db = FakeRootDB(str(c.path / "fakeroot.db"), str(c.rootfs))
     try:

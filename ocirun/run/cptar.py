@@ -30,7 +30,7 @@ from ocirun.util.fs import rmtree
 @contextlib.contextmanager
 def guest_owners(c: Container):
     """Owners as the guest sees them in this container."""
-    from ocirun.engine.extensions.fakeroot_db import FakeRootDB
+    from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB
 
     db_path = c.path / "fakeroot.db"
     db = FakeRootDB(str(db_path), str(c.rootfs)) if db_path.exists() else None

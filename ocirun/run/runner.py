@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocirun.engine import cow
 from ocirun.engine.plan import Binding, EnginePlan
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run import procfakes
@@ -112,11 +111,10 @@ def create_container(store: Any, cstore: ContainerStore, opts: RunOptions) -> Co
 
 
 def _extensions(c: Container, run_plan: RunPlan, uid: int, gid: int) -> list[Any]:
-    """CopyUp first (so the others see private inodes), then fake ids, -k, ports."""
+    """Copy-up first (so the others see private inodes), then fake ids, -k, ports."""
     from ocirun.engine.extensions import for_runner
 
-    readonly = [v.host for v in run_plan.volumes if v.readonly]
-    return [cow.CopyUp(c.tree(), readonly)] + for_runner(
+    return for_runner(
         uid=uid,
         gid=gid,
         kernel_release=_uts_spec(run_plan.hostname, run_plan.kernel_release),
@@ -125,6 +123,8 @@ def _extensions(c: Container, run_plan: RunPlan, uid: int, gid: int) -> list[Any
         state_dir=str(c.path),
         rootfs=str(c.rootfs),
         ownership=str(Path(c.image_root).parent / "ownership"),
+        tree=c.tree(),
+        readonly=[v.host for v in run_plan.volumes if v.readonly],
     )
 
 
@@ -262,9 +262,9 @@ def start_container(cstore: ContainerStore, c: Container) -> int:
     error = ""
     try:
         with cstore.running(c), _unwind_on_signals():
-            engine_plan = build_engine_plan(c)
-            prepare_tree(c, engine_plan)
-            try:
+            try:  # a SIGTERM may come while the tree is prepared: same unwinding
+                engine_plan = build_engine_plan(c)
+                prepare_tree(c, engine_plan)
                 code = _run_engine(engine_plan)  # the engine answers 127/126 itself
             except OcirunError as exc:
                 code, error = exc.exit_code, exc.message

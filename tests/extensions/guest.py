@@ -1,5 +1,4 @@
-"""Running guest commands for the extension tests: `ocirun proot` once its CLI carries
-the extension options, the stand-in (proot_stub) until then."""
+"""Running guest commands for the extension tests through `ocirun proot`."""
 
 from __future__ import annotations
 
@@ -21,19 +20,7 @@ GUEST_ENV = {
 }
 
 
-def uses_cli() -> bool:
-    try:
-        from ocirun.cli import proot_cmd
-        from ocirun.engine.extensions.cli import plan_hook
-    except ImportError:
-        return False
-    return plan_hook in getattr(proot_cmd, "PLAN_HOOKS", [])
-
-
-def launcher() -> list[str]:
-    if uses_cli():
-        return [sys.executable, "-m", "ocirun", "proot"]
-    return [sys.executable, "-m", "tests.extensions.proot_stub"]
+LAUNCHER = [sys.executable, "-m", "ocirun", "proot"]
 
 
 def proot(rootfs: Path | str, *command: str, opts: tuple[str, ...] = (), binds=BINDS,
@@ -41,7 +28,7 @@ def proot(rootfs: Path | str, *command: str, opts: tuple[str, ...] = (), binds=B
           ) -> subprocess.CompletedProcess:
     """Run COMMAND in ROOTFS with extension options OPTS; output captured as text."""
     full_env = ocirun_env({**GUEST_ENV, **(env or {})})
-    argv = [*launcher(), "-r", str(rootfs), *binds, *opts, *command]
+    argv = [*LAUNCHER, "-r", str(rootfs), *binds, *opts, *command]
     return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout,
                           stdin=subprocess.DEVNULL, cwd="/")
 

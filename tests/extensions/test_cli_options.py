@@ -50,7 +50,7 @@ def test_i_with_lone_uid(debian_rootfs):
 
 
 def test_plan_hook_builds_the_extension_list(tmp_path, monkeypatch):
-    from ocirun.engine.extensions.cli import plan_hook
+    from ocirun.cli.proot_ext import extensions_hook as plan_hook
     from ocirun.engine.plan import EnginePlan
 
     monkeypatch.setenv("OCIRUN_LINK2SYMLINK", "1")

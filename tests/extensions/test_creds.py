@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from ocirun.engine.extensions.creds import NOCHANGE, Creds
+from ocirun.engine.extensions.fake_id0.creds import NOCHANGE, Creds
 
 EPERM = -errno.EPERM
 

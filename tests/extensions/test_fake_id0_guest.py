@@ -199,7 +199,7 @@ def test_two_engines_on_one_rootfs(debian_rootfs_copy):
     """Two -0 runs at the same time on the same tree share the database."""
     import subprocess
 
-    from tests.extensions.guest import BINDS, GUEST_ENV, launcher
+    from tests.extensions.guest import BINDS, GUEST_ENV, LAUNCHER
     from tests.helpers import REPO_ROOT, ocirun_env
 
     procs = []
@@ -207,7 +207,7 @@ def test_two_engines_on_one_rootfs(debian_rootfs_copy):
         script = (f"mkdir -p /srv/e{n}; for i in $(seq 40); do touch /srv/e{n}/f$i; "
                   f"chown {uid}:{uid} /srv/e{n}/f$i; done")
         procs.append(subprocess.Popen(
-            [*launcher(), "-r", str(debian_rootfs_copy), *BINDS, "-0", "/bin/sh", "-c", script],
+            [*LAUNCHER, "-r", str(debian_rootfs_copy), *BINDS, "-0", "/bin/sh", "-c", script],
             env=ocirun_env(GUEST_ENV), cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for p in procs:

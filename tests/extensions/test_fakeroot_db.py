@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 
-from ocirun.engine.extensions.fakeroot_db import FakeRootDB, btime_ns, default_db_path
+from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB, btime_ns, default_db_path
 
 
 def make_tree(tmp_path):

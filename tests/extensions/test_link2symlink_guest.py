@@ -9,7 +9,7 @@ import pytest
 
 from ocirun.engine.extensions import build
 from ocirun.engine.extensions.link2symlink import Link2Symlink, link2symlink_needed
-from tests.extensions.guest import BINDS, GUEST_ENV, launcher, sh
+from tests.extensions.guest import BINDS, GUEST_ENV, LAUNCHER, sh
 from tests.extensions.test_fake_id0_guest import build_demo_deb
 from tests.helpers import ocirun_env
 from tests.helpers.deny import deny_argv
@@ -85,7 +85,7 @@ def test_automatic_where_link_is_refused(debian_rootfs_copy, l2s):
     the guest's hard links work; with it forced off, `ln` fails as the kernel says.
     Ptrace-only mode: the filter's ERRNO would outrank the engine's own seccomp trap."""
     argv = deny_argv({"link": "EACCES", "linkat": "EACCES"},
-                     [*launcher(), "-r", str(debian_rootfs_copy), *BINDS, "/bin/sh", "-c", SCRIPT])
+                     [*LAUNCHER, "-r", str(debian_rootfs_copy), *BINDS, "/bin/sh", "-c", SCRIPT])
     env = {**GUEST_ENV, "OCIRUN_NO_SECCOMP": "1"}
     if l2s == "off":
         env["OCIRUN_LINK2SYMLINK"] = "0"

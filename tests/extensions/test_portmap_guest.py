@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.extensions.guest import BINDS, GUEST_ENV, launcher
+from tests.extensions.guest import BINDS, GUEST_ENV, LAUNCHER
 from tests.helpers import REPO_ROOT, ocirun_env
 
 SERVER = r"""
@@ -42,7 +42,7 @@ def scripts(debian_rootfs_copy):
 
 
 def start(root, script, *opts):
-    return subprocess.Popen([*launcher(), "-r", str(root), *BINDS, *opts, "/bin/sh", "-c", script],
+    return subprocess.Popen([*LAUNCHER, "-r", str(root), *BINDS, *opts, "/bin/sh", "-c", script],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ocirun_env(GUEST_ENV), cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from ocirun.engine.extensions import sockaddr as sa
+from ocirun.engine.extensions.shared import sockaddr as sa
 
 
 def test_parse_ipv4_and_rewrite_port():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from ocirun.engine.extensions import statbuf
+from ocirun.engine.extensions.shared import statbuf
 from ocirun.util.linux import AT_FDCWD, AT_SYMLINK_NOFOLLOW
 
 libc = ctypes.CDLL(None, use_errno=True)

@@ -7,7 +7,15 @@ import os
 
 import pytest
 
-from ocirun.engine.extensions.utsname import UTSNAME_SIZE, FakeUname, parse_utsname
+from ocirun.engine.extensions.shared.utsname import _ORDER, UTS_FIELD, UTSNAME_SIZE, FakeUname
+
+
+def parse_utsname(buf: bytes) -> dict[str, str]:
+    """Decode a struct utsname."""
+    return {
+        name: buf[i * UTS_FIELD : (i + 1) * UTS_FIELD].split(b"\x00", 1)[0].decode()
+        for i, name in enumerate(_ORDER)
+    }
 
 
 def kernel_uname() -> bytes:

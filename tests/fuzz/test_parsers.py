@@ -78,7 +78,7 @@ def test_env_values(text):
 @given(opt_text)
 def test_kernel_release_values(text):
     """-k/--kernel-release: ValueError (a click usage error) or OcirunError, nothing else."""
-    from ocirun.engine.extensions.utsname import FakeUname
+    from ocirun.engine.extensions.shared.utsname import FakeUname
 
     try:
         FakeUname.parse(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ocirun.engine.qemu import arch as A
-from ocirun.engine.qemu.binfmt import (
+from tests.qemu.binfmt import (
     elf_header_for,
     exec_succeeds_untraced,
     foreign_handler,

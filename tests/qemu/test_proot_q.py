@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ocirun.engine.qemu.binfmt import exec_succeeds_untraced
 from tests.helpers import assert_one_line_error, run_ocirun
+from tests.qemu.binfmt import exec_succeeds_untraced
 
 STATIC = "qemu-aarch64-static"
 DYNAMIC = "qemu-aarch64"  # Debian's qemu-user: a dynamically linked build

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ocirun.engine.qemu.binfmt import exec_succeeds_untraced
 from tests.helpers import assert_one_line_error, run_ocirun
+from tests.qemu.binfmt import exec_succeeds_untraced
 
 
 @pytest.fixture(scope="module")

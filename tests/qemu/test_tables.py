@@ -10,9 +10,9 @@ import pytest
 
 from ocirun.engine.qemu import arch as A
 from ocirun.engine.qemu import qemu_for_platform
-from ocirun.engine.qemu.binfmt import BinfmtHandler, _matches, elf_header_for
 from ocirun.engine.qemu.elfinfo import interp_of
 from ocirun.errors import OcirunError
+from tests.qemu.binfmt import BinfmtHandler, _matches, elf_header_for
 
 BINFMTS = "/usr/share/binfmts"  # shipped by qemu-user-static: one magic/mask per target
 

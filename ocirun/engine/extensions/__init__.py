@@ -1,19 +1,28 @@
-"""Built-in engine extensions: one module each, one line each in EXTENSIONS.
+"""Built-in engine extensions: one module (or folder) each, one line each in EXTENSIONS.
+Helpers several of them use are in shared/; the interface is ocirun/engine/extension.py.
 
-`build` turns PRoot-style options into the extension list (used by
-`ocirun proot` through ocirun/engine/extensions/cli.py); `for_runner` does the
-same for the docker-like runner. Order matters: link2symlink first (it points
-later extensions at the store file behind an emulated link), then kompat (it
-keeps sethostname's name before fake_id0 fakes the call's success), fake_id0, portmap.
+`build` turns PRoot-style options into the extension list (used by `ocirun proot`
+through ocirun/cli/proot_ext.py); `for_runner` does the same for the docker-like
+runner. Order matters: copy_up first (the others see the container's private
+inode), link2symlink next (it points later extensions at the store file behind an
+emulated link), then kompat (it keeps sethostname's name before fake_id0 fakes the
+call's success), fake_id0, portmap.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING
+
+from ocirun.errors import OcirunError
+
+if TYPE_CHECKING:
+    from ocirun.engine.cow import ContainerTree
+    from ocirun.engine.extension import Extension
 
 EXTENSIONS: dict[str, str] = {
+    "copy_up": "ocirun.engine.extensions.copy_up:CopyUp",
     "link2symlink": "ocirun.engine.extensions.link2symlink:Link2Symlink",
     "fake_id0": "ocirun.engine.extensions.fake_id0:FakeId0",
     "kompat": "ocirun.engine.extensions.kompat:Kompat",
@@ -21,10 +30,23 @@ EXTENSIONS: dict[str, str] = {
 }
 
 
-def load(name: str) -> type:
+def load(name: str) -> type[Extension]:
     """The extension class registered as `name`."""
     module, _, cls = EXTENSIONS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def parse_ids(spec: str) -> tuple[int, int]:
+    """`-i uid:gid` (PRoot also accepts a lone uid: gid = uid)."""
+    uid_s, sep, gid_s = spec.partition(":")
+    try:
+        uid = int(uid_s)
+        gid = int(gid_s) if sep else uid
+    except ValueError:
+        raise OcirunError(f"-i/--change-id: {spec!r} is not of the form uid:gid") from None
+    if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
+        raise OcirunError(f"-i/--change-id: {spec!r}: ids out of range")
+    return uid, gid
 
 
 def build(
@@ -38,11 +60,11 @@ def build(
     fakeroot_db: str | None = None,
     ownership: str | None = None,
     file_owner: tuple[int, int] | None = None,
-) -> list[Any]:
+) -> list[Extension]:
     """Extensions for these options. link2symlink None = automatic: on when
     OCIRUN_LINK2SYMLINK=1 or when a probe link() in the rootfs is refused.
     file_owner: who the real user's files appear to belong to (default: `ids`)."""
-    exts: list[Any] = []
+    exts: list[Extension] = []
     if link2symlink is None:
         env = os.environ.get("OCIRUN_LINK2SYMLINK", "")
         if env not in ("", "auto"):
@@ -73,13 +95,15 @@ def for_runner(
     state_dir: str | None = None,
     rootfs: str,
     ownership: str | None = None,
-) -> list[Any]:
-    """The runner's extensions: the container user's ids are always faked (uid 0 for
-    root images), the image's files appear owned by root (what is not on disk comes
-    from the image's ownership file), the fake-root database lives in the container's
-    directory."""
+    tree: ContainerTree | None = None,
+    readonly: list[str] | None = None,
+) -> list[Extension]:
+    """The runner's extensions: copy-up of the container `tree` (and EROFS under the
+    `readonly` host paths), the container user's ids always faked (uid 0 for root
+    images), the image's files owned by root (what is not on disk comes from the
+    image's ownership file), the fake-root database in the container's directory."""
     db = os.path.join(state_dir, "fakeroot.db") if state_dir else None
-    return build(
+    return [load("copy_up")(tree, readonly)] + build(
         rootfs=rootfs,
         ids=(uid, gid),
         kernel_release=kernel_release,

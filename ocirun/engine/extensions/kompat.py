@@ -20,15 +20,16 @@ import errno
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
-from ocirun.engine.extensions.common import patch_auxv
-from ocirun.engine.extensions.common import report_error as _report
-from ocirun.engine.extensions.utsname import UTSNAME_SIZE, FakeUname
+from ocirun.engine.extensions.shared.common import patch_auxv
+from ocirun.engine.extensions.shared.common import report_error as _report
+from ocirun.engine.extensions.shared.utsname import UTSNAME_SIZE, FakeUname
 from ocirun.util.linux import AT_HWCAP
 
 if TYPE_CHECKING:
+    from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
 
@@ -52,11 +53,10 @@ class Kompat(Extension):
         self.fake = FakeUname.parse(release)
         self._files: dict[str, str] = {}  # guest /proc file -> host replacement
         self._dir: str | None = None
-        self._fake_root: Any = None  # the fake_id0 extension, if -0/-i is on
+        self.engine: Engine | None = None
 
-    def attach(self, engine: Any) -> None:
-        plan = getattr(engine, "plan", None)
-        self._fake_root = next((e for e in getattr(plan, "extensions", ()) if e.name == "fake_id0"), None)
+    def attach(self, engine: Engine) -> None:
+        self.engine = engine
         self._dir = tempfile.mkdtemp(prefix="ocirun-kompat-")
         real = os.uname()
         contents = {}
@@ -98,10 +98,8 @@ class Kompat(Extension):
                 pass
 
     def _may_set_names(self, tracee: Tracee) -> bool:
-        """sethostname needs CAP_SYS_ADMIN: real root, or the fake root of -0."""
-        if self._fake_root is not None:
-            return self._fake_root.creds(tracee).euid == 0
-        return os.geteuid() == 0
+        """sethostname needs CAP_SYS_ADMIN: root as the guest sees it (real, or -0's)."""
+        return self.engine.guest_euid(tracee) == 0
 
     def _set_name(self, tracee: Tracee, sc: Syscall) -> None:
         """Keep the guest's new host or domain name (the kernel's EPERM/EINVAL/EFAULT otherwise)."""
@@ -122,7 +120,7 @@ class Kompat(Extension):
         self._write_file(proc_file, value + "\n")
         sc.skip(0)
 
-    def detach(self, engine: Any) -> None:
+    def detach(self, engine: Engine) -> None:
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 

@@ -20,16 +20,16 @@ import os
 import secrets
 import sqlite3
 import stat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
-from ocirun.engine.extensions import statbuf
-from ocirun.engine.extensions.common import invalidate
-from ocirun.engine.extensions.common import report_error as _report
+from ocirun.engine.extensions.shared import statbuf
+from ocirun.engine.extensions.shared.common import report_error as _report
 from ocirun.engine.syscalls import O_NOFOLLOW
 from ocirun.util.linux import AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW
 
 if TYPE_CHECKING:
+    from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
 
@@ -95,17 +95,12 @@ class Link2Symlink(Extension):
 
     def __init__(self) -> None:
         self.store_host = ""
-        self.engine: Any = None
+        self.engine: Engine | None = None
         self.inodes: dict[tuple[int, int], str] = {}  # store file inode -> store id
-        self.fake_id0: Any = None  # the FakeId0 extension when -0/-i is on too
 
-    def attach(self, engine: Any) -> None:
+    def attach(self, engine: Engine) -> None:
         self.engine = engine
         self.store_host = os.path.join(os.path.realpath(engine.plan.rootfs), STORE.lstrip("/"))
-        for ext in getattr(engine, "extensions", []):
-            if getattr(ext, "name", "") == "fake_id0":
-                self.fake_id0 = ext  # its .db is opened by its own attach
-                ext.stat_hooks.append(self.nlink_changes)  # it answers stats itself
         try:
             names = os.listdir(self.store_host)
         except OSError:
@@ -158,9 +153,8 @@ class Link2Symlink(Extension):
         try:
             st = os.lstat(path)
             self.inodes.pop((st.st_dev, st.st_ino), None)
-            if self.fake_id0 is not None and self.fake_id0.db is not None:
-                if st.st_nlink <= 1:
-                    self.fake_id0.db.forget(st.st_dev, st.st_ino)
+            if st.st_nlink <= 1:
+                self.engine.inode_gone(st)
             os.unlink(path)
         except OSError:
             pass
@@ -170,7 +164,7 @@ class Link2Symlink(Extension):
             pass
 
     def _invalidate(self, *hosts: str) -> None:
-        invalidate(self.engine, *hosts)
+        self.engine.invalidate(*hosts)
 
     # ---- hooks ------------------------------------------------------------------------
 
@@ -207,11 +201,11 @@ class Link2Symlink(Extension):
                     store = self._store_path(ident)
                     sc.set_arg(path_arg, sc.push_string(store))
                     sc.host_paths[path_arg] = store  # later extensions act on the store file
-        if name in _STAT and self.fake_id0 is None:
+        if name in _STAT and not self.engine.stat_answered:
             sc.want_exit()
 
-    def nlink_changes(self, view: statbuf.StatView) -> dict[str, int]:
-        """The link count a stat must show for a store file (for fake_id0's stat answers)."""
+    def stat_changes(self, view: statbuf.StatView) -> dict[str, int]:
+        """The link count a stat must show for a store file (for an extension answering stats)."""
         ident = self.inodes.get((view.dev, view.ino))
         if ident is None:
             return {}
@@ -254,14 +248,8 @@ class Link2Symlink(Extension):
             pass
 
     def _as_root(self, tracee: Tracee, *hosts: str) -> None:
-        """Under -0, give the real user the write access root would have on the
-        directories this extension is about to change itself."""
-        ext = self.fake_id0
-        if ext is not None and ext.db is not None and ext.creds(tracee).fsuid == 0:
-            for h in hosts:
-                parent = os.path.dirname(h.rstrip("/")) or "/"
-                if not os.access(parent, os.W_OK | os.X_OK):
-                    ext._grant_parent(h)
+        """The guest's powers for the changes this extension makes itself (fake root)."""
+        self.engine.before_host_change(tracee, hosts)
 
     def _link(self, tracee: Tracee, sc: Syscall) -> None:
         old_arg, new_arg, flags_arg = _LINKS[sc.name]
@@ -319,8 +307,7 @@ class Link2Symlink(Extension):
             os.rename(store, old)
             raise
         self.inodes[(st.st_dev, st.st_ino)] = ident
-        if self.fake_id0 is not None and self.fake_id0.db is not None:
-            self.fake_id0.db.renamed(old, store)
+        self.engine.host_renamed(old, store)
         return ident
 
     def _unlink(self, tracee: Tracee, sc: Syscall) -> None:

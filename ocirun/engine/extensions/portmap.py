@@ -17,8 +17,8 @@ import socket
 from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
-from ocirun.engine.extensions import sockaddr as sa
-from ocirun.engine.extensions.common import report_error as _report
+from ocirun.engine.extensions.shared import sockaddr as sa
+from ocirun.engine.extensions.shared.common import report_error as _report
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall

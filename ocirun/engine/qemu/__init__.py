@@ -2,7 +2,6 @@
 
 - arch.py: the architecture table (ELF identity, OCI platform, QEMU and Debian names).
 - locate.py: finding `qemu-<arch>[-static]` (or an override) on the host.
-- binfmt.py: read-only checks that the kernel would not run foreign programs by itself.
 - wrap.py: how an execve of a foreign guest program becomes an execve of QEMU.
 
 The runner calls `qemu_for_platform(platform)`; `ocirun proot -q CMD` builds the same

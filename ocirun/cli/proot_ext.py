@@ -1,16 +1,20 @@
-"""The extension options of `ocirun proot` (-k, -0, -i, -p, -n, -l), in PRoot's words,
-and the plan hook that turns them into extensions. ocirun/cli/proot_cmd.py adds
-OPTIONS to its EXTENSION_OPTIONS and plan_hook to its PLAN_HOOKS."""
+"""The extension options of `ocirun proot` (-k, -0, -i, -p, -n, -l, -q), in PRoot's
+words, and the plan hooks that turn them into engine extensions and QEMU."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from ocirun.errors import OcirunError
+from ocirun.errors import EXIT_OCIRUN, OcirunError
 
-OPTIONS: list[Callable] = [
+if TYPE_CHECKING:
+    from ocirun.engine.plan import EnginePlan
+
+EXTENSION_OPTIONS: list[Callable] = [
     click.option(
         "-k", "--kernel-release", "kernel_release", metavar="string", default=None,
         help="Make current kernel appear as kernel release *string*.",
@@ -38,24 +42,35 @@ OPTIONS: list[Callable] = [
     ),
 ]
 
+QEMU_OPTION = click.option(
+    "-q", "--qemu", "qemu", metavar="command", default=None,
+    help="Execute guest programs through QEMU as specified by *command* (e.g. 'qemu-aarch64 -g 1234'). "
+    "The native execution of host programs is still effective and the whole host rootfs is bound "
+    "to /host-rootfs in the guest environment.",
+)
 
-def parse_ids(spec: str) -> tuple[int, int]:
-    """`-i uid:gid` (PRoot also accepts a lone uid: gid = uid)."""
-    uid_s, sep, gid_s = spec.partition(":")
+
+
+def qemu_hook(plan: EnginePlan, options: dict) -> None:
+    """Put the -q command on the plan; a missing QEMU fails here, before anything runs."""
+    value = options.get("qemu")
+    if not value:
+        return
+    from ocirun.engine.qemu.locate import describe
+
     try:
-        uid = int(uid_s)
-        gid = int(gid_s) if sep else uid
-    except ValueError:
-        raise OcirunError(f"-i/--change-id: {spec!r} is not of the form uid:gid") from None
-    if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
-        raise OcirunError(f"-i/--change-id: {spec!r}: ids out of range")
-    return uid, gid
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise OcirunError(f"bad -q/--qemu command {value!r}: {exc}", EXIT_OCIRUN) from None
+    describe(words)  # OcirunError(125) naming the missing program
+    plan.qemu = words
 
 
-def plan_hook(plan, options: dict) -> None:
+def extensions_hook(plan: EnginePlan, options: dict) -> None:
     """Add the extensions the options ask for to the plan (-S implies -0)."""
-    from ocirun.engine.extensions import build
-    from ocirun.engine.extensions.sockaddr import parse_port_specs
+    from ocirun.engine.extensions import build, parse_ids
+    from ocirun.engine.extensions.shared.sockaddr import parse_port_specs
+    from ocirun.engine.extensions.shared.utsname import FakeUname
 
     ids = None
     if options.get("change_id"):
@@ -68,8 +83,6 @@ def plan_hook(plan, options: dict) -> None:
         raise OcirunError(f"-p/--port: {exc}") from None
     release = options.get("kernel_release")
     if release is not None:
-        from ocirun.engine.extensions.utsname import FakeUname
-
         try:
             FakeUname.parse(release)
         except ValueError as exc:
@@ -84,3 +97,10 @@ def plan_hook(plan, options: dict) -> None:
             link2symlink=True if options.get("link2symlink") else None,
         )
     )
+
+
+# Each hook gets (plan, options) after the core plan is built and may add extensions
+# or change the plan (-S asks for -0: extensions_hook checks options["alias_s"]).
+PlanHook = Callable[["EnginePlan", dict], None]
+PLAN_HOOKS: list[PlanHook] = [qemu_hook, extensions_hook]
+OPTIONS: list[Callable] = [*EXTENSION_OPTIONS, QEMU_OPTION]

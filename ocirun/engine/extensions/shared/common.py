@@ -19,28 +19,15 @@ if TYPE_CHECKING:
 def report_error(tracee: Tracee, sc: Syscall, exc: Exception) -> None:
     """An extension hook failed on the host side (tracee gone, memory unreadable...):
     the syscall goes on unchanged; say so only when asked (-v 1 and more)."""
-    if getattr(tracee.engine, "verbose", 0) >= 1:
+    if tracee.engine.verbose >= 1:
         print(f"ocirun: [{tracee.pid}] {sc.name}: extension: {exc}", file=sys.stderr)
-
-
-def invalidate(engine: object, *hosts: str) -> None:
-    """Tell every path cache of the engine that we changed `hosts` behind its back."""
-    views = getattr(engine, "views", None)
-    translators = [v.translator for v in views] if views else [getattr(engine, "translator", None)]
-    for translator in translators:
-        if translator is not None:
-            for h in hosts:
-                translator.invalidate(h)
 
 
 def guest_to_host(tracee: Tracee, guest: str) -> str | None:
     """Host path of a guest path as this tracee sees it (None if it does not resolve)."""
-    view = getattr(tracee, "view", None) or getattr(tracee.engine, "translator", None)
-    if view is None:
-        return None
     try:
-        return view.to_host(guest)
-    except Exception:  # noqa: BLE001 - GuestPathError and friends: nothing to look at
+        return tracee.view.to_host(guest)
+    except (OSError, ValueError):  # GuestPathError: nothing to look at
         return None
 
 
@@ -154,15 +141,3 @@ def patch_auxv(tracee: Tracee, values: dict[int, int]) -> int:
         addr += 16
     return changed
 
-
-def read_auxv(tracee: Tracee) -> dict[int, int]:
-    """The auxv as the kernel gave it (/proc/PID/auxv), for checks and tests."""
-    with open(f"/proc/{tracee.pid}/auxv", "rb") as f:
-        raw = f.read()
-    out = {}
-    for i in range(0, len(raw) - 15, 16):
-        a_type, a_val = struct.unpack_from("<QQ", raw, i)
-        if a_type == AT_NULL:
-            break
-        out[a_type] = a_val
-    return out

@@ -66,10 +66,3 @@ class FakeUname:
                 out[start : start + UTS_FIELD] = raw + b"\x00" * (UTS_FIELD - len(raw))
         return bytes(out)
 
-
-def parse_utsname(buf: bytes) -> dict[str, str]:
-    """Decode a struct utsname (for tests and traces)."""
-    return {
-        name: buf[i * UTS_FIELD : (i + 1) * UTS_FIELD].split(b"\x00", 1)[0].decode()
-        for i, name in enumerate(_ORDER)
-    }

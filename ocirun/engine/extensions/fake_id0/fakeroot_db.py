@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from ocirun.engine.extensions import statbuf
+from ocirun.engine.extensions.shared import statbuf
 from ocirun.errors import OcirunError
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 

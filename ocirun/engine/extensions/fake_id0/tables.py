@@ -1,0 +1,99 @@
+"""The syscalls the fake root handles, as tables (name -> argument positions)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ocirun.engine.extensions.fake_id0.creds import Creds
+from ocirun.util.linux import AT_EACCESS, AT_REMOVEDIR, O_ACCMODE, O_CREAT, O_PATH, O_TRUNC  # noqa: F401
+
+if TYPE_CHECKING:
+    pass
+
+
+RENAME_EXCHANGE = 2
+ST_RDONLY = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_newfstatat = 262
+_STAT_HEAD = struct.Struct("<QQQIII")  # st_dev, st_ino, st_nlink, st_mode, st_uid, st_gid
+# OCIRUN_FAKEROOT_STAT=exit: fix stat results at the exit stop instead of answering in the tracer
+_STAT_AT_EXIT = os.environ.get("OCIRUN_FAKEROOT_STAT", "") == "exit"
+
+_ID_GETTERS = {
+    "getuid": lambda c: c.ruid,
+    "geteuid": lambda c: c.euid,
+    "getgid": lambda c: c.rgid,
+    "getegid": lambda c: c.egid,
+}
+_ID_SETTERS: dict[str, Callable[..., int]] = {
+    "setuid": Creds.setuid,
+    "setgid": Creds.setgid,
+    "setreuid": Creds.setreuid,
+    "setregid": Creds.setregid,
+    "setresuid": Creds.setresuid,
+    "setresgid": Creds.setresgid,
+    "setfsuid": Creds.setfsuid,
+    "setfsgid": Creds.setfsgid,
+}
+_ID_NARGS = {"setuid": 1, "setgid": 1, "setfsuid": 1, "setfsgid": 1, "setreuid": 2,
+             "setregid": 2, "setresuid": 3, "setresgid": 3}
+
+# name: (path arg or None for fd-based, dirfd/fd arg, uid arg, gid arg, flags arg, follows)
+_CHOWN = {
+    "chown": (0, None, 1, 2, None, True),
+    "lchown": (0, None, 1, 2, None, False),
+    "fchown": (None, 0, 1, 2, None, True),
+    "fchownat": (1, 0, 2, 3, 4, True),
+}
+# name: (path arg, dirfd arg, mode arg, flags arg)
+_CHMOD = {
+    "chmod": (0, None, 1, None),
+    "fchmod": (None, 0, 1, None),
+    "fchmodat": (1, 0, 2, None),
+    "fchmodat2": (1, 0, 2, 3),
+}
+_MKNOD = {"mknod": (0, None, 1, 2), "mknodat": (1, 0, 2, 3)}
+# name: index of the stat buffer argument, struct kind
+_STAT = {"stat": (1, "stat"), "lstat": (1, "stat"), "fstat": (1, "stat"),
+         "newfstatat": (2, "stat"), "statx": (4, "statx")}
+_ACCESS = {"access": (0, None, 1, None), "faccessat": (1, 0, 2, None),
+           "faccessat2": (1, 0, 2, 3)}
+# name: (path arg, flags arg or None, fixed flags)
+_OPEN = {"open": (0, 1, 0), "openat": (1, 2, 0), "creat": (0, None, 0o1101), "openat2": (1, None, -1)}
+# name: path args whose parent directory must be writable
+_NAMESPACE = {
+    "mkdir": (0,), "mkdirat": (1,), "rmdir": (0,), "unlink": (0,), "unlinkat": (1,),
+    "mknod": (0,), "mknodat": (1,), "symlink": (1,), "symlinkat": (2,),
+    "link": (1,), "linkat": (3,), "rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3),
+}
+# name: path arg of a newly created inode (ownership recorded for non-default fsuid/fsgid)
+_CREATES = {"mkdir": 0, "mkdirat": 1, "mknod": 0, "mknodat": 1, "symlink": 1, "symlinkat": 2,
+            "open": 0, "openat": 1, "creat": 0, "openat2": 1}
+_RENAMES = {"rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3)}
+_UNLINKS = {"unlink": 0, "unlinkat": 1, "rmdir": 0}
+_XATTR_SET = {"setxattr": 1, "lsetxattr": 1, "fsetxattr": 1}
+_ALWAYS_OK = {"sethostname", "setdomainname"}
+PR_GET_KEEPCAPS, PR_SET_KEEPCAPS = 7, 8
+_CAP_V1, _CAP_V2, _CAP_V3 = 0x19980330, 0x20071026, 0x20080522
+
+
+def _full_caps() -> tuple[int, int]:
+    """The capability bits a real root has on this kernel (low word, high word)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = 40
+    return 0xFFFFFFFF, (1 << (last - 31)) - 1 if last >= 32 else 0
+
+SYSCALLS = frozenset(
+    set(_ID_GETTERS) | set(_ID_SETTERS) | set(_CHOWN) | set(_CHMOD) | set(_MKNOD) | set(_STAT)
+    | set(_ACCESS) | set(_OPEN) | set(_NAMESPACE) | set(_XATTR_SET) | _ALWAYS_OK
+    | {"getresuid", "getresgid", "getgroups", "setgroups", "chroot", "truncate", "chdir",
+       "capget", "capset", "prctl"}
+)
