@@ -51,14 +51,11 @@ from ocirun.engine.extensions.fake_id0.tables import (
 )
 from ocirun.engine.extensions.shared import statbuf
 from ocirun.engine.extensions.shared.common import (
-    AT_EGID,
-    AT_EUID,
-    AT_GID,
-    AT_UID,
     guest_to_host,
     patch_auxv,
 )
 from ocirun.engine.extensions.shared.common import report_error as _report
+from ocirun.util.linux import AT_EGID, AT_EUID, AT_GID, AT_UID
 
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine

@@ -25,13 +25,13 @@ from ocirun.engine.extensions.fake_id0.tables import (
     ST_RDONLY,
 )
 from ocirun.engine.extensions.shared.common import (
-    AT_SYMLINK_NOFOLLOW,
     bad_fd,
     dirfd_error,
     fd_path,
     target_path,
     umask_of,
 )
+from ocirun.util.linux import AT_SYMLINK_NOFOLLOW
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall

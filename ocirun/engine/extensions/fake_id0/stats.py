@@ -17,12 +17,10 @@ from ocirun.engine.extensions.fake_id0.tables import (
 )
 from ocirun.engine.extensions.shared import statbuf
 from ocirun.engine.extensions.shared.common import (
-    AT_EMPTY_PATH,
-    AT_FDCWD,
-    AT_SYMLINK_NOFOLLOW,
     bad_fd,
     fd_path,
 )
+from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
