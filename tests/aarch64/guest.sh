@@ -41,3 +41,44 @@ python3 -m pytest -q -p no:cacheprovider --timeout=600 -o tmp_path_retention_pol
     tests/runner/test_cow.py tests/runner/test_plan.py tests/path/test_translator.py \
     tests/path/test_openat2.py || fail "pytest"
 ok "pytest subset"
+
+# the engine on the host's own root: -0 (the fake root answers stats with aarch64's
+# struct stat), -b, -w
+t0=$SECONDS
+[ "$(ocirun proot -0 -r / id -u)" = 0 ] || fail "-0: id -u"
+[ "$(ocirun proot -0 -r / stat -c %U "$HOME")" = root ] || fail "-0: the user's files owned by root"
+out=$(ocirun proot -0 -r / sh -c 'f=$(mktemp) && chown 12:34 "$f" && mknod "$f.c" c 1 3 &&
+      stat -c "%u:%g %F" "$f" "$f.c"; rm -f "$f" "$f.c"') || fail "-0: chown/mknod: $out"
+[ "$out" = "12:34 regular empty file
+0:0 character special file" ] || fail "-0: chown/mknod seen as: $out"
+mkdir -p /tmp/bound && echo hi > /tmp/bound/f
+[ "$(ocirun proot -r / -b /tmp/bound:/mnt -w /mnt cat f)" = hi ] || fail "-b/-w"
+ok "proot -0 (id, stat, chown, mknod), -b, -w ($((SECONDS - t0))s)"
+
+# a Debian arm64 image: containers, the fake root of `ocirun run`; an amd64 one
+# through qemu-x86_64 (mixed mode)
+t0=$SECONDS
+S=$HOME/store
+for p in linux/arm64 linux/amd64; do
+    ocirun --root "$S" pull -q --platform $p oci-archive:/share/images/debian.tar:12 > /dev/null \
+        || fail "pull $p from the OCI archive"
+done
+for id in $(ocirun --root "$S" images | awk '$4 ~ /^linux\// {print $3}'); do
+    ocirun --root "$S" tag "$id" debian:12
+done
+[ "$(ocirun --root "$S" run --rm debian:12 uname -m)" = aarch64 ] || fail "run debian:12"
+[ "$(ocirun --root "$S" run --rm debian:12 stat -c %U:%G /etc/shadow)" = root:shadow ] \
+    || fail "the fake root in a container"
+out=$(ocirun --root "$S" run --rm --platform linux/amd64 debian:12 sh -c 'uname -m; id -u') \
+    || fail "amd64 image through QEMU: $out"
+[ "$out" = "x86_64
+0" ] || fail "amd64 image through QEMU: $out"
+ok "debian:12 arm64 and amd64 (QEMU) containers ($((SECONDS - t0))s)"
+if [ "${OCIRUN_A64_APT:-1}" = 1 ]; then
+    t0=$SECONDS
+    out=$(ocirun --root "$S" run --rm debian:12 sh -c \
+        'apt-get -qq update && apt-get -qq install -y hello > /dev/null && hello' 2>&1) \
+        || fail "apt-get install under the fake root: $(tail -5 <<< "$out")"
+    [ "$(tail -1 <<< "$out")" = "Hello, world!" ] || fail "apt-get install hello: $out"
+    ok "apt-get update + install hello in debian:12 arm64 ($((SECONDS - t0))s)"
+fi

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 
+import pytest
+
+from ocirun.engine.extensions.fake_id0.tables import stat_abi
 from ocirun.engine.extensions.shared import statbuf
 from ocirun.util.linux import AT_FDCWD, AT_SYMLINK_NOFOLLOW
 
 libc = ctypes.CDLL(None, use_errno=True)
-SYS_newfstatat = 262
+HOST = stat_abi(os.uname().machine)
+SYS_newfstatat = HOST.fstatat_nr
 
 
 def kernel_stat(path: str) -> bytes:
@@ -83,3 +88,38 @@ def test_makedev_matches_os():
         dev = statbuf.makedev(ma, mi)
         assert dev == os.makedev(ma, mi)
         assert (statbuf.major(dev), statbuf.minor(dev)) == (ma, mi)
+
+
+@pytest.mark.parametrize("arch, nr, size", [("x86_64", 262, 144), ("aarch64", 79, 128)])
+def test_stat_abi_per_architecture(arch, nr, size):
+    """newfstatat's number and struct stat's size per architecture (arch/x86/entry/syscalls/
+    syscall_64.tbl and asm/stat.h; include/uapi/asm-generic/unistd.h and stat.h)."""
+    abi = stat_abi(arch)
+    assert (abi.fstatat_nr, abi.layout.size) == (nr, size)
+
+
+def test_host_stat_abi_reads_what_the_kernel_wrote(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    st = os.lstat(f)
+    assert HOST.head.unpack_from(kernel_stat(str(f))) == (st.st_dev, st.st_ino, st.st_uid, st.st_gid)
+
+
+def generic_stat(dev, ino, mode, nlink, uid, gid, rdev, size) -> bytes:
+    """A struct stat as aarch64 (asm-generic/stat.h) lays it out, field by field."""
+    return struct.pack("<QQIIIIQQqiiqqQqQqQII", dev, ino, mode, nlink, uid, gid, rdev, 0, size,
+                       4096, 0, 8, 1700000000, 1, 1700000001, 2, 1700000002, 3, 0, 0)
+
+
+def test_aarch64_layout_parse_and_patch():
+    abi = stat_abi("aarch64")
+    raw = generic_stat(0x803, 1234567, 0o100644, 2, 1000, 1001, 0, 77)
+    assert len(raw) == abi.layout.size
+    assert abi.head.unpack_from(raw) == (0x803, 1234567, 1000, 1001)
+    view = statbuf.parse_stat(raw, abi.layout)
+    assert (view.dev, view.ino, view.mode, view.nlink, view.uid, view.gid, view.rdev, view.size) == (
+        0x803, 1234567, 0o100644, 2, 1000, 1001, 0, 77)
+    dev = statbuf.makedev(4, 70000)
+    patched = statbuf.patch_stat(raw, uid=0, gid=0, mode=0o20600, rdev=dev, nlink=5, size=0,
+                                 layout=abi.layout)
+    assert patched == generic_stat(0x803, 1234567, 0o20600, 5, 0, 0, dev, 0)

@@ -12,6 +12,7 @@ their own handler: execve, getcwd, readlink, sockets, ...) and `invalidate`
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field, replace
 
 # How the last component of a path argument is treated.
@@ -22,7 +23,7 @@ FLAG_FOLLOW = "flag_follow"  # followed only if flag_mask is set (linkat's AT_SY
 OPEN = "open"  # open flags in args[flag_arg]: O_NOFOLLOW or O_CREAT|O_EXCL -> not followed
 OPENAT2 = "openat2"  # struct open_how at args[flag_arg]
 
-O_NOFOLLOW = 0o400000  # x86_64's (aarch64: 0o100000)
+O_NOFOLLOW = os.O_NOFOLLOW  # the host's: x86_64 0o400000, aarch64 0o100000 (the engine traces the host ABI)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ from ocirun.engine.extensions.fake_id0.tables import (
     _UNLINKS,
     _XATTR_SET,
     SYSCALLS,
+    StatAbi,
+    stat_abi,
 )
 from ocirun.engine.extensions.shared import statbuf
 from ocirun.engine.extensions.shared.common import (
@@ -86,6 +88,7 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
         self.rootfs = "/"
         self.engine: Engine | None = None
         self._statbuf = ctypes.create_string_buffer(statbuf.STATX_SIZE)
+        self.stat_abi: StatAbi = stat_abi("x86_64")  # replaced by the engine's at attach
         self._enter: dict[str, Callable[[Tracee, Syscall], None]] = {}
         for names, handler in (
             (_ID_GETTERS, self._get_id), (_ID_SETTERS, self._set_id), (_CHOWN, self._chown),
@@ -103,6 +106,7 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
+        self.stat_abi = stat_abi(engine.arch.name)
         # The runner's containers share files with their image (hard links, copied up
         # before a write by the copy-up extension, which runs first).
         self._shares_inodes = engine.shares_inodes

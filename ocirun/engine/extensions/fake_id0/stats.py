@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 from ocirun.engine.extensions.fake_id0.tables import (
     _STAT,
     _STAT_AT_EXIT,
-    _STAT_HEAD,
-    SYS_newfstatat,
     _libc,
 )
 from ocirun.engine.extensions.shared import statbuf
@@ -76,13 +74,13 @@ class StatCalls:
         buf = self._statbuf
         path = os.fsencode(host)
         if kind == "stat":
-            rc = _libc.syscall(SYS_newfstatat, AT_FDCWD, path, buf, flags)
+            rc = _libc.syscall(self.stat_abi.fstatat_nr, AT_FDCWD, path, buf, flags)
         else:
             rc = _libc.statx(AT_FDCWD, path, flags, mask, buf)
         if rc != 0:
             sc.skip(-ctypes.get_errno())
             return True
-        size = statbuf.STAT_SIZE if kind == "stat" else statbuf.STATX_SIZE
+        size = self.stat_abi.layout.size if kind == "stat" else statbuf.STATX_SIZE
         data = self._patched(buf.raw[:size], kind)
         try:
             tracee.write(sc.args[_STAT[sc.name][0]], data)
@@ -97,7 +95,7 @@ class StatCalls:
             return
         index, kind = _STAT[sc.name]
         addr = sc.args[index]
-        size = statbuf.STAT_SIZE if kind == "stat" else statbuf.STATX_SIZE
+        size = self.stat_abi.layout.size if kind == "stat" else statbuf.STATX_SIZE
         try:
             buf = tracee.read(addr, size)
         except OSError:
@@ -114,7 +112,7 @@ class StatCalls:
         (The hot path of -0: plain struct unpacking, a dict lookup, no objects.)"""
         btime = None
         if kind == "stat":
-            dev, ino, _nlink, _mode, uid, gid = _STAT_HEAD.unpack_from(buf)
+            dev, ino, uid, gid = self.stat_abi.head.unpack_from(buf)
         else:
             view = statbuf.parse_statx(buf)
             dev, ino, uid, gid, btime = view.dev, view.ino, view.uid, view.gid, view.btime_ns
@@ -135,9 +133,11 @@ class StatCalls:
                 changes["rdev"] = rec.rdev
                 changes["size"] = 0
         if self.engine.changes_stats:  # other extensions' changes (link2symlink's link counts)
-            view = statbuf.parse_stat(buf) if kind == "stat" else statbuf.parse_statx(buf)
+            view = (statbuf.parse_stat(buf, self.stat_abi.layout) if kind == "stat"
+                    else statbuf.parse_statx(buf))
             changes.update(self.engine.stat_changes(view))
         if not changes:
             return buf
-        patch = statbuf.patch_stat if kind == "stat" else statbuf.patch_statx
-        return patch(buf, **changes)
+        if kind == "stat":
+            return statbuf.patch_stat(buf, layout=self.stat_abi.layout, **changes)
+        return statbuf.patch_statx(buf, **changes)

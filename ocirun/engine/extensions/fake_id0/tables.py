@@ -6,21 +6,37 @@ import ctypes
 import os
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
+from ocirun.engine import syscalls
 from ocirun.engine.extensions.fake_id0.creds import Creds
+from ocirun.engine.extensions.shared.statbuf import STAT_LAYOUTS, StatLayout
 from ocirun.util.linux import AT_EACCESS, AT_REMOVEDIR, O_ACCMODE, O_CREAT, O_PATH, O_TRUNC  # noqa: F401
-
-if TYPE_CHECKING:
-    pass
-
 
 RENAME_EXCHANGE = 2
 ST_RDONLY = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
-SYS_newfstatat = 262
-_STAT_HEAD = struct.Struct("<QQQIII")  # st_dev, st_ino, st_nlink, st_mode, st_uid, st_gid
+
+
+@dataclass(frozen=True)
+class StatAbi:
+    """How the tracer stats a file for a guest of one architecture: the syscall that
+    fills that architecture's `struct stat`, and where the fields -0 reads are."""
+
+    fstatat_nr: int  # newfstatat: the syscall glibc's stat()/lstat()/fstatat() make
+    layout: StatLayout
+    head: struct.Struct  # st_dev, st_ino, st_uid, st_gid in one unpack (the hot path)
+
+
+def stat_abi(arch: str) -> StatAbi:
+    """The StatAbi of `arch` (a key of ocirun.engine.arch.ARCHES), from its syscall
+    table and its struct stat layout: x86_64's asm/stat.h, aarch64's asm-generic."""
+    layout = STAT_LAYOUTS[arch]
+    # st_dev and st_ino are the first two u64 on every architecture; uid and gid are adjacent
+    head = struct.Struct(f"<QQ{layout.uid - 16}xII")
+    return StatAbi(syscalls.names(arch)["newfstatat"], layout, head)
+
 # OCIRUN_FAKEROOT_STAT=exit: fix stat results at the exit stop instead of answering in the tracer
 _STAT_AT_EXIT = os.environ.get("OCIRUN_FAKEROOT_STAT", "") == "exit"
 

@@ -79,14 +79,14 @@ def minor(dev: int) -> int:
     return ((dev >> 12) & 0xFFFFFF00) | (dev & 0xFF)
 
 
-def parse_stat(buf: bytes) -> StatView:
-    """Decode the interesting fields of a `struct stat`."""
-    dev, ino = struct.unpack_from("<QQ", buf, _L.dev)
-    (nlink,) = struct.unpack_from(_L.nlink[1], buf, _L.nlink[0])
-    (mode,) = struct.unpack_from("<I", buf, _L.mode)
-    uid, gid = struct.unpack_from("<II", buf, _L.uid)
-    (rdev,) = struct.unpack_from("<Q", buf, _L.rdev)
-    (size,) = struct.unpack_from("<q", buf, _L.st_size)
+def parse_stat(buf: bytes, layout: StatLayout = _L) -> StatView:
+    """Decode the interesting fields of a `struct stat` (the host's layout unless told)."""
+    dev, ino = struct.unpack_from("<QQ", buf, layout.dev)
+    (nlink,) = struct.unpack_from(layout.nlink[1], buf, layout.nlink[0])
+    (mode,) = struct.unpack_from("<I", buf, layout.mode)
+    uid, gid = struct.unpack_from("<II", buf, layout.uid)
+    (rdev,) = struct.unpack_from("<Q", buf, layout.rdev)
+    (size,) = struct.unpack_from("<q", buf, layout.st_size)
     return StatView(dev, ino, nlink, mode, uid, gid, rdev, size)
 
 
@@ -99,21 +99,22 @@ def patch_stat(
     rdev: int | None = None,
     nlink: int | None = None,
     size: int | None = None,
+    layout: StatLayout = _L,
 ) -> bytes:
-    """Return `buf` (a struct stat) with the given fields replaced."""
+    """Return `buf` (a struct stat, the host's layout unless told) with the given fields replaced."""
     out = bytearray(buf)
     if uid is not None:
-        struct.pack_into("<I", out, _L.uid, uid & 0xFFFFFFFF)
+        struct.pack_into("<I", out, layout.uid, uid & 0xFFFFFFFF)
     if gid is not None:
-        struct.pack_into("<I", out, _L.uid + 4, gid & 0xFFFFFFFF)
+        struct.pack_into("<I", out, layout.uid + 4, gid & 0xFFFFFFFF)
     if mode is not None:
-        struct.pack_into("<I", out, _L.mode, mode & 0xFFFFFFFF)
+        struct.pack_into("<I", out, layout.mode, mode & 0xFFFFFFFF)
     if rdev is not None:
-        struct.pack_into("<Q", out, _L.rdev, rdev)
+        struct.pack_into("<Q", out, layout.rdev, rdev)
     if nlink is not None:
-        struct.pack_into(_L.nlink[1], out, _L.nlink[0], nlink)
+        struct.pack_into(layout.nlink[1], out, layout.nlink[0], nlink)
     if size is not None:
-        struct.pack_into("<q", out, _L.st_size, size)
+        struct.pack_into("<q", out, layout.st_size, size)
     return bytes(out)
 
 
