@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 import zstandard
 
+from layers.zstdframes import FrameWalker, ZstdFrameError, is_skippable_magic
 from ocirun.errors import OcirunError
 
 # magic prefix -> compression name; tables as data.
@@ -35,7 +36,7 @@ MAGIC: list[tuple[bytes, str]] = [
 ]
 _CHUNK = 1 << 20
 _HEAD = 8
-_ERRORS = (zlib.error, zstandard.ZstdError, lzma.LZMAError, OSError, EOFError)
+_ERRORS = (zlib.error, zstandard.ZstdError, ZstdFrameError, lzma.LZMAError, OSError, EOFError)
 
 
 class LayerFormatError(OcirunError):
@@ -47,6 +48,8 @@ def detect(head: bytes) -> str:
     for magic, name in MAGIC:
         if head.startswith(magic):
             return name
+    if len(head) >= 4 and is_skippable_magic(head[:4]):  # zstd:chunked and seekable zstd start so
+        return "zstd"
     return "tar"
 
 
@@ -80,8 +83,39 @@ class _Rewound:
         """The caller owns the raw stream."""
 
 
-def _zstd(raw: _Rewound):
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_size=_CHUNK, read_across_frames=True, closefd=False)
+class _Walked(_Rewound):
+    """The raw stream, its bytes shown to a zstd frame walker as they are read."""
+
+    def __init__(self, head: bytes, raw: BinaryIO):
+        super().__init__(head, raw)
+        self.walker = FrameWalker()
+
+    def read(self, n: int = -1) -> bytes:
+        data = super().read(n)
+        self.walker.feed(data)
+        return data
+
+
+class _ZstdStream:
+    """zstandard's stream reader, which ends quietly at a cut-off frame: the walker
+    tells a truncated stream from a complete one when the reader reaches its end."""
+
+    def __init__(self, raw: _Rewound):
+        self._raw = _Walked(raw.read(_HEAD), raw)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            self._raw, read_size=_CHUNK, read_across_frames=True, closefd=False)
+
+    def read(self, n: int) -> bytes:
+        out = self._reader.read(n)
+        if not out:
+            walker = self._raw.walker
+            if not walker.at_boundary or not walker.frames:
+                raise EOFError("the stream ends in the middle of a frame (truncated)")
+        return out
+
+
+def _zstd(raw: _Rewound) -> BinaryIO:
+    return _ZstdStream(raw)  # type: ignore[return-value]
 
 
 # compression name -> opener of a bounded-read decoder over the raw stream.

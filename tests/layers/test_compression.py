@@ -50,6 +50,46 @@ def test_corrupt_gzip_is_a_format_error():
         LayerReader(io.BytesIO(bytes(blob))).drain()
 
 
+def _zstd_streamed(data: bytes) -> bytes:
+    """Frames as a streaming writer makes them: no content size, many blocks, a checksum."""
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor(level=1, write_checksum=True).stream_writer(out, closefd=False) as w:
+        w.write(data)
+    return out.getvalue()
+
+
+BIG = RAW * 40 + bytes(range(256)) * 2000  # several zstd blocks, compressible and not
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        gzip.compress(BIG),
+        zstandard.ZstdCompressor().compress(BIG[:9000]) + zstandard.ZstdCompressor().compress(BIG[9000:]),
+        _zstd_streamed(BIG),
+        lzma.compress(BIG),
+        bz2.compress(BIG),
+    ],
+    ids=["gzip", "zstd-frames", "zstd-streamed", "xz", "bzip2"],
+)
+def test_a_truncated_stream_is_a_format_error_at_any_cut(blob):
+    """A blob cut short anywhere (a partial download, a damaged file) must not decode
+    quietly to a shorter tar; zstandard's reader alone would end without a word."""
+    r = LayerReader(io.BytesIO(blob))
+    assert r.read() == BIG
+    for cut in sorted({7, 9, 17, len(blob) // 3, len(blob) // 2, len(blob) - 5, len(blob) - 1}):
+        with pytest.raises(LayerFormatError):
+            LayerReader(io.BytesIO(blob[:cut])).drain()
+
+
+def test_zstd_skippable_frames_are_passed_over():
+    skippable = (0x184D2A53).to_bytes(4, "little") + (6).to_bytes(4, "little") + b"ocirun"
+    blob = skippable + zstandard.ZstdCompressor().compress(RAW) + skippable
+    assert LayerReader(io.BytesIO(blob)).read() == RAW
+    with pytest.raises(LayerFormatError):
+        LayerReader(io.BytesIO(blob[:-2])).drain()
+
+
 def test_empty_blob_and_empty_tar_are_empty_layers(tmp_path):
     store = BlobStore(tmp_path / "s")
     empty_tar = gzip.compress(b"\0" * 1024)

@@ -194,7 +194,9 @@ def test_tracer_killed_at_random_moments_of_a_package_install(oc, tmp_path):
     one_run = time.monotonic() - t0
     assert first.returncode == 0 and first.stdout.strip().endswith("12:34"), first.stderr
     rng = random.Random(13)
-    kills, deadline = 0, time.monotonic() + 60
+    # 50 kills, as the issue asks; each costs about half an install plus a start-up,
+    # so the budget follows the machine's speed (a quiet 2-vCPU machine needs ~35 s).
+    kills, deadline = 0, time.monotonic() + max(120.0, 60 * one_run)
     while kills < 50 and time.monotonic() < deadline:
         proc = subprocess.Popen(start, env=ocirun_env(), start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -209,7 +211,7 @@ def test_tracer_killed_at_random_moments_of_a_package_install(oc, tmp_path):
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",), f"after kill {kills}"
     print(f"{kills} kills; one uninterrupted install takes {one_run:.1f} s")
-    assert kills >= 10, f"only {kills} kills in the time budget (one run takes {one_run:.1f} s)"
+    assert kills == 50, f"only {kills} kills in the time budget (one run takes {one_run:.1f} s)"
     final = subprocess.run(start, env=ocirun_env(), capture_output=True, text=True, timeout=300)
     assert final.returncode == 0 and final.stdout.strip().endswith("12:34"), final.stderr
     assert _fingerprint(image_root) == before, "the image tree changed"
