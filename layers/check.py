@@ -282,6 +282,22 @@ CHECKS: list[tuple[str, Callable[[Any, bool], list[Finding]]]] = [
 ]
 
 
+def check_site_stores(store: Any) -> list[Finding]:
+    """Damage in the read-only site stores this user searches (layers/sites.py): found
+    and reported, never repaired from here; the store's owner can repair it."""
+    out: list[Finding] = []
+    for site in store.additional:
+        if not site.images_dir.is_dir():
+            continue
+        owner_fix = f"its owner runs 'ocirun --root {site.root} system check --repair' to"
+        for name, check in CHECKS:
+            if name == "containers":  # a site store's users keep their containers in their own stores
+                continue
+            for f in check(site, False):
+                out.append(Finding(f"site store {site.root}: {f.what}", f.problem, f"{owner_fix} {f.action}"))
+    return out
+
+
 def check_store(store: Any, repair: bool = False) -> list[Finding]:
     """Every damaged thing in the store; with `repair`, repaired as the module says.
 

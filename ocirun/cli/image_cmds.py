@@ -382,11 +382,13 @@ def df(ctx: click.Context, verbose: bool) -> None:
 def check(ctx: click.Context, repair: bool) -> int:
     """Check the store for damaged records, blobs and fake-root databases.
 
+    Site stores (OCIRUN_ADDITIONAL_STORES) are checked too, but only their owner repairs them.
     Exit status 0 when nothing is damaged (or all of it was repaired), 1 otherwise.
     """
-    from layers.check import check_store
+    from layers.check import check_site_stores, check_store
 
-    findings = check_store(_store(ctx), repair=repair)
+    store = _store(ctx)
+    findings = check_store(store, repair=repair) + check_site_stores(store)
     for f in findings:
         click.echo(f.line())
     if not findings:

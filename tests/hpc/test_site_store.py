@@ -175,3 +175,25 @@ def test_env_wins_over_the_config_file(tmp_path, monkeypatch) -> None:
     cfg.write_text("[")
     line = assert_one_line_error(run_ocirun("images", env={"OCIRUN_CONFIG": str(cfg), "OCIRUN_ROOT": str(tmp_path)}))
     assert "cannot read config" in line
+
+
+def test_system_check_reports_a_damaged_site_store_and_leaves_it_alone(site, tmp_path) -> None:
+    """A user's `system check` looks at the site stores it searches too; damage there is
+    reported with who can repair it, and neither check nor --repair writes to the site."""
+    env = user_env(tmp_path, "dave", site, False, {})
+    clean = run_ocirun("system", "check", env=env)
+    assert clean.returncode == 0 and clean.stdout.strip() == "no damage found", clean.stdout + clean.stderr
+    blob = max((p for p in (site / "blobs").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    os.chmod(blob, 0o644)
+    with open(blob, "r+b") as f:
+        f.seek(100)
+        f.write(b"damage")
+    os.chmod(blob, 0o444)
+    before = snapshot(site)
+    for args in (["system", "check"], ["system", "check", "--repair"]):
+        cp = run_ocirun(*args, env=env)
+        assert cp.returncode == 1 and "Traceback" not in cp.stderr, cp.stdout + cp.stderr
+        (line,) = cp.stdout.splitlines()
+        assert line.startswith(f"site store {site}: blob sha256:{blob.name}"), line
+        assert f"ocirun --root {site} system check --repair" in line and "repair would:" in line, line
+    assert snapshot(site) == before
