@@ -7,10 +7,11 @@ execs the guest command itself. The outer tracer gives that process tree a View
 composed of both (the inner extensions replace outer ones of the same kind). On a
 plain kernel the prctl fails with EINVAL and the inner ocirun traces by itself.
 
-The request: rootfs, the extension options ("ids=U:G", "kernel=SPEC", joined by
-\x01), then (host, guest, deref) triples. The answer is 1 when the outer tracer
-uses a seccomp filter: the inner process then adds one that stops the syscalls
-its extensions need (filters stack; the outer's alone would let them run).
+The request: rootfs, the extension options ("ids=U:G", "kernel=SPEC",
+"ports=G:H,...", "netcoop=1", "l2s=1", joined by \x01), then (host, guest, deref)
+triples. The answer is 1 when the outer tracer uses a seccomp filter: the inner
+process then adds one that stops the syscalls its extensions need (filters stack;
+the outer's alone would let them run).
 """
 
 from __future__ import annotations
@@ -48,9 +49,22 @@ def _extension_options(plan: EnginePlan) -> tuple[list[str], list[str]]:
             options.append(f"ids={ext.uid}:{ext.gid}")
         elif ext.name == "kompat":
             options.append(f"kernel={ext.spec}")
+        elif ext.name == "portmap":
+            ports = ",".join(f"{g}:{h}" for g, h in sorted(ext.map.static.items()))
+            options.append(f"ports={ports}")
+            if ext.netcoop:
+                options.append("netcoop=1")
+        elif ext.name == "link2symlink":
+            options.append("l2s=1")
         else:
             others.append(ext.name)
     return options, others
+
+
+def _parse_ports(spec: str) -> dict[int, int]:
+    """'G:H,G:H' of a nesting request back into -p's guest -> host map."""
+    pairs = (item.split(":") for item in spec.split(",") if item)
+    return {int(g): int(h) for g, h in pairs}
 
 
 def try_nest(plan: EnginePlan) -> int | None:
@@ -178,7 +192,9 @@ def _inner_extensions(tracer: Tracer, t: Tracee, rootfs_host: str, options: list
     if not values:
         return t.view.extensions
     ids = parse_ids(values["ids"]) if "ids" in values else None
-    inner = build(rootfs=rootfs_host, ids=ids, kernel_release=values.get("kernel"), link2symlink=False)
+    inner = build(rootfs=rootfs_host, ids=ids, kernel_release=values.get("kernel"),
+                  ports=_parse_ports(values.get("ports", "")), netcoop="netcoop" in values,
+                  link2symlink="l2s" in values)
     _NestedEngine(tracer, rootfs_host, inner).attach_extensions(None)
     tracer.nested_extensions.extend(inner)
     names = {e.name for e in inner}

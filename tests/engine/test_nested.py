@@ -52,3 +52,49 @@ def test_ptrace_not_permitted_is_one_line(bb_root: Path) -> None:
     cp = proot("-r", "/", *ocirun_argv("proot", "-r", bb_root, "true"), env={"OCIRUN_NO_NEST": "1"})
     line = assert_one_line_error(cp, 125)
     assert "ptrace is not permitted" in line
+
+
+def test_nested_port_map_and_link2symlink(tmp_path: Path, mode_env: dict) -> None:
+    """The inner -p, -n and -l hold for the inner command, as under PRoot (they were
+    dropped with a warning): its server's port is mapped on the host, its hard links
+    are emulated with symlinks."""
+    import socket
+    import subprocess
+    import time
+
+    from tests.helpers import ocirun_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        host_port = s.getsockname()[1]
+    server = ("import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+              "s.bind(('127.0.0.1', 7)); s.listen(1); print('listening', s.getsockname()[1], flush=True); "
+              "c, _ = s.accept(); c.sendall(b'hi ' + c.recv(10)); c.close()")
+    inner = ocirun_argv("proot", "-p", f"7:{host_port}", "-n", "python3", "-c", server)
+    argv = ocirun_argv("proot", "-r", "/", *inner)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ocirun_env(mode_env), stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline() == "listening 7\n"  # the guest sees its own port
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", host_port), timeout=10) as c:
+                    c.sendall(b"host")
+                    assert c.recv(20) == b"hi host"
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the mapped port never listened"
+                time.sleep(0.1)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "not applied" not in err, err
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "f").write_text("x\n")
+    inner = ocirun_argv("proot", "-l", "-w", str(work), "sh", "-c", "ln f g && cat g && stat -c %h f")
+    cp = proot("-r", "/", *inner, env=mode_env)
+    assert ok(cp) == "x\n2\n" and "not applied" not in cp.stderr
+    assert (work / "g").is_symlink() and (work / "f").is_symlink()  # emulated: symlinks on the host
