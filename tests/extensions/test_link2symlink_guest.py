@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +98,46 @@ def test_automatic_where_link_is_refused(debian_rootfs_copy, l2s):
         return
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == EXPECTED
+
+
+def _native(script: str, cwd) -> list[str]:
+    return subprocess.run(["sh", "-c", script], cwd=cwd, capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def test_host_root_keeps_no_store_and_links_stay_beside_their_files(tmp_path):
+    """With -r / (PRoot's usual way to add -l to the host) nothing goes into the host's
+    root: the file moves beside itself (`.ocirun-l2s.*`, as PRoot's `.l2s.*`), and the
+    guest sees what real hard links show natively; later runs still know the names."""
+    script = SCRIPT.replace("/tmp/", f"{tmp_path}/w/").replace("cd /tmp", f"cd {tmp_path}/w")
+    script = script.replace("ls -A /.ocirun-l2s | wc -l", "ls -A | wc -l")
+    (tmp_path / "w").mkdir()
+    native = _native(script, tmp_path)
+    assert native == EXPECTED
+    out = sh("/", script, "-l", binds=()).stdout.splitlines()
+    assert out == native and not os.path.lexists("/.ocirun-l2s")
+    sh("/", f"cd {tmp_path}/w; echo x > a; ln a b", "-l", binds=())
+    names = sorted(os.listdir(tmp_path / "w"))
+    assert names[2:] == ["a", "b"] and all(n.startswith(".ocirun-l2s.") for n in names[:2]), names
+    assert os.path.islink(tmp_path / "w/a") and os.path.islink(tmp_path / "w/b")  # no real hard link
+    out = sh("/", f"cd {tmp_path}/w; stat -c %h a; rm a; stat -c %h b; cat b; rm b; ls -A | wc -l",
+             "-l", binds=()).stdout.split()
+    assert out == ["2", "1", "x", "0"]
+
+
+def test_links_in_a_binding_on_another_filesystem(debian_rootfs_copy, tmp_path):
+    """The root store is on another filesystem than a binding (a rename across them
+    fails with EXDEV): the file moves beside itself, and a later run, told by a marker
+    in the root store, still counts and removes its names."""
+    import tempfile
+
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        assert os.stat(shm).st_dev != os.stat(debian_rootfs_copy).st_dev
+        binds = (*BINDS, "-b", f"{shm}:/shm")
+        sh(debian_rootfs_copy, "cd /shm; echo x > a; ln a b; ln b c; stat -c %h c", "-l", binds=binds)
+        assert os.readlink(shm / "b").startswith("/shm/.ocirun-l2s.")
+        out = sh(debian_rootfs_copy, "cd /shm; stat -c %h a; rm a; stat -c %h b; mv c d; cat d; "
+                 "stat -c %h b; rm b d; ls -A | wc -l", "-l", binds=binds).stdout.split()
+        assert out == ["3", "2", "x", "2", "0"]
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)

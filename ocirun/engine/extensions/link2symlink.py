@@ -2,9 +2,13 @@
 
 link(old, new) moves the file to a hidden store in the guest root,
 `/.ocirun-l2s/<id>`, and leaves two symlinks, `old` and `new`, pointing at it by
-its guest-absolute path. The store keeps the link count beside each file as a
-tiny symlink `<id>.nlink -> "N"` (written atomically with rename), so the
-count survives runs without any database. The guest never sees the symlinks:
+its guest-absolute path. Where the guest root cannot hold it (the host's own root
+with -r /, a binding on another filesystem, a read-only rootfs) the file moves
+beside itself instead, to `.ocirun-l2s.<id>` in its own directory, as PRoot's
+`.l2s.*` files do; a marker in the root store (when it can be written) says such
+files exist. The store keeps the link count beside each file as a tiny symlink
+`<id>.nlink -> "N"` (written atomically with rename), so the count survives runs
+without any database. The guest never sees the symlinks:
 lstat/readlink/lchown/O_NOFOLLOW... on one act on the store file, stat shows
 the right link count, unlink removes one name and the store file goes with
 the last one, rename over a name gives up that name.
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
     from ocirun.engine.tracee import Tracee
 
 STORE = "/.ocirun-l2s"
+SIBLING = ".ocirun-l2s."  # prefix of a store file kept beside the original
+ELSEWHERE = ".elsewhere"  # marker in the root store: sibling store files exist
+_NO_ROOT_STORE = (errno.EXDEV, errno.EACCES, errno.EPERM, errno.EROFS)
 ENV = "OCIRUN_LINK2SYMLINK"
 RENAME_EXCHANGE = 2
 
@@ -96,28 +103,40 @@ class Link2Symlink(Extension):
     def __init__(self) -> None:
         self.store_host = ""
         self.engine: Engine | None = None
-        self.inodes: dict[tuple[int, int], str] = {}  # store file inode -> store id
+        self.inodes: dict[tuple[int, int], str] = {}  # store file inode -> its host path
+        self.anywhere = False  # store files may be beside their names: always look
+        self.root_store = True  # False in the host's own root (-r /): nothing is put there
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
-        self.store_host = os.path.join(os.path.realpath(engine.plan.rootfs), STORE.lstrip("/"))
+        rootfs = os.path.realpath(engine.plan.rootfs)
+        self.store_host = os.path.join(rootfs, STORE.lstrip("/"))
+        if rootfs == "/":
+            self.root_store, self.anywhere = False, True
+            return
         try:
             names = os.listdir(self.store_host)
         except OSError:
             names = []
+            self.anywhere = not os.access(rootfs, os.W_OK)
         for name in names:
-            if name.endswith(".nlink"):
+            if name.endswith(".nlink") or name == ELSEWHERE:
+                self.anywhere |= name == ELSEWHERE
                 continue
-            try:
-                st = os.lstat(os.path.join(self.store_host, name))
-            except OSError:
-                continue
-            self.inodes[(st.st_dev, st.st_ino)] = name
+            self._remember(os.path.join(self.store_host, name))
+
+    def _remember(self, store: str) -> None:
+        try:
+            st = os.lstat(store)
+        except OSError:
+            return
+        self.inodes[(st.st_dev, st.st_ino)] = store
 
     # ---- the store --------------------------------------------------------------------
 
-    def _store_id(self, host: str) -> str | None:
-        """The store id a host path's symlink points to, or None if not one of ours."""
+    def _store_of(self, tracee: Tracee, host: str) -> str | None:
+        """The host path of the store file a host path's symlink points to, or None if
+        the path is not one of our names."""
         try:
             target = os.readlink(host)
         except OSError:
@@ -125,31 +144,34 @@ class Link2Symlink(Extension):
         if target.startswith(STORE + "/"):
             ident = target[len(STORE) + 1 :]
             if "/" not in ident and ident:
-                return ident
+                return os.path.join(self.store_host, ident)
+        elif target.startswith("/") and os.path.basename(target).startswith(SIBLING):
+            try:
+                return tracee.view.to_host(target, "/", False)
+            except OSError:  # GuestPathError is one
+                return None
         return None
 
-    def _store_path(self, ident: str) -> str:
-        return os.path.join(self.store_host, ident)
-
-    def _count(self, ident: str) -> int:
+    @staticmethod
+    def _count(store: str) -> int:
         try:
-            return int(os.readlink(self._store_path(ident) + ".nlink"))
+            return int(os.readlink(store + ".nlink"))
         except (OSError, ValueError):
             return 1
 
-    def _set_count(self, ident: str, count: int) -> None:
-        path = self._store_path(ident) + ".nlink"
+    @staticmethod
+    def _set_count(store: str, count: int) -> None:
+        path = store + ".nlink"
         tmp = f"{path}.{secrets.token_hex(4)}"
         os.symlink(str(count), tmp)
         os.rename(tmp, path)
 
-    def _drop(self, ident: str) -> None:
-        """One name of the file is gone."""
-        count = self._count(ident) - 1
+    def _drop(self, path: str) -> None:
+        """One name of the store file `path` is gone."""
+        count = self._count(path) - 1
         if count > 0:
-            self._set_count(ident, count)
+            self._set_count(path, count)
             return
-        path = self._store_path(ident)
         try:
             st = os.lstat(path)
             self.inodes.pop((st.st_dev, st.st_ino), None)
@@ -179,13 +201,13 @@ class Link2Symlink(Extension):
         if name in _LINKS:
             self._link(tracee, sc)
             return
-        if not self.inodes:
+        if not self.inodes and not self.anywhere:
             return  # nothing emulated in this rootfs yet
         if name in _UNLINKS:
             self._unlink(tracee, sc)
         elif name in _READLINKS:
             host = sc.host_paths.get(_READLINKS[name])
-            if host and self._store_id(host) is not None:
+            if host and self._store_of(tracee, host) is not None:
                 sc.skip(-errno.EINVAL)
         elif name in _RENAMES:
             self._rename(tracee, sc)
@@ -196,20 +218,27 @@ class Link2Symlink(Extension):
             nofollow = flag is None or (sc.args[flags_arg] & flag)
             host = sc.host_paths.get(path_arg)
             if nofollow and host:
-                ident = self._store_id(host)
-                if ident is not None:
-                    store = self._store_path(ident)
+                store = self._store_of(tracee, host)
+                if store is not None:
+                    if self.anywhere:
+                        self._remember(store)  # one from an earlier run: its stat needs the count
                     sc.set_arg(path_arg, sc.push_string(store))
                     sc.host_paths[path_arg] = store  # later extensions act on the store file
-        if name in _STAT and not self.engine.stat_answered:
-            sc.want_exit()
+        if name in _STAT:
+            host = next(iter(sc.host_paths.values()), None)
+            if self.anywhere and host:  # a name of an earlier run: its store file's count
+                store = self._store_of(tracee, host)
+                if store is not None:
+                    self._remember(store)
+            if not self.engine.stat_answered:
+                sc.want_exit()
 
     def stat_changes(self, view: statbuf.StatView) -> dict[str, int]:
         """The link count a stat must show for a store file (for an extension answering stats)."""
-        ident = self.inodes.get((view.dev, view.ino))
-        if ident is None:
+        store = self.inodes.get((view.dev, view.ino))
+        if store is None:
             return {}
-        return {"nlink": self._count(ident) + max(0, view.nlink - 1)}
+        return {"nlink": self._count(store) + max(0, view.nlink - 1)}
 
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         try:
@@ -237,10 +266,10 @@ class Link2Symlink(Extension):
         except OSError:
             return
         view = statbuf.parse_stat(buf) if kind == "stat" else statbuf.parse_statx(buf)
-        ident = self.inodes.get((view.dev, view.ino))
-        if ident is None:
+        store = self.inodes.get((view.dev, view.ino))
+        if store is None:
             return
-        nlink = self._count(ident) + max(0, view.nlink - 1)
+        nlink = self._count(store) + max(0, view.nlink - 1)
         patch = statbuf.patch_stat if kind == "stat" else statbuf.patch_statx
         try:
             tracee.write(addr, patch(buf, nlink=nlink))
@@ -269,46 +298,76 @@ class Link2Symlink(Extension):
             sc.skip(-errno.EPERM)
             return
         try:
-            ident = self._store_id(old) if stat.S_ISLNK(st.st_mode) else None
-            if ident is None and os.path.dirname(old) == self.store_host:
-                ident = os.path.basename(old)  # linkat(AT_SYMLINK_FOLLOW) of one of ours
-            if ident is not None:
-                os.symlink(f"{STORE}/{ident}", new)
-                self._set_count(ident, self._count(ident) + 1)
-            elif stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(old), new)  # a hard link to a symlink: a copy
-            else:
-                ident = self._adopt(old, st)
-                if ident is None:
-                    os.link(old, new)  # another filesystem than the store: try for real
-                else:
-                    os.symlink(f"{STORE}/{ident}", new)
-                    self._set_count(ident, 2)
+            self._link_names(tracee, sc, old, new, st)
         except OSError as e:
             sc.skip(-(e.errno or errno.EIO))
             return
         self._invalidate(old, new)
         sc.skip(0)
 
-    def _adopt(self, old: str, st: os.stat_result) -> str | None:
-        """Move `old` into the store, leave a symlink in its place; None on EXDEV."""
-        os.makedirs(self.store_host, mode=0o755, exist_ok=True)
+    def _link_names(self, tracee: Tracee, sc: Syscall, old: str, new: str, st: os.stat_result) -> None:
+        """Make `new` another name of `old`'s file: a symlink to its store file."""
+        store = self._store_of(tracee, old) if stat.S_ISLNK(st.st_mode) else None
+        if store is not None:
+            target = os.readlink(old)
+            self._remember(store)
+        elif self._is_store_file(old):  # linkat(AT_SYMLINK_FOLLOW) of one of ours
+            store, target = old, self._guest_target(sc, old)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(old), new)  # a hard link to a symlink: a copy
+            return
+        else:
+            store, target = self._adopt(sc, old, st)
+        os.symlink(target, new)
+        self._set_count(store, self._count(store) + 1 if os.path.lexists(store + ".nlink") else 2)
+
+    def _is_store_file(self, host: str) -> bool:
+        return os.path.dirname(host) == self.store_host or os.path.basename(host).startswith(SIBLING)
+
+    def _guest_target(self, sc: Syscall, host: str) -> str:
+        """The guest path a new name's symlink holds for the store file `host`."""
+        if os.path.dirname(host) == self.store_host:
+            return f"{STORE}/{os.path.basename(host)}"
+        guest = sc.tracee.view.to_guest(host)
+        if guest is None:
+            raise OSError(errno.EXDEV, "store file outside the guest")
+        return guest
+
+    def _adopt(self, sc: Syscall, old: str, st: os.stat_result) -> tuple[str, str]:
+        """Move `old` into a store, leave a symlink in its place: (store file, symlink
+        target). The root store first; where it cannot be used, beside `old`."""
         ident = f"{st.st_ino:x}-{secrets.token_hex(6)}"
-        store = self._store_path(ident)
+        store, target = os.path.join(self.store_host, ident), f"{STORE}/{ident}"
         try:
+            if not self.root_store:
+                raise OSError(errno.EPERM, "no store in the host's root")
+            os.makedirs(self.store_host, mode=0o755, exist_ok=True)
             os.rename(old, store)
         except OSError as e:
-            if e.errno == errno.EXDEV:
-                return None
-            raise
+            if e.errno not in _NO_ROOT_STORE:
+                raise
+            store = os.path.join(os.path.dirname(old), SIBLING + ident)
+            target = self._guest_target(sc, os.path.dirname(old)).rstrip("/") + "/" + SIBLING + ident
+            os.rename(old, store)
+            self._mark_elsewhere()
         try:
-            os.symlink(f"{STORE}/{ident}", old)
+            os.symlink(target, old)
         except OSError:
             os.rename(store, old)
             raise
-        self.inodes[(st.st_dev, st.st_ino)] = ident
+        self.inodes[(st.st_dev, st.st_ino)] = store
         self.engine.host_renamed(old, store)
-        return ident
+        return store, target
+
+    def _mark_elsewhere(self) -> None:
+        """Later runs must look for store files everywhere: say so in the root store."""
+        if not self.anywhere and self.root_store:
+            self.anywhere = True
+            try:
+                os.makedirs(self.store_host, mode=0o755, exist_ok=True)
+                os.close(os.open(os.path.join(self.store_host, ELSEWHERE), os.O_CREAT | os.O_WRONLY, 0o644))
+            except OSError:
+                pass  # no root store at all: attach finds it unwritable and looks anyway
 
     def _unlink(self, tracee: Tracee, sc: Syscall) -> None:
         path_arg, flags_arg = _UNLINKS[sc.name]
@@ -317,8 +376,8 @@ class Link2Symlink(Extension):
         host = sc.host_paths.get(path_arg)
         if not host:
             return
-        ident = self._store_id(host)
-        if ident is None:
+        store = self._store_of(tracee, host)
+        if store is None:
             return
         self._as_root(tracee, host)
         try:
@@ -326,7 +385,7 @@ class Link2Symlink(Extension):
         except OSError as e:
             sc.skip(-(e.errno or errno.EIO))
             return
-        self._drop(ident)
+        self._drop(store)
         self._invalidate(host)
         sc.skip(0)
 
@@ -337,10 +396,10 @@ class Link2Symlink(Extension):
         old, new = sc.host_paths.get(old_arg), sc.host_paths.get(new_arg)
         if not old or not new:
             return
-        replaced = self._store_id(new)
+        replaced = self._store_of(tracee, new)
         if replaced is None:
             return
-        if self._store_id(old) == replaced:
+        if self._store_of(tracee, old) == replaced:
             sc.skip(0)  # rename(2): two links to the same file: nothing happens
             return
         tracee.data["l2s.replaced"] = (sc, replaced)
