@@ -299,6 +299,17 @@ def undo_locale_coercion() -> None:
         os.environb[b"LC_CTYPE"] = given[-1]
 
 
+def _say(line: str) -> None:
+    """The error line on stderr; if stderr cannot take it (a full disk, a closed pipe)
+    the exit status still tells, and Python's own flush at exit must not replace it."""
+    try:
+        click.echo(line, err=True)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the group, turn every failure into one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -307,40 +318,40 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=args, prog_name="ocirun", standalone_mode=False)
     except OcirunError as exc:
-        click.echo(f"ocirun: {exc.message}", err=True)
+        _say(f"ocirun: {exc.message}")
         if debug and exc.detail:
-            click.echo(exc.detail, err=True)
+            _say(exc.detail)
         sys.exit(exc.exit_code)
     except _NoArgsIsHelp as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)
     except click.UsageError as exc:
         hint = _command_path(args)
-        click.echo(f"ocirun: {exc.format_message()} (see '{hint} --help')", err=True)
+        _say(f"ocirun: {exc.format_message()} (see '{hint} --help')")
         sys.exit(EXIT_OCIRUN)
     except click.exceptions.Abort:
-        click.echo("ocirun: interrupted", err=True)
+        _say("ocirun: interrupted")
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"ocirun: {exc.format_message()}", err=True)
+        _say(f"ocirun: {exc.format_message()}")
         sys.exit(EXIT_OCIRUN)
     except (KeyboardInterrupt, _Interrupted):
         # on a terminal the line with the echoed ^C is ended first
-        click.echo(("\n" if sys.stderr.isatty() else "") + "ocirun: interrupted", err=True)
+        _say(("\n" if sys.stderr.isatty() else "") + "ocirun: interrupted")
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(141)
     except OSError as exc:  # e.g. a shared store the user may read but not write
         what = f"{exc.filename}: " if exc.filename else ""
         reason = (exc.strerror or str(exc)).lower()
-        click.echo(f"ocirun: {what}{reason}", err=True)
+        _say(f"ocirun: {what}{reason}")
         if debug:
             traceback.print_exc()
         sys.exit(EXIT_OCIRUN)
     except Exception as exc:  # the last line of defence: never a bare traceback
-        click.echo(f"ocirun: internal error: {type(exc).__name__}: {exc}", err=True)
+        _say(f"ocirun: internal error: {type(exc).__name__}: {exc}")
         if debug:
             traceback.print_exc()
         sys.exit(EXIT_OCIRUN)

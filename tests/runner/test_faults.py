@@ -276,3 +276,16 @@ def test_disk_full_during_pull_unpack_copy_up_and_fake_root(tmp_path, registry_i
     assert out.count("No space left on device") >= 2 and "internal error" not in out, out
     assert "run=3" in out and "root:x:0:0:root:/root:/bin/sh\n-rwxr-xr-x" in out, out
     assert " 0        0 " in out.split("run=3")[1], out
+
+
+def test_output_to_a_full_device_keeps_the_exit_status(tmp_path):
+    """stdout or stderr on a full disk (/dev/full): the error line cannot be written,
+    but the documented exit status still says what happened, not Python's 120 or 1."""
+    root = tmp_path / "store"
+    with open("/dev/full", "w") as full:
+        err_full = subprocess.run(ocirun_argv("--root", root, "rmi", "no-such-image"), env=ocirun_env(),
+                                  stdout=subprocess.PIPE, stderr=full, text=True, timeout=60)
+        out_full = subprocess.run(ocirun_argv("--root", root, "images"), env=ocirun_env(),
+                                  stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert err_full.returncode == 125 and err_full.stdout == ""
+    assert out_full.returncode == 125 and out_full.stderr == "ocirun: no space left on device\n", out_full.stderr
