@@ -5,7 +5,8 @@ host, with no syscall the tracer could rewrite. So the engine decides the
 whole chain at the execve entry stop, in the guest's file system:
 
   script  -> "#!interp [one arg]" (Linux rule), repeated up to MAX_CHAIN times
-  ELF     -> static (no PT_INTERP): the kernel executes the host file directly
+  ELF     -> one the host runs natively (x86_64: i386 too, 32-bit ELF):
+          -> static (no PT_INTERP): the kernel executes the host file directly
           -> dynamic: the kernel executes the guest's loader (PT_INTERP looked
              up in the guest): `ld.so --argv0 ARGV0 PROGRAM ARGS...` when the
              loader knows --argv0 (glibc >= 2.33, musl), `ld.so PROGRAM ARGS`
@@ -36,7 +37,8 @@ EM_ARM = 40
 EM_X86_64 = 62
 EM_AARCH64 = 183
 EM_RISCV = 243
-HOST_MACHINES = {"x86_64": EM_X86_64, "aarch64": EM_AARCH64}
+# e_machine of the programs a host's kernel runs and the engine traces (x86_64: i386 too)
+HOST_MACHINES = {"x86_64": (EM_X86_64, EM_386), "aarch64": (EM_AARCH64,)}
 PT_INTERP = 3
 
 
@@ -169,7 +171,7 @@ class ExecPlanner:
                  host_program: ForeignHandler | None = None):
         self.to_host = to_host
         self.to_guest = to_guest
-        self.host_em = HOST_MACHINES.get(host_machine, EM_X86_64)
+        self.native_ems = HOST_MACHINES.get(host_machine, (EM_X86_64,))
         self.foreign = foreign
         # QEMU (-q): host-architecture programs use the host's loader and libraries (qemu/hook.py)
         self.host_program = host_program
@@ -219,7 +221,7 @@ class ExecPlanner:
             if self.foreign is None:
                 raise GuestPathError(errno.ENOEXEC)
             return self.foreign(plan, None)
-        if elf.machine != self.host_em:
+        if elf.machine not in self.native_ems:
             if self.foreign is None:
                 raise GuestPathError(errno.ENOEXEC)
             return self.foreign(plan, elf)

@@ -22,16 +22,19 @@ MAX_VECTOR = 1 << 16
 
 
 def read_vector(t: Tracee, ptr: int, ptrs: list[int] | None = None) -> list[str]:
-    """The strings of a NULL-terminated char* array (their addresses into `ptrs`)."""
+    """The strings of a NULL-terminated char* array (their addresses into `ptrs`);
+    pointers are the caller's ABI's (4 bytes for i386)."""
     out: list[str] = []
     if not ptr:
         return out
+    word = t.abi.arch.word
+    fmt = "<I" if word == 4 else "<Q"
     while len(out) < MAX_VECTOR:
-        chunk = t.read(ptr, 8 * 64)
-        if len(chunk) < 8:
+        chunk = t.read(ptr, word * 64)
+        if len(chunk) < word:
             break
         done = False
-        for (p,) in struct.iter_unpack("<Q", chunk[: len(chunk) // 8 * 8]):
+        for (p,) in struct.iter_unpack(fmt, chunk[: len(chunk) // word * word]):
             if p == 0:
                 done = True
                 break
@@ -40,7 +43,7 @@ def read_vector(t: Tracee, ptr: int, ptrs: list[int] | None = None) -> list[str]
                 ptrs.append(p)
         if done:
             break
-        ptr += len(chunk) // 8 * 8
+        ptr += len(chunk) // word * word
     return out
 
 
@@ -49,7 +52,7 @@ def push_vector(sc: Syscall, new: list[str], old: list[str], old_ptrs: list[int]
     has in memory are pointed to, not copied (xargs-sized argvs fit)."""
     have = dict(zip(old, old_ptrs, strict=False))
     addrs = [have.get(a) or sc.push_string(a) for a in new]
-    return sc.push(struct.pack(f"<{len(addrs) + 1}Q", *addrs, 0))
+    return sc.push(struct.pack(f"<{len(addrs) + 1}{'I' if sc.arch.word == 4 else 'Q'}", *addrs, 0))
 
 
 def _guest_program(tracer: Tracer, t: Tracee, sc: Syscall, at: bool) -> str | None:
@@ -104,7 +107,7 @@ def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
         sc.skip(-errno.E2BIG)
         return
     if at:  # becomes a plain execve of the planned host file
-        tracer.arch.regs.set_nr(t.pid, tracer.execve_nr)
+        sc.arch.regs.set_nr(t.pid, t.abi.names["execve"])
     sc.set_arg(0, path_addr)
     sc.set_arg(1, argv_addr)
     sc.set_arg(2, envp_ptr)

@@ -29,16 +29,17 @@ import os
 import signal
 import sys
 
-from ocirun.engine import fastpath, nest, spawn, syscalls, trace
+from ocirun.engine import fastpath, nest, spawn, trace
 from ocirun.engine import ptrace as pt
 from ocirun.engine.affinity import CpuPinning
-from ocirun.engine.arch import host_arch
+from ocirun.engine.arch import host_arch, native_arches
 from ocirun.engine.cwd import enter_chdir, enter_getcwd
 from ocirun.engine.dirlist import DirListing
 from ocirun.engine.dumpable import Dumpable
 from ocirun.engine.execve import ExecPlanner
 from ocirun.engine.execve_enter import enter_execve
 from ocirun.engine.extension import ExtensionHost
+from ocirun.engine.multiplex import demux
 from ocirun.engine.path.args import PathArgs
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.path.proc import ProcFiles
@@ -47,7 +48,7 @@ from ocirun.engine.plan import EnginePlan
 from ocirun.engine.scratch import ScratchDir
 from ocirun.engine.socket import UnixSockets
 from ocirun.engine.syscall import Syscall
-from ocirun.engine.syscalls import SyscallSpec
+from ocirun.engine.syscalls import Abi, SyscallSpec, load_abi
 from ocirun.engine.tracee import FsState, Tracee
 from ocirun.engine.view import View
 from ocirun.errors import OcirunError
@@ -57,6 +58,7 @@ CLONE_FS = 0x200
 CLONE_THREAD = 0x10000
 ERESTART_MIN, ERESTART_MAX = 512, 516
 _OWN_PATHS = frozenset({"execve", "execveat"})  # kinds whose handler reads the path itself
+CS_SLOT = 17  # x86's user_regs_struct.cs: which ABI a process runs (Arch.cs)
 
 
 def _signed(v: int) -> int:
@@ -69,9 +71,13 @@ class Tracer(ExtensionHost):
     def __init__(self, plan: EnginePlan):
         self.plan = plan
         self.arch = host_arch()
-        self.table = syscalls.load(self.arch.name)
-        self.names = syscalls.names(self.arch.name)
-        self.nr_names = {v: k for k, v in self.names.items()}
+        # the syscall ABIs the guest may use: the host's, and i386's on x86_64 (a stop's
+        # PTRACE_GET_SYSCALL_INFO arch says which); tracer.table/names are the host's
+        self.abis: dict[int, Abi] = {a.audit_arch: load_abi(a) for a in native_arches(self.arch)}
+        self.abi = self.abis[self.arch.audit_arch]
+        self.table = self.abi.table
+        self.names = self.abi.names
+        self.nr_names = self.abi.nr_names
         no_seccomp_env = os.environ.get("OCIRUN_NO_SECCOMP", "") not in ("", "0")
         self.use_seccomp = plan.seccomp and not no_seccomp_env
         if not os.path.isdir(plan.rootfs):
@@ -99,7 +105,6 @@ class Tracer(ExtensionHost):
         self.first_pid = 0
         self.fast = None  # the compiled fast path (ocirun/engine/fastpath.py), when it runs
         self.exit_status: int | None = None
-        self.execve_nr = self.names["execve"]
         self._started = False
         self._reported = False
         self.pinning = CpuPinning()
@@ -129,17 +134,16 @@ class Tracer(ExtensionHost):
         }
 
     def _trap_syscalls(self) -> None:
-        """The syscalls the seccomp filter stops at: the table's, the extensions'."""
-        ext_nrs: set[int] = set()
-        for ext in self.extensions:
-            for name in ext.syscalls:
-                if name in self.names:
-                    ext_nrs.add(self.names[name])
-        self.trapped = set(self.table) | ext_nrs
-        # getdents64 is trapped only if a listing needs a fix-up (find costs nothing else)
-        if not self.listed_dirs and "getdents64" not in {e for x in self.extensions for e in x.syscalls}:
-            self.trapped.discard(self.names["getdents64"])
-        self.ext_nrs = ext_nrs
+        """The syscalls the seccomp filter stops at, in each ABI: the table's, the extensions'."""
+        ext_names = {name for ext in self.extensions for name in ext.syscalls}
+        for abi in self.abis.values():
+            abi.ext_nrs = {abi.names[name] for name in ext_names if name in abi.names}
+            abi.trapped = set(abi.table) | abi.ext_nrs
+            # getdents64 is trapped only if a listing needs a fix-up (find costs nothing else)
+            if not self.listed_dirs and "getdents64" not in ext_names:
+                abi.trapped.discard(abi.names["getdents64"])
+        self.trapped = self.abi.trapped
+        self.ext_nrs = self.abi.ext_nrs
 
     # ------------------------------------------------------------------ paths
     def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
@@ -218,7 +222,7 @@ class Tracer(ExtensionHost):
 
     # ----------------------------------------------------------- process tree
     def _new_tracee(self, pid: int, parent: Tracee | None, share_fs: bool = False) -> Tracee:
-        t = Tracee(pid=pid, engine=self, parent=parent, view=self.root_view)
+        t = Tracee(pid=pid, engine=self, parent=parent, view=self.root_view, abi=self.abi)
         if parent is not None:
             self._inherit(t, parent, share_fs)
         self.tracees[pid] = t
@@ -228,6 +232,7 @@ class Tracer(ExtensionHost):
     def _inherit(child: Tracee, parent: Tracee, share_fs: bool) -> None:
         child.parent = parent
         child.view = parent.view
+        child.abi = parent.abi
         child.exe = parent.exe
         child.loader_words = parent.loader_words
         child.data = dict(parent.data)
@@ -294,6 +299,8 @@ class Tracer(ExtensionHost):
             t.loader_words = t.pending_loader
             t.pending_loader = None
         t.last_rewrite = None
+        if len(self.abis) > 1:
+            t.abi = self._abi_of_program(t)
         if self.fast is not None:
             self.fast.forget(t.pid)
             self.fast.forget(former)
@@ -302,18 +309,27 @@ class Tracer(ExtensionHost):
             ext.on_exec(t)
         self._resume(t)
 
+    def _abi_of_program(self, t: Tracee) -> Abi:
+        """The ABI of the program a process runs now (x86: told by its code segment)."""
+        try:
+            cs = t.get_reg(CS_SLOT)
+        except OSError:
+            return t.abi
+        return next((abi for abi in self.abis.values() if abi.arch.cs == cs), t.abi)
+
     def _clone_flags(self, t: Tracee) -> int:
         try:
             regs = t.get_regs()
         except OSError:
             return 0
-        nr = regs[self.arch.nr_slot]
-        if nr == self.names["clone3"]:
+        arch = t.abi.arch
+        nr = regs[arch.nr_slot]
+        if nr == t.abi.names["clone3"]:
             try:
-                return t.read_u64(regs[self.arch.arg_slots[0]])
+                return t.read_u64(regs[arch.arg_slots[0]])
             except OSError:
                 return 0
-        return regs[self.arch.arg_slots[0]]
+        return regs[arch.arg_slots[0]]
 
     def _signal_stop(self, t: Tracee, sig: int) -> None:
         if not t.seen_first_stop:
@@ -389,15 +405,16 @@ class Tracer(ExtensionHost):
             pass  # resumed with PTRACE_SYSCALL from another stop: the seccomp stop follows
         elif op == pt.SYSCALL_INFO_ENTRY:
             nr = info.nr
-            if nr in self.trapped:
+            abi = self.abis.get(info.arch)
+            if abi is not None and nr in abi.trapped:
                 try:
                     self._enter(t, info)
                 except Exception as exc:
                     self._internal_error(t, exc)
             else:
                 t.sc = None
-                if self.verbose >= 3:
-                    trace.trace_other(t, self.nr_names.get(info.nr, str(info.nr)))
+                if self.verbose >= 3 and abi is not None:
+                    trace.trace_other(t, abi.nr_names.get(info.nr, str(info.nr)))
         elif op == pt.SYSCALL_INFO_EXIT:
             sc = t.sc
             t.sc = None
@@ -414,17 +431,34 @@ class Tracer(ExtensionHost):
         """A trapped syscall's entry: the core's path translation and handler, then extensions."""
         nr = info.nr
         args = list(info.args)
-        spec = self.table.get(nr)
-        sc = Syscall(t, nr, spec.name if spec else self.nr_names.get(nr, str(nr)), spec, args, info.sp,
-                     self.use_seccomp)
-        t.sc = sc
-        if not self.use_seccomp:
-            sc.exit_wanted = True  # the exit stop comes anyway
+        abi = self.abi
+        if info.arch != abi.arch.audit_arch:  # i386's int 0x80 on x86_64 (or an ABI we do not know)
+            abi = self.abis.get(info.arch)
+            if abi is None:
+                t.sc = None
+                return
+            args = [a & 0xFFFFFFFF for a in args]
+        t.abi = abi
         last = t.last_rewrite
         if last is not None:
             t.last_rewrite = None
             if last[0] == nr:
-                self._unrewrite(t, sc, last[1], args)
+                self._unrewrite(t, last[1], args)
+        spec = abi.table.get(nr)
+        call, mux = nr, None
+        if spec is not None and spec.kind == "socketcall":
+            direct = demux(t, abi, args)
+            if direct is None:
+                t.sc = None
+                return  # the kernel answers an unknown call or a bad array
+            call, args, mux = direct
+            spec = abi.table.get(call)
+        sc = Syscall(t, call, spec.name if spec else abi.nr_names.get(call, str(call)), spec, args, info.sp,
+                     self.use_seccomp)
+        sc.mux = mux
+        t.sc = sc
+        if not self.use_seccomp:
+            sc.exit_wanted = True  # the exit stop comes anyway
         if spec is not None:
             self._paths_and_handler(t, sc, spec)
             if spec.invalidate and not sc.skipped:
@@ -472,13 +506,13 @@ class Tracer(ExtensionHost):
         """Ask the extensions to make guest path `guest` reachable for the real user."""
         return bool(guest) and any(ext.lend_search(t, guest) for ext in t.view.extensions)
 
-    def _unrewrite(self, t: Tracee, sc: Syscall, saved: dict[int, tuple[int, int]], args: list[int]) -> None:
+    @staticmethod
+    def _unrewrite(t: Tracee, saved: dict[int, tuple[int, int]], args: list[int]) -> None:
         """A restarted syscall re-enters with our scratch pointers: give it back the guest's."""
         for i, (scratch, orig) in saved.items():
             if args[i] == scratch:
                 args[i] = orig
-                self.arch.regs.set_arg(t.pid, i, orig)
-        sc.orig_args = tuple(args)
+                t.abi.arch.regs.set_arg(t.pid, i, orig)
 
     def _exit(self, t: Tracee, sc: Syscall, result: int) -> None:
         sc.at_exit = True

@@ -84,12 +84,17 @@ def try_nest(plan: EnginePlan) -> int | None:
 def _trap_extension_syscalls(plan: EnginePlan, arch: Any) -> None:
     """Under an outer seccomp filter: stop at the syscalls our extensions need too."""
     from ocirun.engine import seccomp, syscalls
+    from ocirun.engine.arch import native_arches
 
-    names = syscalls.names(arch.name)
-    nrs = {names[n] for ext in plan.extensions for n in ext.syscalls if n in names}
-    if not nrs:
+    sections = []
+    for each in native_arches(arch):
+        names = syscalls.names(each.name)
+        nrs = {names[n] for ext in plan.extensions for n in ext.syscalls if n in names}
+        if nrs:
+            sections.append(seccomp.ArchRules(each, nrs))
+    if not sections:
         return
-    err = seccomp.install(seccomp.prepare(seccomp.build_filter(arch, nrs)))
+    err = seccomp.install(seccomp.prepare(seccomp.build_filter(sections)))
     if err:
         raise OcirunError(f"cannot install the nested seccomp filter: {os.strerror(err)}")
 
@@ -203,6 +208,7 @@ def _inner_extensions(tracer: Tracer, t: Tracee, rootfs_host: str, options: list
 
         t.data["fake_id0.creds"] = Creds.initial(*ids)
     if not tracer.use_seccomp:  # every syscall stops: make the loop look at theirs
-        tracer.trapped |= {tracer.names[n] for e in inner for n in e.syscalls if n in tracer.names}
+        for abi in tracer.abis.values():
+            abi.trapped |= {abi.names[n] for e in inner for n in e.syscalls if n in abi.names}
     kept = [e for e in t.view.extensions if e.name not in names]
     return sorted(kept + inner, key=lambda e: _ORDER.index(e.name) if e.name in _ORDER else len(_ORDER))

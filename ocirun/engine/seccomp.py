@@ -5,13 +5,16 @@ The child installs it after PR_SET_NO_NEW_PRIVS, once the tracer has seized
 it, right before execve: with no tracer a RET_TRACE syscall fails with ENOSYS,
 and EXITKILL guarantees the filter never outlives the tracer.
 
-Program layout (classic BPF over struct seccomp_data):
-    ld arch; jeq AUDIT_ARCH -> check nr; else ALLOW (a 32-bit personality is
-        not translated: the engine only knows the host ABI, see README)
-    ld nr; jset X32_BIT -> ERRNO(ENOSYS)  (x32 calls would bypass the table)
-    per syscall with a bpf_allow rule (syscalls/__init__.py): ALLOW when the
-        call names no path (fstat's AT_EMPTY_PATH, futimens' NULL), else TRACE
-    jeq nr_1 -> TRACE ... jeq nr_n -> TRACE; ALLOW
+Program layout (classic BPF over struct seccomp_data), one section per syscall ABI
+the host runs natively (x86_64: its own and i386's int 0x80; see arch/):
+    ld arch; jeq AUDIT_ARCH_1 -> ja section 1; ...; ALLOW (an ABI the engine
+        does not know is not translated)
+    section: ld nr; jset X32_BIT -> ERRNO(ENOSYS)  (x32 calls would bypass the table)
+        per syscall with a bpf_allow rule (syscalls/__init__.py): ALLOW when the
+        call names no path (fstat's AT_EMPTY_PATH, futimens' NULL), or, for a
+        multiplexer (i386's socketcall), when its sub-call is not one the table
+        traps; else TRACE
+        jeq nr_1 -> TRACE ... jeq nr_n -> TRACE; ALLOW
 
 The AT_EMPTY_PATH rule trusts the flag: a guest passing AT_EMPTY_PATH with a
 non-empty path gets it resolved by the kernel untranslated (relative names
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import ctypes
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from ocirun.engine.arch import Arch
 from ocirun.engine.ptrace import libc
@@ -29,6 +34,7 @@ from ocirun.engine.ptrace import libc
 BPF_LD_W_ABS = 0x20
 BPF_JEQ_K = 0x15
 BPF_JSET_K = 0x45
+BPF_JA = 0x05
 BPF_RET_K = 0x06
 
 SECCOMP_RET_ALLOW = 0x7FFF0000
@@ -74,35 +80,63 @@ def _allow_block(nr: int, rule: tuple) -> list[bytes]:
             _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
             _insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE),
         ]
+    if rule[0] == "oneof":  # TRACE only when args[i] is one of `values` (socketcall's call)
+        _, i, values = rule
+        m = len(values)
+        return [
+            _insn(BPF_JEQ_K, 0, m + 3, nr),
+            _insn(BPF_LD_W_ABS, 0, 0, _arg_lo(i)),
+            *(_insn(BPF_JEQ_K, m - j, 0, v) for j, v in enumerate(values)),
+            _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+            _insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE),
+        ]
     raise ValueError(f"unknown bpf_allow rule {rule!r}")
 
 
-def build_filter(arch: Arch, trapped: set[int], allow_rules: dict[int, tuple] | None = None) -> bytes:
-    """The BPF program (bytes of struct sock_filter[]) trapping `trapped`;
-    allow_rules: nr -> rule under which that syscall runs without a stop."""
-    nrs = sorted(trapped)
+@dataclass(frozen=True)
+class ArchRules:
+    """One syscall ABI's section of the filter: the numbers it traps, and nr -> the rule
+    under which that syscall runs without a stop."""
+
+    arch: Arch
+    trapped: set[int] | frozenset[int]
+    allow: dict[int, tuple] = field(default_factory=dict)
+
+
+def _section(rules: ArchRules) -> list[bytes]:
+    nrs = sorted(rules.trapped)
     if len(nrs) >= MAX_JUMP:
         raise ValueError("too many trapped syscalls for one jump table")
-    prog = [
-        _insn(BPF_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
-        _insn(BPF_JEQ_K, 1, 0, arch.audit_arch),
-        _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
-        _insn(BPF_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
-    ]
-    if arch.x32_bit:
+    prog = [_insn(BPF_LD_W_ABS, 0, 0, 0)]  # seccomp_data.nr
+    if rules.arch.x32_bit:
         prog += [
-            _insn(BPF_JSET_K, 0, 1, arch.x32_bit),
+            _insn(BPF_JSET_K, 0, 1, rules.arch.x32_bit),
             _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | ENOSYS),
         ]
-    for nr, rule in sorted((allow_rules or {}).items()):
-        if nr in trapped:
+    for nr, rule in sorted(rules.allow.items()):
+        if nr in rules.trapped:
             prog += _allow_block(nr, rule)
     n = len(nrs)
     for i, nr in enumerate(nrs):
         prog.append(_insn(BPF_JEQ_K, n - i, 0, nr))
     prog.append(_insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
     prog.append(_insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE))
-    return b"".join(prog)
+    return prog
+
+
+def build_filter(sections: Sequence[ArchRules]) -> bytes:
+    """The BPF program (bytes of struct sock_filter[]): a dispatch on the syscall's
+    AUDIT_ARCH, then each ABI's section."""
+    bodies = [_section(s) for s in sections]
+    head = [_insn(BPF_LD_W_ABS, 0, 0, 4)]  # seccomp_data.arch
+    start = 1 + 2 * len(sections) + 1  # where the first section begins
+    for k, rules in enumerate(sections):
+        ja_at = 2 + 2 * k
+        head.append(_insn(BPF_JEQ_K, 0, 1, rules.arch.audit_arch))
+        head.append(_insn(BPF_JA, 0, 0, start - (ja_at + 1)))
+        start += len(bodies[k])
+    head.append(_insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
+    return b"".join(head + [insn for body in bodies for insn in body])
 
 
 class _SockFprog(ctypes.Structure):

@@ -21,6 +21,7 @@ ENC = "surrogateescape"
 AF_UNIX = 1
 SUN_PATH_MAX = 108
 MSGHDR_SIZE = 56
+MSGHDR32_SIZE = 28  # i386's struct msghdr: seven 4-byte fields
 
 
 class UnixSockets:
@@ -86,15 +87,17 @@ class UnixSockets:
         msg = sc.args[1]
         if not msg:
             return
-        hdr = t.read(msg, MSGHDR_SIZE)
-        if len(hdr) < MSGHDR_SIZE:
+        head = "<II" if sc.arch.word == 4 else "<QI"  # msg_name, msg_namelen
+        size = MSGHDR_SIZE if sc.arch.word == 8 else MSGHDR32_SIZE
+        hdr = t.read(msg, size)
+        if len(hdr) < size:
             return
-        name, namelen = struct.unpack_from("<QI", hdr, 0)
+        name, namelen = struct.unpack_from(head, hdr, 0)
         new = self._translate(t, sc, name, namelen, False)
         if new is not None:
             name_addr = sc.push(new)
-            hdr = struct.pack("<QI", name_addr, len(new)) + hdr[12:]
-            sc.set_arg(1, sc.push(hdr))
+            fixed = struct.pack(head, name_addr, len(new))
+            sc.set_arg(1, sc.push(fixed + hdr[len(fixed):]))
 
     def enter_sockname(self, t: Tracee, sc: Syscall) -> None:
         """getsockname, getpeername, accept: the address comes back at the exit."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
 from ocirun.engine import seccomp
+from ocirun.engine.multiplex import socketcall_rule
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.tracee import Tracee
 from ocirun.errors import OcirunError
@@ -93,6 +94,18 @@ def _child(tracer: Tracer, r: int, w: int, host_cwd: str, prog: str, argv: list[
     os._exit(125)
 
 
+def filter_rules(tracer: Tracer) -> list[seccomp.ArchRules]:
+    """What the seccomp filter traps in each ABI: the table's and the extensions' syscalls,
+    without a stop where a bpf_allow rule says the call names no path."""
+    out = []
+    for abi in tracer.abis.values():
+        allow = {nr: spec.bpf_allow for nr, spec in abi.table.items() if spec.bpf_allow and nr not in abi.ext_nrs}
+        if "socketcall" in abi.names and abi.names["socketcall"] not in abi.ext_nrs:
+            allow[abi.names["socketcall"]] = socketcall_rule(abi)
+        out.append(seccomp.ArchRules(abi.arch, abi.trapped, allow))
+    return out
+
+
 def spawn(tracer: Tracer) -> int:
     """Fork the guest's first process, seize it and let it exec; its pid."""
     plan = tracer.plan
@@ -101,9 +114,7 @@ def spawn(tracer: Tracer) -> int:
     guest_cwd, host_cwd = _guest_cwd(tracer)
     prog = resolve_command(tracer.to_host, argv[0], env, guest_cwd)
     tracer.pinning.pin()
-    allow = {nr: spec.bpf_allow for nr, spec in tracer.table.items() if spec.bpf_allow and nr not in tracer.ext_nrs}
-    prepared = (seccomp.prepare(seccomp.build_filter(tracer.arch, tracer.trapped, allow))
-                if tracer.use_seccomp else None)
+    prepared = seccomp.prepare(seccomp.build_filter(filter_rules(tracer))) if tracer.use_seccomp else None
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: becomes the guest's first process
@@ -120,7 +131,7 @@ def spawn(tracer: Tracer) -> int:
     except BaseException:  # interrupted (a signal's handler raised): no half-started guest
         _abandon(pid, w)
         raise
-    t = Tracee(pid=pid, engine=tracer, exe=prog, view=tracer.root_view)
+    t = Tracee(pid=pid, engine=tracer, exe=prog, view=tracer.root_view, abi=tracer.abi)
     t.seen_first_stop = True
     t.fs.cwd = guest_cwd
     t.fs.host_cwd = os.path.realpath(host_cwd)

@@ -9,6 +9,8 @@ API for extensions:
 
     sc.tracee          the Tracee
     sc.nr, sc.name     syscall number and name (ocirun.engine.syscalls names)
+    sc.arch            the ABI the call was made in (ocirun.engine.arch: x86_64, or
+                       i386 on an x86_64 host): register slots, pointer size (word)
     sc.spec            its SyscallSpec (None for syscalls with no path role)
     sc.args            list of the 6 argument registers as unsigned ints,
                        as they are now (after the core's rewriting)
@@ -43,6 +45,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ocirun.engine.multiplex import MuxArgs
     from ocirun.engine.syscalls import SyscallSpec
     from ocirun.engine.tracee import Tracee
 
@@ -53,7 +56,7 @@ class Syscall:
     __slots__ = (
         "tracee", "nr", "name", "spec", "args", "orig_args", "guest_paths", "host_paths",
         "sp", "_scratch", "skipped", "skip_result", "exit_wanted", "at_exit", "_result",
-        "seccomp_mode", "notes", "rewritten",
+        "seccomp_mode", "notes", "rewritten", "arch", "mux",
     )
 
     def __init__(self, tracee: Tracee, nr: int, name: str, spec: SyscallSpec | None,
@@ -67,7 +70,9 @@ class Syscall:
         self.guest_paths: dict[int, str] = {}
         self.host_paths: dict[int, str] = {}
         self.sp = sp
-        self._scratch = sp - tracee.engine.arch.red_zone
+        self.arch = tracee.abi.arch  # the ABI of this call (an x86_64 host also runs i386's)
+        self.mux: MuxArgs | None = None  # socketcall: the arguments live in memory (multiplex.py)
+        self._scratch = sp - self.arch.red_zone
         self.skipped = False
         self.skip_result = 0
         self.exit_wanted = False
@@ -86,11 +91,15 @@ class Syscall:
     def set_arg(self, i: int, value: int) -> None:
         value &= _MASK64
         self.args[i] = value
+        if self.mux is not None:
+            if not self.at_exit:
+                self.mux.store(self, i, value)
+            return
         if not self.at_exit:
             if self.rewritten is None:
                 self.rewritten = {}
             self.rewritten[i] = (value, self.orig_args[i])
-        arch = self.tracee.engine.arch
+        arch = self.arch
         if self.at_exit and arch.arg_slots[i] == arch.ret_slot:
             return  # aarch64's x0 holds the result now: restoring the argument would clobber it
         arch.regs.set_arg(self.tracee.pid, i, value)
@@ -107,7 +116,7 @@ class Syscall:
 
     def skip(self, result: int) -> None:
         """Do not run the syscall; the guest sees `result`."""
-        regs = self.tracee.engine.arch.regs
+        regs = self.arch.regs
         pid = self.tracee.pid
         regs.set_nr(pid, -1)
         if self.seccomp_mode:
@@ -125,7 +134,7 @@ class Syscall:
 
     def set_result(self, value: int) -> None:
         self._result = value
-        self.tracee.engine.arch.regs.set_result(self.tracee.pid, value)
+        self.arch.regs.set_result(self.tracee.pid, value)
 
     def __repr__(self) -> str:
         return f"Syscall({self.name}, pid={self.tracee.pid}, paths={self.guest_paths})"

@@ -11,8 +11,11 @@ What an extension may use on a Tracee:
     tracee.read(addr, n) / tracee.write(addr, data)      raw memory
     tracee.read_string(addr) -> str                      NUL-terminated string (surrogateescape)
     tracee.read_u64(addr) / write_u64(addr, v) / read_u32 / write_u32
+    tracee.read_word(addr) / write_word(addr, v)          a pointer-sized word (4 bytes for i386)
     tracee.get_regs() / tracee.set_regs(regs)             whole user_regs_struct (list of ints)
-    tracee.get_reg(slot) / tracee.set_reg(slot, value)    one register (slots: engine.arch)
+    tracee.get_reg(slot) / tracee.set_reg(slot, value)    one register (slots: tracee.abi.arch)
+    tracee.abi            the syscall ABI of the program it runs (ocirun.engine.syscalls.Abi:
+                          .arch, .names): x86_64, or i386 for a 32-bit program on x86_64
     tracee.guest_cwd()                                    current guest working directory
     tracee.fd_guest_path(fd) -> str | None                guest path an fd refers to
 
@@ -36,6 +39,7 @@ from ocirun.engine import ptrace as pt
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall
+    from ocirun.engine.syscalls import Abi
     from ocirun.engine.view import View
 
 ENC = "surrogateescape"
@@ -72,6 +76,7 @@ class Tracee:
     exe: str = ""
     view: View = None  # type: ignore[assignment]  # set by the tracer before the first stop
     data: dict[str, Any] = field(default_factory=dict)
+    abi: Abi = None  # type: ignore[assignment]  # set by the tracer: the host's, or that of the last stop
     # loop state
     seen_first_stop: bool = False
     sc: Syscall | None = None  # the syscall between its entry and exit stops
@@ -101,6 +106,15 @@ class Tracee:
     def write_u64(self, addr: int, value: int) -> None:
         self.write(addr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
 
+    def read_word(self, addr: int) -> int:
+        return self.read_u32(addr) if self.abi.arch.word == 4 else self.read_u64(addr)
+
+    def write_word(self, addr: int, value: int) -> None:
+        if self.abi.arch.word == 4:
+            self.write_u32(addr, value)
+        else:
+            self.write_u64(addr, value)
+
     def read_u32(self, addr: int) -> int:
         return struct.unpack("<I", self.read(addr, 4))[0]
 
@@ -109,16 +123,16 @@ class Tracee:
 
     # --- registers ---
     def get_regs(self) -> list[int]:
-        return self.engine.arch.regs.get_all(self.pid)
+        return self.abi.arch.regs.get_all(self.pid)
 
     def set_regs(self, regs: list[int]) -> None:
-        self.engine.arch.regs.set_all(self.pid, regs)
+        self.abi.arch.regs.set_all(self.pid, regs)
 
     def get_reg(self, slot: int) -> int:
-        return self.engine.arch.regs.get(self.pid, slot)
+        return self.abi.arch.regs.get(self.pid, slot)
 
     def set_reg(self, slot: int, value: int) -> None:
-        self.engine.arch.regs.set(self.pid, slot, value)
+        self.abi.arch.regs.set(self.pid, slot, value)
 
     # --- file system view ---
     def guest_cwd(self) -> str:

@@ -53,6 +53,8 @@ def _run_bpf(prog: bytes, nr: int, arch: int, args: tuple[int, ...] = ()) -> int
             pc += 1 + (jt if acc == k else jf)
         elif code == seccomp.BPF_JSET_K:
             pc += 1 + (jt if acc & k else jf)
+        elif code == seccomp.BPF_JA:
+            pc += 1 + k
         elif code == seccomp.BPF_RET_K:
             return k
         else:
@@ -64,7 +66,7 @@ def test_seccomp_filter_traps_exactly_the_table() -> None:
     table = syscalls.load("x86_64")
     trapped = set(table)
     allow = {nr: spec.bpf_allow for nr, spec in table.items() if spec.bpf_allow}
-    prog = seccomp.build_filter(arch, trapped, allow)
+    prog = seccomp.build_filter([seccomp.ArchRules(arch, trapped, allow)])
     for nr in range(0, 470):
         want = seccomp.SECCOMP_RET_TRACE if nr in trapped else seccomp.SECCOMP_RET_ALLOW
         assert _run_bpf(prog, nr, arch.audit_arch, (3, 0x7000, 0x8000, 0x100, 0x9000, 0)) == want, nr
@@ -99,3 +101,39 @@ def test_read_elf_on_real_programs(debian_rootfs: Path) -> None:
     assert read_elf(str(debian_rootfs / "etc/passwd")) is None
     # bookworm's glibc is 2.36: its loader takes --argv0
     assert loader_supports_argv0(str(debian_rootfs / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
+
+
+def test_i386_table_and_its_filter_section() -> None:
+    """i386's numbers are the kernel's syscall_32.tbl; its section of the filter traps them
+    (socketcall only for the sub-calls the table handles), x86_64's section is unchanged."""
+    i386 = ARCHES["i386"]
+    table = syscalls.load("i386")
+    by_name = {s.name: s for s in table.values()}
+    # spot checks against syscall_32.tbl (the 32-bit uid calls carry the plain name)
+    assert by_name["execve"].nr == 11 and by_name["open"].nr == 5 and by_name["stat64"].nr == 195
+    assert by_name["fstatat64"].nr == 300 and by_name["chown"].nr == 212 and by_name["chown16"].nr == 182
+    assert by_name["socketcall"].nr == 102 and by_name["bind"].nr == 361 and by_name["openat2"].nr == 437
+    missing = [n for n in PATH_SYSCALLS if n not in by_name and n not in ("newfstatat", "accept")]
+    assert not missing
+    from ocirun.engine.multiplex import SOCKETCALLS
+    abi = syscalls.load_abi(i386)
+    abi.trapped = set(table)
+    rule = ("oneof", 0, tuple(c for c, (n, _) in SOCKETCALLS.items() if abi.names.get(n) in abi.trapped))
+    x86 = ARCHES["x86_64"]
+    x86_table = syscalls.load("x86_64")
+    prog = seccomp.build_filter([
+        seccomp.ArchRules(x86, set(x86_table)),
+        seccomp.ArchRules(i386, abi.trapped, {102: rule, 300: ("flag", 3, 0x1000)}),
+    ])
+    for nr in range(0, 470):
+        want = seccomp.SECCOMP_RET_TRACE if nr in table and nr not in (102, 300) else seccomp.SECCOMP_RET_ALLOW
+        assert _run_bpf(prog, nr, i386.audit_arch, (0, 0x7000, 0, 0x1000)) == want, nr
+        want = seccomp.SECCOMP_RET_TRACE if nr in x86_table else seccomp.SECCOMP_RET_ALLOW
+        assert _run_bpf(prog, nr, x86.audit_arch, (3, 0x7000, 0x8000, 0x100)) == want, nr
+    # socketcall: bind (2), connect (3), getsockname (6) stop; socket (1), send (9), recv (10) do not
+    for call, want in ((2, True), (3, True), (6, True), (12, True), (1, False), (9, False), (10, False)):
+        got = _run_bpf(prog, 102, i386.audit_arch, (call, 0x7000))
+        assert got == (seccomp.SECCOMP_RET_TRACE if want else seccomp.SECCOMP_RET_ALLOW), call
+    assert _run_bpf(prog, 300, i386.audit_arch, (3, 0x7000, 0x8000, 0x1000)) == seccomp.SECCOMP_RET_ALLOW
+    assert _run_bpf(prog, 300, i386.audit_arch, (3, 0x7000, 0x8000, 0)) == seccomp.SECCOMP_RET_TRACE
+    assert _run_bpf(prog, 5, 0xC00000B7) == seccomp.SECCOMP_RET_ALLOW  # an ABI we do not trace

@@ -64,15 +64,23 @@ class Arch:
     ip_slot: int
     red_zone: int  # bytes below sp the program may use without moving sp
     x32_bit: int = 0  # syscall-number bit of an x32 ABI call (x86_64 only)
+    word: int = 8  # bytes of a pointer in the guest's memory (argv arrays, struct msghdr, auxv)
+    compat: tuple[str, ...] = ()  # architectures whose programs this one runs natively (x86_64: i386)
+    cs: int = 0  # the code segment selector of its user mode (x86: tells a 32-bit stop from a 64-bit one)
 
 
 def _load() -> dict[str, Arch]:
-    from ocirun.engine.arch import aarch64, x86_64
+    from ocirun.engine.arch import aarch64, i386, x86_64
 
-    return {a.name: a for a in (x86_64.ARCH, aarch64.ARCH)}
+    return {a.name: a for a in (x86_64.ARCH, aarch64.ARCH, i386.ARCH)}
 
 
 ARCHES: dict[str, Arch] = _load()
+
+
+def native_arches(host: Arch) -> tuple[Arch, ...]:
+    """The host's architecture first, then those its kernel runs natively (x86_64: i386)."""
+    return (host, *(ARCHES[name] for name in host.compat))
 
 
 def host_arch() -> Arch:

@@ -16,7 +16,11 @@ IP_SLOT = 16
 
 
 class UserRegs:
-    """Registers of x86_64 through PTRACE_PEEKUSER/POKEUSER and GETREGS/SETREGS."""
+    """Registers of x86_64 through PTRACE_PEEKUSER/POKEUSER and GETREGS/SETREGS (a 32-bit
+    process has the same user_regs_struct, with its own argument registers)."""
+
+    def __init__(self, arg_slots: tuple[int, ...] = ARG_SLOTS):
+        self.arg_slots = arg_slots
 
     def get_all(self, pid: int) -> list[int]:
         return pt.get_regs(pid, NREGS)
@@ -31,7 +35,7 @@ class UserRegs:
         pt.poke_user(pid, slot, value)
 
     def set_arg(self, pid: int, i: int, value: int) -> None:
-        pt.poke_user(pid, ARG_SLOTS[i], value)
+        pt.poke_user(pid, self.arg_slots[i], value)
 
     def set_nr(self, pid: int, nr: int) -> None:
         pt.poke_user(pid, NR_SLOT, nr & _MASK64)
@@ -54,4 +58,6 @@ ARCH = Arch(
     ip_slot=IP_SLOT,
     red_zone=128,
     x32_bit=0x40000000,
+    compat=("i386",),
+    cs=0x33,  # __USER_CS
 )

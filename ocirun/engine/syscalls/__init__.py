@@ -14,6 +14,10 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ocirun.engine.arch import Arch
 
 # How the last component of a path argument is treated.
 FOLLOW = "follow"  # symlink at the end is dereferenced (stat, open, chdir, ...)
@@ -80,3 +84,22 @@ def load(arch: str) -> dict[int, SyscallSpec]:
 
     numbers = names(arch)
     return {numbers[s.name]: replace(s, nr=numbers[s.name]) for s in SPECS if s.name in numbers}
+
+
+@dataclass
+class Abi:
+    """One syscall ABI the tracer meets: an architecture with its loaded table (x86_64
+    hosts meet two: their own and i386's). `trapped` and `ext_nrs` are filled by the
+    tracer (the table's and the extensions' numbers)."""
+
+    arch: Arch
+    table: dict[int, SyscallSpec]
+    names: dict[str, int]
+    nr_names: dict[int, str]
+    trapped: set[int] = field(default_factory=set)
+    ext_nrs: set[int] = field(default_factory=set)
+
+
+def load_abi(arch: Arch) -> Abi:
+    numbers = names(arch.name)
+    return Abi(arch=arch, table=load(arch.name), names=numbers, nr_names={v: k for k, v in numbers.items()})

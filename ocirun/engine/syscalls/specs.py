@@ -54,6 +54,18 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("newfstatat", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF), bpf_allow=("flag", 3, AT_EMPTY_PATH)),
     _s("statx", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=2, mask=NOF), bpf_allow=("flag", 2, AT_EMPTY_PATH)),
     _s("statfs", _p(0, F)),
+    # i386's own: the old and the 64-bit stat structures, 16-bit ids, time64 (syscalls/i386.py)
+    _s("oldstat", _p(0, F)),
+    _s("oldlstat", _p(0, N)),
+    _s("stat64", _p(0, F)),
+    _s("lstat64", _p(0, N)),
+    _s("fstatat64", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF), bpf_allow=("flag", 3, AT_EMPTY_PATH)),
+    _s("statfs64", _p(0, F)),
+    _s("truncate64", _p(0, F)),
+    _s("chown16", _p(0, F)),
+    _s("lchown16", _p(0, N)),
+    _s("utimensat_time64", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF), bpf_allow=("null", 1)),
+    _s("umount", _p(0, F), invalidate=(0,)),
     _s("access", _p(0, F)),
     _s("faccessat", _p(1, F, dirfd=0)),
     _s("faccessat2", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=3, mask=NOF)),
@@ -140,6 +152,9 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("accept4", kind="accept", sockaddr=(1, 2)),
     # the sender's address of a datagram (plain recv() passes NULL: no stop)
     _s("recvfrom", kind="accept", sockaddr=(4, 5), bpf_allow=("null", 4)),
+    # i386's multiplexer of the socket calls above: the core reads the sub-call's
+    # arguments from memory and handles it as that call (ocirun/engine/multiplex.py)
+    _s("socketcall", kind="socketcall"),
     # PR_SET/GET_DUMPABLE are answered by the tracer (a non-dumpable tracee could not be
     # read); a nested `ocirun proot` announces its rootfs and bindings (ocirun/engine/nest.py)
     _s("prctl", kind="prctl"),

@@ -1,0 +1,95 @@
+"""32-bit x86 programs on an x86_64 host, traced natively (int 0x80, i386 numbers,
+socketcall), static and dynamic (`gcc -m32`, the host's ld-linux.so.2 under `-r /`),
+compared with the same program run natively."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import ok, proot
+
+SRC = Path(__file__).resolve().parent / "i386" / "prog32.c"
+
+pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="i386 programs run natively on x86_64 only")
+
+
+@pytest.fixture(scope="session")
+def progs32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """prog32 (dynamic, /lib/ld-linux.so.2) and prog32.static, world-readable."""
+    out = tmp_path_factory.mktemp("progs32")
+    os.chmod(out, 0o755)
+    for name, extra in (("prog32", []), ("prog32.static", ["-static"])):
+        proc = subprocess.run(["gcc", "-m32", *extra, "-O2", "-Wall", "-o", str(out / name), str(SRC)],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            pytest.fail(f"gcc -m32 failed (gcc-multilib, scripts/deps/apt.txt):\n{proc.stderr}", pytrace=False)
+    return out
+
+
+def _tree(base: Path, progs: Path) -> Path:
+    """A directory the guest sees at /x: the programs, a file, a relative symlink."""
+    d = base / "d"
+    d.mkdir(parents=True)
+    os.chmod(base, 0o755)
+    os.chmod(d, 0o777)
+    for p in progs.iterdir():
+        shutil.copy2(p, d / p.name)
+    (d / "f").write_text("data\n")
+    (d / "l").symlink_to("f")
+    return d
+
+
+ACTIONS = ["cwd", "stat={d}/f", "lstat={d}/l", "stat={d}/missing", "readlink={d}/l", "cat={d}/f",
+           "mkdir={d}/new", "mkdir={d}/new", "unix={d}/sock", "unix-direct={d}/sock2", "readlink=/proc/self/exe",
+           "run={d}/{other}", "cwd", "readlink=/proc/self/exe", "stat={d}/new"]
+
+
+@pytest.mark.parametrize("prog,other", [("prog32", "prog32.static"), ("prog32.static", "prog32")])
+def test_i386_program_sees_the_guest_like_native(tmp_path: Path, progs32: Path, mode_env: dict,
+                                                 prog: str, other: str) -> None:
+    """Paths (stat64, lstat64, readlink, open, mkdir), getcwd, AF_UNIX addresses through
+    socketcall and the direct calls, /proc/self/exe and exec of another i386 program."""
+    native_dir = _tree(tmp_path / "native", progs32)
+    guest_dir = _tree(tmp_path / "guest", progs32)
+    args = [a.format(d=native_dir, other=other) for a in ACTIONS]
+    native = subprocess.run([str(native_dir / prog), *args], cwd=native_dir, capture_output=True, text=True,
+                            check=True).stdout
+    args = [a.format(d="/x", other=other) for a in ACTIONS]
+    out = ok(proot("-r", "/", "-b", f"{guest_dir}:/x", "-w", "/x", f"/x/{prog}", *args, env=mode_env))
+    assert out == native.replace(str(native_dir), "/x")
+    assert "pointer=4\n" in out and "bind /x/sock: ok\n" in out and "readlink /proc/self/exe: /x/prog32" in out
+    assert (guest_dir / "new").is_dir()
+
+
+def test_64_bit_shell_runs_i386_and_back(tmp_path: Path, progs32: Path, mode_env: dict) -> None:
+    """A process switches ABI at exec: 64-bit sh -> 32-bit program -> 64-bit program."""
+    d = _tree(tmp_path, progs32)
+    out = ok(proot("-r", "/", "-b", f"{d}:/x", "-w", "/x", "/bin/sh", "-c",
+                   "/x/prog32 cwd run=/bin/sh -c 'cd /x && pwd && /x/prog32.static stat=/x/f'", env=mode_env))
+    assert out.splitlines() == ["pointer=4", "cwd: /x", "/x", "pointer=4",
+                                f"stat /x/f: mode=100644 uid={os.getuid()} size=5", "exit: 0"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_i386_port_mapping(progs32: Path, mode_env: dict) -> None:
+    """-p: the guest's bind (through socketcall) lands on the host port, getsockname shows its own."""
+    host_port = _free_port()
+    out = ok(proot("-r", "/", "-p", f"8080:{host_port}", f"{progs32}/prog32", "tcp=8080", env=mode_env))
+    assert out.splitlines() == ["pointer=4", "tcp getsockname: 8080"]
+    with socket.socket() as held:  # the host port taken: the guest's bind fails, so it was that port
+        held.bind(("127.0.0.1", host_port))
+        held.listen(1)
+        out = ok(proot("-r", "/", "-p", f"8080:{host_port}", f"{progs32}/prog32.static", "tcp=8080", env=mode_env))
+    assert out.splitlines() == ["pointer=4", "tcp bind: EADDRINUSE"]
