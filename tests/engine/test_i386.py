@@ -93,3 +93,30 @@ def test_i386_port_mapping(progs32: Path, mode_env: dict) -> None:
         held.listen(1)
         out = ok(proot("-r", "/", "-p", f"8080:{host_port}", f"{progs32}/prog32.static", "tcp=8080", env=mode_env))
     assert out.splitlines() == ["pointer=4", "tcp bind: EADDRINUSE"]
+
+
+STAT_CALLS = ["stat64", "lstat64", "fstatat64", "fstat64", "stat"]
+
+
+def _stat_lines(path: str, uid: int, gid: int, size: int) -> list[str]:
+    lines = [f"{call} {path}: mode=100644 uid={uid} gid={gid} size={size} nlink=1 ino=ok" for call in STAT_CALLS[:-1]]
+    return lines + [f"stat {path}: mode=100644 uid={uid} size={size}"]
+
+
+def test_i386_fake_root(tmp_path: Path, progs32: Path, mode_env: dict) -> None:
+    """-0 for a 32-bit program: getuid32 & co, the auxv's AT_*ID (4-byte words), struct stat64
+    from stat64/lstat64/fstatat64/fstat64 and statx; chown32 is recorded and shown."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy2(progs32 / "prog32.static", root / "prog")
+    (root / "f").write_text("12345\n")
+    stats = [f"{call}=/f" for call in STAT_CALLS]
+    out = ok(proot("-0", "-r", root, "/prog", "ids", "auxv", *stats, "chown=/f", *stats, env=mode_env))
+    assert out.splitlines() == ["pointer=4", "ids: uid=0 euid=0 gid=0 egid=0", "auxv: uid=0 euid=0 gid=0 egid=0",
+                                *_stat_lines("/f", 0, 0, 6), "chown /f: ok", *_stat_lines("/f", 1234, 5678, 6)]
+    # the dynamic program, under -r / (the host's ld-linux.so.2 and i386 libc)
+    shutil.copy2(progs32 / "prog32", root / "dyn")
+    out = ok(proot("-0", "-r", "/", "-b", f"{root}:/x", "/x/dyn", "ids", "stat64=/x/dyn", env=mode_env))
+    assert out.splitlines()[1:] == ["ids: uid=0 euid=0 gid=0 egid=0",
+                                    f"stat64 /x/dyn: mode=100755 uid=0 gid=0 size={(root / 'dyn').stat().st_size}"
+                                    " nlink=1 ino=ok"]

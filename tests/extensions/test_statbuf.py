@@ -123,3 +123,23 @@ def test_aarch64_layout_parse_and_patch():
     patched = statbuf.patch_stat(raw, uid=0, gid=0, mode=0o20600, rdev=dev, nlink=5, size=0,
                                  layout=abi.layout)
     assert patched == generic_stat(0x803, 1234567, 0o20600, 5, 0, 0, dev, 0)
+
+
+def test_stat64_of_an_i386_caller_from_the_host_stat(tmp_path) -> None:
+    """A host struct stat becomes the struct stat64 a 32-bit caller gets (what the kernel's
+    cp_stat64 writes), and the fields -0 changes are found in it."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("i386 callers exist on x86_64 hosts only")
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 4097)
+    st = os.lstat(f)
+    out = statbuf.stat64_from_x86_64(kernel_stat(str(f)))
+    assert len(out) == statbuf.STAT64.size == 96
+    view = statbuf.parse_stat(out, statbuf.STAT64)
+    assert (view.dev, view.ino, view.nlink, view.mode, view.uid, view.gid, view.size) == (
+        st.st_dev, st.st_ino, 1, st.st_mode, st.st_uid, st.st_gid, 4097)
+    assert struct.unpack_from("<I", out, 12)[0] == st.st_ino & 0xFFFFFFFF  # __st_ino
+    assert struct.unpack_from("<I", out, 72)[0] == int(st.st_mtime) & 0xFFFFFFFF
+    patched = statbuf.patch_stat(out, uid=1234, gid=5678, layout=statbuf.STAT64)
+    assert statbuf.parse_stat(patched, statbuf.STAT64).uid == 1234
+    assert statbuf.parse_stat(patched, statbuf.STAT64).gid == 5678

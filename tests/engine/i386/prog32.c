@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/auxv.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,26 @@ static void show_stat(const char *how, const char *path, int r, struct stat *st)
     else
         printf("%s %s: mode=%o uid=%d size=%lld\n", how, path, (unsigned)st->st_mode, (int)st->st_uid,
                (long long)st->st_size);
+}
+
+/* the kernel's struct stat64 calls themselves (glibc's stat() makes statx) */
+static void stat64_call(const char *how, const char *path) {
+    struct stat64 st;
+    long r;
+    if (!strcmp(how, "stat64")) r = syscall(SYS_stat64, path, &st);
+    else if (!strcmp(how, "lstat64")) r = syscall(SYS_lstat64, path, &st);
+    else if (!strcmp(how, "fstatat64")) r = syscall(SYS_fstatat64, AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW);
+    else {
+        int fd = open(path, O_RDONLY | O_PATH);
+        r = syscall(SYS_fstat64, fd, &st);
+        close(fd);
+    }
+    if (r != 0)
+        printf("%s %s: %s\n", how, path, strerrorname_np(errno));
+    else
+        printf("%s %s: mode=%o uid=%d gid=%d size=%lld nlink=%d ino=%s\n", how, path, (unsigned)st.st_mode,
+               (int)st.st_uid, (int)st.st_gid, (long long)st.st_size, (int)st.st_nlink,
+               st.st_ino == (unsigned long long)st.__st_ino || st.st_ino > 0xffffffffULL ? "ok" : "bad");
 }
 
 static void unix_socket(const char *path, int direct) {
@@ -85,8 +106,13 @@ int main(int argc, char **argv) {
             int r = mkdir(val, 0755);
             printf("mkdir %s: %s\n", val, r ? strerrorname_np(errno) : "ok");
         } else if (!strcmp(arg, "chown")) {
-            int r = chown(val, 0, 0);
+            int r = chown(val, 1234, 5678);
             printf("chown %s: %s\n", val, r ? strerrorname_np(errno) : "ok");
+        } else if (!strncmp(arg, "stat64", 6) || !strncmp(arg, "lstat64", 7) || !strncmp(arg, "fstat", 5)) {
+            stat64_call(arg, val);
+        } else if (!strcmp(arg, "auxv")) {
+            printf("auxv: uid=%lu euid=%lu gid=%lu egid=%lu\n", getauxval(AT_UID), getauxval(AT_EUID),
+                   getauxval(AT_GID), getauxval(AT_EGID));
         } else if (!strcmp(arg, "ids")) {
             printf("ids: uid=%d euid=%d gid=%d egid=%d\n", getuid(), geteuid(), getgid(), getegid());
         } else if (!strcmp(arg, "unix") || !strcmp(arg, "unix-direct")) {

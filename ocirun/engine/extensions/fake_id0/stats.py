@@ -20,6 +20,8 @@ from ocirun.engine.extensions.shared.common import (
 )
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 
+_SIZES = {"statx": statbuf.STATX_SIZE, "stat64": statbuf.STAT64.size}
+
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
@@ -33,6 +35,8 @@ class StatCalls:
     def _stat_enter(self, tracee: Tracee, sc: Syscall) -> None:
         """Answer the stat in the tracer when we can (no exit stop: the guest's stat
         costs what it costs without -0); otherwise fix the result at the exit stop."""
+        if _STAT[sc.name][1] == "stat" and sc.arch.word != 8:
+            return  # i386's old struct stat (16-bit ids): the kernel's answer, as is
         if _STAT_AT_EXIT or not self._emulate_stat(tracee, sc):
             sc.want_exit()
 
@@ -41,11 +45,11 @@ class StatCalls:
         name = sc.name
         pid = tracee.pid
         mask = 0
-        if name == "fstat":
+        if name == "fstat" or name == "fstat64":
             return None if bad_fd(pid, sc.arg_int(0)) else (fd_path(pid, sc.arg_int(0)), 0, 0)
-        if name in ("stat", "lstat"):
-            path_arg, dirfd_arg, flags = 0, None, 0 if name == "stat" else AT_SYMLINK_NOFOLLOW
-        elif name == "newfstatat":
+        if name in ("stat", "lstat", "stat64", "lstat64"):
+            path_arg, dirfd_arg, flags = 0, None, AT_SYMLINK_NOFOLLOW if name[0] == "l" else 0
+        elif name == "newfstatat" or name == "fstatat64":
             path_arg, dirfd_arg, flags = 1, 0, sc.arg_int(3)
         else:  # statx
             path_arg, dirfd_arg, flags, mask = 1, 0, sc.arg_int(2), sc.args[3] & 0xFFFFFFFF
@@ -73,15 +77,19 @@ class StatCalls:
         kind = _STAT[sc.name][1]
         buf = self._statbuf
         path = os.fsencode(host)
-        if kind == "stat":
-            rc = _libc.syscall(self.stat_abi.fstatat_nr, AT_FDCWD, path, buf, flags)
-        else:
+        if kind == "statx":
             rc = _libc.statx(AT_FDCWD, path, flags, mask, buf)
+        else:  # the host's struct stat (for stat64: converted below)
+            rc = _libc.syscall(self.stat_abi.fstatat_nr, AT_FDCWD, path, buf, flags)
         if rc != 0:
             sc.skip(-ctypes.get_errno())
             return True
-        size = self.stat_abi.layout.size if kind == "stat" else statbuf.STATX_SIZE
-        data = self._patched(buf.raw[:size], kind)
+        if kind == "statx":
+            data = self._patched(buf.raw[:statbuf.STATX_SIZE], kind)
+        else:
+            data = self._patched(buf.raw[:self.stat_abi.layout.size], "stat")
+            if kind == "stat64":
+                data = statbuf.stat64_from_x86_64(data)
         try:
             tracee.write(sc.args[_STAT[sc.name][0]], data)
         except OSError:
@@ -95,7 +103,7 @@ class StatCalls:
             return
         index, kind = _STAT[sc.name]
         addr = sc.args[index]
-        size = self.stat_abi.layout.size if kind == "stat" else statbuf.STATX_SIZE
+        size = _SIZES.get(kind) or self.stat_abi.layout.size
         try:
             buf = tracee.read(addr, size)
         except OSError:
@@ -113,6 +121,9 @@ class StatCalls:
         btime = None
         if kind == "stat":
             dev, ino, uid, gid = self.stat_abi.head.unpack_from(buf)
+        elif kind == "stat64":
+            view = statbuf.parse_stat(buf, statbuf.STAT64)
+            dev, ino, uid, gid = view.dev, view.ino, view.uid, view.gid
         else:
             view = statbuf.parse_statx(buf)
             dev, ino, uid, gid, btime = view.dev, view.ino, view.uid, view.gid, view.btime_ns
@@ -133,11 +144,14 @@ class StatCalls:
                 changes["rdev"] = rec.rdev
                 changes["size"] = 0
         if self.engine.changes_stats:  # other extensions' changes (link2symlink's link counts)
-            view = (statbuf.parse_stat(buf, self.stat_abi.layout) if kind == "stat"
-                    else statbuf.parse_statx(buf))
+            view = (statbuf.parse_statx(buf) if kind == "statx"
+                    else statbuf.parse_stat(buf, self._layout(kind)))
             changes.update(self.engine.stat_changes(view))
         if not changes:
             return buf
-        if kind == "stat":
-            return statbuf.patch_stat(buf, layout=self.stat_abi.layout, **changes)
-        return statbuf.patch_statx(buf, **changes)
+        if kind == "statx":
+            return statbuf.patch_statx(buf, **changes)
+        return statbuf.patch_stat(buf, layout=self._layout(kind), **changes)
+
+    def _layout(self, kind: str) -> statbuf.StatLayout:
+        return statbuf.STAT64 if kind == "stat64" else self.stat_abi.layout

@@ -76,7 +76,9 @@ _CHMOD = {
 _MKNOD = {"mknod": (0, None, 1, 2), "mknodat": (1, 0, 2, 3)}
 # name: index of the stat buffer argument, struct kind
 _STAT = {"stat": (1, "stat"), "lstat": (1, "stat"), "fstat": (1, "stat"),
-         "newfstatat": (2, "stat"), "statx": (4, "statx")}
+         "newfstatat": (2, "stat"), "statx": (4, "statx"),
+         # i386 programs on x86_64 (their old `stat` family's struct is left to the kernel)
+         "stat64": (1, "stat64"), "lstat64": (1, "stat64"), "fstat64": (1, "stat64"), "fstatat64": (2, "stat64")}
 _ACCESS = {"access": (0, None, 1, None), "faccessat": (1, 0, 2, None),
            "faccessat2": (1, 0, 2, 3)}
 # name: (path arg, flags arg or None, fixed flags)

@@ -100,27 +100,29 @@ def umask_of(pid: int) -> int:
 
 
 def _read_words(tracee: Tracee, addr: int, count: int) -> list[int]:
-    data = tracee.read(addr, count * 8)
-    return list(struct.unpack(f"<{count}Q", data))
+    word = tracee.abi.arch.word
+    data = tracee.read(addr, count * word)
+    return list(struct.unpack(f"<{count}{'I' if word == 4 else 'Q'}", data))
 
 
 def auxv_address(tracee: Tracee) -> int | None:
     """Address of the auxiliary vector on a freshly exec'd process' stack.
 
     At the exec stop, sp points at argc; argv[argc+1] pointers, then envp up to
-    its NULL, then the (type, value) pairs.
+    its NULL, then the (type, value) pairs; all words of the new program's ABI
+    (4 bytes for an i386 program).
     """
-    arch = tracee.engine.arch
-    sp = tracee.get_reg(arch.sp_slot)
-    argc = tracee.read_u64(sp)
+    word = tracee.abi.arch.word
+    sp = tracee.get_reg(tracee.abi.arch.sp_slot)
+    argc = tracee.read_word(sp)
     if argc > 1 << 20:
         return None
-    p = sp + 8 * (argc + 2)
+    p = sp + word * (argc + 2)
     for _ in range(1 << 16):
-        chunk = _read_words(tracee, p, 32 - ((p >> 3) & 31) or 32)  # up to a 256-byte boundary
-        for word in chunk:
-            p += 8
-            if word == 0:
+        chunk = _read_words(tracee, p, 32 - ((p // word) & 31) or 32)  # up to a 32-word boundary
+        for value in chunk:
+            p += word
+            if value == 0:
                 return p
     return None
 
@@ -130,14 +132,15 @@ def patch_auxv(tracee: Tracee, values: dict[int, int]) -> int:
     addr = auxv_address(tracee)
     if addr is None:
         return 0
+    word = tracee.abi.arch.word
     changed = 0
     for _ in range(128):
         a_type, a_val = _read_words(tracee, addr, 2)
         if a_type == AT_NULL:
             break
         if a_type in values and values[a_type] != a_val:
-            tracee.write_u64(addr + 8, values[a_type])
+            tracee.write_word(addr + word, values[a_type])
             changed += 1
-        addr += 16
+        addr += 2 * word
     return changed
 

@@ -32,6 +32,10 @@ STAT_LAYOUTS = {
     "aarch64": StatLayout(size=128, nlink=(20, "<I"), mode=16, uid=24, rdev=32),  # asm-generic/stat.h
 }
 _L = STAT_LAYOUTS.get(os.uname().machine, STAT_LAYOUTS["x86_64"])
+# i386's struct stat64 (asm/stat.h; stat64, lstat64, fstat64, fstatat64 on an x86_64 host)
+STAT64 = StatLayout(size=96, nlink=(20, "<I"), mode=16, uid=24, rdev=32, dev=0, ino=88, st_size=44)
+_STAT64_FROM_X86_64 = struct.Struct("<QQQIII4xQqqqqQqQqQ")  # x86_64's struct stat, up to st_ctime_nsec
+_STAT64 = struct.Struct("<Q4xIIIIIQ4xqIQIIIIIIQ")
 STAT_SIZE = _L.size
 
 # struct statx (linux/stat.h): 256 bytes.
@@ -81,7 +85,8 @@ def minor(dev: int) -> int:
 
 def parse_stat(buf: bytes, layout: StatLayout = _L) -> StatView:
     """Decode the interesting fields of a `struct stat` (the host's layout unless told)."""
-    dev, ino = struct.unpack_from("<QQ", buf, layout.dev)
+    (dev,) = struct.unpack_from("<Q", buf, layout.dev)
+    (ino,) = struct.unpack_from("<Q", buf, layout.ino)
     (nlink,) = struct.unpack_from(layout.nlink[1], buf, layout.nlink[0])
     (mode,) = struct.unpack_from("<I", buf, layout.mode)
     uid, gid = struct.unpack_from("<II", buf, layout.uid)
@@ -163,3 +168,13 @@ def patch_statx(
     if size is not None:
         struct.pack_into("<Q", out, _STX_SIZE, size)
     return bytes(out)
+
+
+def stat64_from_x86_64(buf: bytes) -> bytes:
+    """i386's struct stat64 holding what an x86_64 struct stat says (what the kernel's
+    cp_new_stat64 writes for a 32-bit caller: times in 32 bits)."""
+    (dev, ino, nlink, mode, uid, gid, rdev, size, blksize, blocks,
+     atime, atime_ns, mtime, mtime_ns, ctime, ctime_ns) = _STAT64_FROM_X86_64.unpack_from(buf)
+    return _STAT64.pack(dev, ino & 0xFFFFFFFF, mode, nlink & 0xFFFFFFFF, uid, gid, rdev, size, blksize & 0xFFFFFFFF,
+                        blocks, atime & 0xFFFFFFFF, atime_ns, mtime & 0xFFFFFFFF, mtime_ns, ctime & 0xFFFFFFFF,
+                        ctime_ns, ino)
