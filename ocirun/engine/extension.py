@@ -84,6 +84,9 @@ class Engine(Protocol):
     def materialise(self, host_dir: str) -> bool:
         """Make a lazily made directory of the rootfs real; True if it is a directory now."""
 
+    def resume(self, tracee: Tracee) -> None:
+        """Let a tracee held at a syscall entry (Syscall.hold) go on."""
+
 
 class Extension:
     """Base class: every hook is optional."""

@@ -372,10 +372,19 @@ class Tracer(ExtensionHost):
             info = pt.syscall_info(t.pid)
         except OSError:
             return  # killed meanwhile
-        try:
-            self._enter(t, info)
-        except Exception as exc:  # a bug here must not take the guest down
-            self._internal_error(t, exc)
+        if t.sc is None or t.sc.chained_nr != info.nr:  # else: a chained call, its exit comes back
+            try:
+                self._enter(t, info)
+            except Exception as exc:  # a bug here must not take the guest down
+                self._internal_error(t, exc)
+        if not t.parked:
+            self._resume(t)
+
+    def resume(self, t: Tracee) -> None:
+        """Let a tracee an extension held (Syscall.hold) go on, its syscall skipped."""
+        t.parked = False
+        if t.sc is not None and t.sc.skipped and self.use_seccomp:
+            t.sc = None
         self._resume(t)
 
     def _internal_error(self, t: Tracee, exc: BaseException) -> None:
@@ -401,7 +410,9 @@ class Tracer(ExtensionHost):
         except OSError:
             return
         op = info.op
-        if op == pt.SYSCALL_INFO_ENTRY and self.use_seccomp:
+        if op == pt.SYSCALL_INFO_ENTRY and t.sc is not None and t.sc.chained_nr == info.nr:
+            pass  # a syscall an extension chained (Syscall.chain): its exit comes to the same object
+        elif op == pt.SYSCALL_INFO_ENTRY and self.use_seccomp:
             pass  # resumed with PTRACE_SYSCALL from another stop: the seccomp stop follows
         elif op == pt.SYSCALL_INFO_ENTRY:
             nr = info.nr
@@ -423,9 +434,12 @@ class Tracer(ExtensionHost):
                     self._exit(t, sc, _signed(info.nr))
                 except Exception as exc:
                     self._internal_error(t, exc)
+                if sc.chained_nr >= 0:
+                    t.sc = sc
         elif op == pt.SYSCALL_INFO_SECCOMP:  # seccomp stop reported as a syscall stop
             self._enter(t, info)
-        self._resume(t)
+        if not t.parked:
+            self._resume(t)
 
     def _enter(self, t: Tracee, info: pt.SyscallInfo) -> None:
         """A trapped syscall's entry: the core's path translation and handler, then extensions."""
@@ -516,6 +530,7 @@ class Tracer(ExtensionHost):
 
     def _exit(self, t: Tracee, sc: Syscall, result: int) -> None:
         sc.at_exit = True
+        sc.chained_nr = -1
         if sc.skipped:  # no-seccomp mode: the kernel ran nothing, the result is ours
             sc.set_result(sc.skip_result)
             return

@@ -199,7 +199,8 @@ def _inner_extensions(tracer: Tracer, t: Tracee, rootfs_host: str, options: list
     ids = parse_ids(values["ids"]) if "ids" in values else None
     inner = build(rootfs=rootfs_host, ids=ids, kernel_release=values.get("kernel"),
                   ports=_parse_ports(values.get("ports", "")), netcoop="netcoop" in values,
-                  link2symlink="l2s" in values)
+                  link2symlink="l2s" in values,
+                  sysvipc=False)  # the outer run's IPC namespace serves nested guests too
     _NestedEngine(tracer, rootfs_host, inner).attach_extensions(None)
     tracer.nested_extensions.extend(inner)
     names = {e.name for e in inner}

@@ -30,6 +30,12 @@ API for extensions:
     sc.at_exit         False at entry, True in on_exit
     sc.result          at exit: the return value (signed; -errno on failure)
     sc.set_result(v)   at exit: change what the guest sees
+    sc.chain(nr, args) at exit: run syscall `nr` next in the guest, in place of the
+                       return (the syscall instruction re-runs); its exit comes back
+                       to on_exit with this same object (sc.name unchanged). For
+                       syscalls nobody traps (mmap, munmap, close).
+    sc.hold()          at entry: leave the tracee stopped (a blocking call emulated
+                       in the tracer); later sc.skip(result) and engine.resume(tracee)
 
 Registers: the core does not restore rewritten path pointers at the exit stop
 (as PRoot does not): the x86_64 kernel preserves argument registers, so the
@@ -56,7 +62,7 @@ class Syscall:
     __slots__ = (
         "tracee", "nr", "name", "spec", "args", "orig_args", "guest_paths", "host_paths",
         "sp", "_scratch", "skipped", "skip_result", "exit_wanted", "at_exit", "_result",
-        "seccomp_mode", "notes", "rewritten", "arch", "mux",
+        "seccomp_mode", "notes", "rewritten", "arch", "mux", "chained_nr",
     )
 
     def __init__(self, tracee: Tracee, nr: int, name: str, spec: SyscallSpec | None,
@@ -81,6 +87,7 @@ class Syscall:
         self.seccomp_mode = seccomp_mode
         self.notes: dict = {}  # the core's own bookkeeping between entry and exit
         self.rewritten: dict[int, tuple[int, int]] | None = None  # arg -> (new value, guest's value)
+        self.chained_nr = -1  # chain(): the syscall the guest runs next for this object
 
     # --- entry ---
     def arg_int(self, i: int) -> int:
@@ -125,6 +132,25 @@ class Syscall:
         self.skip_result = result
 
     def want_exit(self) -> None:
+        self.exit_wanted = True
+
+    def hold(self) -> None:
+        """Leave the tracee stopped at this entry until engine.resume(tracee)."""
+        self.tracee.parked = True
+
+    def chain(self, nr: int, args: tuple[int, ...]) -> None:
+        """At exit: make the guest run syscall `nr` with `args` now (the syscall
+        instruction runs again with these registers); on_exit sees its result."""
+        arch = self.arch
+        if not arch.syscall_insn:
+            raise OSError(38, f"syscall chaining is not supported on {arch.name}")
+        regs = self.tracee.get_regs()
+        regs[arch.ip_slot] -= arch.syscall_insn
+        regs[arch.call_nr_slot] = nr
+        for slot, value in zip(arch.arg_slots, args, strict=True):
+            regs[slot] = value & _MASK64
+        self.tracee.set_regs(regs)
+        self.chained_nr = nr
         self.exit_wanted = True
 
     # --- exit ---

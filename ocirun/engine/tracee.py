@@ -88,6 +88,7 @@ class Tracee:
     tgid: int = 0  # thread group id (the process id); 0 until known = pid
     forked: bool = False  # its parent's fork/clone event was seen
     held: bool = False  # first stop seen before the parent's event: resumed at that event
+    parked: bool = False  # an extension holds it at a syscall entry (Syscall.hold)
     last_rewrite: tuple[int, dict[int, tuple[int, int]]] | None = None  # (nr, {arg: (scratch, guest ptr)})
 
     # --- memory ---

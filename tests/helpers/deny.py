@@ -10,6 +10,11 @@ Limit: an ERRNO action outranks the engine's own SECCOMP_RET_TRACE, so a guest c
 the filter refuses never reaches the tracer in the engine's seccomp mode; only the
 ptrace-only mode (OCIRUN_NO_SECCOMP=1, where the tracer sees the call before any
 filter) shows what the engine makes of a call the kernel would refuse.
+
+NAME=TRACE asks for SECCOMP_RET_TRACE instead: with no tracer the call fails with
+ENOSYS (a kernel without the call, such as Android's without SysV IPC), and a seccomp
+tracer still gets its stop first, as on such a kernel. A call the tracer lets through
+runs for real, so only an emulation that answers the call itself is shown faithfully.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
+RET_TRACE = 0x7FF00000
+TRACE = -1  # the pseudo errno of NAME=TRACE
 # BPF: ld w abs, jeq k, ret k
 LD_ABS, JEQ, RET = 0x20, 0x15, 0x06
 
@@ -45,7 +52,7 @@ def build(denied: dict[int, int], audit_arch: int) -> bytes:
     prog = [_insn(LD_ABS, 0, 0, 4), _insn(JEQ, 1, 0, audit_arch), _insn(RET, 0, 0, RET_ALLOW),
             _insn(LD_ABS, 0, 0, 0)]
     for nr, err in denied.items():
-        prog += [_insn(JEQ, 0, 1, nr), _insn(RET, 0, 0, RET_ERRNO | err)]
+        prog += [_insn(JEQ, 0, 1, nr), _insn(RET, 0, 0, RET_TRACE if err == TRACE else RET_ERRNO | err)]
     prog.append(_insn(RET, 0, 0, RET_ALLOW))
     return b"".join(prog)
 
@@ -70,7 +77,7 @@ def _parse(spec: str) -> dict[int, int]:
     for item in spec.split(","):
         name, _, err = item.partition("=")
         if name in numbers:  # e.g. no `link` on aarch64: only linkat
-            denied[numbers[name]] = getattr(errno, err or "EPERM")
+            denied[numbers[name]] = TRACE if err == "TRACE" else getattr(errno, err or "EPERM")
     return denied
 
 

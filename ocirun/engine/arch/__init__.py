@@ -67,6 +67,10 @@ class Arch:
     word: int = 8  # bytes of a pointer in the guest's memory (argv arrays, struct msghdr, auxv)
     compat: tuple[str, ...] = ()  # architectures whose programs this one runs natively (x86_64: i386)
     cs: int = 0  # the code segment selector of its user mode (x86: tells a 32-bit stop from a 64-bit one)
+    # re-running the syscall instruction (Syscall.chain): its length, and the register
+    # it takes the number from (x86_64: rax; nr_slot is orig_rax). 0: not supported.
+    syscall_insn: int = 0
+    call_nr_slot: int = -1
 
 
 def _load() -> dict[str, Arch]:

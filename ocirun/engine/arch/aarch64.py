@@ -59,4 +59,6 @@ ARCH = Arch(
     sp_slot=SP_SLOT,
     ip_slot=IP_SLOT,
     red_zone=0,  # AAPCS64 has none; pushes keep sp 16-byte aligned
+    syscall_insn=4,  # svc #0
+    call_nr_slot=NR_SLOT,  # x8
 )

@@ -60,4 +60,6 @@ ARCH = Arch(
     x32_bit=0x40000000,
     compat=("i386",),
     cs=0x33,  # __USER_CS
+    syscall_insn=2,  # syscall (0f 05)
+    call_nr_slot=10,  # rax
 )

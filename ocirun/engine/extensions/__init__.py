@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ocirun.errors import OcirunError
@@ -27,6 +28,7 @@ EXTENSIONS: dict[str, str] = {
     "fake_id0": "ocirun.engine.extensions.fake_id0:FakeId0",
     "kompat": "ocirun.engine.extensions.kompat:Kompat",
     "portmap": "ocirun.engine.extensions.portmap:PortMap",
+    "sysvipc": "ocirun.engine.extensions.sysvipc:SysvIpc",
 }
 
 
@@ -60,20 +62,14 @@ def build(
     fakeroot_db: str | None = None,
     ownership: str | None = None,
     file_owner: tuple[int, int] | None = None,
+    sysvipc: bool | None = None,
 ) -> list[Extension]:
     """Extensions for these options. link2symlink None = automatic: on when
-    OCIRUN_LINK2SYMLINK=1 or when a probe link() in the rootfs is refused.
+    OCIRUN_LINK2SYMLINK=1 or when a probe link() in the rootfs is refused; sysvipc
+    likewise (OCIRUN_SYSVIPC, else a probe shmget() in the tracer).
     file_owner: who the real user's files appear to belong to (default: `ids`)."""
     exts: list[Extension] = []
-    if link2symlink is None:
-        env = os.environ.get("OCIRUN_LINK2SYMLINK", "")
-        if env not in ("", "auto"):
-            link2symlink = env not in ("0", "no", "false")
-        else:
-            from ocirun.engine.extensions.link2symlink import link2symlink_needed
-
-            link2symlink = link2symlink_needed(rootfs)
-    if link2symlink:
+    if _wanted("OCIRUN_LINK2SYMLINK", link2symlink, lambda: _link2symlink_needed(rootfs)):
         exts.append(load("link2symlink")())
     if kernel_release:
         exts.append(load("kompat")(kernel_release))
@@ -82,7 +78,32 @@ def build(
                                      file_owner=file_owner))
     if ports or netcoop:
         exts.append(load("portmap")(ports or {}, netcoop))
+    if _wanted("OCIRUN_SYSVIPC", sysvipc, _sysvipc_needed):
+        exts.append(load("sysvipc")(os.environ.get("PROOT_TMP_DIR") or None))
     return exts
+
+
+def _wanted(env_name: str, option: bool | None, probe: Callable[[], bool]) -> bool:
+    """An automatic extension: the option if given, else the environment variable
+    (1/0; empty or "auto": ask), else the probe."""
+    if option is not None:
+        return option
+    env = os.environ.get(env_name, "")
+    if env not in ("", "auto"):
+        return env not in ("0", "no", "false")
+    return probe()
+
+
+def _link2symlink_needed(rootfs: str) -> bool:
+    from ocirun.engine.extensions.link2symlink import link2symlink_needed
+
+    return link2symlink_needed(rootfs)
+
+
+def _sysvipc_needed() -> bool:
+    from ocirun.engine.extensions.sysvipc import sysvipc_needed
+
+    return sysvipc_needed()
 
 
 def for_runner(
