@@ -8,7 +8,8 @@ layer never carries the builder's real uid.
 Determinism (the same entries give the same digests): entries are written in
 the order given (callers sort), PAX format without user/group names, integer
 mtimes clamped to SOURCE_DATE_EPOCH when one is given, gzip without a file name
-or time stamp, zstd without a content checksum or size header that could vary.
+or time stamp and in fixed blocks (`layers.pgzip`: the same bytes on any number of
+cores), zstd without a content checksum or size header that could vary.
 The blob is hashed while it is written (the digest) and so is the tar (the
 diff_id the image config lists), then renamed into the blob store.
 """
@@ -21,12 +22,12 @@ import os
 import stat
 import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 
 import zstandard
 
 from layers.blobs import BlobStore
+from layers.pgzip import ParallelGzip
 from ocirun.errors import OcirunError
 
 WHITEOUT_PREFIX = ".wh."
@@ -50,6 +51,10 @@ _TAR_TYPES: dict[str, bytes] = {
     "opaque": tarfile.REGTYPE,
 }
 _CHUNK = 1 << 20
+# gzip level 1 as go-containerregistry's layers (crane, ko): a few per cent bigger than
+# level 6, three to four times faster; zstd's own default.
+DEFAULT_LEVELS: dict[str, int] = {"gzip": 1, "zstd": 3}
+LEVEL_RANGES: dict[str, tuple[int, int]] = {"gzip": (1, 9), "zstd": (1, 19)}
 
 
 @dataclass
@@ -113,17 +118,17 @@ def source_date_epoch(env: dict[str, str] | None = None) -> int | None:
 class _BlobSink:
     """A file-like the tar writes into: hashes the tar, compresses, hashes and stores the blob."""
 
-    def __init__(self, fileobj, compression: str):
+    def __init__(self, fileobj, compression: str, level: int | None = None):
         self.out = fileobj
         self.compression = compression
         self.tar_hash = hashlib.sha256()
         self.blob_hash = hashlib.sha256()
         self.size = 0
+        level = DEFAULT_LEVELS.get(compression, 0) if level is None else level
         if compression == "gzip":
-            # wbits 31: a gzip member; zlib writes mtime 0 and no name, so the header is fixed
-            self._comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+            self._comp = ParallelGzip(level)  # mtime 0 and no name: the header is fixed
         elif compression == "zstd":
-            self._comp = zstandard.ZstdCompressor(level=3, write_checksum=False).compressobj()
+            self._comp = zstandard.ZstdCompressor(level=level, write_checksum=False).compressobj()
         elif compression == "none":
             self._comp = None
         else:
@@ -145,7 +150,8 @@ class _BlobSink:
             self._emit(self._comp.flush())
 
 
-def _tarinfo(e: Entry, epoch: int | None) -> tarfile.TarInfo:
+def tarinfo(e: Entry, epoch: int | None) -> tarfile.TarInfo:
+    """The tar header of an entry, as the layer carries it (mtime clamped to `epoch`)."""
     name = e.name
     if e.kind == "whiteout":
         head, _, base = name.rpartition("/")
@@ -201,17 +207,19 @@ def write_layer(
     blobs: BlobStore,
     compression: str = "gzip",
     epoch: int | None = None,
+    level: int | None = None,
 ) -> LayerBlob:
-    """Archive `entries` (in their order) into a new blob in `blobs`."""
+    """Archive `entries` (in their order) into a new blob in `blobs` (`level`: the
+    compression level, DEFAULT_LEVELS when None)."""
     blobs.partial_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="ingest-layer-", dir=blobs.partial_dir)
     try:
         with os.fdopen(fd, "wb") as out:
-            sink = _BlobSink(out, compression)
+            sink = _BlobSink(out, compression, level)
             tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
                                errors="surrogateescape")
             for e in entries:
-                info = _tarinfo(e, epoch)
+                info = tarinfo(e, epoch)
                 if e.kind == "file" and e.source is not None:
                     _add_file(tar, info, e.source)
                 else:

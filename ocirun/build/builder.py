@@ -21,6 +21,7 @@ import posixpath
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class BuildOptions:
     pull: bool = False
     quiet: bool = False
     compression: str = "gzip"
+    compression_level: int | None = None  # None: layers.layerwrite.DEFAULT_LEVELS
     docker_format: bool = False
     epoch: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -221,7 +223,7 @@ class Builder:
         return rfc3339(self.opts.epoch) if self.opts.epoch is not None else rfc3339()
 
     def _run(self, inst: dfmod.Instruction, state: State, scope: dict[str, str]) -> State:
-        from ocirun.build.run_step import run_layer
+        from ocirun.build.run_step import run_changes
 
         argv = shell_or_exec(inst, state.inner)
         image_env = env_dict(state.inner)
@@ -232,15 +234,32 @@ class Builder:
         history = f"RUN {shown}" if not scope else f"RUN |{len(scope)} " + " ".join(
             f"{k}={v}" for k, v in sorted(scope.items())) + f" {shown}"
 
-        def make():
-            rec = self.trees.record(state)
-            with self._quiet_output():
-                blob = run_layer(self.cstore, self.store.blobs, state.config, rec.id, rec.rootfs, argv, env,
-                                 platform, self.opts.compression, self.opts.epoch, shown)
-            return state.copy_config(), blob
+        with contextlib.ExitStack() as step:
+            staged: list[Path] = []
 
-        return self._cached_or(state, ["RUN", argv, sorted(env.items()), platform, self.opts.compression],
-                               make, history)
+            def make():
+                rec = self.trees.record(state)
+                with self._quiet_output():
+                    entries = step.enter_context(run_changes(
+                        self.cstore, state.config, rec.id, rec.rootfs, argv, env, platform, shown))
+                with ThreadPoolExecutor(1, "layer") as pool:  # compress while the next tree is made
+                    layer = pool.submit(write_layer, entries, self.store.blobs, self.opts.compression,
+                                        self.opts.epoch, self.opts.compression_level)
+                    staged.append(step.enter_context(self.trees.derived(rec, entries, self.opts.epoch)))
+                    blob = layer.result()
+                return state.copy_config(), blob
+
+            new = self._cached_or(state, ["RUN", argv, sorted(env.items()), platform, self._compression()],
+                                  make, history)
+            if staged:
+                self.trees.adopt(new, staged[0])
+            return new
+
+    def _compression(self) -> Any:
+        """What the cache keys on for the layer's bytes (the level only when one was chosen)."""
+        if self.opts.compression_level is None:
+            return self.opts.compression
+        return [self.opts.compression, self.opts.compression_level]
 
     @contextlib.contextmanager
     def _quiet_output(self):
@@ -294,10 +313,11 @@ class Builder:
             digest = entries_digest(entries)
 
             def make():
-                blob = write_layer(entries, self.store.blobs, self.opts.compression, self.opts.epoch)
+                blob = write_layer(entries, self.store.blobs, self.opts.compression, self.opts.epoch,
+                                   self.opts.compression_level)
                 return state.copy_config(), blob
 
-            return self._cached_or(state, [inst.cmd, spec.dest, digest, self.opts.compression], make,
+            return self._cached_or(state, [inst.cmd, spec.dest, digest, self._compression()], make,
                                    f"{inst.cmd} {inst.rest}")
 
     def _ownership(self, inst: dfmod.Instruction, state: State, spec: CopySpec, se: StepEnv) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from layers.diff import container_changes
-from layers.layerwrite import LayerBlob, write_layer
+from layers.layerwrite import Entry
 from ocirun.errors import OcirunError
 from ocirun.run.containers import ContainerStore
 from ocirun.run.options import RunOptions
@@ -36,20 +37,19 @@ def remove_leftovers(cstore: ContainerStore) -> None:
                 cstore.remove(c, force=True)
 
 
-def run_layer(
+@contextlib.contextmanager
+def run_changes(
     cstore: ContainerStore,
-    blobs: Any,
     config: dict[str, Any],
     image_id: str,
     rootfs: Path,
     argv: list[str],
     env: dict[str, str],
     platform: str | None,
-    compression: str,
-    epoch: int | None,
     shown: str,
-) -> LayerBlob:
-    """Run `argv` on `rootfs` (the tree of `config`) and return the layer of its changes."""
+) -> Iterator[list[Entry]]:
+    """Run `argv` on `rootfs` (the tree of `config`); yields the change list (layer
+    entries), whose files stay in the container until the block ends."""
     from ocirun.run.runner import start_container
 
     inner = config.get("config") or {}
@@ -73,9 +73,8 @@ def run_layer(
         code = start_container(cstore, c)
         if code != 0:
             raise StepFailed(f"The command '{shown}' returned a non-zero code: {code}", 1)
-        entries = container_changes(c.image_root, c.rootfs, c.path)
-        return write_layer(entries, blobs, compression, epoch)
+        yield container_changes(c.image_root, c.rootfs, c.path)
     finally:
         with contextlib.suppress(OcirunError, OSError):
-            cstore.remove(c, force=True)
+            cstore.remove(c, force=True, background=True)  # its files go while the build goes on
 

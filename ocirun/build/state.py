@@ -1,9 +1,13 @@
 """Build states (an image config and its layers) and their root filesystems.
 
 A state's tree is made only when something needs it (a RUN, COPY --from, a
---chown by name, the final image): it is the nearest stored tree below it
-cloned as hardlinks, with the layers added since applied by the store's own
-unpacker (which replaces files, never writes into a shared inode). Trees are
+--chown by name, the final image). After a RUN it is made at once from the
+step's container (`Trees.derived`, ocirun.build.derive): a hardlink clone of the
+tree below with the step's change list applied, while the layer is compressed
+in another thread. Otherwise (a cached step) it is the nearest stored tree
+below, cloned as hardlinks, with the layers added since applied by the store's
+own unpacker (which replaces files, never writes into a shared inode); a state
+whose steps changed only the config uses the tree below as it is. Trees are
 stored as untagged images of the store (source "build-cache", hidden from
 `ocirun images`), so they are removed with `ocirun image prune`, and a pruned
 one is unpacked again from its blobs. A tree being made lives in the store's
@@ -20,6 +24,7 @@ import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,36 +75,49 @@ class State:
         return copy.deepcopy(self.config)
 
 
-def clone_tree(src: Path, dst: Path) -> None:
-    """A copy of `src` at `dst` whose files are hardlinks (directories and symlinks are new)."""
+def clone_tree(src: Path, dst: Path, defer_modes: bool = False) -> dict[str, tuple[int, int]]:
+    """A copy of `src` at `dst` whose files are hardlinks (directories and symlinks are new).
+
+    Directory entry types answer for files and symlinks, so only directories (and
+    what is neither) cost a stat. Returns each directory's (mode, mtime_ns) by
+    tree-relative path; with `defer_modes` the directories are left writable for
+    a TreeWriter to fill (its `finish` applies those modes and mtimes)."""
     os.mkdir(dst, 0o700)
-    dirs: list[tuple[Path, os.stat_result]] = [(dst, os.lstat(src))]
-    stack = [(src, dst)]
+    dirs: list[tuple[str, Path, os.stat_result]] = [("", dst, os.lstat(src))]
+    stack = [(src, dst, "")]
+    root = os.geteuid() == 0
     while stack:
-        s, d = stack.pop()
+        s, d, rel = stack.pop()
         with os.scandir(s) as it:
             entries = list(it)
         for e in entries:
-            target = d / e.name
-            st = e.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                os.mkdir(target, 0o700)
-                dirs.append((target, st))
-                stack.append((Path(e.path), target))
-            elif stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(e.path), target)
-                _lchown(target, st)
-            elif stat.S_ISFIFO(st.st_mode):
-                os.mkfifo(target, stat.S_IMODE(st.st_mode))
-            else:
+            target = os.path.join(d, e.name)
+            if e.is_file(follow_symlinks=False):
                 os.link(e.path, target, follow_symlinks=False)
-    for d, st in reversed(dirs):  # deepest last-made first: parents' mtimes stay
+            elif e.is_symlink():
+                os.symlink(os.readlink(e.path), target)
+                if root:
+                    _lchown(target, e.stat(follow_symlinks=False))
+            elif e.is_dir(follow_symlinks=False):
+                os.mkdir(target, 0o700)
+                crel = f"{rel}/{e.name}" if rel else e.name
+                dirs.append((crel, Path(target), e.stat(follow_symlinks=False)))
+                stack.append((Path(e.path), Path(target), crel))
+            else:
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISFIFO(st.st_mode):
+                    os.mkfifo(target, stat.S_IMODE(st.st_mode))
+                else:
+                    os.link(e.path, target, follow_symlinks=False)
+    for _rel, d, st in reversed(dirs):  # deepest last-made first: parents' mtimes stay
         _lchown(d, st)
-        os.chmod(d, stat.S_IMODE(st.st_mode) | (0o700 if d == dst else 0))
-        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if not defer_modes:
+            os.chmod(d, stat.S_IMODE(st.st_mode) | (0o700 if d == dst else 0))
+            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return {rel: (stat.S_IMODE(st.st_mode), st.st_mtime_ns) for rel, _d, st in dirs}
 
 
-def _lchown(path: Path, st: os.stat_result) -> None:
+def _lchown(path: Path | str, st: os.stat_result) -> None:
     if os.geteuid() == 0:
         with contextlib.suppress(OSError):
             os.lchown(path, st.st_uid, st.st_gid)
@@ -112,8 +130,11 @@ class Trees:
         self.store = store
 
     def record(self, state: State) -> Any:
-        """The stored image holding this state's tree (made now if needed)."""
+        """The stored image holding this state's tree (made now if needed): its own, or
+        the tree below when no layer came since (a config step changes no file)."""
         rec = self.store.get(state.id)
+        if rec is None and not state.pending and state.tree_id is not None:
+            rec = self.store.get(state.tree_id)
         if rec is not None:
             self.store.ensure_unpacked(rec)
             state.tree_id, state.pending = rec.id, []
@@ -134,16 +155,37 @@ class Trees:
         with self.staging() as stage:
             rootfs = stage / "rootfs"
             if base is not None:
-                clone_tree(self.store.ensure_unpacked(base), rootfs)
+                dirs = clone_tree(self.store.ensure_unpacked(base), rootfs, defer_modes=True)
                 owners = read_ownership(base.ownership_path)
             else:
                 os.mkdir(rootfs, 0o755)
-                owners = {}
-            self._apply(rootfs, owners, state.pending)
+                owners, dirs = {}, {}
+            self._apply(rootfs, owners, dirs, state.pending)
             return self.store.add_image(state.config_bytes, man, tree=rootfs, source=CACHE_SOURCE)
 
-    def _apply(self, rootfs: Path, owners: dict[str, dict], layers: list[dict[str, Any]]) -> None:
-        writer = TreeWriter(rootfs, owners=dict(owners))
+    @contextlib.contextmanager
+    def derived(self, below: Any, entries: list[Any], epoch: int | None) -> Iterator[Path]:
+        """The tree after a RUN step, staged from the tree `below` it and the step's change
+        list while the step's container still holds the files (ocirun.build.derive)."""
+        from ocirun.build.derive import apply_entries
+
+        with self.staging() as stage:
+            rootfs = stage / "rootfs"
+            dirs = clone_tree(self.store.ensure_unpacked(below), rootfs, defer_modes=True)
+            doc = apply_entries(rootfs, read_ownership(below.ownership_path), dirs, entries, epoch)
+            (stage / "ownership").write_text(json.dumps(doc, indent=1) + "\n")
+            yield rootfs
+
+    def adopt(self, state: State, rootfs: Path) -> None:
+        """Store a staged tree (`derived`) as the tree of `state`."""
+        if self.store.get(state.id) is None:
+            man = manifest(state.config_bytes, state.layers)
+            self.store.add_image(state.config_bytes, man, tree=rootfs, source=CACHE_SOURCE)
+        state.tree_id, state.pending = state.id, []
+
+    def _apply(self, rootfs: Path, owners: dict[str, dict], dirs: dict[str, tuple[int, int]],
+               layers: list[dict[str, Any]]) -> None:
+        writer = TreeWriter(rootfs, owners=dict(owners), dir_meta=dict(dirs))
         try:
             for d in layers:
                 apply_layer(writer, self.store.blobs.path(d["digest"]), LayerSpec(d["digest"], None))

@@ -55,18 +55,20 @@ def _check_tags(tags: tuple[str, ...]) -> list[str]:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set metadata for the image.")
 @click.option("--compression", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True,
               help="Compression of the new layers")
+@click.option("--compression-level", "level", type=int, metavar="N",
+              help="Compression level of the new layers (gzip 1-9, default 1; zstd 1-19, default 3)")
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
               help="Manifest and config media types")
 @click.argument("context_dir", metavar="CONTEXT")
 @click.pass_context
 def build(ctx: click.Context, tags, file, build_args, target, platform, no_cache, pull, quiet, labels,
-          compression, fmt, context_dir) -> None:
+          compression, level, fmt, context_dir) -> None:
     """Build an image from a Dockerfile.
 
     \b
     Usage:  ocirun build [OPTIONS] CONTEXT
     """
-    from layers.layerwrite import source_date_epoch
+    from layers.layerwrite import LEVEL_RANGES, source_date_epoch
     from layers.store import Store
     from ocirun.build.builder import Builder, BuildOptions
     from ocirun.run.options import parse_platform
@@ -76,6 +78,9 @@ def build(ctx: click.Context, tags, file, build_args, target, platform, no_cache
         raise OcirunError("the context must be a local directory (not stdin or a URL)", EXIT_OCIRUN)
     if not context.is_dir():
         raise OcirunError(f"unable to prepare context: path {context_dir!r} not found", EXIT_OCIRUN)
+    lo, hi = LEVEL_RANGES[compression]
+    if level is not None and not lo <= level <= hi:
+        raise OcirunError(f"invalid --compression-level {level}: {compression} takes {lo} to {hi}", EXIT_OCIRUN)
     dockerfile = Path(file) if file else context / "Dockerfile"
     if file == "-":
         raise OcirunError("a Dockerfile from stdin is not supported: use -f FILE", EXIT_OCIRUN)
@@ -92,6 +97,7 @@ def build(ctx: click.Context, tags, file, build_args, target, platform, no_cache
         pull=pull,
         quiet=quiet,
         compression=compression,
+        compression_level=level,
         docker_format=fmt == "docker",
         epoch=source_date_epoch(),
         labels=_pairs(labels, "--label", from_env=False),
