@@ -31,7 +31,14 @@ from layers.layerwrite import write_layer
 from ocirun.build import dockerfile as dfmod
 from ocirun.build.config_steps import StepEnv, apply_config_step, env_dict, shell_or_exec
 from ocirun.build.context import CopySpec, IgnoreRules, Source, copy_entries, entries_digest
-from ocirun.build.stages import Args, Stage, automatic_args, pick_target, split_stages
+from ocirun.build.stages import (
+    Args,
+    Stage,
+    automatic_args,
+    needed_stages,
+    pick_target,
+    split_stages,
+)
 from ocirun.build.state import State, Trees, layer_descriptor
 from ocirun.errors import OcirunError
 from ocirun.util.fs import atomic_write
@@ -117,13 +124,15 @@ class Builder:
         self.df = df
         self.args = Args(dict(self.opts.build_args), automatic_args(self.opts.platform))
         self.ignore = IgnoreRules.load(self.opts.context)
-        self.total = len(global_args) + sum(1 + len(s.body) for s in stages[: last + 1])
         remove_leftovers(self.cstore)
         for inst in global_args:
-            self._announce(inst)
             self.args.declare_global(inst, df.escape, df.path)
+        wanted = needed_stages(stages, last, self._expand_global)
+        self.total = len(global_args) + sum(1 + len(s.body) for s in wanted)
+        for inst in global_args:
+            self._announce(inst)
         state = None
-        for stage in stages[: last + 1]:
+        for stage in wanted:
             state = self._stage(stage)
             self.stage_states[str(stage.index)] = state
             if stage.name:
@@ -153,13 +162,17 @@ class Builder:
 
     # -- stages ----------------------------------------------------------------------------
 
+    def _expand_global(self, text: str) -> str:
+        """`text` expanded as FROM lines are: with the global ARGs and the automatic ones."""
+        return dfmod.expand(text, {**self.args.auto, **self.args.globals_}, self.df.escape)
+
     def _stage(self, stage: Stage) -> State:
         self._announce(stage.from_inst)
         state = self._from(stage)
         self.say(f" ---> {_short(state.id)}")
         scope: dict[str, str] = {}
         se = StepEnv(self.df.path, self.df.escape, {})
-        for inst in stage.body:
+        for inst in self._triggers(state, stage.from_inst) + stage.body:
             self._announce(inst)
             se.vars = {**scope, **env_dict(state.inner)}
             if inst.cmd == "ARG":
@@ -168,12 +181,28 @@ class Builder:
             state = self._step(inst, state, scope, se)
         return state
 
+    def _triggers(self, state: State, from_inst: dfmod.Instruction) -> list[dfmod.Instruction]:
+        """The base's ONBUILD triggers, to run right after FROM; the new image does not
+        inherit them (docker's rules: no ONBUILD, FROM or MAINTAINER among them)."""
+        texts = state.inner.pop("OnBuild", None) or []
+        out = []
+        for text in texts:
+            inst = dfmod.parse_instruction(self.df.path, from_inst.line, str(text))
+            if inst.cmd in ("ONBUILD", "FROM", "MAINTAINER"):
+                raise dfmod.DockerfileError(
+                    f"{from_inst.where(self.df.path)}: {inst.cmd} isn't allowed as an ONBUILD trigger")
+            out.append(inst)
+        if out:
+            self.total += len(out)
+            self.say(f"# Executing {len(out)} build trigger{'s' if len(out) > 1 else ''}")
+        return out
+
     def _from(self, stage: Stage) -> State:
         inst = stage.from_inst
-        ref = dfmod.expand(stage.base, {**self.args.auto, **self.args.globals_}, self.df.escape)
+        ref = self._expand_global(stage.base)
         platform = inst.flags.get("platform")
         if platform:
-            platform = dfmod.expand(platform, {**self.args.auto, **self.args.globals_}, self.df.escape)
+            platform = self._expand_global(platform)
         platform = platform or self.opts.platform
         if ref.lower() in self.stage_states:
             return copy.deepcopy(self.stage_states[ref.lower()])

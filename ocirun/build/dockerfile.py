@@ -31,7 +31,7 @@ FLAGS: dict[str, frozenset[str]] = {
     "FROM": frozenset({"platform"}),
     "COPY": frozenset({"from", "chown", "chmod", "link", "parents", "exclude"}),
     "ADD": frozenset({"chown", "chmod", "link", "checksum", "keep-git-dir", "exclude"}),
-    "RUN": frozenset({"network", "security"}),
+    "RUN": frozenset({"network", "security", "mount"}),
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
 }
 JSON_FORM = frozenset({"RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME"})
@@ -56,6 +56,19 @@ class Instruction:
     original: str  # the instruction as written, continuations joined
     flags: dict[str, str] = field(default_factory=dict)
     json_args: list[str] | None = None  # exec form
+    mount_specs: list[str] = field(default_factory=list)  # RUN --mount=... (repeatable)
+
+    @property
+    def mounts(self) -> list[dict[str, str]]:
+        """RUN --mount options as key -> value (a bare key, e.g. `readonly`, is "true")."""
+        out = []
+        for spec in self.mount_specs:
+            opts: dict[str, str] = {}
+            for part in spec.split(","):
+                k, eq, v = part.partition("=")
+                opts[k.strip().lower()] = v.strip() if eq else "true"
+            out.append(opts)
+        return out
 
     def where(self, path: str) -> str:
         return f"{path}:{self.line}: {self.cmd}"
@@ -119,8 +132,10 @@ def _logical_lines(lines: list[str], start: int, escape: str) -> list[tuple[int,
     return out
 
 
-def _split_flags(cmd: str, rest: str, where: str) -> tuple[dict[str, str], str]:
+def _split_flags(cmd: str, rest: str, where: str) -> tuple[dict[str, str], list[str], str]:
+    """(--flags, the --mount values in order, what follows them)."""
     flags: dict[str, str] = {}
+    mounts: list[str] = []
     while rest.startswith("--"):
         word, _, remainder = rest.partition(" ")
         m = _FLAG.match(word)
@@ -129,9 +144,12 @@ def _split_flags(cmd: str, rest: str, where: str) -> tuple[dict[str, str], str]:
         name = m.group(1)
         if name not in FLAGS.get(cmd, frozenset()):
             raise DockerfileError(f"{where}: unknown flag: --{name}")
-        flags[name] = m.group(2) if m.group(2) is not None else "true"
+        value = m.group(2) if m.group(2) is not None else "true"
+        if name == "mount":
+            mounts.append(value)
+        flags[name] = value
         rest = remainder.lstrip()
-    return flags, rest
+    return flags, mounts, rest
 
 
 def _json_form(rest: str) -> list[str] | None:
@@ -146,14 +164,19 @@ def _json_form(rest: str) -> list[str] | None:
     return None
 
 
+def parse_instruction(path: str, line: int, text: str) -> Instruction:
+    """One instruction's text (an ONBUILD trigger, or a logical line of the file)."""
+    return _instruction(path, line, text)
+
+
 def _instruction(path: str, line: int, text: str) -> Instruction:
     word, *more = text.split(None, 1)
     cmd, rest = word.upper(), (more[0].strip() if more else "")
     where = f"{path}:{line}: {cmd}"
     if cmd not in ARITY:
         raise DockerfileError(f"{path}:{line}: unknown instruction: {word.strip()}")
-    flags, rest = _split_flags(cmd, rest, where)
-    inst = Instruction(cmd, rest, line, text, flags)
+    flags, mounts, rest = _split_flags(cmd, rest, where)
+    inst = Instruction(cmd, rest, line, text, flags, mount_specs=mounts)
     if cmd in JSON_FORM:
         inst.json_args = _json_form(rest)
     _check_arity(inst, where)

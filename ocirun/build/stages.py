@@ -10,6 +10,7 @@ automatically, as BuildKit does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ocirun.build.dockerfile import Dockerfile, DockerfileError, Instruction, expand
@@ -59,6 +60,37 @@ def pick_target(stages: list[Stage], target: str | None, path: str) -> int:
         if s.name == target.lower():
             return s.index
     raise DockerfileError(f"{path}: target stage {target!r} could not be found")
+
+
+def stage_refs(stage: Stage) -> list[str]:
+    """What a stage may name of the stages before it: its FROM, COPY/ADD --from, RUN
+    --mount from= (unexpanded)."""
+    refs = [stage.base]
+    for inst in stage.body:
+        if inst.cmd in ("COPY", "ADD") and "from" in inst.flags:
+            refs.append(inst.flags["from"])
+        for mount in inst.mounts if inst.cmd == "RUN" else ():
+            if "from" in mount:
+                refs.append(mount["from"])
+    return refs
+
+
+def needed_stages(stages: list[Stage], last: int, expand: Callable[[str], str]) -> list[Stage]:
+    """The target and the stages it depends on, in order (BuildKit builds no others)."""
+    by_name = {s.name: s.index for s in stages if s.name}
+    want: set[int] = set()
+    todo = [last]
+    while todo:
+        i = todo.pop()
+        if i in want:
+            continue
+        want.add(i)
+        for ref in stage_refs(stages[i]):
+            name = expand(ref).lower()
+            j = by_name.get(name, int(name) if name.isdigit() else None)
+            if j is not None and j < i:
+                todo.append(j)
+    return [s for s in stages if s.index in want]
 
 
 def automatic_args(target: str | None) -> dict[str, str]:
