@@ -22,7 +22,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,10 @@ from layers.imagedoc import add_history, empty_config, rfc3339
 from layers.layerwrite import write_layer
 from ocirun.build import dockerfile as dfmod
 from ocirun.build.config_steps import StepEnv, apply_config_step, env_dict, shell_or_exec
-from ocirun.build.context import CopySpec, IgnoreRules, Source, copy_entries, entries_digest
+from ocirun.build.context import CopySpec, IgnoreRules, Source, copy_entries, dedup, entries_digest
+from ocirun.build.heredoc import run_argv
+from ocirun.build.mounts import MountEnv, program_volume, step_mounts
+from ocirun.build.sources import split_sources
 from ocirun.build.stages import (
     Args,
     Stage,
@@ -63,6 +66,7 @@ class BuildOptions:
     docker_format: bool = False
     epoch: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Path] = field(default_factory=dict)  # --secret id -> file
 
 
 class Cache:
@@ -105,6 +109,7 @@ class Builder:
         self.out = out or (lambda s: print(s, flush=True))
         self.say = (lambda s: None) if opts.quiet else self.out
         self.stage_states: dict[str, State] = {}
+        self.secrets = dict(opts.secrets)
         self.step = 0
         self.total = 0
 
@@ -224,7 +229,7 @@ class Builder:
 
     def _step(self, inst: dfmod.Instruction, state: State, scope: dict[str, str], se: StepEnv) -> State:
         if inst.cmd == "RUN":
-            return self._run(inst, state, scope)
+            return self._run(inst, state, scope, se)
         if inst.cmd in ("COPY", "ADD"):
             return self._copy(inst, state, se)
         config = state.copy_config()
@@ -251,10 +256,13 @@ class Builder:
     def _now(self) -> str:
         return rfc3339(self.opts.epoch) if self.opts.epoch is not None else rfc3339()
 
-    def _run(self, inst: dfmod.Instruction, state: State, scope: dict[str, str]) -> State:
+    def _run(self, inst: dfmod.Instruction, state: State, scope: dict[str, str], se: StepEnv) -> State:
         from ocirun.build.run_step import run_changes
 
         argv = shell_or_exec(inst, state.inner)
+        program = None
+        if inst.heredocs and inst.json_args is None:
+            argv, program = run_argv(inst.rest, inst.heredocs, argv[:-1])
         image_env = env_dict(state.inner)
         env = {k: v for k, v in scope.items() if k not in image_env}
         env.update({k: v for k, v in self.args.proxies().items() if k not in image_env})
@@ -264,13 +272,17 @@ class Builder:
             f"{k}={v}" for k, v in sorted(scope.items())) + f" {shown}"
 
         with contextlib.ExitStack() as step:
+            tmp = step.enter_context(self.trees.staging())
+            mounts = step_mounts(inst.mounts, self._mount_env(inst, state, se, tmp))
+            if program is not None:
+                mounts.volumes.append(program_volume(program.name, program.body, tmp))
             staged: list[Path] = []
 
             def make():
                 rec = self.trees.record(state)
                 with self._quiet_output():
                     entries = step.enter_context(run_changes(
-                        self.cstore, state.config, rec.id, rec.rootfs, argv, env, platform, shown))
+                        self.cstore, state.config, rec.id, rec.rootfs, argv, env, platform, shown, mounts.volumes))
                 with ThreadPoolExecutor(1, "layer") as pool:  # compress while the next tree is made
                     layer = pool.submit(write_layer, entries, self.store.blobs, self.opts.compression,
                                         self.opts.epoch, self.opts.compression_level)
@@ -278,11 +290,29 @@ class Builder:
                     blob = layer.result()
                 return state.copy_config(), blob
 
-            new = self._cached_or(state, ["RUN", argv, sorted(env.items()), platform, self._compression()],
-                                  make, history)
+            key = ["RUN", argv, sorted(env.items()), platform, self._compression()]
+            new = self._cached_or(state, key + ([mounts.key] if mounts.key else []), make, history)
             if staged:
                 self.trees.adopt(new, staged[0])
             return new
+
+    def _mount_env(self, inst: dfmod.Instruction, state: State, se: StepEnv, tmp: Path) -> MountEnv:
+        def stage_root(name: str) -> tuple[Path, str] | None:
+            name = dfmod.expand(name, se.vars, se.escape)
+            st = self.stage_states.get(name.lower())
+            if st is not None:
+                return self.trees.rootfs(st), st.id
+            from ocirun.run.runner import get_image
+
+            rec = get_image(self.store, name, None, "missing")
+            return self.store.ensure_unpacked(rec), rec.id
+
+        def context_digest(rel: str) -> str:
+            spec = CopySpec([rel or "."], "/m/")
+            return entries_digest(copy_entries(Source(self.opts.context, self.ignore), spec, tmp))
+
+        return MountEnv(se.where(inst), state.inner.get("WorkingDir") or "/", self.opts.context,
+                        self.store.root / "build-cache" / "mounts", self.secrets, tmp, stage_root, context_digest)
 
     def _compression(self) -> Any:
         """What the cache keys on for the layer's bytes (the level only when one was chosen)."""
@@ -317,19 +347,17 @@ class Builder:
 
     def _copy(self, inst: dfmod.Instruction, state: State, se: StepEnv) -> State:
         where = se.where(inst)
-        for flag in ("parents", "exclude", "checksum", "keep-git-dir"):
+        for flag in ("parents", "exclude", "keep-git-dir"):
             if flag in inst.flags:
                 raise OcirunError(f"{where}: --{flag} is not supported")
         words = inst.json_args if inst.json_args is not None else dfmod.expand_words(inst.rest, se.vars, se.escape)
         if len(words) < 2:
             raise dfmod.DockerfileError(f"{where} requires at least two arguments")
-        if inst.cmd == "ADD" and any(w.startswith(("http://", "https://", "git@")) for w in words[:-1]):
-            raise OcirunError(f"{where}: ADD from a URL or git is not supported (use RUN with curl or git)")
         dest = words[-1]
         workdir = state.inner.get("WorkingDir") or "/"
         full = posixpath.normpath(posixpath.join(workdir, dest)).rstrip("/")
         into = dest.endswith(("/", "/.")) or dest in (".", "..")
-        spec = CopySpec(list(words[:-1]), full + "/" if into or full == "" else full, unpack_tars=inst.cmd == "ADD")
+        spec = CopySpec([], full + "/" if into or full == "" else full, unpack_tars=inst.cmd == "ADD")
         self._ownership(inst, state, spec, se)
         src = self._source(inst, se)
         if state.layers:
@@ -338,7 +366,15 @@ class Builder:
             found = guest_file(self.trees.rootfs(state), spec.dest)
             spec.dest_is_dir = found is not None and found.is_dir()
         with self.trees.staging() as tmp:
-            entries = copy_entries(src, spec, tmp)
+            srcs = split_sources(inst.cmd, list(words[:-1]), inst.heredocs, lambda m: dfmod.expand(m, se.vars),
+                                 inst.flags.get("checksum"), tmp, where)
+            if srcs.count > 1 and not spec.dest.endswith("/"):
+                spec.dest += "/"
+            entries = copy_entries(src, replace(spec, sources=srcs.plain), tmp) if srcs.plain else []
+            for root, name, mode in srcs.made:
+                chmod = spec.chmod if spec.chmod is not None else mode
+                entries += copy_entries(root, replace(spec, sources=[name], unpack_tars=False, chmod=chmod), tmp)
+            entries = dedup(entries)
             digest = entries_digest(entries)
 
             def make():

@@ -228,10 +228,10 @@ def copy_entries(src: Source, spec: CopySpec, workdir_tmp: Path) -> list[Entry]:
         e = _entry(name, host, st, spec, links)
         if e is not None:
             entries.append(e)
-    return _dedup(entries)
+    return dedup(entries)
 
 
-def _dedup(entries: list[Entry]) -> list[Entry]:
+def dedup(entries: list[Entry]) -> list[Entry]:
     """One entry per name (the last wins, as the later copy would), parents first."""
     by_name: dict[str, Entry] = {}
     for e in entries:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ocirun.build.heredoc import HEREDOC_INSTRUCTIONS, Heredoc, read_bodies
 from ocirun.errors import OcirunError
 
 # instruction -> (min args, max args or None); tables as data.
@@ -57,6 +58,7 @@ class Instruction:
     flags: dict[str, str] = field(default_factory=dict)
     json_args: list[str] | None = None  # exec form
     mount_specs: list[str] = field(default_factory=list)  # RUN --mount=... (repeatable)
+    heredocs: list[Heredoc] = field(default_factory=list)  # bodies of `<<NAME` (ocirun.build.heredoc)
 
     @property
     def mounts(self) -> list[dict[str, str]]:
@@ -109,26 +111,36 @@ def _continues(line: str, escape: str) -> tuple[bool, str]:
     return False, line
 
 
-def _logical_lines(lines: list[str], start: int, escape: str) -> list[tuple[int, str]]:
-    """(first line number, text) of each instruction: comments dropped, continuations joined."""
-    out: list[tuple[int, str]] = []
+def _logical_lines(lines: list[str], start: int, escape: str, path: str) -> list[tuple[int, str, list[Heredoc]]]:
+    """(first line number, text, heredocs) of each instruction: comments dropped,
+    continuations joined, the bodies of RUN/COPY/ADD heredocs taken as written."""
+    out: list[tuple[int, str, list[Heredoc]]] = []
     current: list[str] = []
     first = 0
-    for idx in range(start, len(lines)):
+    idx = start
+    while idx < len(lines):
         raw = lines[idx].rstrip("\r\n")
+        idx += 1
         if raw.lstrip().startswith("#"):
             continue
         if not current and not raw.strip():
             continue
         if not current:
-            first = idx + 1
+            first = idx
         more, text = _continues(raw, escape)
         current.append(text.lstrip() if len(current) else text)
         if not more:
-            out.append((first, "".join(current).strip()))
+            joined = "".join(current).strip()
+            docs: list[Heredoc] = []
+            if joined.split(None, 1)[0].upper() in HEREDOC_INSTRUCTIONS:
+                try:
+                    docs, idx = read_bodies(joined, lines, idx)
+                except ValueError as exc:
+                    raise DockerfileError(f"{path}:{first}: {exc}") from None
+            out.append((first, joined, docs))
             current = []
     if current and "".join(current).strip():
-        out.append((first, "".join(current).strip()))
+        out.append((first, "".join(current).strip(), []))
     return out
 
 
@@ -201,7 +213,11 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     """Parse a Dockerfile's text; DockerfileError names the file and line."""
     lines = text.splitlines()
     escape, start = _directives(lines)
-    instructions = [_instruction(path, line, t) for line, t in _logical_lines(lines, start, escape)]
+    instructions = []
+    for line, text, docs in _logical_lines(lines, start, escape, path):
+        inst = _instruction(path, line, text)
+        inst.heredocs = docs
+        instructions.append(inst)
     if not instructions:
         raise DockerfileError(f"{path}: the file has no instructions")
     first = next((i for i in instructions if i.cmd not in ("ARG",)), None)

@@ -19,7 +19,7 @@ from layers.diff import container_changes
 from layers.layerwrite import Entry
 from ocirun.errors import OcirunError
 from ocirun.run.containers import ContainerStore
-from ocirun.run.options import RunOptions
+from ocirun.run.options import RunOptions, Volume
 from ocirun.run.plan import build_run_plan
 
 NAME_PREFIX = "ocirun-build-"
@@ -47,6 +47,7 @@ def run_changes(
     env: dict[str, str],
     platform: str | None,
     shown: str,
+    volumes: list[Volume] | None = None,
 ) -> Iterator[list[Entry]]:
     """Run `argv` on `rootfs` (the tree of `config`); yields the change list (layer
     entries), whose files stay in the container until the block ends."""
@@ -61,6 +62,7 @@ def run_changes(
         workdir=inner.get("WorkingDir") or "/",
         user=inner.get("User") or "0",
         platform=platform,
+        volumes=list(volumes or []),
     )
     c = cstore.create(
         image=image_id,

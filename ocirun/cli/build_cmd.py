@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -55,6 +56,8 @@ def _check_tags(tags: tuple[str, ...]) -> list[str]:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set metadata for the image.")
 @click.option("--compression", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True,
               help="Compression of the new layers")
+@click.option("--secret", "secrets", multiple=True, metavar="id=ID,src=FILE",
+              help="A secret for RUN --mount=type=secret (src=FILE or env=VAR).")
 @click.option("--compression-level", "level", type=int, metavar="N",
               help="Compression level of the new layers (gzip 1-9, default 1; zstd 1-19, default 3)")
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
@@ -62,7 +65,7 @@ def _check_tags(tags: tuple[str, ...]) -> list[str]:
 @click.argument("context_dir", metavar="CONTEXT")
 @click.pass_context
 def build(ctx: click.Context, tags, file, build_args, target, platform, no_cache, pull, quiet, labels,
-          compression, level, fmt, context_dir) -> None:
+          compression, level, fmt, secrets, context_dir) -> None:
     """Build an image from a Dockerfile.
 
     \b
@@ -71,6 +74,7 @@ def build(ctx: click.Context, tags, file, build_args, target, platform, no_cache
     from layers.layerwrite import LEVEL_RANGES, source_date_epoch
     from layers.store import Store
     from ocirun.build.builder import Builder, BuildOptions
+    from ocirun.build.mounts import parse_secret
     from ocirun.run.options import parse_platform
 
     context = Path(context_dir)
@@ -103,4 +107,6 @@ def build(ctx: click.Context, tags, file, build_args, target, platform, no_cache
         labels=_pairs(labels, "--label", from_env=False),
     )
     obj = ctx.find_root().obj or {}
-    Builder(Store.open(obj.get("root")), opts).build()
+    with tempfile.TemporaryDirectory(prefix="ocirun-secrets-") as tmp:
+        opts.secrets = dict(parse_secret(s, lambda: Path(tmp)) for s in secrets)
+        Builder(Store.open(obj.get("root")), opts).build()
