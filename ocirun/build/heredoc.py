@@ -34,8 +34,11 @@ class Heredoc:
 
 
 def markers(text: str) -> list[re.Match[str]]:
-    """The `<<NAME` markers of an instruction line (not `<<<`, not inside a JSON array)."""
-    if text.lstrip().startswith("["):
+    """The `<<NAME` markers of an instruction line (not `<<<`, not in an exec form's JSON)."""
+    words = text.split()[1:]
+    while words and words[0].startswith("--"):
+        words.pop(0)
+    if words and words[0].startswith("["):
         return []
     return list(_MARKER.finditer(text))
 

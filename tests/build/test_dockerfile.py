@@ -28,6 +28,38 @@ def test_continuations_comments_and_json_form():
     assert df.instructions[4].rest == "a b /dst/"
 
 
+def test_heredocs_and_mounts():
+    from ocirun.build.heredoc import run_argv
+
+    df = parse(
+        "FROM x\n"
+        'RUN ["sh", "-c", "cat <<EOF"]\n'
+        "RUN --mount=type=cache,target=/x --mount=type=tmpfs,dst=/t <<EOF\n"
+        "# kept: a body's comment\n"
+        "EOF\n"
+        "COPY <<A <<-'B' /d/\n"
+        "a $X\n"
+        "A\n"
+        "\tb\n"
+        "\tB\n"
+        "RUN cat <<<here && python3 <<PY\n"
+        "print(1)\n"
+        "PY\n"
+        "LABEL after=1\n"
+    )
+    exec_form, script, copy, py, label = df.instructions[1:]
+    assert exec_form.json_args == ["sh", "-c", "cat <<EOF"] and exec_form.heredocs == []
+    assert [(h.name, h.body) for h in script.heredocs] == [("EOF", "# kept: a body's comment\n")]
+    assert script.mounts == [{"type": "cache", "target": "/x"}, {"type": "tmpfs", "dst": "/t"}]
+    assert [(h.name, h.body, h.expand, h.chomp) for h in copy.heredocs] == [
+        ("A", "a $X\n", True, False), ("B", "b\n", False, True)]
+    assert run_argv(script.rest, script.heredocs, ["/bin/sh", "-c"]) == (
+        ["/bin/sh", "-c", "# kept: a body's comment\n"], None)
+    assert run_argv(py.rest, py.heredocs, ["/bin/sh", "-c"])[0] == [
+        "/bin/sh", "-c", "cat <<<here && python3 <<PY\nprint(1)\nPY"]
+    assert (label.cmd, label.line) == ("LABEL", 14)
+
+
 def test_escape_directive():
     df = parse("# escape=`\nFROM scratch\nCOPY a `\n  b c:\\dir\\\n")
     assert df.escape == "`" and df.instructions[1].rest == "a b c:\\dir\\"
