@@ -19,6 +19,8 @@ Fixtures:
   busybox_armhf_rootfs      Path  the same with the armhf busybox-static (function)
   busybox_arm64_binary      Path  bin/busybox of busybox-static:arm64 in the cache (session)
   busybox_armhf_binary      Path  bin/busybox of busybox-static:armhf in the cache (session)
+  busybox_i386_binary       Path  bin/busybox of busybox-static:i386 in the cache (session)
+  busybox_i386_rootfs       Path  a busybox tree with it (native on x86_64: the i386 ABI) (function)
   registry_images           TestImages  one anonymous docker-registry on 127.0.0.1 with
                             test/busybox:latest (amd64+arm64) and test/debian:12 (amd64,
                             + arm64 when cached) pushed; .busybox/.debian are full refs,
@@ -39,6 +41,7 @@ DEBIAN_AMD64 = "debian-bookworm-amd64"
 DEBIAN_ARM64 = "debian-bookworm-arm64"
 BUSYBOX_ARM64 = "busybox-static-arm64"
 BUSYBOX_ARMHF = "busybox-static-armhf"
+BUSYBOX_I386 = "busybox-static-i386"
 
 
 def _missing(what: str, path: Path) -> None:
@@ -126,6 +129,11 @@ def busybox_armhf_binary() -> Path:
     return _busybox_binary(BUSYBOX_ARMHF)
 
 
+@pytest.fixture(scope="session")
+def busybox_i386_binary() -> Path:
+    return _busybox_binary(BUSYBOX_I386)
+
+
 @pytest.fixture
 def busybox_rootfs(tmp_path: Path) -> Path:
     """A fresh amd64 busybox tree (Debian's busybox-static): tests may change it freely."""
@@ -145,6 +153,11 @@ def busybox_arm64_rootfs(tmp_path: Path, busybox_arm64_binary: Path) -> Path:
 @pytest.fixture
 def busybox_armhf_rootfs(tmp_path: Path, busybox_armhf_binary: Path) -> Path:
     return make_busybox_tree(tmp_path / "busybox-armhf-rootfs", busybox_armhf_binary)
+
+
+@pytest.fixture
+def busybox_i386_rootfs(tmp_path: Path, busybox_i386_binary: Path) -> Path:
+    return make_busybox_tree(tmp_path / "busybox-i386-rootfs", busybox_i386_binary)
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ from ocirun.engine import fastpath, nest, spawn, trace
 from ocirun.engine import ptrace as pt
 from ocirun.engine.affinity import CpuPinning
 from ocirun.engine.arch import host_arch, native_arches
+from ocirun.engine.arch.i386 import fix_uname
 from ocirun.engine.cwd import enter_chdir, enter_getcwd
 from ocirun.engine.dirlist import DirListing
 from ocirun.engine.dumpable import Dumpable
@@ -131,6 +132,7 @@ class Tracer(ExtensionHost):
             "prctl": self._enter_prctl,
             "getdents": self.dirlist.enter_getdents,
             "rmdir": self.path_args.enter_rmdir,
+            "uname32": _at_exit_only,
         }
 
     def _trap_syscalls(self) -> None:
@@ -551,6 +553,8 @@ class Tracer(ExtensionHost):
         elif spec.kind == "getdents":
             if result == 0:
                 self.dirlist.fix_getdents(t, sc)
+        elif spec.kind == "uname32":
+            fix_uname(t, sc)
         elif "listed_dir" in sc.notes and result >= 0:
             self.dirlist.opened(t, sc, result)
 
@@ -561,6 +565,10 @@ class Tracer(ExtensionHost):
     def _enter_prctl(self, t: Tracee, sc: Syscall) -> None:
         if not self.dumpable.enter_prctl(t, sc):
             nest.enter_nest(self, t, sc)
+
+
+def _at_exit_only(t: Tracee, sc: Syscall) -> None:
+    """A kind whose work is at the exit stop (SyscallSpec.exit)."""
 
 
 def _host_full_errno(exc: BaseException) -> int:

@@ -120,3 +120,20 @@ def test_i386_fake_root(tmp_path: Path, progs32: Path, mode_env: dict) -> None:
     assert out.splitlines()[1:] == ["ids: uid=0 euid=0 gid=0 egid=0",
                                     f"stat64 /x/dyn: mode=100755 uid=0 gid=0 size={(root / 'dyn').stat().st_size}"
                                     " nlink=1 ino=ok"]
+
+
+BUSYBOX_SCRIPT = """cd /tmp && mkdir -p a/b && echo hello > a/b/f && cat a/b/f | tr a-z A-Z
+ln -s b a/l && readlink a/l && ls a/l/ && find / -xdev -name f
+uname -m; /bin/busybox arch
+sh -c 'echo $0 in a child' child; pwd; cd a/l && pwd && cd / && rm -r /tmp/a && ls /tmp"""
+
+
+def test_busybox_i386_tree(busybox_i386_rootfs: Path, mode_env: dict) -> None:
+    """Debian's busybox-static:i386 as the whole guest: shell, pipes, fork and exec of
+    32-bit programs, paths; uname's machine is i686 for it, as under PRoot."""
+    out = ok(proot("-r", busybox_i386_rootfs, "-w", "/", "/bin/sh", "-c", BUSYBOX_SCRIPT, env=mode_env))
+    assert out.splitlines() == ["HELLO", "b", "f", "/tmp/a/b/f", "i686", "i686", "child in a child", "/tmp",
+                                "/tmp/a/l"]
+    out = ok(proot("-r", "/", "/bin/sh", "-c", f"uname -m; {busybox_i386_rootfs}/bin/busybox uname -m; uname -m",
+                   env=mode_env))
+    assert out.splitlines() == ["x86_64", "i686", "x86_64"]  # per program, as under PRoot

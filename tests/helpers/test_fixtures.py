@@ -86,7 +86,7 @@ def test_debian_arm64_rootfs_has_a_dpkg_database(debian_arm64_rootfs: Path) -> N
 @pytest.mark.parametrize(
     ("fixture", "machine"),
     [("busybox_rootfs", EM_X86_64), ("busybox_arm64_rootfs", EM_AARCH64),
-     ("busybox_armhf_rootfs", EM_ARM)],
+     ("busybox_armhf_rootfs", EM_ARM), ("busybox_i386_rootfs", 3)],
 )
 def test_busybox_trees(request: pytest.FixtureRequest, fixture: str, machine: int) -> None:
     root: Path = request.getfixturevalue(fixture)

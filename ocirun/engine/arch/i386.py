@@ -9,8 +9,14 @@ __USER32_CS. Pointers in its memory are 4 bytes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ocirun.engine.arch import Arch
 from ocirun.engine.arch.x86_64 import IP_SLOT, NR_SLOT, NREGS, RET_SLOT, SP_SLOT, UserRegs
+
+if TYPE_CHECKING:
+    from ocirun.engine.syscall import Syscall
+    from ocirun.engine.tracee import Tracee
 
 ARG_SLOTS = (5, 11, 12, 13, 14, 4)  # rbx rcx rdx rsi rdi rbp
 
@@ -30,3 +36,20 @@ ARCH = Arch(
     word=4,
     cs=0x23,  # __USER32_CS
 )
+
+
+UTS_FIELD = 65
+UTS_MACHINE = 4 * UTS_FIELD  # struct new_utsname: sysname, nodename, release, version, machine
+
+
+def fix_uname(t: Tracee, sc: Syscall) -> None:
+    """uname's exit for a 32-bit program: machine "x86_64" reads "i686", as under PRoot
+    (and as the kernel says under `linux32`)."""
+    if sc.result != 0 or not sc.args[0]:
+        return
+    addr = sc.args[0] + UTS_MACHINE
+    try:
+        if t.read(addr, 7) == b"x86_64\0":
+            t.write(addr, b"i686\0")
+    except OSError:
+        pass

@@ -67,6 +67,7 @@ class SyscallSpec:
     # newfstatat(fd, "", AT_EMPTY_PATH)); ("null", i): args[i] is NULL (futimens).
     bpf_allow: tuple | None = None
     follow_open: bool = False  # opens a file to read it (open, openat, openat2): /proc/PID/cmdline fix-up
+    only: str = ""  # the one architecture whose table has it ("": every one that has the name)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -83,7 +84,8 @@ def load(arch: str) -> dict[int, SyscallSpec]:
     from ocirun.engine.syscalls.specs import SPECS
 
     numbers = names(arch)
-    return {numbers[s.name]: replace(s, nr=numbers[s.name]) for s in SPECS if s.name in numbers}
+    return {numbers[s.name]: replace(s, nr=numbers[s.name]) for s in SPECS
+            if s.name in numbers and s.only in ("", arch)}
 
 
 @dataclass

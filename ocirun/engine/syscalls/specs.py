@@ -31,10 +31,10 @@ def _p(arg, follow=FOLLOW, dirfd=None, flag_arg=None, mask=0, abs_only=False):
     return PathArg(arg=arg, dirfd=dirfd, follow=follow, flag_arg=flag_arg, flag_mask=mask, abs_only=abs_only)
 
 
-def _s(name, *paths, kind="", exit=False, invalidate=(), sockaddr=None, bpf_allow=None, follow_open=False):
+def _s(name, *paths, kind="", exit=False, invalidate=(), sockaddr=None, bpf_allow=None, follow_open=False, only=""):
     return SyscallSpec(
         name=name, nr=-1, paths=tuple(paths), kind=kind, exit=exit,
-        invalidate=tuple(invalidate), sockaddr=sockaddr, bpf_allow=bpf_allow, follow_open=follow_open,
+        invalidate=tuple(invalidate), sockaddr=sockaddr, bpf_allow=bpf_allow, follow_open=follow_open, only=only,
     )
 
 
@@ -155,6 +155,9 @@ SPECS: tuple[SyscallSpec, ...] = (
     # i386's multiplexer of the socket calls above: the core reads the sub-call's
     # arguments from memory and handles it as that call (ocirun/engine/multiplex.py)
     _s("socketcall", kind="socketcall"),
+    # a 32-bit x86 program is told it runs on an i686, as PRoot does (configure scripts
+    # in an i386 tree then build for it); x86_64's own uname is not trapped
+    _s("uname", kind="uname32", exit=True, only="i386"),
     # PR_SET/GET_DUMPABLE are answered by the tracer (a non-dumpable tracee could not be
     # read); a nested `ocirun proot` announces its rootfs and bindings (ocirun/engine/nest.py)
     _s("prctl", kind="prctl"),
