@@ -1,25 +1,33 @@
 #!/bin/bash
 # The aarch64 checks, run by `scripts/aarch64-vm test` inside the arm64 machine as the
 # unprivileged user. /share holds src/ (this checkout) and images/*.tar (OCI archives).
-# Prints one "ok: ..." line per check; exits non-zero at the first failure.
-set -euo pipefail
+# Prints one "ok: ..." or "FAIL: ..." line per check and goes on (a check that cannot
+# run without an earlier one stops there); exits non-zero if any check failed.
+set -uo pipefail
 say() { printf '%s %s\n' "$1" "${*:2}"; }
-ok() { say "ok:" "$@"; }
-fail() { say "FAIL:" "$@"; exit 1; }
+FAILED=0 SECTION_FAILED=0
+ok() {  # closes a section: "ok" if none of its checks failed
+    if [ $SECTION_FAILED = 0 ]; then say "ok:" "$@"; else say "not ok:" "$@"; fi
+    SECTION_FAILED=0
+}
+fail() { say "FAIL:" "$@"; FAILED=1 SECTION_FAILED=1; return 1; }
+die() { say "FAIL:" "$@"; exit 1; }
+trap 'exit $FAILED' EXIT
 
 say "guest:" "$(uname -m) $(uname -r), $(python3 --version), uid $(id -u)"
-[ "$(uname -m)" = aarch64 ] || fail "not an aarch64 machine"
-[ "$(id -u)" != 0 ] || fail "must run unprivileged"
+[ "$(uname -m)" = aarch64 ] || die "not an aarch64 machine"
+[ "$(id -u)" != 0 ] || die "must run unprivileged"
 
-# `pip install .`: the dependencies are Debian's python3-* packages; the build backend
-# (setuptools>=77, newer than Debian's) comes from PyPI (the machine runs with --net)
+# `pip install .`: Debian's python3-* packages serve what they can; the rest (oras,
+# python-ptrace) and the build backend (setuptools>=77, newer than Debian's) come from
+# PyPI (the machine runs with --net)
+t0=$SECONDS
 cp -r /share/src /tmp/src
 python3 -m venv --system-site-packages ~/venv
-~/venv/bin/pip install -q --no-deps /tmp/src > /tmp/pip.log 2>&1 \
-    || { cat /tmp/pip.log; fail "pip install ."; }
+~/venv/bin/pip install -q /tmp/src > /tmp/pip.log 2>&1 || { cat /tmp/pip.log; die "pip install ."; }
 export PATH=$HOME/venv/bin:$PATH
-ocirun --help > /dev/null || fail "ocirun --help"
-ok "pip install ."
+ocirun --help > /dev/null || die "ocirun --help"
+ok "pip install . ($((SECONDS - t0))s)"
 
 # the store on ext4 (user xattrs) and on the guest's /tmp (tmpfs, Linux 6.1: no user xattrs)
 for store in "$HOME/store" /tmp/store; do
