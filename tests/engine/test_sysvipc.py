@@ -119,3 +119,49 @@ def test_the_probe(android) -> None:
              " print(n())"]
     assert ok(_run(probe)) == "False\n"
     assert ok(_run(deny_argv(android[0], probe))) == "True\n"
+
+
+KILLED_WAITER = r"""
+$| = 1;
+my $sem = semget(0, 1, 0o1000 | 0600) // die "semget: $!";
+my $pid = fork // die;
+if ($pid == 0) { semop($sem, pack("s!3", 0, -1, 0)); print "child woke\n"; exit 3; }
+select(undef, undef, undef, 0.3);
+kill 'KILL', $pid; waitpid($pid, 0); print "child killed: ", $? & 127, "\n";
+my $pid2 = fork // die;
+if ($pid2 == 0) { semop($sem, pack("s!3", 0, -1, 0)) or die "semop2: $!"; print "second woke\n"; exit 0; }
+select(undef, undef, undef, 0.3);
+semop($sem, pack("s!3", 0, 1, 0)) or die; waitpid($pid2, 0); print "second exit ", $? >> 8, "\n";
+semctl($sem, 0, 0, 0);
+"""
+
+
+def test_a_held_caller_killed(debian_rootfs: Path, android) -> None:
+    """SIGKILL ends a process held in semop; the semaphore serves the next waiter."""
+    calls, env = android
+    got = _proot_denied(calls, env, "-r", str(debian_rootfs), "-b", "/dev", "perl", "-e", KILLED_WAITER)
+    assert got.stdout.splitlines() == ["child killed: 9", "second woke", "second exit 0"], got.stderr
+
+
+def test_msgrcv_type_rules_and_key_rules() -> None:
+    """msgrcv's choice of message by type, and *get()'s key rules, against msgrcv(2)/shmget(2)."""
+    import errno as e
+
+    from ocirun.engine.extensions.sysvipc.abi import IPC_CREAT, IPC_EXCL, MSG_EXCEPT, Perm
+    from ocirun.engine.extensions.sysvipc.msg import _pick
+    from ocirun.engine.extensions.sysvipc.table import IpcTable
+
+    q = [(5, b"a"), (2, b"b"), (3, b"c"), (2, b"d")]
+    assert [_pick(q, t, f) for t, f in ((0, 0), (2, 0), (2, MSG_EXCEPT), (-3, 0), (-1, 0), (9, 0))] == [
+        0, 1, 0, 1, None, None]
+    table: IpcTable[str] = IpcTable(limit=2)
+
+    def perm() -> Perm:
+        return Perm(key=0, uid=0, gid=0, mode=0)
+
+    first = table.get(42, IPC_CREAT | 0o600, lambda i, p: f"obj{i}", perm())
+    assert table.get(42, 0, lambda i, p: "x", perm()) == first
+    assert table.get(42, IPC_CREAT | IPC_EXCL, lambda i, p: "x", perm()) == -e.EEXIST
+    assert table.get(43, 0, lambda i, p: "x", perm()) == -e.ENOENT
+    assert table.get(0, 0, lambda i, p: "p", perm()) not in (first, -e.ENOENT)  # IPC_PRIVATE: new
+    assert table.get(0, 0, lambda i, p: "p", perm()) == -e.ENOSPC
