@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ocirun.engine.path import GuestPathError, PathTranslator
-from ocirun.engine.path.translator import MAXSYMLINKS, PATH_MAX
+from ocirun.engine.path.errors import PATH_MAX
+from ocirun.engine.path.translator import MAXSYMLINKS
 
 
 @pytest.fixture

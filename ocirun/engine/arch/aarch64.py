@@ -7,43 +7,23 @@ original x0 of a call is only known from its entry (the engine keeps it)."""
 from __future__ import annotations
 
 from ocirun.engine import ptrace as pt
-from ocirun.engine.arch import Arch
+from ocirun.engine.arch.base import Arch, SlotRegisters
 
-NREGS = 34  # x0-x30, sp, pc, pstate
-ARG_SLOTS = (0, 1, 2, 3, 4, 5)  # x0-x5
-NR_SLOT = 8  # x8 at entry
-RET_SLOT = 0  # x0
-SP_SLOT = 31
-IP_SLOT = 32
 NT_PRSTATUS = 1
 NT_ARM_SYSTEM_CALL = 0x404
 
 
-class RegSet:
-    """Registers of aarch64: a whole-set read and write for each change (two calls)."""
+class RegSet(SlotRegisters):
+    """A whole-set read and write for each change (two calls)."""
 
     def get_all(self, pid: int) -> list[int]:
-        return pt.get_regset(pid, NT_PRSTATUS, NREGS)
+        return pt.get_regset(pid, NT_PRSTATUS, self.nregs)
 
     def set_all(self, pid: int, regs: list[int]) -> None:
         pt.set_regset(pid, NT_PRSTATUS, regs)
 
-    def get(self, pid: int, slot: int) -> int:
-        return self.get_all(pid)[slot]
-
-    def set(self, pid: int, slot: int, value: int) -> None:
-        regs = self.get_all(pid)
-        regs[slot] = value
-        self.set_all(pid, regs)
-
-    def set_arg(self, pid: int, i: int, value: int) -> None:
-        self.set(pid, ARG_SLOTS[i], value)
-
     def set_nr(self, pid: int, nr: int) -> None:
         pt.set_regset_int(pid, NT_ARM_SYSTEM_CALL, nr)
-
-    def set_result(self, pid: int, value: int) -> None:
-        self.set(pid, RET_SLOT, value)
 
 
 ARCH = Arch(
@@ -51,14 +31,14 @@ ARCH = Arch(
     audit_arch=0xC00000B7,  # AUDIT_ARCH_AARCH64
     syscalls="ocirun.engine.syscalls.aarch64",
     elf_machine=183,  # EM_AARCH64
-    regs=RegSet(),
-    nregs=NREGS,
-    arg_slots=ARG_SLOTS,
-    nr_slot=NR_SLOT,
-    ret_slot=RET_SLOT,
-    sp_slot=SP_SLOT,
-    ip_slot=IP_SLOT,
+    registers=RegSet,
+    nregs=34,  # x0-x30, sp, pc, pstate
+    arg_slots=(0, 1, 2, 3, 4, 5),  # x0-x5
+    nr_slot=8,  # x8 at entry
+    ret_slot=0,  # x0
+    sp_slot=31,
+    ip_slot=32,
     red_zone=0,  # AAPCS64 has none; pushes keep sp 16-byte aligned
     syscall_insn=4,  # svc #0
-    call_nr_slot=NR_SLOT,  # x8
+    call_nr_slot=8,  # x8
 )

@@ -9,32 +9,31 @@ __USER32_CS. Pointers in its memory are 4 bytes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ocirun.engine.arch import Arch
-from ocirun.engine.arch.x86_64 import IP_SLOT, NR_SLOT, NREGS, RET_SLOT, SP_SLOT, UserRegs
+from ocirun.engine.arch.x86_64 import ARCH as X86_64
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
 
-ARG_SLOTS = (5, 11, 12, 13, 14, 4)  # rbx rcx rdx rsi rdi rbp
 
-ARCH = Arch(
+# The x86_64 register set, with i386's argument registers and ABI.
+ARCH = replace(
+    X86_64,
     name="i386",
     audit_arch=0x40000003,  # AUDIT_ARCH_I386
     syscalls="ocirun.engine.syscalls.i386",
     elf_machine=3,  # EM_386
-    regs=UserRegs(ARG_SLOTS),
-    nregs=NREGS,
-    arg_slots=ARG_SLOTS,
-    nr_slot=NR_SLOT,
-    ret_slot=RET_SLOT,
-    sp_slot=SP_SLOT,
-    ip_slot=IP_SLOT,
+    arg_slots=(5, 11, 12, 13, 14, 4),  # rbx rcx rdx rsi rdi rbp
     red_zone=128,  # the i386 ABI has none; kept as on x86_64 (the scratch area is below it)
+    x32_bit=0,
     word=4,
+    compat=(),
     cs=0x23,  # __USER32_CS
+    syscall_insn=0,  # re-running int 0x80/sysenter is not supported
+    call_nr_slot=-1,
 )
 
 

@@ -11,10 +11,9 @@ returned absolute host path to openat2 with these flags cleared.
 from __future__ import annotations
 
 import errno
-import os
 from typing import TYPE_CHECKING
 
-from ocirun.engine.path.errors import GuestPathError
+from ocirun.engine.path.errors import GuestPathError, check_length
 from ocirun.engine.path.proc import is_proc_magic_link
 
 if TYPE_CHECKING:
@@ -42,14 +41,11 @@ def check_link_flags(rflags: int, h: str, target: str | None, path: str) -> None
 def to_host(tr: PathTranslator, guest_path: str, cwd: str, follow_last: bool, resolve: int,
             pid: int | None, tid: int | None) -> str:
     """PathTranslator.to_host_openat2 (cwd: the dirfd's canonical guest path)."""
-    from ocirun.engine.path.translator import PATH_MAX
-
     if not resolve & ~RESOLVE_CACHED:
         return tr.to_host(guest_path, cwd, follow_last, pid, tid)
     if not guest_path:
         raise GuestPathError(errno.ENOENT, guest_path)
-    if len(guest_path) >= PATH_MAX // 4 and len(os.fsencode(guest_path)) >= PATH_MAX:
-        raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
+    check_length(guest_path)
     if guest_path[0] == "/" and not resolve & RESOLVE_IN_ROOT:
         if resolve & RESOLVE_BENEATH:
             raise GuestPathError(errno.EXDEV, guest_path)

@@ -49,14 +49,13 @@ from dataclasses import dataclass
 from ocirun.engine.path import openat2
 from ocirun.engine.path.bindings import BindingMap, normpath
 from ocirun.engine.path.cache import CACHE_MAX, PathCache
-from ocirun.engine.path.errors import GuestPathError
+from ocirun.engine.path.errors import GuestPathError, check_length
 from ocirun.engine.path.fsview import DIR, LINK, MISSING, FsView, HostFs
 from ocirun.engine.path.glue import GlueTree
 from ocirun.engine.path.openat2 import RESOLVE_BENEATH, RESOLVE_NO_XDEV
 from ocirun.engine.path.proc import is_proc_magic_link, proc_link
 from ocirun.engine.plan import Binding
 
-PATH_MAX = 4096  # a path of PATH_MAX bytes or more (NUL excluded) is ENAMETOOLONG
 MAXSYMLINKS = 40  # Linux: the 41st symlink in one lookup is ELOOP
 
 # What the path ends with: plain name, '/', or '.'/'..' (both need a directory).
@@ -363,8 +362,7 @@ class PathTranslator:
             hit = full.get(key)
             if hit is not None:
                 return hit
-        if len(guest_path) >= PATH_MAX // 4 and len(os.fsencode(guest_path)) >= PATH_MAX:
-            raise GuestPathError(errno.ENAMETOOLONG, guest_path[:64] + "...")
+        check_length(guest_path)
         res = self._leaf(key, follow_last) if full is not None else None
         if res is not None:
             full[key] = res  # full is not None whenever _leaf answered

@@ -9,7 +9,7 @@ core handler it needs, if any.
 
 from __future__ import annotations
 
-from ocirun.engine.syscalls import (
+from ocirun.engine.syscalls.model import (
     FLAG_FOLLOW,
     FLAG_NOFOLLOW,
     FOLLOW,
