@@ -53,6 +53,7 @@ from ocirun.engine.syscalls import Abi, SyscallSpec, load_abi
 from ocirun.engine.tracee import FsState, Tracee
 from ocirun.engine.view import View
 from ocirun.errors import OcirunError
+from ocirun.util.log import log
 
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 CLONE_FS = 0x200
@@ -93,7 +94,7 @@ class Tracer(ExtensionHost):
         self.verbose = plan.verbose
         for b in self.translator.skipped:
             if self.verbose >= 1:
-                print(f"ocirun: warning: binding {b.host}:{b.guest} skipped (missing)", file=sys.stderr)
+                log.warning(f"binding {b.host}:{b.guest} skipped (missing)")
         self.extensions = list(plan.extensions)
         self.nested_extensions: list = []  # those nested `ocirun proot -0/-i/-k` runs asked for
         self.shares_inodes = self.stat_answered = self.changes_stats = self.lazy_tree = False  # attach_extensions
@@ -398,7 +399,7 @@ class Tracer(ExtensionHost):
         code = _host_full_errno(exc)
         if not code and (not self._reported or self.verbose >= 1):
             self._reported = True
-            print(f"ocirun: internal error at {name} of pid {t.pid}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            log.error(f"internal error at {name} of pid {t.pid}: {type(exc).__name__}: {exc}")
         if sc is not None and not sc.at_exit and not sc.skipped:
             try:
                 sc.skip(-(code or errno.EIO))

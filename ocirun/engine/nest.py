@@ -31,6 +31,7 @@ from ocirun.engine.plan import Binding, EnginePlan
 from ocirun.engine.spawn import child_reset_signals, resolve_command
 from ocirun.engine.view import View
 from ocirun.errors import OcirunError
+from ocirun.util.log import log
 
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
@@ -103,8 +104,7 @@ def exec_nested(plan: EnginePlan, outer_seccomp: int, arch: Any) -> None:
     """Become the guest command: the outer ocirun translates it in our view."""
     _, others = _extension_options(plan)
     if others:
-        print(f"ocirun: warning: nested in another ocirun: extensions ({', '.join(others)}) are not applied",
-              file=sys.stderr)
+        log.warning(f"nested in another ocirun: extensions ({', '.join(others)}) are not applied")
     if outer_seccomp:
         _trap_extension_syscalls(plan, arch)
     env = dict(os.environ if plan.env is None else plan.env)

@@ -23,8 +23,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
-from ocirun.engine.extensions.shared.common import patch_auxv
-from ocirun.engine.extensions.shared.common import report_error as _report
+from ocirun.engine.extensions.shared.common import host_errors_reported, patch_auxv
 from ocirun.engine.extensions.shared.utsname import UTSNAME_SIZE, FakeUname
 from ocirun.util.linux import AT_HWCAP
 
@@ -124,13 +123,8 @@ class Kompat(Extension):
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 
+    @host_errors_reported()
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
-        try:
-            self._on_enter(tracee, sc)
-        except OSError as exc:  # e.g. the tracee died under us: leave the syscall alone
-            _report(tracee, sc, exc)
-
-    def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         if sc.name == "uname":
             sc.want_exit()
             return
@@ -149,13 +143,8 @@ class Kompat(Extension):
                 sc.set_arg(index, sc.push_string(replacement))
                 return
 
+    @host_errors_reported()
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
-        try:
-            self._on_exit(tracee, sc)
-        except OSError as exc:
-            _report(tracee, sc, exc)
-
-    def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         if sc.name != "uname" or sc.result != 0:
             return
         addr = sc.args[0]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.shared import statbuf
-from ocirun.engine.extensions.shared.common import report_error as _report
+from ocirun.engine.extensions.shared.common import host_errors_reported, rewrite_guest_bytes
 from ocirun.engine.syscalls import O_NOFOLLOW
 from ocirun.util.linux import AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW
 
@@ -190,13 +190,8 @@ class Link2Symlink(Extension):
 
     # ---- hooks ------------------------------------------------------------------------
 
+    @host_errors_reported(sqlite3.Error)
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
-        try:
-            self._on_enter(tracee, sc)
-        except (OSError, sqlite3.Error) as exc:  # e.g. the tracee died: leave the syscall
-            _report(tracee, sc, exc)
-
-    def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _LINKS:
             self._link(tracee, sc)
@@ -240,13 +235,8 @@ class Link2Symlink(Extension):
             return {}
         return {"nlink": self._count(store) + max(0, view.nlink - 1)}
 
+    @host_errors_reported(sqlite3.Error)
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
-        try:
-            self._on_exit(tracee, sc)
-        except (OSError, sqlite3.Error) as exc:
-            _report(tracee, sc, exc)
-
-    def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _STAT:
             if sc.result == 0:
@@ -259,22 +249,12 @@ class Link2Symlink(Extension):
 
     def _fix_nlink(self, tracee: Tracee, sc: Syscall) -> None:
         index, kind = _STAT[sc.name]
-        addr = sc.args[index]
-        size = statbuf.STAT_SIZE if kind == "stat" else statbuf.STATX_SIZE
-        try:
-            buf = tracee.read(addr, size)
-        except OSError:
-            return
-        view = statbuf.parse_stat(buf) if kind == "stat" else statbuf.parse_statx(buf)
-        store = self.inodes.get((view.dev, view.ino))
-        if store is None:
-            return
-        nlink = self._count(store) + max(0, view.nlink - 1)
-        patch = statbuf.patch_stat if kind == "stat" else statbuf.patch_statx
-        try:
-            tracee.write(addr, patch(buf, nlink=nlink))
-        except OSError:
-            pass
+
+        def fix(buf: bytes) -> bytes:
+            changes = self.stat_changes(statbuf.parse(kind, buf))
+            return statbuf.patch(kind, buf, **changes) if changes else buf
+
+        rewrite_guest_bytes(tracee, sc.args[index], statbuf.result_size(kind), fix)
 
     def _as_root(self, tracee: Tracee, *hosts: str) -> None:
         """The guest's powers for the changes this extension makes itself (fake root)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.shared import sockaddr as sa
-from ocirun.engine.extensions.shared.common import report_error as _report
+from ocirun.engine.extensions.shared.common import host_errors_reported
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
@@ -72,13 +72,8 @@ class PortMap(Extension):
         except OSError:
             return None
 
+    @host_errors_reported()
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
-        try:
-            self._on_enter(tracee, sc)
-        except OSError as exc:  # e.g. the tracee died under us: leave the syscall alone
-            _report(tracee, sc, exc)
-
-    def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _NAMES:
             if sc.args[_NAMES[name][0]]:
@@ -105,13 +100,8 @@ class PortMap(Extension):
             return
         sc.set_arg(a, sc.push(sa.with_port(raw, new_port)))
 
+    @host_errors_reported()
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
-        try:
-            self._on_exit(tracee, sc)
-        except OSError as exc:
-            _report(tracee, sc, exc)
-
-    def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name == "bind":
             note = tracee.data.pop("portmap.bind", None)

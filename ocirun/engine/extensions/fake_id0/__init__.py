@@ -23,7 +23,6 @@ import ctypes
 import os
 import sqlite3
 import stat
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -54,10 +53,11 @@ from ocirun.engine.extensions.fake_id0.tables import (
 from ocirun.engine.extensions.shared import statbuf
 from ocirun.engine.extensions.shared.common import (
     guest_to_host,
+    host_errors_reported,
     patch_auxv,
 )
-from ocirun.engine.extensions.shared.common import report_error as _report
 from ocirun.util.linux import AT_EGID, AT_EUID, AT_GID, AT_UID
+from ocirun.util.log import log
 
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
@@ -113,7 +113,7 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
         self.rootfs = os.path.realpath(engine.plan.rootfs)
         self.db, warning = open_db(self.rootfs, self.db_path)
         if warning and engine.verbose >= 0:
-            print(f"ocirun: warning: {warning}", file=sys.stderr)
+            log.warning(warning)
         try:
             self.db.revalidate()
         except (OSError, sqlite3.Error):
@@ -208,13 +208,8 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
 
     # ---- dispatch ---------------------------------------------------------------------
 
+    @host_errors_reported(sqlite3.Error)
     def on_enter(self, tracee: Tracee, sc: Syscall) -> None:
-        try:
-            self._on_enter(tracee, sc)
-        except (OSError, sqlite3.Error) as exc:  # e.g. the tracee died: leave the syscall
-            _report(tracee, sc, exc)
-
-    def _on_enter(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         handler = self._enter.get(name)
         if handler is not None:
@@ -236,13 +231,8 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
             elif name in _UNLINKS:
                 self._note_unlink(tracee, sc)
 
+    @host_errors_reported(sqlite3.Error)
     def on_exit(self, tracee: Tracee, sc: Syscall) -> None:
-        try:
-            self._on_exit(tracee, sc)
-        except (OSError, sqlite3.Error) as exc:
-            _report(tracee, sc, exc)
-
-    def _on_exit(self, tracee: Tracee, sc: Syscall) -> None:
         name = sc.name
         if name in _STAT:
             self._stat_exit(tracee, sc)

@@ -14,13 +14,8 @@ from ocirun.engine.extensions.fake_id0.tables import (
     _libc,
 )
 from ocirun.engine.extensions.shared import statbuf
-from ocirun.engine.extensions.shared.common import (
-    bad_fd,
-    fd_path,
-)
+from ocirun.engine.extensions.shared.common import bad_fd, fd_path, rewrite_guest_bytes
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
-
-_SIZES = {"statx": statbuf.STATX_SIZE, "stat64": statbuf.STAT64.size}
 
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
@@ -102,18 +97,8 @@ class StatCalls:
         if sc.result != 0:
             return
         index, kind = _STAT[sc.name]
-        addr = sc.args[index]
-        size = _SIZES.get(kind) or self.stat_abi.layout.size
-        try:
-            buf = tracee.read(addr, size)
-        except OSError:
-            return
-        new = self._patched(buf, kind)
-        if new != buf:
-            try:
-                tracee.write(addr, new)
-            except OSError:
-                pass
+        size = statbuf.result_size(kind, self.stat_abi.layout)
+        rewrite_guest_bytes(tracee, sc.args[index], size, lambda buf: self._patched(buf, kind))
 
     def _patched(self, buf: bytes, kind: str) -> bytes:
         """The guest's view of a stat result: fake ids, then what the database says.
@@ -121,11 +106,8 @@ class StatCalls:
         btime = None
         if kind == "stat":
             dev, ino, uid, gid = self.stat_abi.head.unpack_from(buf)
-        elif kind == "stat64":
-            view = statbuf.parse_stat(buf, statbuf.STAT64)
-            dev, ino, uid, gid = view.dev, view.ino, view.uid, view.gid
         else:
-            view = statbuf.parse_statx(buf)
+            view = statbuf.parse(kind, buf)
             dev, ino, uid, gid, btime = view.dev, view.ino, view.uid, view.gid, view.btime_ns
         changes: dict[str, int] = {}
         if uid == self.real_uid and self.fuid != uid:
@@ -144,14 +126,5 @@ class StatCalls:
                 changes["rdev"] = rec.rdev
                 changes["size"] = 0
         if self.engine.changes_stats:  # other extensions' changes (link2symlink's link counts)
-            view = (statbuf.parse_statx(buf) if kind == "statx"
-                    else statbuf.parse_stat(buf, self._layout(kind)))
-            changes.update(self.engine.stat_changes(view))
-        if not changes:
-            return buf
-        if kind == "statx":
-            return statbuf.patch_statx(buf, **changes)
-        return statbuf.patch_stat(buf, layout=self._layout(kind), **changes)
-
-    def _layout(self, kind: str) -> statbuf.StatLayout:
-        return statbuf.STAT64 if kind == "stat64" else self.stat_abi.layout
+            changes.update(self.engine.stat_changes(statbuf.parse(kind, buf, self.stat_abi.layout)))
+        return statbuf.patch(kind, buf, self.stat_abi.layout, **changes) if changes else buf

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import struct
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_NULL
 
@@ -21,6 +23,44 @@ def report_error(tracee: Tracee, sc: Syscall, exc: Exception) -> None:
     the syscall goes on unchanged; say so only when asked (-v 1 and more)."""
     if tracee.engine.verbose >= 1:
         print(f"ocirun: [{tracee.pid}] {sc.name}: extension: {exc}", file=sys.stderr)
+
+
+Hook = Callable[[Any, "Tracee", "Syscall"], None]
+
+
+def host_errors_reported(*errors: type[Exception]) -> Callable[[Hook], Hook]:
+    """Decorate a syscall hook (on_enter, on_exit) whose failure on the host side
+    (OSError: the tracee died, its memory is unreadable; `errors`: e.g. a database
+    error) must leave the syscall as it is: reported by report_error, never raised."""
+    caught = (OSError, *errors)
+
+    def wrap(hook: Hook) -> Hook:
+        @functools.wraps(hook)
+        def run(self: Any, tracee: Tracee, sc: Syscall) -> None:
+            try:
+                hook(self, tracee, sc)
+            except caught as exc:
+                report_error(tracee, sc, exc)
+
+        return run
+
+    return wrap
+
+
+def rewrite_guest_bytes(tracee: Tracee, addr: int, size: int, fix: Callable[[bytes], bytes]) -> None:
+    """Replace the `size` bytes the kernel wrote at `addr` (a syscall's result) by
+    fix(them) when that differs; memory the tracer cannot reach is left alone (the
+    guest meets its own EFAULT)."""
+    try:
+        buf = tracee.read(addr, size)
+    except OSError:
+        return
+    new = fix(buf)
+    if new != buf:
+        try:
+            tracee.write(addr, new)
+        except OSError:
+            pass
 
 
 def guest_to_host(tracee: Tracee, guest: str) -> str | None:

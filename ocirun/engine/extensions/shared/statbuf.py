@@ -8,9 +8,14 @@ unit-tested without a tracee.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
+
+# Where each field is: name -> (offset, struct format). A "<II" field is a device
+# number as (major, minor) (statx); the others are plain integers.
+Fields = dict[str, tuple[int, str]]
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,15 @@ class StatLayout:
     ino: int = 8
     st_size: int = 48
 
+    @functools.cached_property
+    def fields(self) -> Fields:
+        """The layout as the table parse and patch read."""
+        return {
+            "dev": (self.dev, "<Q"), "ino": (self.ino, "<Q"), "nlink": self.nlink,
+            "mode": (self.mode, "<I"), "uid": (self.uid, "<I"), "gid": (self.uid + 4, "<I"),
+            "rdev": (self.rdev, "<Q"), "size": (self.st_size, "<q"),
+        }
+
 
 STAT_LAYOUTS = {
     "x86_64": StatLayout(size=144, nlink=(16, "<Q"), mode=24, uid=28, rdev=40),  # asm/stat.h
@@ -38,13 +52,14 @@ _STAT64_FROM_X86_64 = struct.Struct("<QQQIII4xQqqqqQqQqQ")  # x86_64's struct st
 _STAT64 = struct.Struct("<Q4xIIIIIQ4xqIQIIIIIIQ")
 STAT_SIZE = _L.size
 
-# struct statx (linux/stat.h): 256 bytes.
+# struct statx (linux/stat.h): 256 bytes, the same on every architecture.
 STATX_SIZE = 256
-_STX_MASK, _STX_NLINK, _STX_UID, _STX_GID, _STX_MODE = 0, 16, 20, 24, 28
-_STX_INO, _STX_SIZE = 32, 40
+STATX_FIELDS: Fields = {
+    "nlink": (16, "<I"), "uid": (20, "<I"), "gid": (24, "<I"), "mode": (28, "<H"),
+    "ino": (32, "<Q"), "size": (40, "<Q"), "rdev": (128, "<II"), "dev": (136, "<II"),
+}
+_STX_MASK = 0
 _STX_BTIME = 80
-_STX_RDEV_MAJOR, _STX_RDEV_MINOR = 128, 132
-_STX_DEV_MAJOR, _STX_DEV_MINOR = 136, 140
 STATX_BTIME = 0x800
 
 S_IFMT = 0o170000
@@ -83,91 +98,78 @@ def minor(dev: int) -> int:
     return ((dev >> 12) & 0xFFFFFF00) | (dev & 0xFF)
 
 
-def parse_stat(buf: bytes, layout: StatLayout = _L) -> StatView:
-    """Decode the interesting fields of a `struct stat` (the host's layout unless told)."""
-    (dev,) = struct.unpack_from("<Q", buf, layout.dev)
-    (ino,) = struct.unpack_from("<Q", buf, layout.ino)
-    (nlink,) = struct.unpack_from(layout.nlink[1], buf, layout.nlink[0])
-    (mode,) = struct.unpack_from("<I", buf, layout.mode)
-    uid, gid = struct.unpack_from("<II", buf, layout.uid)
-    (rdev,) = struct.unpack_from("<Q", buf, layout.rdev)
-    (size,) = struct.unpack_from("<q", buf, layout.st_size)
-    return StatView(dev, ino, nlink, mode, uid, gid, rdev, size)
+_VIEW_FIELDS = ("dev", "ino", "nlink", "mode", "uid", "gid", "rdev", "size")
 
 
-def patch_stat(
-    buf: bytes,
-    *,
-    uid: int | None = None,
-    gid: int | None = None,
-    mode: int | None = None,
-    rdev: int | None = None,
-    nlink: int | None = None,
-    size: int | None = None,
-    layout: StatLayout = _L,
-) -> bytes:
-    """Return `buf` (a struct stat, the host's layout unless told) with the given fields replaced."""
+def _get(fields: Fields, buf: bytes, name: str) -> int:
+    offset, fmt = fields[name]
+    value = struct.unpack_from(fmt, buf, offset)
+    return makedev(*value) if len(value) == 2 else value[0]
+
+
+def _patch(fields: Fields, buf: bytes, changes: dict[str, int | None]) -> bytes:
+    """`buf` with the fields of `changes` that are not None replaced (unsigned
+    fields wrap as the kernel's would)."""
     out = bytearray(buf)
-    if uid is not None:
-        struct.pack_into("<I", out, layout.uid, uid & 0xFFFFFFFF)
-    if gid is not None:
-        struct.pack_into("<I", out, layout.uid + 4, gid & 0xFFFFFFFF)
-    if mode is not None:
-        struct.pack_into("<I", out, layout.mode, mode & 0xFFFFFFFF)
-    if rdev is not None:
-        struct.pack_into("<Q", out, layout.rdev, rdev)
-    if nlink is not None:
-        struct.pack_into(layout.nlink[1], out, layout.nlink[0], nlink)
-    if size is not None:
-        struct.pack_into("<q", out, layout.st_size, size)
+    for name, value in changes.items():
+        if value is None:
+            continue
+        offset, fmt = fields[name]
+        if fmt == "<II":
+            struct.pack_into(fmt, out, offset, major(value), minor(value))
+        else:
+            if fmt[-1].isupper():
+                value &= (1 << 8 * struct.calcsize(fmt)) - 1
+            struct.pack_into(fmt, out, offset, value)
     return bytes(out)
 
 
+def parse_stat(buf: bytes, layout: StatLayout = _L) -> StatView:
+    """Decode the interesting fields of a `struct stat` (the host's layout unless told)."""
+    return StatView(*(_get(layout.fields, buf, name) for name in _VIEW_FIELDS))
+
+
+def patch_stat(buf: bytes, layout: StatLayout = _L, **changes: int | None) -> bytes:
+    """Return `buf` (a struct stat, the host's layout unless told) with the given
+    fields (uid, gid, mode, rdev, nlink, size) replaced."""
+    return _patch(layout.fields, buf, changes)
+
+
 def parse_statx(buf: bytes) -> StatView:
-    """Decode the interesting fields of a `struct statx`."""
+    """Decode the interesting fields of a `struct statx` (btime when the kernel filled it)."""
+    view = StatView(*(_get(STATX_FIELDS, buf, name) for name in _VIEW_FIELDS))
     (mask,) = struct.unpack_from("<I", buf, _STX_MASK)
-    nlink, uid, gid = struct.unpack_from("<III", buf, _STX_NLINK)
-    (mode,) = struct.unpack_from("<H", buf, _STX_MODE)
-    ino, size = struct.unpack_from("<QQ", buf, _STX_INO)
-    rmaj, rmin, dmaj, dmin = struct.unpack_from("<IIII", buf, _STX_RDEV_MAJOR)
-    btime = None
     if mask & STATX_BTIME:
         sec, nsec = struct.unpack_from("<qI", buf, _STX_BTIME)
-        btime = sec * 1_000_000_000 + nsec
-    return StatView(
-        makedev(dmaj, dmin), ino, nlink, mode, uid, gid, makedev(rmaj, rmin), size, btime
-    )
+        view.btime_ns = sec * 1_000_000_000 + nsec
+    return view
 
 
-def patch_statx(
-    buf: bytes,
-    *,
-    uid: int | None = None,
-    gid: int | None = None,
-    mode: int | None = None,
-    rdev: int | None = None,
-    nlink: int | None = None,
-    size: int | None = None,
-) -> bytes:
+def patch_statx(buf: bytes, **changes: int | None) -> bytes:
     """Return `buf` (a struct statx) with the given fields replaced.
 
     Only fields the kernel reported (stx_mask) are meaningful to the guest, but
     writing the others is harmless: the guest ignores them.
     """
-    out = bytearray(buf)
-    if uid is not None:
-        struct.pack_into("<I", out, _STX_UID, uid & 0xFFFFFFFF)
-    if gid is not None:
-        struct.pack_into("<I", out, _STX_GID, gid & 0xFFFFFFFF)
-    if mode is not None:
-        struct.pack_into("<H", out, _STX_MODE, mode & 0xFFFF)
-    if rdev is not None:
-        struct.pack_into("<II", out, _STX_RDEV_MAJOR, major(rdev), minor(rdev))
-    if nlink is not None:
-        struct.pack_into("<I", out, _STX_NLINK, nlink & 0xFFFFFFFF)
-    if size is not None:
-        struct.pack_into("<Q", out, _STX_SIZE, size)
-    return bytes(out)
+    return _patch(STATX_FIELDS, buf, changes)
+
+
+# By the kind of result a stat syscall writes: "stat" (the ABI's struct stat, `layout`),
+# "stat64" (i386's struct stat64) or "statx".
+def _layout_of(kind: str, layout: StatLayout) -> StatLayout:
+    return STAT64 if kind == "stat64" else layout
+
+
+def result_size(kind: str, layout: StatLayout = _L) -> int:
+    return STATX_SIZE if kind == "statx" else _layout_of(kind, layout).size
+
+
+def parse(kind: str, buf: bytes, layout: StatLayout = _L) -> StatView:
+    return parse_statx(buf) if kind == "statx" else parse_stat(buf, _layout_of(kind, layout))
+
+
+def patch(kind: str, buf: bytes, layout: StatLayout = _L, **changes: int | None) -> bytes:
+    return _patch(STATX_FIELDS if kind == "statx" else _layout_of(kind, layout).fields, buf, changes)
 
 
 def stat64_from_x86_64(buf: bytes) -> bytes:
