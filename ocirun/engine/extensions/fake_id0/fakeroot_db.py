@@ -311,44 +311,36 @@ class FakeRootDB:
         self, st: os.stat_result, host_path: str | None, uid: int | None, gid: int | None
     ) -> None:
         """Remember the owner the guest gave the inode `st` (None clears that half)."""
-        if self._outside(host_path):
-            self._set_volatile(st, uid=uid, gid=gid)
-            return
-        dev, ino, btime, rel = self._key(st, host_path)
-        self._write(
-            (dev, ino),
-            "INSERT INTO inodes (dev, ino, btime, path, uid, gid) VALUES (?,?,?,?,?,?)"
-            " ON CONFLICT(dev, ino) DO UPDATE SET uid=excluded.uid, gid=excluded.gid,"
-            " btime=COALESCE(excluded.btime, btime), path=COALESCE(excluded.path, path)",
-            (dev, ino, btime, rel, uid, gid),
-        )
+        self._upsert(st, host_path, {"uid": uid, "gid": gid})
 
     def set_mode(self, st: os.stat_result, host_path: str | None, mode: int | None) -> None:
         """Remember the st_mode the guest sees (None: the disk's mode is right)."""
-        if self._outside(host_path):
-            self._set_volatile(st, mode=mode)
-            return
-        dev, ino, btime, rel = self._key(st, host_path)
-        self._write(
-            (dev, ino),
-            "INSERT INTO inodes (dev, ino, btime, path, mode) VALUES (?,?,?,?,?)"
-            " ON CONFLICT(dev, ino) DO UPDATE SET mode=excluded.mode,"
-            " btime=COALESCE(excluded.btime, btime), path=COALESCE(excluded.path, path)",
-            (dev, ino, btime, rel, mode),
-        )
+        self._upsert(st, host_path, {"mode": mode})
 
     def set_node(self, st: os.stat_result, host_path: str | None, mode: int, rdev: int) -> None:
         """A device node the guest made: the placeholder `st` stands for (mode, rdev)."""
+        self._upsert(st, host_path, {"mode": mode, "rdev": rdev, "uid": None, "gid": None}, new_file=True)
+
+    def _upsert(self, st: os.stat_result, host_path: str | None, fields: dict[str, int | None],
+                new_file: bool = False) -> None:
+        """Set `fields` of the record of inode `st`, made if missing. The remembered
+        birth time and path are kept when this call does not know them, unless the
+        file is new (a node the guest made replaces whatever was there)."""
         if self._outside(host_path):
-            self._set_volatile(st, mode=mode, rdev=rdev, uid=None, gid=None)
+            self._set_volatile(st, **fields)
             return
         dev, ino, btime, rel = self._key(st, host_path)
+        columns = ", ".join(fields)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in fields)
+        if new_file:
+            keep = "btime=excluded.btime, path=excluded.path"
+        else:
+            keep = "btime=COALESCE(excluded.btime, btime), path=COALESCE(excluded.path, path)"
         self._write(
             (dev, ino),
-            "INSERT INTO inodes (dev, ino, btime, path, mode, rdev) VALUES (?,?,?,?,?,?)"
-            " ON CONFLICT(dev, ino) DO UPDATE SET mode=excluded.mode, rdev=excluded.rdev,"
-            " uid=NULL, gid=NULL, btime=excluded.btime, path=excluded.path",
-            (dev, ino, btime, rel, mode, rdev),
+            f"INSERT INTO inodes (dev, ino, btime, path, {columns}) VALUES (?,?,?,?{',?' * len(fields)})"
+            f" ON CONFLICT(dev, ino) DO UPDATE SET {updates}, {keep}",
+            (dev, ino, btime, rel, *fields.values()),
         )
 
     def forget(self, dev: int, ino: int) -> None:

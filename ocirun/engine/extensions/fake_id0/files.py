@@ -38,6 +38,18 @@ if TYPE_CHECKING:
     from ocirun.engine.tracee import Tracee
 
 
+def open_flags(tracee: Tracee, sc: Syscall) -> int | None:
+    """The open flags of an open-family call (creat's are fixed, openat2's are in its
+    struct open_how); None when the guest's memory cannot be read."""
+    _, flags_arg, fixed = _OPEN[sc.name]
+    if fixed != -1:
+        return fixed or sc.args[flags_arg]
+    try:
+        return tracee.read_u64(sc.args[2])
+    except OSError:
+        return None
+
+
 class FileCalls:
     """Part of FakeId0 (ocirun/engine/extensions/fake_id0/__init__.py)."""
 
@@ -204,18 +216,9 @@ class FileCalls:
         the old mode through the database)."""
         name = sc.name
         if name in _OPEN:
-            path_arg, flags_arg, fixed = _OPEN[name]
-            host = sc.host_paths.get(path_arg)
-            if not host:
-                return
-            if fixed == -1:
-                try:
-                    flags = tracee.read_u64(sc.args[2])
-                except OSError:
-                    return
-            else:
-                flags = fixed or sc.args[flags_arg]
-            if flags & O_PATH:
+            host = sc.host_paths.get(_OPEN[name][0])
+            flags = open_flags(tracee, sc) if host else None
+            if flags is None or flags & O_PATH:
                 return
             acc = flags & O_ACCMODE
             need = (os.R_OK, os.W_OK, os.R_OK | os.W_OK)[acc] if acc < 3 else os.R_OK

@@ -10,6 +10,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.fake_id0.creds import Creds
+from ocirun.engine.extensions.fake_id0.files import open_flags
 from ocirun.engine.extensions.fake_id0.tables import (
     _CREATES,
     _OPEN,
@@ -87,15 +88,8 @@ class DbRecords:
         if not host:
             return
         if name in _OPEN:
-            _, flags_arg, fixed = _OPEN[name]
-            if fixed == -1:
-                try:
-                    flags = tracee.read_u64(sc.args[2])
-                except OSError:
-                    return
-            else:
-                flags = fixed or sc.args[flags_arg]
-            if not flags & O_CREAT:
+            flags = open_flags(tracee, sc)
+            if flags is None or not flags & O_CREAT:
                 return
         if os.path.lexists(host):
             return
