@@ -92,7 +92,7 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         ctx.exit(0)
 
 
-def build_plan(options: dict, command: tuple[str, ...], order: list[str] | None = None):
+def build_engine_plan(options: dict, command: tuple[str, ...], order: list[str] | None = None):
     """EnginePlan from PRoot's options (no tracing here); `order`: the options as given (OrderedCommand)."""
     from ocirun.engine.plan import EnginePlan
 
@@ -145,7 +145,7 @@ def proot(command: tuple[str, ...], **options) -> None:
     from ocirun.engine import run
 
     apply_tmp_dir()
-    plan = build_plan(options, command, click.get_current_context().meta.get(ORDER_KEY))
+    plan = build_engine_plan(options, command, click.get_current_context().meta.get(ORDER_KEY))
     code = run(plan)
     sys.stdout.flush()
     sys.exit(code if 0 <= code <= 255 else EXIT_OCIRUN)

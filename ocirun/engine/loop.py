@@ -40,6 +40,7 @@ from ocirun.engine.dumpable import Dumpable
 from ocirun.engine.execve import ExecPlanner
 from ocirun.engine.execve_enter import enter_execve
 from ocirun.engine.extension import ExtensionHost
+from ocirun.engine.faults import InternalErrors
 from ocirun.engine.multiplex import demux
 from ocirun.engine.path.args import PathArgs
 from ocirun.engine.path.errors import GuestPathError
@@ -108,7 +109,7 @@ class Tracer(ExtensionHost):
         self.fast = None  # the compiled fast path (ocirun/engine/fastpath.py), when it runs
         self.exit_status: int | None = None
         self._started = False
-        self._reported = False
+        self.faults = InternalErrors(plan.verbose)
         self.pinning = CpuPinning()
         self.scratch = ScratchDir()
         self.sockets = UnixSockets(self.scratch)
@@ -119,7 +120,11 @@ class Tracer(ExtensionHost):
         self._translate = self.path_args.translate
         self.dumpable = Dumpable()
         self._trap_syscalls()
-        self._handlers = {
+        self._handlers = self._kind_handlers()
+
+    def _kind_handlers(self) -> dict:
+        """SyscallSpec.kind -> the core handler of its entry (one module per concern)."""
+        return {
             "execve": self._enter_execve,
             "execveat": self._enter_execve,
             "getcwd": enter_getcwd,
@@ -379,7 +384,7 @@ class Tracer(ExtensionHost):
             try:
                 self._enter(t, info)
             except Exception as exc:  # a bug here must not take the guest down
-                self._internal_error(t, exc)
+                self.faults.handle(t, exc)
         if not t.parked:
             self._resume(t)
 
@@ -389,23 +394,6 @@ class Tracer(ExtensionHost):
         if t.sc is not None and t.sc.skipped and self.use_seccomp:
             t.sc = None
         self._resume(t)
-
-    def _internal_error(self, t: Tracee, exc: BaseException) -> None:
-        """Report once, fail the syscall with EIO, go on. A full disk met while doing the
-        syscall for the guest (a copy-up, a fake-root record) is the guest's ENOSPC/EDQUOT,
-        as for a write of its own, and no internal error."""
-        sc = t.sc
-        name = sc.name if sc is not None else "?"
-        code = _host_full_errno(exc)
-        if not code and (not self._reported or self.verbose >= 1):
-            self._reported = True
-            log.error(f"internal error at {name} of pid {t.pid}: {type(exc).__name__}: {exc}")
-        if sc is not None and not sc.at_exit and not sc.skipped:
-            try:
-                sc.skip(-(code or errno.EIO))
-            except OSError:
-                pass
-        t.sc = None
 
     def _syscall_stop(self, t: Tracee) -> None:
         try:
@@ -424,7 +412,7 @@ class Tracer(ExtensionHost):
                 try:
                     self._enter(t, info)
                 except Exception as exc:
-                    self._internal_error(t, exc)
+                    self.faults.handle(t, exc)
             else:
                 t.sc = None
                 if self.verbose >= 3 and abi is not None:
@@ -436,7 +424,7 @@ class Tracer(ExtensionHost):
                 try:
                     self._exit(t, sc, _signed(info.nr))
                 except Exception as exc:
-                    self._internal_error(t, exc)
+                    self.faults.handle(t, exc)
                 if sc.chained_nr >= 0:
                     t.sc = sc
         elif op == pt.SYSCALL_INFO_SECCOMP:  # seccomp stop reported as a syscall stop
@@ -568,14 +556,6 @@ class Tracer(ExtensionHost):
             nest.enter_nest(self, t, sc)
 
 
+
 def _at_exit_only(t: Tracee, sc: Syscall) -> None:
     """A kind whose work is at the exit stop (SyscallSpec.exit)."""
-
-
-def _host_full_errno(exc: BaseException) -> int:
-    """ENOSPC/EDQUOT if `exc` says the host's disk is full (sqlite's SQLITE_FULL too), else 0."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return exc.errno
-    if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
-        return errno.ENOSPC
-    return 0

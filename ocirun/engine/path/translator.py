@@ -54,38 +54,10 @@ from ocirun.engine.path.fsview import DIR, LINK, MISSING, FsView, HostFs
 from ocirun.engine.path.glue import GlueTree
 from ocirun.engine.path.openat2 import RESOLVE_BENEATH, RESOLVE_NO_XDEV
 from ocirun.engine.path.proc import is_proc_magic_link, proc_link
+from ocirun.engine.path.walk import TAIL_SLASH, host_with_tail, push_target, tail_kind
 from ocirun.engine.plan import Binding
 
 MAXSYMLINKS = 40  # Linux: the 41st symlink in one lookup is ELOOP
-
-# What the path ends with: plain name, '/', or '.'/'..' (both need a directory).
-_TAIL_NONE, _TAIL_SLASH, _TAIL_DOT = 0, 1, 2
-
-
-def _tail_kind(path: str) -> int:
-    """Trailing slashes do not hide a last '.' (rmdir("d/./") is EINVAL, as for "d/.")."""
-    last = path.rstrip("/").rpartition("/")[2]
-    if last == "." or last == "..":
-        return _TAIL_DOT
-    return _TAIL_SLASH if path.endswith("/") else _TAIL_NONE
-
-
-def _push_target(target: str, gs: list[str], hs: list[str], todo: list[str], floor: int) -> None:
-    """Go on resolving a symlink's target: from the floor (the root) if absolute."""
-    if target[0] == "/":
-        del gs[floor:]
-        del hs[floor:]
-    todo.extend([s for s in reversed(target.split("/")) if s and s != "."])
-
-
-def _host_with_tail(host: str, out: int, below_root: bool) -> str:
-    """The host path with the suffix the guest path asks the kernel to check."""
-    if out == _TAIL_SLASH:
-        return host + "/" if below_root else host
-    if out == _TAIL_DOT:
-        return host + "/." if host != "/" else "/."
-    return host
-
 
 def cache_enabled_by_env() -> bool:
     """OCIRUN_PATH_CACHE=0 (or 'no', 'false', 'off') disables the resolution cache."""
@@ -217,7 +189,7 @@ class PathTranslator:
         """
         use_cache = self.cache_enabled and not lenient and not rflags
         entries = self._entries
-        tail = _tail_kind(path)
+        tail = tail_kind(path)
         todo = [s for s in reversed(path.split("/")) if s and s != "."]
         out = tail  # the suffix the host path keeps ('/' or '/.')
         gs, hs = ([""], [self._root_host]) if base is None else (list(base[0]), list(base[1]))
@@ -240,35 +212,42 @@ class PathTranslator:
                 if rflags:
                     openat2.check_link_flags(rflags, h, target, path)
                 if proc:
-                    mapped = proc_link(self, h, target, pid, tid)
-                    if mapped is None or (last and not h.endswith("/root") and is_proc_magic_link(h)):
-                        # a magic link the kernel follows itself, to the very object (an open
-                        # fd, the exe, the cwd): as is when last or unmappable (module doc)
-                        gs.append(mapped if mapped is not None else g)
-                        hs.append(h)
+                    target = self._proc_target(g, h, target, last, gs, hs, pid, tid)
+                    if target is None:
                         continue
-                    target = mapped
                 links += 1
                 if links > MAXSYMLINKS:
                     raise GuestPathError(errno.ELOOP, path)
                 if not target:
                     raise GuestPathError(errno.ENOENT, g)
-                if last and _tail_kind(target) > tail:
-                    tail = _tail_kind(target)  # "target/" or "target/.." needs a directory
-                    out = out or _TAIL_SLASH
+                if last and tail_kind(target) > tail:
+                    tail = tail_kind(target)  # "target/" or "target/.." needs a directory
+                    out = out or TAIL_SLASH
                 if target[0] == "/":
                     target = self.bound_link_target(g, h, target)
-                _push_target(target, gs, hs, todo, floor)
+                push_target(target, gs, hs, todo, floor)
                 continue
             if rflags & RESOLVE_NO_XDEV and (g in self._bind_exact or g in self._virtual):
                 raise GuestPathError(errno.EXDEV, path)
-            if kind != DIR and (tail or not last) and not lenient and not (last and tail == _TAIL_SLASH):
+            if kind != DIR and (tail or not last) and not lenient and not (last and tail == TAIL_SLASH):
                 raise GuestPathError(errno.ENOENT if kind == MISSING else errno.ENOTDIR, g)
             gs.append(g)
             hs.append(h)
         if base is not None:
             self._last_stacks = (gs, hs)
-        return gs[-1] or "/", _host_with_tail(hs[-1] or "/", out, len(gs) > 1), volatile
+        return gs[-1] or "/", host_with_tail(hs[-1] or "/", out, len(gs) > 1), volatile
+
+    def _proc_target(self, g: str, h: str, target: str | None, last: bool, gs: list[str], hs: list[str],
+                     pid: int | None, tid: int | None) -> str | None:
+        """The guest target of a link under the host's /proc, or None when the link is
+        taken as it is (pushed on the stacks): a magic link the kernel follows itself, to
+        the very object (an open fd, the exe, the cwd), when last or unmappable (module doc)."""
+        mapped = proc_link(self, h, target, pid, tid)
+        if mapped is None or (last and not h.endswith("/root") and is_proc_magic_link(h)):
+            gs.append(mapped if mapped is not None else g)
+            hs.append(h)
+            return None
+        return mapped
 
     def _dotdot(self, gs: list[str], hs: list[str], floor: int, rflags: int, path: str) -> None:
         """'..': one level up, never above the floor (the guest root)."""
