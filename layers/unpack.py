@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from layers.blobs import BlobError, BlobStore, digest_file, parse_digest
-from layers.compression import LayerFormatError, LayerReader
 from ocirun.errors import OcirunError
 from ocirun.util.fs import rmtree_at
+from registry.compression import LayerFormatError, LayerReader
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"

@@ -20,9 +20,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from layers.compression import LayerReader, detect
 from ocirun.errors import OcirunError
 from registry.archive_write import SaveImage, TarOut, blob_name
+from registry.compression import LayerReader, detect
 
 _CHUNK = 1 << 20
 

@@ -1,8 +1,8 @@
-"""Writing image archives (`ocirun save`): what the formats share, and the dispatch.
+"""Writing image archives (`ocirun save`): what the formats share.
 
 The formats are written by registry.archive_docker (docker-archive, `docker save`'s
-tarball) and registry.archive_oci (an OCI image layout in a tar); registry.archive
-reads both back. An archive is a tar stream, so it can go to a pipe: every member
+tarball) and registry.archive_oci (an OCI image layout in a tar), chosen by
+registry.save; registry.archive reads both back. An archive is a tar stream, so it can go to a pipe: every member
 is added with its size known (a layer that must be decompressed first goes through
 a temporary file). Members carry fixed metadata (mtime 0, root, 0644/0755), so the
 same images give the same archive.
@@ -13,15 +13,11 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ocirun.errors import OcirunError
 from registry.types import Descriptor
-
-FORMATS = ("docker-archive", "oci-archive")
 
 
 @dataclass
@@ -83,20 +79,3 @@ class TarOut:
 def blob_name(digest: str) -> str:
     algo, _, hexd = digest.partition(":")
     return f"blobs/{algo}/{hexd}"
-
-
-def write_archive(images: list[SaveImage], fileobj: BinaryIO, fmt: str, blob_path: Callable[[str], Path],
-                  tmp_dir: Path) -> None:
-    """Write `images` to `fileobj` as `fmt` (one of FORMATS); blobs are read from `blob_path(digest)`."""
-    out = TarOut(fileobj)
-    if fmt == "docker-archive":
-        from registry.archive_docker import write_docker_archive
-
-        write_docker_archive(images, out, blob_path, tmp_dir)
-    elif fmt == "oci-archive":
-        from registry.archive_oci import write_oci_layout
-
-        write_oci_layout(images, out, blob_path)
-    else:
-        raise OcirunError(f"unknown archive format {fmt!r} (use one of: {', '.join(FORMATS)})")
-    out.close()

@@ -156,7 +156,7 @@ def push(ctx: click.Context, all_tags: bool, quiet: bool, name: str) -> None:
 
 def _layer_size(store: Any, digest: str) -> int:
     """A layer's uncompressed size, which docker's SIZE column shows (read through once)."""
-    from layers.compression import LayerReader
+    from registry.compression import LayerReader
 
     with store.blobs.open(digest) as f:
         reader = LayerReader(f)
@@ -294,7 +294,7 @@ def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]
     import os
     import tempfile
 
-    from registry.archive_write import write_archive
+    from registry.save import write_archive
 
     if output is None and sys.stdout.isatty():
         raise OcirunError("cowardly refusing to save to a terminal. Use the -o flag or redirect")

@@ -26,7 +26,9 @@ import shutil
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from layers.diff import Owners, read_ownership
 from ocirun.errors import OcirunError
 from ocirun.run.containers import Container
 from ocirun.util.fs import writable_dir
@@ -242,6 +244,20 @@ def copy(src: Side, dst: Side, what: str) -> tuple[int, str]:
     return copy_tree(src.path, target, src, dst), target
 
 
+@contextlib.contextmanager
+def guest_owners(c: Container):
+    """Owners as the guest sees them in this container."""
+    from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB
+
+    db_path = c.path / "fakeroot.db"
+    db = FakeRootDB(str(db_path), str(c.rootfs)) if db_path.exists() else None
+    try:
+        yield Owners(db=db, by_path=read_ownership(Path(c.image_root).parent / "ownership"))
+    finally:
+        if db is not None:
+            db.close()
+
+
 def copy_out(c: Container, guest: str, dest: str, follow: bool, archive: bool = False) -> tuple[int, str]:
     """CONTAINER:SRC -> DEST on the host; `archive` (-a): the guest's owners, chowned (root only)."""
     src = resolve(c, guest, follow)
@@ -250,8 +266,6 @@ def copy_out(c: Container, guest: str, dest: str, follow: bool, archive: bool = 
         return copy(src, dst, f"{guest} in container {c.name}")
     if os.geteuid() != 0:
         raise OcirunError("cp -a out of a container needs root: its files would belong to other users here")
-    from ocirun.run.cptar import guest_owners
-
     root = c.tree().root
     with guest_owners(c) as owners:
         def own(dst_path: str, src_path: str, st: os.stat_result) -> None:

@@ -12,7 +12,6 @@ directory in the container's own directory, and its content is copied into DEST
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import tarfile
@@ -20,25 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from layers.diff import Owners, read_ownership
 from ocirun.errors import OcirunError
 from ocirun.run.containers import Container
-from ocirun.run.cpfiles import Side, copy, resolve
+from ocirun.run.cpfiles import Side, copy, guest_owners, resolve
 from ocirun.util.fs import rmtree
-
-
-@contextlib.contextmanager
-def guest_owners(c: Container):
-    """Owners as the guest sees them in this container."""
-    from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB
-
-    db_path = c.path / "fakeroot.db"
-    db = FakeRootDB(str(db_path), str(c.rootfs)) if db_path.exists() else None
-    try:
-        yield Owners(db=db, by_path=read_ownership(Path(c.image_root).parent / "ownership"))
-    finally:
-        if db is not None:
-            db.close()
 
 
 def tar_out(c: Container, guest: str, follow: bool, out: BinaryIO) -> int:

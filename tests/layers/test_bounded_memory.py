@@ -22,7 +22,7 @@ GiB = 1 << 30
 
 _DRAIN = """
 import sys
-from layers.compression import LayerReader
+from registry.compression import LayerReader
 with open(sys.argv[1], "rb") as f:
     r = LayerReader(f)
     r.drain()

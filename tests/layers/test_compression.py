@@ -11,8 +11,8 @@ import pytest
 import zstandard
 
 from layers.blobs import BlobStore
-from layers.compression import LayerFormatError, LayerReader
 from layers.unpack import LayerSpec, unpack_layers
+from registry.compression import LayerFormatError, LayerReader
 from tests.layers.tarbuild import make_tar, sha256
 
 RAW = make_tar([("dir", "d"), ("file", "d/a", "a" * 5000), ("file", "d/b", "b")])

@@ -9,8 +9,8 @@ import tarfile
 import pytest
 
 from layers.blobs import BlobError, BlobStore
-from layers.compression import LayerFormatError, detect
 from layers.unpack import LayerSpec, UnsafeEntryError, clean_name, unpack_layers
+from registry.compression import LayerFormatError, detect
 from tests.layers.tarbuild import MTIME, add_layers, compress, make_tar, sha256
 
 

@@ -24,8 +24,8 @@ from typing import BinaryIO
 
 import zstandard
 
-from layers.zstdframes import FrameWalker, ZstdFrameError, is_skippable_magic
 from ocirun.errors import OcirunError
+from registry.zstdframes import FrameWalker, ZstdFrameError, is_skippable_magic
 
 # magic prefix -> compression name; tables as data.
 MAGIC: list[tuple[bytes, str]] = [
