@@ -14,18 +14,11 @@ from typing import Any
 import click
 
 from ocirun.cli import DockerCommand, DockerGroup
+from ocirun.cli.stores import image_store
 from ocirun.errors import OcirunError
 from ocirun.util.fmt import human_ago, human_size, table
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def _store(ctx: click.Context):
-    """The image store, told by the container store which images are in use."""
-    from ocirun.run.containers import open_stores
-
-    obj = ctx.find_root().obj or {}
-    return open_stores(obj.get("root"))[0]
 
 
 # -- pull / load ---------------------------------------------------------------------------------
@@ -40,7 +33,7 @@ def pull(ctx: click.Context, platform: str | None, quiet: bool, ref: str) -> Non
     """Download an image from a registry (or an archive) into the store."""
     from registry.reference import ARCHIVE_TRANSPORTS
 
-    store = _store(ctx)
+    store = image_store(ctx)
     archive = ref.startswith(tuple(t + ":" for t in ARCHIVE_TRANSPORTS))
     if not quiet and not archive and ":" not in ref.rsplit("/", 1)[-1] and "@" not in ref:
         click.echo("Using default tag: latest")
@@ -90,7 +83,7 @@ def load(ctx: click.Context, path: str | None, quiet: bool) -> None:
     import shutil
     import tempfile
 
-    store = _store(ctx)
+    store = image_store(ctx)
     tmp = None
     empty = False
     if path is None:
@@ -140,7 +133,7 @@ def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_:
     """List images."""
     from layers.sites import all_table_rows, is_site_record
 
-    store = _store(ctx)
+    store = image_store(ctx)
     rows = all_table_rows(store)
     if repository:
         from layers.store import familiar
@@ -181,7 +174,7 @@ def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_:
 @click.pass_context
 def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more images."""
-    store = _store(ctx)
+    store = image_store(ctx)
     errors = []
     for ref in refs:
         try:
@@ -251,7 +244,7 @@ def inspect(ctx: click.Context, platform: str | None, fmt: str | None, refs: tup
     """Display detailed information on one or more images (a JSON array)."""
     from layers.sites import find_image
 
-    store = _store(ctx)
+    store = image_store(ctx)
     docs, missing = [], []
     for ref in refs:
         rec = find_image(store, ref, platform=platform)  # the user's store, then the site stores
@@ -339,7 +332,7 @@ def logout(server: str | None) -> None:
 @click.pass_context
 def prune(ctx: click.Context, all_: bool, force: bool) -> None:
     """Remove unused images, blobs and leftovers of interrupted pulls."""
-    store = _store(ctx)
+    store = image_store(ctx)
     if not force and sys.stdin.isatty():
         what = "all images without at least one container" if all_ else "all dangling images"
         if not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
@@ -360,7 +353,7 @@ def prune(ctx: click.Context, all_: bool, force: bool) -> None:
 @click.pass_context
 def df(ctx: click.Context, verbose: bool) -> None:
     """Show ocirun disk usage."""
-    store = _store(ctx)
+    store = image_store(ctx)
     usage = store.df()
     rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
     for kind, u in usage.items():
@@ -387,7 +380,7 @@ def check(ctx: click.Context, repair: bool) -> int:
     """
     from layers.check import check_site_stores, check_store
 
-    store = _store(ctx)
+    store = image_store(ctx)
     findings = check_store(store, repair=repair) + check_site_stores(store)
     for f in findings:
         click.echo(f.line())

@@ -14,17 +14,11 @@ from typing import Any
 import click
 
 from ocirun.cli import DockerCommand
+from ocirun.cli.stores import container_store, image_store
 from ocirun.errors import OcirunError
 from ocirun.util.fmt import human_ago, human_size, table
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def _store(ctx: click.Context):
-    from layers.store import Store
-
-    obj = ctx.find_root().obj or {}
-    return Store.open(obj.get("root"))
 
 
 def _image(store: Any, ref: str) -> Any:
@@ -56,7 +50,7 @@ def tag(ctx: click.Context, source: str, target: str) -> None:
     \b
     Usage:  ocirun tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]
     """
-    store = _store(ctx)
+    store = image_store(ctx)
     store.add_tag(target, _image(store, source))
 
 
@@ -133,7 +127,7 @@ def push(ctx: click.Context, all_tags: bool, quiet: bool, name: str) -> None:
     """
     from layers.store import familiar
 
-    store = _store(ctx)
+    store = image_store(ctx)
     ref = _reference(name, "push")
     refs = [ref]
     if all_tags:
@@ -201,7 +195,7 @@ def history(ctx: click.Context, human: bool, no_trunc: bool, quiet: bool, image:
     \b
     Usage:  ocirun history [OPTIONS] IMAGE
     """
-    store = _store(ctx)
+    store = image_store(ctx)
     rows = history_rows(store, _image(store, image))
 
     def ident(r: dict[str, Any]) -> str:
@@ -298,7 +292,7 @@ def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]
 
     if output is None and sys.stdout.isatty():
         raise OcirunError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    store = _store(ctx)
+    store = image_store(ctx)
     images = save_images(store, refs)
     if output is None:
         write_archive(images, sys.stdout.buffer, fmt, store.blobs.path, store.tmp_dir)
@@ -329,9 +323,7 @@ def _umask() -> int:
 
 
 def _container(ctx: click.Context, ref: str) -> Any:
-    from ocirun.run.containers import ContainerStore
-
-    return ContainerStore(_store(ctx).root).get(ref)
+    return container_store(ctx).get(ref)
 
 
 @click.command("commit", cls=DockerCommand, context_settings=CONTEXT)
@@ -353,7 +345,7 @@ def commit(ctx: click.Context, author: str, changes: tuple[str, ...], message: s
     """
     from ocirun.run.commit import CommitOptions, commit_container
 
-    store = _store(ctx)
+    store = image_store(ctx)
     c = _container(ctx, container)
     tags = [repository] if repository else []
     for t in tags:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
@@ -151,25 +151,18 @@ class Publish:
     proto: str = "tcp"
 
 
-@dataclass
-class RunOptions:
-    """Everything `ocirun run/create` was asked, already validated."""
+@dataclass(kw_only=True)
+class _AsGiven:
+    """The options that keep their type from the command line to RunOptions
+    (a str|None one is checked by its parser in _PARSERS, when given)."""
 
-    image: str
-    command: list[str] = field(default_factory=list)
     platform: str | None = None
-    pull: str = "missing"
-    volumes: list[Volume] = field(default_factory=list)
-    publish: list[Publish] = field(default_factory=list)
     publish_all: bool = False
     netcoop: bool = False
-    env: dict[str, str] = field(default_factory=dict)  # -e and --env-file, in order
     workdir: str | None = None
     user: str | None = None
     entrypoint: str | None = None  # None: not given; "": reset the image's
     hostname: str | None = None
-    add_hosts: list[tuple[str, str]] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
     kernel_release: str | None = None
     rm: bool = False
     name: str | None = None
@@ -178,6 +171,20 @@ class RunOptions:
     tty: bool = False
     share_tmp: bool = False
     stop_signal: str | None = None
+
+
+@dataclass(kw_only=True)
+class RunOptions(_AsGiven):
+    """Everything `ocirun run/create` was asked, already validated."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    pull: str = "missing"
+    volumes: list[Volume] = field(default_factory=list)
+    publish: list[Publish] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # -e and --env-file, in order
+    add_hosts: list[tuple[str, str]] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
     gpus: GpuRequest | None = None  # --gpus/--nv/--rocm (ocirun/run/gpus.py)
     warnings: list[str] = field(default_factory=list)
 
@@ -431,35 +438,20 @@ def ignored_warnings(flags: list[tuple[str, str | None]]) -> list[str]:
     return out
 
 
-@dataclass
-class RawRunArgs:
+@dataclass(kw_only=True)
+class RawRunArgs(_AsGiven):
     """The raw strings click collected; `build_options` turns them into RunOptions."""
 
     image: str
     command: tuple[str, ...] = ()
-    platform: str | None = None
     pull: str = "missing"
     volume: tuple[str, ...] = ()
     mount: tuple[str, ...] = ()
     publish: tuple[str, ...] = ()
-    publish_all: bool = False
-    netcoop: bool = False
     env: tuple[str, ...] = ()
     env_file: tuple[str, ...] = ()
-    workdir: str | None = None
-    user: str | None = None
-    entrypoint: str | None = None
-    hostname: str | None = None
     add_host: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
-    kernel_release: str | None = None
-    rm: bool = False
-    name: str | None = None
-    detach: bool = False
-    interactive: bool = False
-    tty: bool = False
-    share_tmp: bool = False
-    stop_signal: str | None = None
     gpus: str | None = None
     nv: bool = False
     rocm: bool = False
@@ -480,30 +472,28 @@ def build_options(raw: RawRunArgs, host_env: dict[str, str] | None = None) -> Ru
     volumes = [parse_volume(v) for v in raw.volume] + [parse_mount(m) for m in raw.mount]
     if raw.workdir is not None and not raw.workdir.startswith("/"):
         raise bad(f"the working directory {raw.workdir!r} is invalid, it needs to be an absolute path")
+    given = {f.name: getattr(raw, f.name) for f in fields(_AsGiven)}
+    for name, parse in _PARSERS.items():
+        given[name] = parse(given[name]) if given[name] else None
     return RunOptions(
+        **given,
         image=raw.image,
         command=list(raw.command),
-        platform=parse_platform(raw.platform) if raw.platform else None,
         pull=parse_pull(raw.pull),
         volumes=volumes,
         publish=publish,
-        publish_all=raw.publish_all,
-        netcoop=raw.netcoop,
         env=env,
-        workdir=raw.workdir,
-        user=parse_user(raw.user) if raw.user else None,
-        entrypoint=raw.entrypoint,
-        hostname=raw.hostname,
         add_hosts=[parse_add_host(h) for h in raw.add_host],
         dns=[parse_dns(d) for d in raw.dns],
-        kernel_release=raw.kernel_release,
-        rm=raw.rm,
-        name=parse_name(raw.name) if raw.name else None,
-        detach=raw.detach,
-        interactive=raw.interactive,
-        tty=raw.tty,
-        share_tmp=raw.share_tmp,
-        stop_signal=parse_stop_signal(raw.stop_signal) if raw.stop_signal else None,
         gpus=parse_gpus(raw.gpus, raw.nv, raw.rocm),
         warnings=ignored_warnings(raw.ignored),
     )
+
+
+# The options of _AsGiven that a parser checks (and normalises) when given.
+_PARSERS = {
+    "platform": parse_platform,
+    "user": parse_user,
+    "name": parse_name,
+    "stop_signal": parse_stop_signal,
+}
