@@ -14,41 +14,30 @@ from ocirun.errors import EXIT_OCIRUN, OcirunError
 if TYPE_CHECKING:
     from ocirun.engine.plan import EnginePlan
 
-EXTENSION_OPTIONS: list[Callable] = [
-    click.option(
-        "-k", "--kernel-release", "kernel_release", metavar="string", default=None,
-        help="Make current kernel appear as kernel release *string*.",
-    ),
-    click.option(
-        "-0", "--root-id", "root_id", is_flag=True,
-        help='Make current user appear as "root" and fake its privileges.',
-    ),
-    click.option(
-        "-i", "--change-id", "change_id", metavar="string", default=None,
-        help='Make current user and group appear as *string* "uid:gid".',
-    ),
-    click.option(
-        "-p", "--port", "ports", metavar="string", multiple=True,
-        help='Map ports to others with the syntax as *string* "port_in:port_out ...".',
-    ),
-    click.option(
-        "-n", "--netcoop", "netcoop", is_flag=True,
-        help="Activates the network cooperation mode.",
-    ),
-    click.option(
-        "-l", "--link2symlink", "link2symlink", is_flag=True, default=None,
-        help="Replace hard links with symlinks, pretending they are really hardlinks "
-        "(automatic where link() is refused; OCIRUN_LINK2SYMLINK=1 forces it).",
-    ),
-]
+def _option(short: str, long: str, dest: str, help: str, **kw: object) -> Callable:
+    """One row of the table below: a flag unless it takes a value (metavar)."""
+    return click.option(short, long, dest, is_flag="metavar" not in kw, help=help, **kw)
 
-QEMU_OPTION = click.option(
-    "-q", "--qemu", "qemu", metavar="command", default=None,
-    help="Execute guest programs through QEMU as specified by *command* (e.g. 'qemu-aarch64 -g 1234'). "
+
+EXTENSION_OPTIONS: list[Callable] = [
+    _option("-k", "--kernel-release", "kernel_release", "Make current kernel appear as kernel release *string*.",
+            metavar="string"),
+    _option("-0", "--root-id", "root_id", 'Make current user appear as "root" and fake its privileges.'),
+    _option("-i", "--change-id", "change_id", 'Make current user and group appear as *string* "uid:gid".',
+            metavar="string"),
+    _option("-p", "--port", "ports", 'Map ports to others with the syntax as *string* "port_in:port_out ...".',
+            metavar="string", multiple=True),
+    _option("-n", "--netcoop", "netcoop", "Activates the network cooperation mode."),
+    _option("-l", "--link2symlink", "link2symlink", "Replace hard links with symlinks, pretending they are "
+            "really hardlinks (automatic where link() is refused; OCIRUN_LINK2SYMLINK=1 forces it).", default=None),
+]
+QEMU_OPTION = _option(
+    "-q", "--qemu", "qemu",
+    "Execute guest programs through QEMU as specified by *command* (e.g. 'qemu-aarch64 -g 1234'). "
     "The native execution of host programs is still effective and the whole host rootfs is bound "
     "to /host-rootfs in the guest environment.",
+    metavar="command",
 )
-
 
 
 def qemu_hook(plan: EnginePlan, options: dict) -> None:
