@@ -61,22 +61,14 @@ def pull_image(
     display = ref.familiar
     wanted = platform or host_platform()
     if media_type in INDEX_TYPES:
-        index = parse_manifest(data, f"index for {display}")
-        store_bytes(sink, digest, data)
-        chosen = choose_manifest(index, wanted, display)
-        data, media_type, digest = client.get_manifest(ref.repository, chosen.digest, display=display)
-        if media_type in INDEX_TYPES:
-            raise OcirunError(f"manifest for {display}: nested index is not supported")
+        data, media_type, digest = _platform_manifest(client, ref, data, digest, wanted, sink)
     manifest = parse_manifest(data, f"manifest for {display}")
     store_bytes(sink, digest, data)
     config_desc = Descriptor.from_json(manifest.get("config") or {})
     check_config_type(config_desc, display)
     layers = list(iter_layers(manifest))
     board.message(f"Pulling {display}")
-    config_bytes = _read_blob(sink, config_desc.digest)
-    if config_bytes is None:
-        config_bytes = client.fetch_small(ref.repository, config_desc)
-        store_bytes(sink, config_desc.digest, config_bytes)
+    config_bytes = _config_blob(client, ref.repository, config_desc, sink)
     config_json = parse_json_object(config_bytes, f"image config {config_desc.digest}")
     image_platform = Platform.from_json(config_json)
     if platform is not None and repo_digest == digest:  # a single-platform image
@@ -99,6 +91,28 @@ def pull_image(
         layers=layers,
         platform=image_platform,
     )
+
+
+def _platform_manifest(client: RegistryClient, ref: Reference, index_data: bytes, index_digest: str,
+                       wanted: Platform, sink: BlobSink) -> tuple[bytes, str, str]:
+    """The manifest (data, media type, digest) of the `wanted` platform in an image index."""
+    display = ref.familiar
+    index = parse_manifest(index_data, f"index for {display}")
+    store_bytes(sink, index_digest, index_data)
+    chosen = choose_manifest(index, wanted, display)
+    data, media_type, digest = client.get_manifest(ref.repository, chosen.digest, display=display)
+    if media_type in INDEX_TYPES:
+        raise OcirunError(f"manifest for {display}: nested index is not supported")
+    return data, media_type, digest
+
+
+def _config_blob(client: RegistryClient, repo: str, desc: Descriptor, sink: BlobSink) -> bytes:
+    """The image config: from the sink when it is there (and intact), else fetched and stored."""
+    data = _read_blob(sink, desc.digest)
+    if data is None:
+        data = client.fetch_small(repo, desc)
+        store_bytes(sink, desc.digest, data)
+    return data
 
 
 def _resolve(ref: Reference, config: RegistryConfig, retry: RetryPolicy | None) -> tuple[RegistryClient, bytes, str, str]:
