@@ -426,7 +426,7 @@ def _short(image_id: str) -> str:
 
 
 def _familiar(ref: str) -> str:
-    from layers.store import familiar
+    from layers.records import familiar
     from registry.reference import parse_image_reference
 
     r = parse_image_reference(ref)

@@ -136,7 +136,7 @@ def images(ctx: click.Context, quiet: bool, digests: bool, no_trunc: bool, all_:
     store = image_store(ctx)
     rows = all_table_rows(store)
     if repository:
-        from layers.store import familiar
+        from layers.records import familiar
 
         want, tag = repository, None
         if ":" in repository.rsplit("/", 1)[-1]:

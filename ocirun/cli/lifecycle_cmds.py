@@ -93,7 +93,7 @@ def _local_image(store: Any, rec: Any, ref: Any) -> Any:
 
 
 def _push_one(store: Any, ref: Any, quiet: bool) -> None:
-    from layers.store import familiar
+    from layers.records import familiar
     from registry.push import push_image
 
     rec = store.resolve(str(ref))
@@ -125,7 +125,7 @@ def push(ctx: click.Context, all_tags: bool, quiet: bool, name: str) -> None:
     \b
     Usage:  ocirun push [OPTIONS] NAME[:TAG]
     """
-    from layers.store import familiar
+    from layers.records import familiar
 
     store = image_store(ctx)
     ref = _reference(name, "push")
@@ -228,7 +228,7 @@ def _save_targets(store: Any, text: str) -> list[tuple[Any, str | None]]:
     docker's rules: `name:tag` saves that tag, a bare `name` every tag of the
     repository, an image id the image without a name.
     """
-    from layers.store import familiar
+    from layers.records import familiar
     from registry.reference import parse_image_reference
 
     try:
