@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layers.layerwrite import Entry
-from layers.unpack import clean_name
+from layers.treewriter import clean_name
 from ocirun.errors import OcirunError
 
 _GLOB = re.compile(r"[*?\[]")

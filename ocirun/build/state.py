@@ -31,7 +31,8 @@ from typing import Any
 
 from layers.diff import read_ownership
 from layers.imagedoc import canonical_json, manifest
-from layers.unpack import LayerSpec, TreeWriter, apply_layer
+from layers.treewriter import TreeWriter
+from layers.unpack import LayerSpec, apply_layer
 from ocirun.errors import OcirunError
 from ocirun.util.fs import rmtree
 

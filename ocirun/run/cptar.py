@@ -59,7 +59,7 @@ def tar_out(c: Container, guest: str, follow: bool, out: BinaryIO) -> int:
 
 def tar_in(c: Container, source: BinaryIO, guest: str) -> int:
     """Unpack a tar stream into the container directory DEST."""
-    from layers.unpack import TreeWriter
+    from layers.treewriter import TreeWriter
 
     dest = resolve(c, guest, True)
     if not os.path.isdir(dest.path):

@@ -1,4 +1,5 @@
-"""File helpers: removing trees with read-only directories, atomic writes, tree sizes.
+"""File helpers: removing trees with read-only directories, atomic writes, tree sizes,
+sparse new files.
 
 An image or container tree holds 0555 directories (/proc, /sys, /usr/lib/...).
 Their owner can still chmod them, so removal makes each directory writable before
@@ -11,7 +12,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -118,4 +119,44 @@ def tree_size(path: str | os.PathLike[str]) -> int:
                         continue
                     seen.add(key)
                 total += st.st_size
+    return total
+
+
+COPY_CHUNK = 1 << 20  # what write_new_file's callers read at a time
+_ZERO_CHUNK = bytes(COPY_CHUNK)
+
+
+def write_new_file(path: str, chunks: Iterable[bytes], mode: int, mtime_ns: int, owner: tuple[int, int] | None) -> int:
+    """Create a new file (never through a symlink), write it, then owner, mode and mtime.
+
+    Whole chunks of zeros become holes, so a sparse or zero-filled file in a layer
+    takes no disk space beyond its data."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        written = 0
+        for chunk in chunks:
+            if len(chunk) == COPY_CHUNK and chunk == _ZERO_CHUNK:
+                written = os.lseek(fd, COPY_CHUNK, os.SEEK_CUR)
+                continue
+            written += _write_all(fd, chunk)
+        if written != os.fstat(fd).st_size:
+            os.ftruncate(fd, written)  # the file ends in a hole
+        if owner is not None:
+            try:
+                os.fchown(fd, *owner)
+            except OSError:
+                pass
+        os.fchmod(fd, mode)  # after chown and write, which clear setuid bits
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+    return written
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    view = memoryview(data)
+    total = 0
+    while total < len(view):
+        total += os.write(fd, view[total:])
     return total

@@ -8,7 +8,8 @@ import tarfile
 import pytest
 
 from layers.blobs import BlobStore
-from layers.unpack import UnsafeEntryError, unpack_layers
+from layers.treewriter import UnsafeEntryError
+from layers.unpack import unpack_layers
 from tests.layers.tarbuild import add_layers
 
 

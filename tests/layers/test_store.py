@@ -13,7 +13,7 @@ import time
 import pytest
 
 from layers.store import Store
-from layers.unpack import UnsafeEntryError
+from layers.treewriter import UnsafeEntryError
 from ocirun.errors import OcirunError
 from tests.layers.tarbuild import make_pulled, many_files
 

@@ -9,7 +9,8 @@ import tarfile
 import pytest
 
 from layers.blobs import BlobError, BlobStore
-from layers.unpack import LayerSpec, UnsafeEntryError, clean_name, unpack_layers
+from layers.treewriter import UnsafeEntryError, clean_name
+from layers.unpack import LayerSpec, unpack_layers
 from registry.compression import LayerFormatError, detect
 from tests.layers.tarbuild import MTIME, add_layers, compress, make_tar, sha256
 
