@@ -15,20 +15,24 @@ same on load), so every PulledImage has manifest bytes and a manifest digest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import re
-import tarfile
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ocirun.errors import OcirunError
+from registry.archive_source import (
+    Source,
+    clean_rel,
+    ingest,
+    open_source,
+    store_digest_of,
+    verified_read,
+)
 from registry.config import RegistryConfig
-from registry.manifest import check_config_type, choose_manifest, is_attestation, store_bytes
+from registry.manifest import check_config_type, choose_manifest, is_attestation
 from registry.platform import Platform, host_platform
 from registry.reference import ArchiveReference, parse_image_reference
 from registry.types import (
@@ -46,229 +50,10 @@ from registry.types import (
     parse_manifest,
 )
 
-CHUNK = 1 << 20
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 _BLOB_PATH = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
 _HEX_JSON = re.compile(r"^([a-f0-9]{64})\.json$")
-
-
-# ---------------------------------------------------------------- sources
-
-
-class _Source:
-    """Read-only access to the files of an archive, by relative POSIX path."""
-
-    label: str
-
-    def exists(self, rel: str) -> bool:
-        raise NotImplementedError
-
-    def open(self, rel: str) -> AbstractContextManager[IO[bytes]]:
-        raise NotImplementedError
-
-    def size(self, rel: str) -> int:
-        raise NotImplementedError
-
-    def read(self, rel: str, limit: int = 64 << 20) -> bytes:
-        with self.open(rel) as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise OcirunError(f"{self.label}: {rel} is too large")
-        return data
-
-    def close(self) -> None:
-        pass
-
-
-def _clean(rel: str) -> str:
-    """Normalise a member name; refuse absolute names and `..`."""
-    norm = posixpath.normpath(rel)
-    if norm.startswith("/") or norm == ".." or norm.startswith("../"):
-        raise OcirunError(f"archive names a file outside itself: {rel!r}")
-    return norm
-
-
-class _DirSource(_Source):
-    def __init__(self, root: Path):
-        self.root = root.resolve()
-        self.label = str(root)
-
-    def _path(self, rel: str) -> Path:
-        p = (self.root / _clean(rel)).resolve()
-        if p != self.root and self.root not in p.parents:
-            raise OcirunError(f"{self.label}: {rel!r} points outside the layout")
-        return p
-
-    def exists(self, rel: str) -> bool:
-        return self._path(rel).is_file()
-
-    @contextmanager
-    def open(self, rel: str) -> Iterator[IO[bytes]]:
-        try:
-            f = open(self._path(rel), "rb")
-        except FileNotFoundError:
-            raise OcirunError(f"{self.label}: {rel} is missing") from None
-        with f:
-            yield f
-
-    def size(self, rel: str) -> int:
-        return self._path(rel).stat().st_size
-
-
-# magic -> opener of a decompressing stream (docker load accepts all of these)
-def _decompressor(head: bytes) -> Any:
-    if head[:2] == b"\x1f\x8b":
-        import gzip
-
-        return gzip.open
-    if head[:3] == b"BZh":
-        import bz2
-
-        return bz2.open
-    if head[:6] == b"\xfd7zXZ\x00":
-        import lzma
-
-        return lzma.open
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
-        return lambda p: zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), closefd=True)
-    return None
-
-
-class _TarSource(_Source):
-    """A tar archive; a compressed one is decompressed once into an unnamed temp file.
-
-    Random access into a compressed stream re-decompresses from the start on every
-    backward seek (once per layer here), so one sequential pass to a spool is cheaper.
-    """
-
-    def __init__(self, path: Path):
-        self.label = str(path)
-        self._spool: IO[bytes] | None = None
-        try:
-            with open(path, "rb") as f:
-                opener = _decompressor(f.read(6))
-            if opener is None:
-                self.tar = tarfile.open(path, "r:")
-            else:
-                import shutil
-                import tempfile
-
-                self._spool = tempfile.TemporaryFile(prefix="ocirun-load-")
-                with opener(path) as zin:
-                    shutil.copyfileobj(zin, self._spool, CHUNK)
-                self._spool.seek(0)
-                self.tar = tarfile.open(fileobj=self._spool, mode="r:")
-            self.members = {}
-            for m in self.tar.getmembers():
-                try:
-                    self.members[_clean(m.name)] = m
-                except OcirunError:
-                    continue  # never reachable by name: ignored
-        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-            if self._spool is not None:
-                self._spool.close()
-            raise OcirunError(f"cannot read archive {path}: {exc}") from None
-
-    def _member(self, rel: str, depth: int = 0) -> tarfile.TarInfo:
-        m = self.members.get(_clean(rel))
-        if m is None:
-            raise OcirunError(f"{self.label}: {rel} is missing from the archive")
-        if (m.issym() or m.islnk()) and depth < 8:
-            # docker save links duplicate layer.tar files to the first copy
-            target = m.linkname if m.islnk() else posixpath.join(posixpath.dirname(m.name), m.linkname)
-            return self._member(target, depth + 1)
-        if not m.isfile():
-            raise OcirunError(f"{self.label}: {rel} is not a regular file")
-        return m
-
-    def exists(self, rel: str) -> bool:
-        try:
-            self._member(rel)
-            return True
-        except OcirunError:
-            return False
-
-    @contextmanager
-    def open(self, rel: str) -> Iterator[IO[bytes]]:
-        f = self.tar.extractfile(self._member(rel))
-        assert f is not None
-        with f:
-            yield f
-
-    def size(self, rel: str) -> int:
-        return self._member(rel).size
-
-    def close(self) -> None:
-        self.tar.close()
-        if self._spool is not None:
-            self._spool.close()
-
-
-def _open_source(path: Path) -> _Source:
-    if path.is_dir():
-        return _DirSource(path)
-    if not path.exists():
-        raise OcirunError(f"archive {path} does not exist")
-    return _TarSource(path)
-
-
-# ---------------------------------------------------------------- verified copy
-
-
-def _ingest(src: _Source, rel: str, digest: str, sink: BlobSink, size: int | None = None) -> bytes:
-    """Copy `rel` into the sink as `digest`, hashing while copying; refuse a mismatch.
-
-    Returns the blob's first bytes (to tell tar from gzip/zstd without reopening it).
-    """
-    if not re.fullmatch(r"sha256:[a-f0-9]{64}", digest):
-        raise OcirunError(f"{src.label}: unsupported digest {digest!r}")
-    if sink.has(digest):
-        with src.open(rel) as f:
-            return f.read(4)
-    with sink.lock(digest):
-        if sink.has(digest):
-            with src.open(rel) as f:
-                return f.read(4)
-        partial = sink.partial_path(digest)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        h = hashlib.sha256()
-        total = 0
-        head = b""
-        try:
-            with src.open(rel) as fin, open(partial, "wb") as fout:
-                while chunk := fin.read(CHUNK):
-                    if not head:
-                        head = chunk[:4]
-                    h.update(chunk)
-                    fout.write(chunk)
-                    total += len(chunk)
-        except (OSError, tarfile.TarError, EOFError) as exc:
-            partial.unlink(missing_ok=True)
-            raise OcirunError(f"{src.label}: cannot read {rel}: {exc}") from None
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        if "sha256:" + h.hexdigest() != digest or (size is not None and size >= 0 and total != size):
-            partial.unlink(missing_ok=True)
-            raise OcirunError(f"blob {digest} does not match its digest")
-        sink.commit(digest, partial)
-    return head
-
-
-def _store_bytes(sink: BlobSink, data: bytes) -> str:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    store_bytes(sink, digest, data)
-    return digest
-
-
-def _verified_read(src: _Source, rel: str, digest: str) -> bytes:
-    data = src.read(rel)
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-        raise OcirunError(f"blob {digest} does not match its digest")
-    return data
 
 
 def _name_tag(text: str | None) -> tuple[str | None, str | None]:
@@ -294,7 +79,7 @@ class _DockerEntry:
     repo_tags: list[str]
 
 
-def _docker_entries(src: _Source) -> list[_DockerEntry]:
+def _docker_entries(src: Source) -> list[_DockerEntry]:
     raw = json.loads(src.read("manifest.json"))
     if not isinstance(raw, list):
         raise OcirunError(f"{src.label}: manifest.json is not a list")
@@ -310,25 +95,25 @@ def _layer_type(head: bytes) -> str:
     return DOCKER_LAYER_TAR
 
 
-def _load_docker_entry(src: _Source, entry: _DockerEntry, sink: BlobSink, source: str) -> tuple[PulledImage, list[str]]:
+def _load_docker_entry(src: Source, entry: _DockerEntry, sink: BlobSink, source: str) -> tuple[PulledImage, list[str]]:
     """Store one docker-archive image; returns it (unnamed) and its RepoTags."""
     cfg_name = posixpath.basename(entry.config)
-    m = _HEX_JSON.match(cfg_name) or _BLOB_PATH.match(_clean(entry.config))
+    m = _HEX_JSON.match(cfg_name) or _BLOB_PATH.match(clean_rel(entry.config))
     if not m:
         raise OcirunError(f"{src.label}: config {entry.config!r} is not named by its sha256")
     config_digest = "sha256:" + m.group(1)
-    config = _verified_read(src, entry.config, config_digest)
+    config = verified_read(src, entry.config, config_digest)
     config_json = parse_json_object(config, f"image config {config_digest}")
-    _store_bytes(sink, config)
+    store_digest_of(sink, config)
     diff_ids = list((config_json.get("rootfs") or {}).get("diff_ids") or [])
     if len(diff_ids) != len(entry.layers):
         raise OcirunError(f"{src.label}: {len(entry.layers)} layers but the config lists {len(diff_ids)} diff_ids")
     layers = []
     for rel, diff_id in zip(entry.layers, diff_ids, strict=True):
-        bm = _BLOB_PATH.match(_clean(rel))
+        bm = _BLOB_PATH.match(clean_rel(rel))
         digest = "sha256:" + bm.group(1) if bm else diff_id  # old layout: layer.tar is the diff
         size = src.size(rel)
-        mt = _layer_type(_ingest(src, rel, digest, sink, size))
+        mt = _layer_type(ingest(src, rel, digest, sink, size))
         if mt == DOCKER_LAYER_TAR and digest != diff_id:
             raise OcirunError(f"blob {digest} does not match its digest (config diff_id {diff_id})")
         layers.append(Descriptor(mt, digest, size))
@@ -339,7 +124,7 @@ def _load_docker_entry(src: _Source, entry: _DockerEntry, sink: BlobSink, source
         "layers": [{"mediaType": d.media_type, "size": d.size, "digest": d.digest} for d in layers],
     }
     mbytes = json.dumps(manifest, indent=3).encode()
-    mdigest = _store_bytes(sink, mbytes)
+    mdigest = store_digest_of(sink, mbytes)
     img = PulledImage(
         name=None, tag=None, repo_digest=mdigest, manifest_digest=mdigest, manifest=mbytes,
         manifest_media_type=DOCKER_MANIFEST, config_digest=config_digest, config=config,
@@ -358,7 +143,7 @@ def _named(img: PulledImage, text: str | None) -> PulledImage:
 # ---------------------------------------------------------------- OCI layouts
 
 
-def _oci_index(src: _Source) -> dict[str, Any]:
+def _oci_index(src: Source) -> dict[str, Any]:
     if not src.exists("index.json"):
         raise OcirunError(f"{src.label} is not an OCI image layout (no index.json)")
     return parse_json_object(src.read("index.json"), f"{src.label}: index.json")
@@ -375,43 +160,43 @@ def _entry_name(desc: Descriptor) -> str | None:
     return desc.annotations.get(CONTAINERD_NAME) or desc.annotations.get(REF_NAME)
 
 
-def _load_oci_entry(src: _Source, desc: Descriptor, platform: Platform | None, sink: BlobSink, source: str, label: str, strict: bool = True) -> PulledImage:
+def _load_oci_entry(src: Source, desc: Descriptor, platform: Platform | None, sink: BlobSink, source: str, label: str, strict: bool = True) -> PulledImage:
     """Resolve an index.json entry (image or nested index) to one platform and store it.
 
     `strict`: a single-platform image that does not match an explicit platform is an
     error (a pull); load_archive passes False and loads it as it is.
     """
     top = desc
-    data = _verified_read(src, _blob_rel(desc.digest), desc.digest)
+    data = verified_read(src, _blob_rel(desc.digest), desc.digest)
     obj = parse_manifest(data, f"manifest {desc.digest}", f"{label}: ")
     mt = obj.get("mediaType") or desc.media_type
     repo_digest = desc.digest
     explicit = platform is not None and strict
     wanted = platform or host_platform()
     if mt in INDEX_TYPES or "manifests" in obj:
-        _store_bytes(sink, data)
+        store_digest_of(sink, data)
         entries = [Descriptor.from_json(d) for d in obj.get("manifests") or []]
         if not any(e.platform for e in entries if not is_attestation(e)) and len(entries) == 1:
             desc = entries[0]
         else:
             desc = choose_manifest(obj, wanted, label)
-        data = _verified_read(src, _blob_rel(desc.digest), desc.digest)
+        data = verified_read(src, _blob_rel(desc.digest), desc.digest)
         obj = parse_manifest(data, f"manifest {desc.digest}", f"{label}: ")
         mt = obj.get("mediaType") or desc.media_type
         if mt in INDEX_TYPES or "manifests" in obj:
             raise OcirunError(f"{label}: nested index is not supported")
-    _store_bytes(sink, data)
+    store_digest_of(sink, data)
     cfg = Descriptor.from_json(obj.get("config") or {})
     check_config_type(cfg, label)
-    config = _verified_read(src, _blob_rel(cfg.digest), cfg.digest)
+    config = verified_read(src, _blob_rel(cfg.digest), cfg.digest)
     config_json = parse_json_object(config, f"image config {cfg.digest}")
     image_platform = Platform.from_json(config_json)
     if explicit and top.digest == desc.digest and wanted.rank(image_platform) is None:
         raise OcirunError(f"no image for platform {wanted} in {label}; available: {image_platform}")
-    _store_bytes(sink, config)
+    store_digest_of(sink, config)
     layers = list(iter_layers(obj))
     for layer in layers:
-        _ingest(src, _blob_rel(layer.digest), layer.digest, sink, layer.size)
+        ingest(src, _blob_rel(layer.digest), layer.digest, sink, layer.size)
     name, tag = _name_tag(_entry_name(top))
     return PulledImage(
         name=name, tag=tag, repo_digest=repo_digest, manifest_digest=desc.digest, manifest=data,
@@ -423,7 +208,7 @@ def _load_oci_entry(src: _Source, desc: Descriptor, platform: Platform | None, s
 # ---------------------------------------------------------------- entry points
 
 
-def _kind(src: _Source, path: Path) -> str:
+def _kind(src: Source, path: Path) -> str:
     if src.exists("manifest.json"):
         return "docker-archive"
     if src.exists("index.json"):
@@ -439,7 +224,7 @@ def load_archive(path: str | Path, sink: BlobSink, platform: Platform | None = N
     when the entry is multi-platform. Archive kind is detected from the content.
     """
     path = Path(path)
-    src = _open_source(path)
+    src = open_source(path)
     try:
         kind = _kind(src, path)
         out: list[PulledImage] = []
@@ -462,7 +247,7 @@ def load_archive(path: str | Path, sink: BlobSink, platform: Platform | None = N
 def pull_archive(ref: ArchiveReference, platform: Platform | None, sink: BlobSink) -> PulledImage:
     """One image from `docker-archive:PATH[:repo:tag|:@N]`, `oci[-archive]:PATH[:name]`."""
     path = Path(ref.path)
-    src = _open_source(path)
+    src = open_source(path)
     try:
         if ref.transport == "docker-archive":
             return _pull_docker(src, ref, platform, sink)
@@ -473,7 +258,7 @@ def pull_archive(ref: ArchiveReference, platform: Platform | None, sink: BlobSin
         src.close()
 
 
-def _pull_docker(src: _Source, ref: ArchiveReference, platform: Platform | None, sink: BlobSink) -> PulledImage:
+def _pull_docker(src: Source, ref: ArchiveReference, platform: Platform | None, sink: BlobSink) -> PulledImage:
     entries = _docker_entries(src)
     chosen: tuple[_DockerEntry, str | None] | None = None
     if ref.ref is None:
@@ -500,7 +285,7 @@ def _pull_docker(src: _Source, ref: ArchiveReference, platform: Platform | None,
     return _named(img, chosen[1])
 
 
-def _pull_oci(src: _Source, ref: ArchiveReference, platform: Platform | None, sink: BlobSink) -> PulledImage:
+def _pull_oci(src: Source, ref: ArchiveReference, platform: Platform | None, sink: BlobSink) -> PulledImage:
     descs = [Descriptor.from_json(d) for d in _oci_index(src).get("manifests") or []]
     if ref.ref is None:
         if len(descs) != 1:
