@@ -331,8 +331,7 @@ class RegistryClient:
                 hasher, offset = hashlib.sha256(), 0
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             resp = self.request("GET", f"{repo}/blobs/{desc.digest}", scope=scope, headers=headers, stream=True)
-            got = 0
-            dropped = False
+            got, dropped = 0, False
             try:
                 if resp.status_code == 416 and offset:
                     partial.unlink()
@@ -344,19 +343,10 @@ class RegistryClient:
                     raise OcirunError(f"registry {self.host} answered HTTP {resp.status_code} for blob {desc.digest}" + (f": {msg}" if msg else ""))
                 if resp.status_code == 200 and offset:
                     hasher, offset = hashlib.sha256(), 0  # server ignored Range: start over
-                mode = "ab" if offset else "wb"
                 on_start(offset)
-                with open(partial, mode) as f:
-                    try:
-                        for chunk in _chunks(resp):
-                            f.write(chunk)
-                            hasher.update(chunk)
-                            got += len(chunk)
-                            on_bytes(len(chunk))
-                            if desc.size >= 0 and offset + got > desc.size:
-                                break
-                    except _STREAM_ERRORS as exc:
-                        last_error, dropped = short_reason(exc), True
+                got, dropped, reason = _write_body(resp, partial, offset, hasher, desc.size, on_bytes)
+                if dropped:
+                    last_error = reason
             finally:
                 resp.close()
             total = offset + got
@@ -376,6 +366,25 @@ class RegistryClient:
                 why = f" ({last_error})" if last_error else ""
                 raise OcirunError(f"blob {desc.digest} is truncated: got {total} of {desc.size} bytes from {self.host}{why}")
             time.sleep(self.retry.delay(attempt - 1))
+
+
+def _write_body(resp: requests.Response, partial: Path, offset: int, hasher: Any, size: int,
+                on_bytes: Callable[[int], None]) -> tuple[int, bool, str]:
+    """Write the body to `partial` (appended after `offset` bytes), hashing it; stop once
+    past `size` (<0: unknown). Returns (bytes got, whether the stream dropped, why)."""
+    got = 0
+    with open(partial, "ab" if offset else "wb") as f:
+        try:
+            for chunk in _chunks(resp):
+                f.write(chunk)
+                hasher.update(chunk)
+                got += len(chunk)
+                on_bytes(len(chunk))
+                if size >= 0 and offset + got > size:
+                    break
+        except _STREAM_ERRORS as exc:
+            return got, True, short_reason(exc)
+    return got, False, ""
 
 
 def _chunks(resp: requests.Response) -> Iterator[bytes]:
