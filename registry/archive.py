@@ -32,7 +32,7 @@ from registry.archive_source import (
     verified_read,
 )
 from registry.config import RegistryConfig
-from registry.manifest import check_config_type, choose_manifest, is_attestation
+from registry.manifest import check_platform, choose_manifest, is_attestation, read_config
 from registry.platform import Platform, host_platform
 from registry.reference import ArchiveReference, parse_image_reference
 from registry.types import (
@@ -45,7 +45,6 @@ from registry.types import (
     BlobSink,
     Descriptor,
     PulledImage,
-    iter_layers,
     parse_json_object,
     parse_manifest,
 )
@@ -186,22 +185,17 @@ def _load_oci_entry(src: Source, desc: Descriptor, platform: Platform | None, si
         if mt in INDEX_TYPES or "manifests" in obj:
             raise OcirunError(f"{label}: nested index is not supported")
     store_digest_of(sink, data)
-    cfg = Descriptor.from_json(obj.get("config") or {})
-    check_config_type(cfg, label)
-    config = verified_read(src, _blob_rel(cfg.digest), cfg.digest)
-    config_json = parse_json_object(config, f"image config {cfg.digest}")
-    image_platform = Platform.from_json(config_json)
-    if explicit and top.digest == desc.digest and wanted.rank(image_platform) is None:
-        raise OcirunError(f"no image for platform {wanted} in {label}; available: {image_platform}")
-    store_digest_of(sink, config)
-    layers = list(iter_layers(obj))
-    for layer in layers:
+    cfg = read_config(obj, label, lambda d: verified_read(src, _blob_rel(d.digest), d.digest))
+    if explicit and top.digest == desc.digest:
+        check_platform(wanted, cfg.platform, label)
+    store_digest_of(sink, cfg.data)
+    for layer in cfg.layers:
         ingest(src, _blob_rel(layer.digest), layer.digest, sink, layer.size)
     name, tag = _name_tag(_entry_name(top))
     return PulledImage(
         name=name, tag=tag, repo_digest=repo_digest, manifest_digest=desc.digest, manifest=data,
-        manifest_media_type=mt or "application/vnd.oci.image.manifest.v1+json", config_digest=cfg.digest,
-        config=config, config_json=config_json, layers=layers, platform=image_platform, source=source,
+        manifest_media_type=mt or "application/vnd.oci.image.manifest.v1+json", config_digest=cfg.desc.digest,
+        config=cfg.data, config_json=cfg.json, layers=cfg.layers, platform=cfg.platform, source=source,
     )
 
 

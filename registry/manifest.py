@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ocirun.errors import OcirunError
 from registry.platform import Platform, describe, select
-from registry.types import DOCKER_CONFIG, OCI_CONFIG, BlobSink, Descriptor
+from registry.types import (
+    DOCKER_CONFIG,
+    OCI_CONFIG,
+    BlobSink,
+    Descriptor,
+    iter_layers,
+    parse_json_object,
+)
 
 
 def store_bytes(sink: BlobSink, digest: str, data: bytes) -> None:
@@ -36,6 +46,34 @@ def check_config_type(config: Descriptor, display: str) -> None:
     """Refuse OCI artifacts (helm charts, signatures...): they are not container images."""
     if config.media_type and config.media_type not in (OCI_CONFIG, DOCKER_CONFIG):
         raise OcirunError(f"{display} is not a container image (config type {config.media_type})")
+
+
+@dataclass
+class ImageConfig:
+    """What an image manifest names: its config (descriptor, bytes, parsed) and layers."""
+
+    desc: Descriptor
+    data: bytes
+    json: dict[str, Any]
+    platform: Platform
+    layers: list[Descriptor]
+
+
+def read_config(manifest: dict, display: str, fetch: Callable[[Descriptor], bytes]) -> ImageConfig:
+    """The config `manifest` names, got through `fetch` (a registry, an archive), and its
+    layers; a manifest that is not a container image's is refused first."""
+    desc = Descriptor.from_json(manifest.get("config") or {})
+    check_config_type(desc, display)
+    layers = list(iter_layers(manifest))
+    data = fetch(desc)
+    config_json = parse_json_object(data, f"image config {desc.digest}")
+    return ImageConfig(desc, data, config_json, Platform.from_json(config_json), layers)
+
+
+def check_platform(wanted: Platform, found: Platform, display: str) -> None:
+    """A single-platform image asked for with an explicit platform must be that platform."""
+    if wanted.rank(found) is None:
+        raise OcirunError(f"no image for platform {wanted} in {display}; available: {found}")
 
 
 def is_attestation(desc: Descriptor) -> bool:

@@ -17,7 +17,7 @@ from ocirun.errors import OcirunError
 from registry.archive import pull_archive
 from registry.client import RegistryClient, RetryPolicy
 from registry.config import RegistryConfig
-from registry.manifest import check_config_type, choose_manifest, store_bytes
+from registry.manifest import check_platform, choose_manifest, read_config, store_bytes
 from registry.platform import Platform, host_platform
 from registry.progress import Progress
 from registry.reference import ArchiveReference, Reference, parse_reference
@@ -26,8 +26,6 @@ from registry.types import (
     BlobSink,
     Descriptor,
     PulledImage,
-    iter_layers,
-    parse_json_object,
     parse_manifest,
 )
 from registry.workers import Cancelled, run_parallel
@@ -64,19 +62,15 @@ def pull_image(
         data, media_type, digest = _platform_manifest(client, ref, data, digest, wanted, sink)
     manifest = parse_manifest(data, f"manifest for {display}")
     store_bytes(sink, digest, data)
-    config_desc = Descriptor.from_json(manifest.get("config") or {})
-    check_config_type(config_desc, display)
-    layers = list(iter_layers(manifest))
-    board.message(f"Pulling {display}")
-    config_bytes = _config_blob(client, ref.repository, config_desc, sink)
-    config_json = parse_json_object(config_bytes, f"image config {config_desc.digest}")
-    image_platform = Platform.from_json(config_json)
+
+    def fetch_config(desc: Descriptor) -> bytes:
+        board.message(f"Pulling {display}")
+        return _config_blob(client, ref.repository, desc, sink)
+
+    cfg = read_config(manifest, display, fetch_config)
     if platform is not None and repo_digest == digest:  # a single-platform image
-        if wanted.rank(image_platform) is None:
-            raise OcirunError(
-                f"no image for platform {wanted} in {display}; available: {image_platform}"
-            )
-    _fetch_layers(client, ref.repository, layers, sink, board, max_workers)
+        check_platform(wanted, cfg.platform, display)
+    _fetch_layers(client, ref.repository, cfg.layers, sink, board, max_workers)
     board.close()
     return PulledImage(
         name=ref.name,
@@ -85,11 +79,11 @@ def pull_image(
         manifest_digest=digest,
         manifest=data,
         manifest_media_type=media_type,
-        config_digest=config_desc.digest,
-        config=config_bytes,
-        config_json=config_json,
-        layers=layers,
-        platform=image_platform,
+        config_digest=cfg.desc.digest,
+        config=cfg.data,
+        config_json=cfg.json,
+        layers=cfg.layers,
+        platform=cfg.platform,
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.gpus import GpuRequest, parse_gpus
+from ocirun.util.fmt import int_pair
 
 # Bare platform words users type, mapped to os/arch[/variant] (docker accepts these too).
 _ARCH_ALIASES: dict[str, str] = {
@@ -283,10 +284,8 @@ def parse_mount(spec: str) -> Volume:
 
 
 def _port_range(text: str, spec: str) -> list[int]:
-    start, sep, end = text.partition("-")
     try:
-        lo = int(start)
-        hi = int(end) if sep else lo
+        lo, hi = int_pair(text, "-")
     except ValueError:
         raise bad(f"invalid publish spec {spec!r}: bad port {text!r}") from None
     if not (0 < lo <= hi <= 65535):

@@ -1,9 +1,18 @@
-"""Text for people, as docker prints it: sizes, durations, times ago, column tables."""
+"""Text for people, as docker prints it: sizes, durations, times ago, column tables;
+and the one shape of number pair options share (`A[:B]`)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import time
+
+
+def int_pair(text: str, sep: str) -> tuple[int, int]:
+    """`A` or `A<sep>B` as two integers (B is A when absent): `-i 1000:100`, `-p 80-90`.
+    ValueError when either is not an integer; the caller checks the range."""
+    first, has_sep, second = text.partition(sep)
+    a = int(first)
+    return a, int(second) if has_sep else a
 
 
 def human_size(n: float) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ocirun.errors import OcirunError
+from ocirun.util.fmt import int_pair
 
 if TYPE_CHECKING:
     from ocirun.engine.cow import ContainerTree
@@ -40,10 +41,8 @@ def load(name: str) -> type[Extension]:
 
 def parse_ids(spec: str) -> tuple[int, int]:
     """`-i uid:gid` (PRoot also accepts a lone uid: gid = uid)."""
-    uid_s, sep, gid_s = spec.partition(":")
     try:
-        uid = int(uid_s)
-        gid = int(gid_s) if sep else uid
+        uid, gid = int_pair(spec, ":")
     except ValueError:
         raise OcirunError(f"-i/--change-id: {spec!r} is not of the form uid:gid") from None
     if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
