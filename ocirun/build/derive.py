@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from layers.layerwrite import Entry, tarinfo
-from layers.unpack import TreeWriter
+from layers.treewriter import TreeWriter
 
 
 class _Sources:
