@@ -2,53 +2,91 @@
  *
  * pump() waits for the next stop of any tracee. A seccomp stop of a syscall that
  * Python declared pure (set_syscall: one path argument, no handler, no exit stop, no
- * invalidation, no extension) whose path is either absolute and in the mirrored cache,
- * or one plain relative name that needs no rewrite, is finished here: the host path is
- * written below the red zone and the argument register pointed at it, then PTRACE_CONT.
- * Every other stop is returned to Python as (pid, status), as waitpid would.
+ * invalidation, no extension) is finished here when its translation is known:
+ *  - a plain relative name that is not followed and names no binding goes untouched;
+ *  - otherwise the guest path is made absolute as PathArgs.translate does (the dirfd's
+ *    host directory read from /proc/PID/fd/N and mapped back by a mirrored to_guest
+ *    memo; AT_FDCWD: the guest cwd Python mirrored for that process), then looked up
+ *    in a mirror of the root translator's result cache; on a miss, a clean path whose
+ *    parent directory's followed translation is mirrored is the parent's host path
+ *    plus the name (the translator's own warm shortcut), when the name names no
+ *    binding and, if followed, is no symlink (one lstat);
+ *  - opens of a directory whose listing Python fixes up (set_listed) go to Python;
+ *    getdents64 is let through while no such directory is open (set_listing).
+ * The host path is written below the red zone and the argument register pointed at
+ * it (unless the kernel would resolve the guest's string to the same path), then
+ * PTRACE_CONT. Every other stop is returned to Python as (pid, status), as waitpid
+ * would, with the syscall information already read kept for it (took_info).
  *
- * The cache is a mirror: Python pushes (guest, follow) -> host entries that its own
- * result cache holds, and clears the mirror at every invalidation of its caches. Only
- * the thread that calls pump() may call push/clear (the loop runs without the GIL).
- * A syscall the kernel restarts re-enters with our scratch pointer: the guest's own
- * pointer is put back first (as Python's _unrewrite does for its rewrites).
+ * The caches are mirrors: Python pushes what its own caches hold and clears the
+ * mirror at every invalidation of its caches. Only the thread that calls pump() may
+ * call the other functions (the loop runs without the GIL). A syscall the kernel
+ * restarts re-enters with our scratch pointer: the guest's own pointer is put back
+ * first (as Python's _unrewrite does for its rewrites).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdint.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <linux/ptrace.h>
 
 #define NR_MAX 512
 #define PATH_MAX_ 4096
+#define KEY_MAX (2 * PATH_MAX_ + 2)
 #define BUCKETS 65536
 #define CACHE_MAX 65536
 #define PENDING 1024
+#define CWDS 1024
 #define RED_ZONE 128
 #define EVENT_SECCOMP 7
 #define AUDIT_ARCH_X86_64_ 0xC000003EU
+#define AT_FDCWD_ (-100)
+#define NO_DIRFD 0xFF
 
-enum { F_FOLLOW = 1, F_NOFOLLOW, F_FLAG_NOFOLLOW, F_FLAG_FOLLOW, F_OPEN };
+enum { F_FOLLOW = 1, F_NOFOLLOW, F_FLAG_NOFOLLOW, F_FLAG_FOLLOW, F_OPEN, F_LISTING, F_UNLINK };
+#define AT_REMOVEDIR_ 0x200
+#define GONE_MAX 4096
 
-typedef struct { uint8_t on, arg, mode, flag_arg, abs_only; uint64_t mask; } spec_t;
+typedef struct { uint8_t on, arg, mode, flag_arg, abs_only, dirfd, listed; uint64_t mask; } spec_t;
 typedef struct entry { struct entry *next; uint64_t hash; uint8_t follow; char *guest; char *host; size_t host_len; } entry_t;
 typedef struct { int pid; uint64_t nr, scratch, orig; uint8_t arg; } pending_t;
+typedef struct { int pid; char *guest, *host; } cwd_t;
 
 static spec_t specs[NR_MAX];
-static entry_t *buckets[BUCKETS];
-static size_t n_entries;
-static uint32_t used[CACHE_MAX];  /* the non-empty buckets: a clear costs what the cache holds */
-static size_t n_used;
-static int enabled;
+/* a bounded string -> string hash table; clearing it costs what it holds */
+typedef struct { entry_t *buckets[BUCKETS]; uint32_t used[CACHE_MAX]; size_t n_entries, n_used; } table_t;
+static table_t cache;  /* (guest path, follow) -> host path: the translator's result cache */
+static table_t dirs;   /* host directory -> guest path: View.to_guest (constant while the fast path runs) */
+static int enabled, listing;
 static const long arg_off[6] = {14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8}; /* rdi rsi rdx r10 r8 r9 */
 static pending_t pending[PENDING];
+static cwd_t cwds[CWDS];
 static char **plain_names;  /* relative names that must go to Python (bindings' components) */
 static size_t n_plain;
+static char **listed;       /* host directories whose opens Python notes */
+static size_t n_listed;
+static unsigned char *info_buf;  /* Python's ptrace_syscall_info buffer (set_info_buffer) */
+static size_t info_size;
+static int info_pid;             /* whose information info_buf holds (0: nobody's) */
 static unsigned long long n_seccomp, n_fast;
+static char *gone[GONE_MAX];  /* host paths unlinked here, for Python's caches (pump's callback) */
+static size_t n_gone;
+static int gone_overflow;
+static PyObject *on_gone;
+/* why stops went to Python, per syscall (OCIRUN_FASTPATH_STATS=2 prints them) */
+enum { R_INFO, R_NOT_PURE, R_POINTER, R_READ, R_EMPTY, R_BASE, R_PROC, R_MISS, R_LISTED, R_SLOT, R_WRITE,
+       R_UNLINK, N_REASONS };
+static const char *reason_names[N_REASONS] = {"info", "not pure", "pointer", "read", "empty", "base",
+                                              "proc", "miss", "listed", "slot", "write", "unlink"};
+static unsigned long long fallback[NR_MAX + 1][N_REASONS];
+#define FALL(nr, r) do { fallback[(nr) < NR_MAX ? (nr) : NR_MAX][r]++; return 0; } while (0)
 
 static uint64_t hash_str(const char *s, uint8_t follow) {
     uint64_t h = 1469598103934665603ULL ^ follow;
@@ -56,20 +94,43 @@ static uint64_t hash_str(const char *s, uint8_t follow) {
     return h;
 }
 
-static void cache_clear(void) {
-    for (size_t i = 0; i < n_used; i++) {
-        entry_t *e = buckets[used[i]];
+static void table_clear(table_t *t) {
+    for (size_t i = 0; i < t->n_used; i++) {
+        entry_t *e = t->buckets[t->used[i]];
         while (e) { entry_t *n = e->next; free(e->guest); free(e->host); free(e); e = n; }
-        buckets[used[i]] = NULL;
+        t->buckets[t->used[i]] = NULL;
     }
-    n_entries = n_used = 0;
+    t->n_entries = t->n_used = 0;
 }
 
-static const entry_t *cache_get(const char *guest, uint8_t follow) {
+static void cache_clear(void) { table_clear(&cache); }
+
+static const entry_t *table_get(const table_t *t, const char *guest, uint8_t follow) {
     uint64_t h = hash_str(guest, follow);
-    for (entry_t *e = buckets[h % BUCKETS]; e; e = e->next)
+    for (entry_t *e = t->buckets[h % BUCKETS]; e; e = e->next)
         if (e->hash == h && e->follow == follow && strcmp(e->guest, guest) == 0) return e;
     return NULL;
+}
+
+static const entry_t *cache_get(const char *guest, uint8_t follow) { return table_get(&cache, guest, follow); }
+
+static int table_put(table_t *t, const char *guest, const char *host, uint8_t follow) {
+    if (table_get(t, guest, follow)) return 1;
+    if (t->n_entries >= CACHE_MAX) table_clear(t);
+    entry_t *e = calloc(1, sizeof *e);
+    if (!e || !(e->guest = strdup(guest)) || !(e->host = strdup(host))) {
+        if (e) { free(e->guest); free(e); }
+        return 0;
+    }
+    e->follow = follow;
+    e->hash = hash_str(guest, follow);
+    e->host_len = strlen(host);
+    size_t b = e->hash % BUCKETS;
+    if (!t->buckets[b]) t->used[t->n_used++] = (uint32_t)b;
+    e->next = t->buckets[b];
+    t->buckets[b] = e;
+    t->n_entries++;
+    return 1;
 }
 
 static int read_path(pid_t pid, uint64_t addr, char *buf) {
@@ -86,7 +147,7 @@ static int read_path(pid_t pid, uint64_t addr, char *buf) {
     return 0;  /* ENAMETOOLONG and the like: Python's business */
 }
 
-static int follow_of(pid_t pid, const spec_t *s, const uint64_t *args) {
+static int follow_of(const spec_t *s, const uint64_t *args) {
     uint64_t f = args[s->flag_arg];
     switch (s->mode) {
     case F_FOLLOW: return 1;
@@ -95,59 +156,207 @@ static int follow_of(pid_t pid, const spec_t *s, const uint64_t *args) {
     case F_FLAG_FOLLOW: return (f & s->mask) != 0;
     case F_OPEN: return !((f & 0400000) || (f & 0300) == 0300);  /* O_NOFOLLOW; O_CREAT|O_EXCL */
     }
-    (void)pid;
     return -1;
 }
 
 static pending_t *pending_of(int pid) { return &pending[(unsigned)pid % PENDING]; }
+static cwd_t *cwd_slot(int pid) { return &cwds[(unsigned)pid % CWDS]; }
+
+static int in_list(char **list, size_t n, const char *s, size_t len) {
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(list[i], s, len) == 0 && list[i][len] == 0) return 1;
+    return 0;
+}
 
 static int plain_needs_python(const char *name) {
-    if (strchr(name, '/')) return 1;
-    for (size_t i = 0; i < n_plain; i++)
-        if (strcmp(plain_names[i], name) == 0) return 1;
-    return 0;
+    return strchr(name, '/') || in_list(plain_names, n_plain, name, strlen(name));
+}
+
+/* A host path as DirListing.note_open compares it: no trailing '/' or '/.' */
+static int is_listed(const char *host, size_t len) {
+    while (len > 1 && host[len - 1] == '/') len--;
+    if (len > 2 && host[len - 1] == '.' && host[len - 2] == '/') len -= 2;
+    if (len == 0) len = 1;
+    return in_list(listed, n_listed, host, len);
+}
+
+/* The guest directory a relative path starts from, as PathArgs.base_dirs finds it:
+ * 1 with `guest` and `host` (host may be ""), 0 when only Python knows. */
+static int base_of(pid_t pid, const spec_t *s, const uint64_t *args, const char **guest, char *host) {
+    int fd = s->dirfd == NO_DIRFD ? AT_FDCWD_ : (int)(int32_t)args[s->dirfd];
+    if (fd == AT_FDCWD_) {
+        const cwd_t *c = cwd_slot(pid);
+        if (c->pid != pid) return 0;
+        *guest = c->guest;
+        strcpy(host, c->host);
+        return 1;
+    }
+    if (fd < 0) return 0;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)pid, fd);
+    ssize_t n = readlink(link, host, PATH_MAX_ - 1);
+    if (n <= 0 || host[0] != '/') return 0;
+    host[n] = 0;
+    if (n >= 10 && strcmp(host + n - 10, " (deleted)") == 0) return 0;
+    const entry_t *e = table_get(&dirs, host, 0);
+    if (!e) return 0;
+    *guest = e->host;
+    return 1;
+}
+
+/* No '//', '.' or '..' component, no trailing '/': the walk meets only plain names. */
+static int clean(const char *key) {
+    for (const char *p = key; *p; p++) {
+        if (*p != '/') continue;
+        if (p[1] == '/' || p[1] == 0) return 0;
+        if (p[1] == '.' && (p[2] == '/' || p[2] == 0 || (p[2] == '.' && (p[3] == '/' || p[3] == 0)))) return 0;
+    }
+    return 1;
+}
+
+/* A miss: the parent's followed translation plus the name (PathTranslator._leaf). */
+static int derive(const char *key, int follow, char *out) {
+    const char *slash = strrchr(key, '/'), *name = slash + 1;
+    if (!clean(key) || in_list(plain_names, n_plain, name, strlen(name))) return 0;
+    char parent[KEY_MAX] = "/";
+    size_t plen = (size_t)(slash - key);
+    if (plen) {
+        memcpy(parent, key, plen);
+        parent[plen] = 0;
+    }
+    const entry_t *pe = cache_get(parent, 1);
+    if (!pe) return 0;
+    size_t hlen = pe->host_len;
+    while (hlen && pe->host[hlen - 1] == '/') hlen--;
+    if (hlen + strlen(name) + 2 > PATH_MAX_) return 0;
+    memcpy(out, pe->host, hlen);
+    out[hlen] = '/';
+    strcpy(out + hlen + 1, name);
+    if (strncmp(out, "/proc/", 6) == 0) return 0;
+    if (follow) {
+        struct stat st;
+        if (lstat(out, &st) == 0 ? S_ISLNK(st.st_mode) : errno != ENOENT) return 0;
+    }
+    return 1;
+}
+
+static int rewrite(pid_t pid, uint64_t nr, const spec_t *s, uint64_t ptr, uint64_t sp, const char *host) {
+    pending_t *p = pending_of(pid);
+    size_t len = strlen(host) + 1;
+    if (p->pid && p->pid != pid) FALL(nr, R_SLOT);  /* the slot holds another tracee's rewrite */
+    uint64_t addr = (sp - RED_ZONE - len) & ~(uint64_t)15;
+    struct iovec l = {(void *)host, len}, r = {(void *)(uintptr_t)addr, len};
+    if (process_vm_writev(pid, &l, 1, &r, 1, 0) != (ssize_t)len) FALL(nr, R_WRITE);
+    if (ptrace(PTRACE_POKEUSER, pid, arg_off[s->arg], addr) != 0) FALL(nr, R_WRITE);
+    *p = (pending_t){pid, nr, addr, ptr, s->arg};
+    return 1;
+}
+
+/* 1: the path is handled (rewritten or left as is); 0: Python must handle the stop */
+static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *args, uint64_t sp) {
+    uint64_t ptr = args[s->arg];
+    if (!ptr || (ptr < sp && ptr + 65536 > sp)) FALL(nr, R_POINTER);  /* NULL, or below sp: not a guest string */
+    char path[PATH_MAX_], key[KEY_MAX], base_host[PATH_MAX_], derived[PATH_MAX_];
+    if (!read_path(pid, ptr, path)) FALL(nr, R_READ);
+    int follow = follow_of(s, args);
+    if (follow < 0 || !path[0]) FALL(nr, R_EMPTY);
+    const char *base = NULL;
+    if (path[0] != '/') {
+        if (s->abs_only) return 1;
+        if (!follow && !plain_needs_python(path)) return 1;  /* the kernel finds the same entry */
+        if (!base_of(pid, s, args, &base, base_host)) FALL(nr, R_BASE);
+        if (strlen(base) + strlen(path) + 2 > KEY_MAX) FALL(nr, R_BASE);
+        snprintf(key, sizeof key, "%s/%s", strcmp(base, "/") ? base : "", path);
+    } else {
+        strcpy(key, path);
+    }
+    if (strncmp(key, "/proc/", 6) == 0) FALL(nr, R_PROC);
+    const entry_t *e = cache_get(key, (uint8_t)follow);
+    const char *host = e ? e->host : derived;
+    if (!e && !derive(key, follow, derived)) FALL(nr, R_MISS);
+    if (s->listed && is_listed(host, strlen(host))) FALL(nr, R_LISTED);
+    if (!base) {
+        if (strcmp(host, path) == 0) return 1;
+    } else if (base_host[0]) {  /* the kernel would build the same string from the dirfd */
+        size_t bl = strcmp(base_host, "/") ? strlen(base_host) : 0;
+        if (strncmp(host, base_host, bl) == 0 && host[bl] == '/' && strcmp(host + bl + 1, path) == 0) return 1;
+    }
+    return rewrite(pid, nr, s, ptr, sp, host);
+}
+
+/* unlinkat(dirfd, name, 0) of a plain name that is no directory or symlink: the kernel
+ * finds the entry without a rewrite, and the caches forget its host path at the entry,
+ * as PathArgs.invalidate does for a plain file (no exit stop): the mirror at once,
+ * Python's before it handles its next stop (pump hands the paths to on_gone). */
+static int unlink_fast(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *args, uint64_t sp) {
+    uint64_t ptr = args[s->arg];
+    if (args[2] & AT_REMOVEDIR_) FALL(nr, R_UNLINK);
+    if (!ptr || (ptr < sp && ptr + 65536 > sp)) FALL(nr, R_POINTER);
+    char name[PATH_MAX_], host[PATH_MAX_];
+    const char *base;
+    if (!read_path(pid, ptr, name)) FALL(nr, R_READ);
+    if (!name[0] || plain_needs_python(name)) FALL(nr, R_UNLINK);
+    if (!base_of(pid, s, args, &base, host) || !host[0]) FALL(nr, R_BASE);
+    size_t hl = strcmp(host, "/") ? strlen(host) : 0;
+    if (hl + strlen(name) + 2 > PATH_MAX_) FALL(nr, R_UNLINK);
+    host[hl] = '/';
+    strcpy(host + hl + 1, name);
+    struct stat st;
+    if (lstat(host, &st) == 0 ? S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode) : errno != ENOENT) FALL(nr, R_UNLINK);
+    if (n_gone < GONE_MAX && (gone[n_gone] = strdup(host))) n_gone++;
+    else gone_overflow = 1;
+    cache_clear();
+    return 1;
+}
+
+/* Hand the paths unlinked here to Python (on_gone(list of bytes), None: forget all). */
+static int report_gone(void) {
+    if (!n_gone && !gone_overflow) return 1;
+    PyObject *arg = gone_overflow ? (Py_INCREF(Py_None), Py_None) : PyList_New(0);
+    for (size_t i = 0; i < n_gone; i++) {
+        PyObject *b = arg != Py_None ? PyBytes_FromString(gone[i]) : NULL;
+        if (b) { PyList_Append(arg, b); Py_DECREF(b); }
+        free(gone[i]);
+    }
+    n_gone = 0;
+    gone_overflow = 0;
+    if (!arg) return 0;
+    PyObject *r = on_gone ? PyObject_CallOneArg(on_gone, arg) : (Py_INCREF(Py_None), Py_None);
+    Py_DECREF(arg);
+    Py_XDECREF(r);
+    return r != NULL;
 }
 
 /* 1: the stop is finished (resumed); 0: Python must handle it (nothing changed that it sees) */
 static int try_fast(pid_t pid) {
     struct ptrace_syscall_info info;
-    if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0) return 0;
-    if (info.op != PTRACE_SYSCALL_INFO_SECCOMP || info.arch != AUDIT_ARCH_X86_64_) return 0;  /* not int 0x80 */
+    if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0) FALL(0, R_INFO);
+    if (info.op != PTRACE_SYSCALL_INFO_SECCOMP || info.arch != AUDIT_ARCH_X86_64_) FALL(0, R_INFO);  /* not int 0x80 */
     uint64_t nr = info.seccomp.nr, *args = (uint64_t *)info.seccomp.args;
     pending_t *p = pending_of(pid);
     if (p->pid == pid) {  /* the syscall after one of our rewrites */
         p->pid = 0;
         if (p->nr == nr && args[p->arg] == p->scratch) {  /* restarted: the guest's pointer back */
-            if (ptrace(PTRACE_POKEUSER, pid, arg_off[p->arg], p->orig) != 0) return 0;
+            if (ptrace(PTRACE_POKEUSER, pid, arg_off[p->arg], p->orig) != 0) FALL(nr, R_INFO);
             args[p->arg] = p->orig;
         }
     }
-    if (nr >= NR_MAX || !specs[nr].on) return 0;
-    const spec_t *s = &specs[nr];
-    uint64_t ptr = args[s->arg], sp = info.stack_pointer;
-    if (!ptr || (ptr < sp && ptr + 65536 > sp)) return 0;  /* NULL, or below sp: not a guest string */
-    char path[PATH_MAX_];
-    if (!read_path(pid, ptr, path)) return 0;
-    int follow = follow_of(pid, s, args);
-    if (follow < 0 || !path[0]) return 0;
-    if (path[0] != '/') {
-        /* one plain name, not followed, no binding: the kernel finds the same entry */
-        if (s->abs_only) goto resume;
-        if (follow || plain_needs_python(path)) return 0;
-        goto resume;
+    int ok = 0;
+    if (nr >= NR_MAX || !specs[nr].on)
+        fallback[nr < NR_MAX ? nr : NR_MAX][R_NOT_PURE]++;
+    else if (specs[nr].mode == F_UNLINK)
+        ok = unlink_fast(pid, nr, &specs[nr], args, info.stack_pointer);
+    else if (specs[nr].mode != F_LISTING)
+        ok = translate(pid, nr, &specs[nr], args, info.stack_pointer);
+    else if (listing)
+        fallback[nr][R_LISTED]++;
+    else
+        ok = 1;  /* getdents64 of a directory that needs no fix-up */
+    if (!ok) {  /* Python reads what we read */
+        if (info_buf) memcpy(info_buf, &info, info_size < sizeof info ? info_size : sizeof info);
+        info_pid = info_buf ? pid : 0;
+        return 0;
     }
-    if (strncmp(path, "/proc/", 6) == 0) return 0;
-    const entry_t *e = cache_get(path, (uint8_t)follow);
-    if (!e) return 0;
-    if (strcmp(e->host, path) != 0) {
-        if (p->pid && p->pid != pid) return 0;  /* the slot holds another tracee's rewrite */
-        uint64_t addr = (sp - RED_ZONE - (e->host_len + 1)) & ~(uint64_t)15;
-        struct iovec l = {e->host, e->host_len + 1}, r = {(void *)(uintptr_t)addr, e->host_len + 1};
-        if (process_vm_writev(pid, &l, 1, &r, 1, 0) != (ssize_t)(e->host_len + 1)) return 0;
-        if (ptrace(PTRACE_POKEUSER, pid, arg_off[s->arg], addr) != 0) return 0;
-        *p = (pending_t){pid, nr, addr, ptr, s->arg};
-    }
-resume:
     n_fast++;
     ptrace(PTRACE_CONT, pid, 0, 0);
     return 1;
@@ -156,6 +365,7 @@ resume:
 static PyObject *pump(PyObject *self, PyObject *unused) {
     int status = 0;
     pid_t pid;
+    info_pid = 0;
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
         pid = waitpid(-1, &status, __WALL);
@@ -165,58 +375,122 @@ static PyObject *pump(PyObject *self, PyObject *unused) {
         if (!try_fast(pid)) break;
     }
     Py_END_ALLOW_THREADS
+    if (!report_gone()) return NULL;
     return Py_BuildValue("(ii)", (int)pid, status);
+}
+
+static PyObject *took_info(PyObject *self, PyObject *a) {
+    int pid;
+    if (!PyArg_ParseTuple(a, "i", &pid)) return NULL;
+    int had = info_pid == pid && pid > 0;
+    info_pid = 0;
+    return PyBool_FromLong(had);
+}
+
+static PyObject *set_info_buffer(PyObject *self, PyObject *a) {
+    unsigned long long addr;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(a, "Kn", &addr, &size)) return NULL;
+    info_buf = (unsigned char *)(uintptr_t)addr;
+    info_size = (size_t)size;
+    info_pid = 0;
+    Py_RETURN_NONE;
 }
 
 static PyObject *push(PyObject *self, PyObject *a) {
     const char *guest, *host;
     int follow;
     if (!PyArg_ParseTuple(a, "yyp", &guest, &host, &follow)) return NULL;
-    if (cache_get(guest, (uint8_t)follow)) Py_RETURN_NONE;
-    if (n_entries >= CACHE_MAX) cache_clear();
-    entry_t *e = calloc(1, sizeof *e);
-    if (!e || !(e->guest = strdup(guest)) || !(e->host = strdup(host))) {
-        if (e) { free(e->guest); free(e); }
-        return PyErr_NoMemory();
-    }
-    e->follow = (uint8_t)follow;
-    e->hash = hash_str(guest, e->follow);
-    e->host_len = strlen(host);
-    if (!buckets[e->hash % BUCKETS]) used[n_used++] = (uint32_t)(e->hash % BUCKETS);
-    e->next = buckets[e->hash % BUCKETS];
-    buckets[e->hash % BUCKETS] = e;
-    n_entries++;
+    if (!table_put(&cache, guest, host, (uint8_t)follow)) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *push_dir(PyObject *self, PyObject *a) {
+    const char *host, *guest;
+    if (!PyArg_ParseTuple(a, "yy", &host, &guest)) return NULL;
+    if (!table_put(&dirs, host, guest, 0)) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static void cwd_forget(int pid) {
+    cwd_t *c = cwd_slot(pid);
+    if (c->pid != pid) return;
+    free(c->guest); free(c->host);
+    *c = (cwd_t){0, NULL, NULL};
+}
+
+static PyObject *set_cwd(PyObject *self, PyObject *a) {
+    int pid;
+    const char *guest, *host;
+    if (!PyArg_ParseTuple(a, "iyy", &pid, &guest, &host)) return NULL;
+    cwd_t *c = cwd_slot(pid);
+    if (c->pid == pid && strcmp(c->guest, guest) == 0 && strcmp(c->host, host) == 0) Py_RETURN_NONE;
+    cwd_forget(c->pid);  /* (another process's, sharing the slot: it falls back to Python) */
+    char *g = strdup(guest), *h = strdup(host);
+    if (!g || !h) { free(g); free(h); return PyErr_NoMemory(); }
+    *c = (cwd_t){pid, g, h};
+    Py_RETURN_NONE;
+}
+
+static PyObject *forget_cwd(PyObject *self, PyObject *a) {
+    int pid;
+    if (!PyArg_ParseTuple(a, "i", &pid)) return NULL;
+    cwd_forget(pid);
     Py_RETURN_NONE;
 }
 
 static PyObject *clear(PyObject *self, PyObject *unused) { cache_clear(); Py_RETURN_NONE; }
 
-static PyObject *set_syscall(PyObject *self, PyObject *a) {
-    unsigned nr, arg, mode, flag_arg, abs_only;
-    unsigned long long mask;
-    if (!PyArg_ParseTuple(a, "IIIIKI", &nr, &arg, &mode, &flag_arg, &mask, &abs_only)) return NULL;
-    if (nr >= NR_MAX || arg > 5 || flag_arg > 5 || mode < F_FOLLOW || mode > F_OPEN)
-        return PyErr_Format(PyExc_ValueError, "bad syscall spec for %u", nr);
-    specs[nr] = (spec_t){1, (uint8_t)arg, (uint8_t)mode, (uint8_t)flag_arg, (uint8_t)abs_only, mask};
+static PyObject *set_on_gone(PyObject *self, PyObject *fn) {
+    Py_XSETREF(on_gone, fn == Py_None ? NULL : (Py_INCREF(fn), fn));
     Py_RETURN_NONE;
 }
 
-static PyObject *set_plain_names(PyObject *self, PyObject *seq) {
+static PyObject *set_syscall(PyObject *self, PyObject *a) {
+    unsigned nr, arg, mode, flag_arg, abs_only, dirfd, listed_;
+    unsigned long long mask;
+    if (!PyArg_ParseTuple(a, "IIIIKIII", &nr, &arg, &mode, &flag_arg, &mask, &abs_only, &dirfd, &listed_))
+        return NULL;
+    if (nr >= NR_MAX || arg > 5 || flag_arg > 5 || (dirfd > 5 && dirfd != NO_DIRFD) || mode < F_FOLLOW ||
+        mode > F_UNLINK)
+        return PyErr_Format(PyExc_ValueError, "bad syscall spec for %u", nr);
+    specs[nr] = (spec_t){1, (uint8_t)arg, (uint8_t)mode, (uint8_t)flag_arg, (uint8_t)abs_only, (uint8_t)dirfd,
+                         (uint8_t)listed_, mask};
+    Py_RETURN_NONE;
+}
+
+/* Replace a list of C strings by a sequence of bytes. */
+static int set_strings(PyObject *seq, char ***list, size_t *count) {
     PyObject *fast = PySequence_Fast(seq, "a sequence of bytes");
-    if (!fast) return NULL;
+    if (!fast) return 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
     char **names = calloc((size_t)n + 1, sizeof *names);
     for (Py_ssize_t i = 0; names && i < n; i++) {
         const char *s = PyBytes_AsString(PySequence_Fast_GET_ITEM(fast, i));
-        if (!s) { Py_DECREF(fast); free(names); return NULL; }
+        if (!s) { Py_DECREF(fast); for (Py_ssize_t j = 0; j < i; j++) free(names[j]); free(names); return 0; }
         names[i] = strdup(s);
     }
     Py_DECREF(fast);
-    if (!names) return PyErr_NoMemory();
-    for (size_t i = 0; i < n_plain; i++) free(plain_names[i]);
-    free(plain_names);
-    plain_names = names;
-    n_plain = (size_t)n;
+    if (!names) { PyErr_NoMemory(); return 0; }
+    for (size_t i = 0; i < *count; i++) free((*list)[i]);
+    free(*list);
+    *list = names;
+    *count = (size_t)n;
+    return 1;
+}
+
+static PyObject *set_plain_names(PyObject *self, PyObject *seq) {
+    if (!set_strings(seq, &plain_names, &n_plain)) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_listed(PyObject *self, PyObject *seq) {
+    if (!set_strings(seq, &listed, &n_listed)) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_listing(PyObject *self, PyObject *a) {
+    if (!PyArg_ParseTuple(a, "p", &listing)) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -224,7 +498,20 @@ static PyObject *set_enabled(PyObject *self, PyObject *a) {
     int on;
     if (!PyArg_ParseTuple(a, "p", &on)) return NULL;
     enabled = on;
-    if (!on) { memset(specs, 0, sizeof specs); memset(pending, 0, sizeof pending); cache_clear(); }
+    if (!on) {
+        memset(specs, 0, sizeof specs);
+        memset(pending, 0, sizeof pending);
+        for (int i = 0; i < CWDS; i++) cwd_forget(cwds[i].pid);
+        cache_clear();
+        table_clear(&dirs);
+        listing = 0;
+        for (size_t i = 0; i < n_gone; i++) free(gone[i]);
+        n_gone = 0;
+        gone_overflow = 0;
+        Py_CLEAR(on_gone);
+        info_buf = NULL;
+        info_pid = 0;
+    }
     Py_RETURN_NONE;
 }
 
@@ -236,18 +523,40 @@ static PyObject *forget(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+static PyObject *fallbacks(PyObject *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    for (int nr = 0; out && nr <= NR_MAX; nr++)
+        for (int r = 0; r < N_REASONS; r++)
+            if (fallback[nr][r]) {
+                PyObject *t = Py_BuildValue("(isK)", nr, reason_names[r], fallback[nr][r]);
+                if (!t || PyList_Append(out, t) < 0) { Py_XDECREF(t); Py_DECREF(out); return NULL; }
+                Py_DECREF(t);
+            }
+    return out;
+}
+
 static PyObject *stats(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KKn)", n_seccomp, n_fast, (Py_ssize_t)n_entries);
+    return Py_BuildValue("(KKn)", n_seccomp, n_fast, (Py_ssize_t)cache.n_entries);
 }
 
 static PyMethodDef methods[] = {
     {"pump", pump, METH_NOARGS, "Wait for the next stop Python must see: (pid, status) or (-errno, 0)."},
+    {"took_info", took_info, METH_VARARGS, "took_info(pid): the info buffer holds this seccomp stop's information."},
+    {"set_info_buffer", set_info_buffer, METH_VARARGS, "set_info_buffer(addr, size): where to leave it."},
     {"push", push, METH_VARARGS, "push(guest: bytes, host: bytes, follow: bool): mirror one cached translation."},
+    {"push_dir", push_dir, METH_VARARGS, "push_dir(host: bytes, guest: bytes): a directory's to_guest."},
+    {"set_cwd", set_cwd, METH_VARARGS, "set_cwd(pid, guest: bytes, host: bytes): a process's cached cwd."},
+    {"forget_cwd", forget_cwd, METH_VARARGS, "forget_cwd(pid): its cwd is no longer known."},
     {"clear", clear, METH_NOARGS, "Forget every mirrored translation (an invalidation)."},
-    {"set_syscall", set_syscall, METH_VARARGS, "set_syscall(nr, arg, mode, flag_arg, mask, abs_only): a pure syscall."},
+    {"set_on_gone", set_on_gone, METH_O, "on_gone(list of host paths | None): what pump unlinked."},
+    {"set_syscall", set_syscall, METH_VARARGS,
+     "set_syscall(nr, arg, mode, flag_arg, mask, abs_only, dirfd, listed): a pure syscall."},
     {"set_plain_names", set_plain_names, METH_O, "Relative names that always go to Python."},
+    {"set_listed", set_listed, METH_O, "Host directories whose opens go to Python."},
+    {"set_listing", set_listing, METH_VARARGS, "set_listing(bool): some listed directory is open."},
     {"set_enabled", set_enabled, METH_VARARGS, "Turn the fast path on or off (off: forgets all)."},
     {"forget", forget, METH_VARARGS, "forget(pid): a tracee exec'd or exited."},
+    {"fallbacks", fallbacks, METH_NOARGS, "[(nr, reason, count)]: the stops that went to Python, and why."},
     {"stats", stats, METH_NOARGS, "(seccomp stops seen, stops finished here, cache entries)."},
     {NULL, NULL, 0, NULL},
 };

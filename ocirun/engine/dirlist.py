@@ -57,6 +57,11 @@ class DirListing:
         # host dir -> guest dir; empty: getdents64 needs no trap for this
         self.listed_dirs = dirs_missing_bindings(translator, bindings)
         self.open_dirs: dict[tuple[int, int], tuple[str, str, list[str] | None]] = {}
+        self.fast = None  # the compiled fast path lets getdents64 through while none is open
+
+    def _changed(self) -> None:
+        if self.fast is not None:
+            self.fast.set_listing(bool(self.open_dirs))
 
     def note_open(self, sc: Syscall, spec: SyscallSpec) -> None:
         """An open of a directory that lacks a bound name: learn its fd at the exit."""
@@ -74,6 +79,7 @@ class DirListing:
     def opened(self, t: Tracee, sc: Syscall, fd: int) -> None:
         """Exit of an open noted by note_open."""
         self.open_dirs[(t.tgid, fd)] = (*sc.notes["listed_dir"], None)
+        self._changed()
 
     def enter_getdents(self, t: Tracee, sc: Syscall) -> None:
         if (t.tgid, sc.arg_int(0)) in self.open_dirs:
@@ -89,6 +95,7 @@ class DirListing:
         if pending is None:
             if (t.fd_host_path(key[1]) or "").rstrip("/") != host.rstrip("/"):
                 del self.open_dirs[key]  # the fd was closed and reused: not ours anymore
+                self._changed()
                 return
             pending = [n for n in t.view.translator.bound_children(guest)
                        if not os.path.lexists(os.path.join(host, n))]
@@ -122,7 +129,9 @@ class DirListing:
         for (tgid, fd), state in list(self.open_dirs.items()):
             if tgid == parent_tgid:
                 self.open_dirs[(child_pid, fd)] = state
+        self._changed()
 
     def on_exit(self, tgid: int) -> None:
         for key in [k for k in self.open_dirs if k[0] == tgid]:
             del self.open_dirs[key]
+        self._changed()

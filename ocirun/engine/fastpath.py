@@ -19,13 +19,18 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from ocirun.engine import ptrace as pt
 from ocirun.engine.syscalls import FLAG_FOLLOW, FLAG_NOFOLLOW, FOLLOW, NOFOLLOW, OPEN
 
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
     from ocirun.engine.syscalls import SyscallSpec
+    from ocirun.engine.tracee import Tracee
 
 _MODES = {FOLLOW: 1, NOFOLLOW: 2, FLAG_NOFOLLOW: 3, FLAG_FOLLOW: 4, OPEN: 5}
+_LISTING = 6  # getdents64: let through while no listed directory is open
+_UNLINK = 7  # unlinkat of a plain file by a plain name
+_NO_DIRFD = 0xFF
 
 
 def _module() -> ModuleType | None:
@@ -51,19 +56,58 @@ def start(tracer: Tracer) -> ModuleType | None:
     for nr, spec in tracer.table.items():
         if _pure(tracer, nr, spec):
             pa = spec.paths[0]
-            mod.set_syscall(nr, pa.arg, _MODES[pa.follow], pa.flag_arg or 0, pa.flag_mask, pa.abs_only)
-    mod.set_plain_names([n.encode("utf-8", "surrogateescape") for n in tracer.path_args.bind_names])
+            mod.set_syscall(nr, pa.arg, _MODES[pa.follow], pa.flag_arg or 0, pa.flag_mask, pa.abs_only,
+                            _NO_DIRFD if pa.dirfd is None else pa.dirfd, spec.follow_open)
+        elif spec.kind == "getdents" and nr in tracer.trapped and nr not in tracer.ext_nrs and nr < 512:
+            mod.set_syscall(nr, 0, _LISTING, 0, 0, False, _NO_DIRFD, False)
+        elif spec.name == "unlinkat" and nr not in tracer.ext_nrs and nr < 512:
+            mod.set_syscall(nr, 1, _UNLINK, 0, 0, False, 0, False)
+    mod.set_on_gone(lambda hosts: _gone(tracer, hosts))
+    mod.set_plain_names([_b(n) for n in tracer.path_args.bind_names])
+    mod.set_listed([_b(h) for h in tracer.listed_dirs])
+    mod.set_info_buffer(*pt.info_buffer())
+    root = tracer.translator.to_host("/", "/", True)
+    if tracer.translator.cached("/", True) == root:
+        mod.push(b"/", _b(root), True)
     mod.set_enabled(True)
     tracer.translator.on_invalidate = mod.clear
+    tracer.dirlist.fast = mod
     return mod
+
+
+def _gone(tracer: Tracer, hosts: list[bytes] | None) -> None:
+    """Files the fast path let the guest unlink: every view's cache forgets them (None:
+    too many to list, forget everything), before Python translates anything again."""
+    for view in tracer.views:
+        if hosts is None:
+            view.translator.invalidate_all()
+        for h in hosts or ():
+            view.translator.invalidate(h.decode("utf-8", "surrogateescape"))
+
+
+def stop(tracer: Tracer) -> None:
+    """Python sees every stop from now on (a nested root view appeared)."""
+    if tracer.fast is not None:
+        tracer.fast.set_enabled(False)
+    tracer.fast = tracer.path_args.fast = tracer.dirlist.fast = None
+
+
+def mirror_cwd(fast: ModuleType | None, t: Tracee) -> None:
+    """Give the fast path a process's guest cwd as the Tracee caches it, for the
+    relative paths it resolves; only an unshared FsState's (see Tracee.invalidate_cwd)."""
+    fs = t.fs
+    if fast is not None and fs.users == 1 and fs.cwd is not None:
+        fast.set_cwd(t.pid, _b(fs.cwd), _b(fs.host_cwd or ""))
+
+
+def _b(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
 
 
 def _pure(tracer: Tracer, nr: int, spec: SyscallSpec) -> bool:
     """A syscall whose entry is only the translation of one path argument."""
     if spec.kind or spec.exit or spec.invalidate or len(spec.paths) != 1 or nr in tracer.ext_nrs:
         return False
-    if spec.follow_open and tracer.listed_dirs:
-        return False  # opening a listed directory is noted
     return spec.paths[0].follow in _MODES and nr < 512
 
 
@@ -72,3 +116,6 @@ def report(tracer: Tracer, mod: ModuleType | None) -> None:
     if mod is not None and os.environ.get("OCIRUN_FASTPATH_STATS"):
         seen, fast, entries = mod.stats()
         print(f"ocirun: fast path: {fast} of {seen} seccomp stops ({entries} cached paths)", file=sys.stderr)
+        if os.environ["OCIRUN_FASTPATH_STATS"] == "2":
+            for nr, reason, count in sorted(mod.fallbacks(), key=lambda f: -f[2]):
+                print(f"ocirun: fast path: {count} {tracer.nr_names.get(nr, nr)} to Python: {reason}", file=sys.stderr)

@@ -195,8 +195,8 @@ class Tracer(ExtensionHost):
         waitpid = fast.pump if fast is not None else lambda: pt.waitpid(-1, pt.WALL)
         while tracees:
             if fast is not None and len(self.views) > 1:  # a nested root: Python sees every stop
-                fast.set_enabled(False)
-                fast = self.fast = self.path_args.fast = None
+                fastpath.stop(self)
+                fast = None
                 waitpid = lambda: pt.waitpid(-1, pt.WALL)  # noqa: E731
             pid, status = waitpid()
             if pid < 0:
@@ -236,8 +236,7 @@ class Tracer(ExtensionHost):
         self.tracees[pid] = t
         return t
 
-    @staticmethod
-    def _inherit(child: Tracee, parent: Tracee, share_fs: bool) -> None:
+    def _inherit(self, child: Tracee, parent: Tracee, share_fs: bool) -> None:
         child.parent = parent
         child.view = parent.view
         child.abi = parent.abi
@@ -247,8 +246,11 @@ class Tracer(ExtensionHost):
         if share_fs:
             child.fs = parent.fs
             parent.fs.users += 1
+            if self.fast is not None:  # the mirror holds the cwds of unshared FsStates only
+                self.fast.forget_cwd(parent.pid)
         else:
             child.fs = FsState(cwd=parent.fs.cwd, host_cwd=parent.fs.host_cwd, named=dict(parent.fs.named))
+            fastpath.mirror_cwd(self.fast, child)
 
     def _event_stop(self, t: Tracee, event: int, sig: int) -> None:
         if event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
@@ -311,7 +313,10 @@ class Tracer(ExtensionHost):
             t.abi = self._abi_of_program(t)
         if self.fast is not None:
             self.fast.forget(t.pid)
-            self.fast.forget(former)
+            if former != t.pid:
+                self.fast.forget(former)
+                self.fast.forget_cwd(former)
+                self.fast.forget_cwd(t.pid)
         self.dumpable.on_exec(t.tgid)
         for ext in t.view.extensions:
             ext.on_exec(t)
@@ -355,6 +360,7 @@ class Tracer(ExtensionHost):
         t.exited = True
         if self.fast is not None:
             self.fast.forget(pid)
+            self.fast.forget_cwd(pid)
         if pid == t.tgid:
             self.dumpable.on_exit(pid)
             if self.dirlist.open_dirs:
@@ -377,7 +383,8 @@ class Tracer(ExtensionHost):
     # --------------------------------------------------------------- syscalls
     def _seccomp_stop(self, t: Tracee) -> None:
         try:
-            info = pt.syscall_info(t.pid)
+            fast = self.fast
+            info = pt.last_info() if fast is not None and fast.took_info(t.pid) else pt.syscall_info(t.pid)
         except OSError:
             return  # killed meanwhile
         if t.sc is None or t.sc.chained_nr != info.nr:  # else: a chained call, its exit comes back

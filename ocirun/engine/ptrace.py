@@ -193,6 +193,17 @@ def syscall_info(pid: int) -> SyscallInfo:
     return _info
 
 
+def info_buffer() -> tuple[int, int]:
+    """Address and size of the buffer syscall_info fills: the compiled fast path leaves
+    there what it read of a stop it hands over (ocirun/engine/_fastpath.c)."""
+    return _info_addr, _info_size
+
+
+def last_info() -> SyscallInfo:
+    """The buffer as it is (the fast path's read of the current stop)."""
+    return _info
+
+
 _status = ctypes.c_int()
 _status_ref = ctypes.byref(_status)
 

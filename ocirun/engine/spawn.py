@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ocirun.engine import fastpath, seccomp
 from ocirun.engine import ptrace as pt
-from ocirun.engine import seccomp
 from ocirun.engine.multiplex import socketcall_rule
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.tracee import Tracee
@@ -138,6 +138,7 @@ def spawn(tracer: Tracer) -> int:
     t.fs.name_cwd(t.fs.host_cwd, guest_cwd)
     tracer.tracees[pid] = t
     tracer.first_pid = pid
+    fastpath.mirror_cwd(tracer.fast, t)
     os.write(w, b"g")
     os.close(w)
     return pid

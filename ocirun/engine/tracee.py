@@ -181,6 +181,9 @@ class Tracee:
     def invalidate_cwd(self) -> None:
         self.fs.cwd = None
         self.fs.host_cwd = None
+        fast = self.view.engine.fast
+        if fast is not None:  # the compiled fast path's copy (ocirun/engine/fastpath.py)
+            fast.forget_cwd(self.pid)
 
     def __post_init__(self) -> None:
         if not self.tgid:

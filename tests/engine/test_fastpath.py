@@ -4,9 +4,11 @@ exactly as the pure-Python loop does."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,78 @@ def test_mutations_seen_with_and_without_fast_path(bb_rw: Path, no_fastpath: str
         assert stats, p.stderr
         fast, seen = int(stats[1]), int(stats[2])
         assert 8 <= fast < seen, p.stderr  # the 8 warm stats at least; mkdir, mv... go to Python
+
+
+# relative paths: from the cwd (cd, then names with '/', '..', guest symlinks, a leaf
+# symlink to follow), in fresh directories (a miss the parent's translation answers)
+RELATIVE = """
+mkdir -p /w/d/sub && cd /w/d
+echo a > f1; for i in 1 2 3 4 5 6; do cat f1; done
+echo b > sub/f2; ln -s sub lnk; cat lnk/f2; stat -c %F lnk; stat -L -c %F lnk
+ln -s /w/d/sub abslink; cat abslink/f2; cat sub/../f1
+mkdir new1 && echo c > new1/f3 && cat new1/f3 && cat /w/d/new1/f3
+cd sub && cat f2 && cat ../f1 && cd ..
+mv sub sub2; cat lnk/f2 2>/dev/null || echo gone; cat sub2/f2
+ln -s f1 leaf; cat leaf; rm leaf; ln -s /w/d/new1/f3 leaf; cat leaf; cat ./leaf
+cd /w; cat d/f1; cd d/new1; cat f3; cat ../f1
+"""
+RELATIVE_OUT = ["a"] * 6 + ["b", "symbolic link", "directory", "b", "a", "c", "c", "b", "a", "gone", "b",
+                            "a", "c", "c", "a", "c", "a"]
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_relative_paths_with_and_without_fast_path(bb_rw: Path, no_fastpath: str) -> None:
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_NO_SECCOMP": "0"})
+    p = subprocess.run(ocirun_argv("proot", "-r", bb_rw, "sh", "-c", RELATIVE), env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:-1] == RELATIVE_OUT
+
+
+def _tarball(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    for i in range(60):
+        (src / f"d{i % 6}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 6}" / f"f{i}").write_text(f"file {i}\n")
+    (src / "link").symlink_to("/etc/debian_version")  # absolute: only the guest resolves it
+    (src / "d0" / "up").symlink_to("../d1")
+    tarball = tmp_path / "t.tar"
+    with tarfile.open(tarball, "w") as tf:
+        tf.add(src, arcname="src")
+    return tarball
+
+
+# tar -C: openat/mkdirat/fchownat/utimensat relative to a dirfd in a bound directory that
+# the rootfs's /tmp lacks (/tmp's listing is fixed up: its opens and getdents64 go to
+# Python), then reads through the cwd, the dirfd (find) and guest symlinks, removals by
+# a dirfd (rm -r) and what replaces them
+DIRFD = """
+mkdir /tmp/bound/work && tar -xf /tmp/bound/t.tar -C /tmp/bound/work
+find /tmp -maxdepth 1 | sort
+cd /tmp/bound/work && find src | sort | md5sum
+cat src/d*/f* | md5sum; cat src/link; cat src/d0/up/f1; stat -c %F src/link src/d0/up src/d0/up/
+ls src/d5 | wc -l; find src -name f7 -newer /tmp/bound/t.tar | wc -l
+cat src/d1/f1 >/dev/null; rm -r src/d1; cat src/d1/f1 2>/dev/null || echo gone; ls src | wc -l
+mkdir src/d1; ln -s /tmp/bound/work/src/d2 src/d1/f1; cat src/d1/f1/f2; cd src/d3 && rm f3 && ls | wc -l
+"""
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_dirfd_paths_with_and_without_fast_path(debian_rootfs: Path, tmp_path: Path, no_fastpath: str) -> None:
+    tarball = _tarball(tmp_path / "in")
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_FASTPATH_STATS": "1", "OCIRUN_NO_SECCOMP": "0"})
+    p = subprocess.run(ocirun_argv("proot", "-r", debian_rootfs, "-b", f"{tarball.parent}:/tmp/bound", "sh", "-c",
+                                   DIRFD), env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.split("\n")[:-1]
+    names = sorted(["src", *[f"src/d{d}" for d in range(6)], *[f"src/d{i % 6}/f{i}" for i in range(60)],
+                    "src/link", "src/d0/up"])
+    md5 = hashlib.md5("".join(n + "\n" for n in names).encode()).hexdigest()
+    contents = "".join(f"file {i}\n" for d in range(6) for i in sorted(range(d, 60, 6), key=str))
+    version = (debian_rootfs / "etc/debian_version").read_text().strip()
+    assert lines == ["/tmp", "/tmp/bound", f"{md5}  -", f"{hashlib.md5(contents.encode()).hexdigest()}  -",
+                     version, "file 1", "symbolic link", "symbolic link", "directory", "10", "0", "gone", "6",
+                     "file 2", "9"]
+    stats = STATS.search(p.stderr)
+    if no_fastpath == "0":
+        assert stats and int(stats[1]) >= 100, p.stderr  # the tar's creations at least

@@ -14,6 +14,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
+from ocirun.engine.fastpath import mirror_cwd
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.syscalls import (
     FLAG_FOLLOW,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 ENC = "surrogateescape"
 _UNLINKS = frozenset({"unlink", "unlinkat"})
+_UNCLEAN = frozenset({"", ".", ".."})  # components the fast path does not derive through
 
 
 def binding_components(tracer: Tracer, bindings: list[Binding]) -> set[str]:
@@ -113,36 +115,84 @@ class PathArgs:
                     and guest not in self.bind_names and not sc.spec.invalidate
                     and sc.spec.kind != "readlink"):  # (a link in a binding may read as a guest path)
                 return  # one plain name, not followed, no binding: the kernel finds the same entry
-            base, base_host = self.base_dirs(t, sc, pa)
-            if base is None:
-                return  # relative to an fd the guest cannot name: the kernel resolves it
-            host = t.view.translator.to_host(guest, base, follow, t.tgid, t.pid)
-            if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
-                host = self.proc.cmdline_file(t, host)
-            sc.guest_paths[pa.arg] = guest
-            sc.host_paths[pa.arg] = host
-            # the same string the kernel would build from the dirfd: no symlink, '..' or
-            # binding on the way, so the untouched relative call resolves identically
-            if base_host is None or host != (base_host + "/" + guest if base_host != "/" else "/" + guest):
-                sc.set_arg(pa.arg, sc.push_string(host))
+            self._translate_relative(t, sc, pa, guest, follow)
             return
         given = guest
         if guest[:6] == "/proc/":
             guest = self.proc.guest_path(t, guest, follow)
-        host = t.view.translator.to_host(guest, "/", follow, t.tgid, t.pid)
+        mirror = self.fast is not None and given[:6] != "/proc/" and t.view is self.root_view
+        host = self._to_host(t, guest, "/", follow, mirror)
         if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
             host = self.proc.cmdline_file(t, host)
         sc.guest_paths[pa.arg] = guest
         sc.host_paths[pa.arg] = host
         if host != given:  # (/proc/self/exe -> the program: rewritten even when that is a host path)
             sc.set_arg(pa.arg, sc.push_string(host))
-        if self.fast is not None and given[:6] != "/proc/" and t.view is self.root_view:
+        if mirror:
             self._mirror(t, guest, host, follow)
+
+    def _translate_relative(self, t: Tracee, sc: Syscall, pa: PathArg, guest: str, follow: bool) -> None:
+        base, base_host = self.base_dirs(t, sc, pa)
+        if base is None:
+            return  # relative to an fd the guest cannot name: the kernel resolves it
+        mirror = self.fast is not None and t.view is self.root_view
+        if mirror:
+            self._mirror_base(t, sc, pa, base, base_host)
+        host = self._to_host(t, guest, base, follow, mirror)
+        if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
+            host = self.proc.cmdline_file(t, host)
+        sc.guest_paths[pa.arg] = guest
+        sc.host_paths[pa.arg] = host
+        # the same string the kernel would build from the dirfd: no symlink, '..' or
+        # binding on the way, so the untouched relative call resolves identically
+        if base_host is None or host != (base_host + "/" + guest if base_host != "/" else "/" + guest):
+            sc.set_arg(pa.arg, sc.push_string(host))
+        if mirror:
+            self._mirror(t, "/" + guest if base == "/" else base + "/" + guest, host, follow)
+
+    def _to_host(self, t: Tracee, guest: str, base: str, follow: bool, mirror: bool) -> str:
+        """The translator's answer; on an error, the fast path may still learn the parent
+        directory (the next missing name in it fails there, as the kernel fails it)."""
+        try:
+            return t.view.translator.to_host(guest, base, follow, t.tgid, t.pid)
+        except GuestPathError:
+            if mirror:
+                self._mirror_parent(t, guest if guest[:1] == "/" else ("" if base == "/" else base) + "/" + guest)
+            raise
 
     def _mirror(self, t: Tracee, guest: str, host: str, follow: bool) -> None:
         """Give the fast path what the result cache holds (never /proc: per process)."""
         if host[:6] != "/proc/" and t.view.translator.cached(guest, follow) == host:
             self.fast.push(guest.encode("utf-8", ENC), host.encode("utf-8", ENC), follow)
+        self._mirror_parent(t, guest)
+
+    def _mirror_parent(self, t: Tracee, guest: str) -> None:
+        """The followed translation of the parent directory of absolute `guest`, from which
+        the fast path derives those of the other names in it (_fastpath.c: derive)."""
+        tr = t.view.translator
+        parent = guest.rpartition("/")[0] or "/"
+        if (parent == guest or parent[:6] == "/proc/" or parent == "/proc" or tr.cached(parent, True) is not None
+                or any(c in _UNCLEAN for c in guest[1:].split("/"))):
+            return
+        try:
+            phost = tr.to_host(parent, "/", True)
+        except (GuestPathError, OSError):
+            return
+        if phost[:6] != "/proc/" and tr.cached(parent, True) == phost:
+            self.fast.push(parent.encode("utf-8", ENC), phost.encode("utf-8", ENC), True)
+
+    def _mirror_base(self, t: Tracee, sc: Syscall, pa: PathArg, base: str, base_host: str | None) -> None:
+        """What the fast path needs to make a relative path absolute: the cwd of an
+        unshared FsState as cached, or the to_guest of the dirfd's directory."""
+        if pa.dirfd is None or sc.arg_int(pa.dirfd) == AT_FDCWD:
+            mirror_cwd(self.fast, t)
+        elif base_host is not None and not self._socket_alias(base_host):
+            self.fast.push_dir(base_host.encode("utf-8", ENC), base.encode("utf-8", ENC))
+
+    def _socket_alias(self, host: str) -> bool:
+        """View.to_guest maps the scratch directory's socket aliases: not a pure function there."""
+        scratch = self.tracer.sockets.scratch.path
+        return scratch is not None and host.startswith(scratch)
 
     @staticmethod
     def enter_rmdir(t: Tracee, sc: Syscall) -> None:
