@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 
 import click
 
@@ -348,11 +347,15 @@ def main(argv: list[str] | None = None) -> None:
         reason = (exc.strerror or str(exc)).lower()
         _say(f"ocirun: {what}{reason}")
         if debug:
+            import traceback
+
             traceback.print_exc()
         sys.exit(EXIT_OCIRUN)
     except Exception as exc:  # the last line of defence: never a bare traceback
         _say(f"ocirun: internal error: {type(exc).__name__}: {exc}")
         if debug:
+            import traceback
+
             traceback.print_exc()
         sys.exit(EXIT_OCIRUN)
     sys.exit(code if isinstance(code, int) else 0)

@@ -58,20 +58,24 @@ def qemu_hook(plan: EnginePlan, options: dict) -> None:
 def extensions_hook(plan: EnginePlan, options: dict) -> None:
     """Add the extensions the options ask for to the plan (-S implies -0)."""
     from ocirun.engine.extensions import build, parse_ids
-    from ocirun.engine.extensions.shared.sockaddr import parse_port_specs
-    from ocirun.engine.extensions.shared.utsname import FakeUname
 
     ids = None
     if options.get("change_id"):
         ids = parse_ids(options["change_id"])
     elif options.get("root_id") or options.get("alias_s"):
         ids = (0, 0)
-    try:
-        ports = parse_port_specs(list(options.get("ports") or ()))
-    except ValueError as exc:
-        raise OcirunError(f"-p/--port: {exc}") from None
+    ports: dict[int, int] = {}
+    if options.get("ports"):  # (imported only when used: start-up time)
+        from ocirun.engine.extensions.shared.sockaddr import parse_port_specs
+
+        try:
+            ports = parse_port_specs(list(options["ports"]))
+        except ValueError as exc:
+            raise OcirunError(f"-p/--port: {exc}") from None
     release = options.get("kernel_release")
     if release is not None:
+        from ocirun.engine.extensions.shared.utsname import FakeUname
+
         try:
             FakeUname.parse(release)
         except ValueError as exc:

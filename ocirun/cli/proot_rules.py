@@ -173,10 +173,10 @@ def proot_verbose(value: int | None) -> int:
 
 def apply_tmp_dir() -> None:
     """PROOT_TMP_DIR: where ocirun's own temporary files go."""
-    import tempfile
-
     tmp = os.environ.get("PROOT_TMP_DIR")
     if tmp:
+        import tempfile
+
         if not os.path.isdir(tmp):
             raise OcirunError(f"PROOT_TMP_DIR '{tmp}' is not a directory")
         tempfile.tempdir = tmp

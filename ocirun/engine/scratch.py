@@ -8,7 +8,6 @@ Short matters (a socket alias must fit in 108 bytes): the shorter of $TMPDIR and
 from __future__ import annotations
 
 import os
-import tempfile
 
 
 class ScratchDir:
@@ -20,8 +19,11 @@ class ScratchDir:
     def get(self) -> str:
         if self.path is None:
             bases = {d for d in (os.environ.get("TMPDIR"), "/tmp") if d and os.access(d, os.W_OK | os.X_OK)}
-            base = min(bases, key=len) if bases else tempfile.gettempdir()
-            self.path = tempfile.mkdtemp(prefix="ocr", dir=base)
+            if not bases:
+                import tempfile  # (only then: the module costs start-up time)
+
+                bases = {tempfile.gettempdir()}
+            self.path = _mkdtemp(min(bases, key=len))
         return self.path
 
     def named_link(self, target: str, name: str) -> str:
@@ -60,3 +62,15 @@ class ScratchDir:
             os.rmdir(self.path)
         except OSError:
             pass
+
+
+def _mkdtemp(base: str) -> str:
+    """tempfile.mkdtemp(prefix="ocr", dir=base): a new private directory."""
+    for _ in range(100):
+        path = f"{base}/ocr{os.urandom(6).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no new directory could be made in {base}")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ocirun.engine.extensions import build
-from ocirun.engine.extensions.link2symlink import Link2Symlink, link2symlink_needed
+from ocirun.engine.extensions.link2symlink import Link2Symlink
+from ocirun.engine.extensions.shared.linkprobe import link2symlink_needed
 from tests.extensions.guest import BINDS, GUEST_ENV, LAUNCHER, sh
 from tests.extensions.test_fake_id0_guest import build_demo_deb
 from tests.helpers import ocirun_env

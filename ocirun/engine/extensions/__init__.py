@@ -94,7 +94,7 @@ def _wanted(env_name: str, option: bool | None, probe: Callable[[], bool]) -> bo
 
 
 def _link2symlink_needed(rootfs: str) -> bool:
-    from ocirun.engine.extensions.link2symlink import link2symlink_needed
+    from ocirun.engine.extensions.shared.linkprobe import link2symlink_needed
 
     return link2symlink_needed(rootfs)
 

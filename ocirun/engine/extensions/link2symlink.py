@@ -14,7 +14,7 @@ the right link count, unlink removes one name and the store file goes with
 the last one, rename over a name gives up that name.
 
 Turned on by -l, OCIRUN_LINK2SYMLINK=1, or automatically when a probe link()
-in the rootfs fails with EACCES/EPERM (link2symlink_needed).
+in the rootfs fails with EACCES/EPERM (shared/linkprobe.py).
 """
 
 from __future__ import annotations
@@ -68,31 +68,6 @@ _LINKS = {"link": (0, 1, None), "linkat": (1, 3, 4)}
 _UNLINKS = {"unlink": (0, None), "unlinkat": (1, 2)}
 _READLINKS = {"readlink": 0, "readlinkat": 1}
 _RENAMES = {"rename": (0, 1, None), "renameat": (1, 3, None), "renameat2": (1, 3, 4)}
-
-
-def link2symlink_needed(rootfs: str) -> bool:
-    """Probe: does link() work in this rootfs? (Android's SELinux says EACCES.)
-
-    The host's own root is never probed (nor emulated by default): no file is
-    created in `/` just to ask.
-    """
-    if os.path.realpath(rootfs) == "/":
-        return False
-    probe = os.path.join(rootfs, f".ocirun-link-probe-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except OSError:
-        return False  # cannot even create a file: nothing to decide here
-    os.close(fd)
-    try:
-        os.link(probe, probe + ".l")
-    except OSError as e:
-        return e.errno in (errno.EACCES, errno.EPERM)
-    else:
-        os.unlink(probe + ".l")
-        return False
-    finally:
-        os.unlink(probe)
 
 
 class Link2Symlink(Extension):

@@ -6,8 +6,6 @@ the parents work. Private to one translator, made lazily, removed by close()."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import weakref
 
 
@@ -27,6 +25,9 @@ class GlueTree:
         glue; bound: guest path -> host path of each binding ('' = '/')."""
         root = self.root
         if root is None:
+            import shutil  # (only when a glue directory is needed: start-up time)
+            import tempfile
+
             root = tempfile.mkdtemp(prefix="ocirun-glue-", dir=self.parent_dir)
             self.root = root
             self._finalizer = weakref.finalize(self, shutil.rmtree, root, True)
