@@ -2,14 +2,27 @@
 
 It finishes, without entering the interpreter, the seccomp stops of "pure" syscalls:
 one path argument, no kind handler, no exit stop, no cache invalidation, and no
-extension (none is loaded), on x86_64 in seccomp mode with the root view only. Their
-absolute paths are looked up in a mirror of the root translator's result cache (this
-module pushes what that cache holds and clears the mirror at its every invalidation);
-a plain relative name that is not followed and names no binding goes through
-untouched, as in PathArgs.translate. Everything else reaches Python as before.
+extension (none is loaded), on x86_64 in seccomp mode with the root view only. What
+it needs of Python's state is mirrored, each piece with its own exact invalidation:
+- the root translator's result cache (pushed as Python fills it, the mirror cleared at
+  its every invalidation), and the followed translations of the parent directories of
+  the paths Python resolved, from which a miss of another name in them is derived as
+  the translator's warm shortcut does (the name binding-free and, if followed, no
+  symlink);
+- the guest cwd of each process whose FsState is not shared (pushed where Python
+  learns it, forgotten at chdir/fchdir, sharing and exit), for AT_FDCWD-relative
+  paths; View.to_guest of the directories dirfds name (constant), for the others;
+- the host directories whose listings Python fixes up (their opens go to Python) and
+  whether one is open (getdents64 goes to Python then);
+- unlinkat of a plain file by a plain name is let through, its host path handed back
+  to Python's caches before Python handles its next stop.
+A plain relative name that is not followed and names no binding goes through
+untouched, as in PathArgs.translate. Everything else reaches Python as before, with
+the syscall information the fast path read (no second PTRACE_GET_SYSCALL_INFO).
 
 OCIRUN_NO_FASTPATH=1 turns it off; without a compiled module (no compiler at install
-time) the pure-Python loop runs and `-v` says so once.
+time) the pure-Python loop runs and `-v` says so once. OCIRUN_FASTPATH_STATS=1 prints
+how many stops it took, =2 also why the others went to Python (by syscall).
 """
 
 from __future__ import annotations
