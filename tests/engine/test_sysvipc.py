@@ -115,7 +115,7 @@ def test_perl_and_util_linux(debian_rootfs: Path, android, tmp_path: Path) -> No
 
 def test_the_probe(android) -> None:
     """sysvipc_needed() says whether the host refuses SysV IPC."""
-    probe = [sys.executable, "-c", "from ocirun.engine.extensions.sysvipc import sysvipc_needed as n;"
+    probe = [sys.executable, "-c", "from ocirun.engine.extensions.shared.ipcprobe import sysvipc_needed as n;"
              " print(n())"]
     assert ok(_run(probe)) == "False\n"
     assert ok(_run(deny_argv(android[0], probe))) == "True\n"

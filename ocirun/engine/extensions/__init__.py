@@ -100,7 +100,7 @@ def _link2symlink_needed(rootfs: str) -> bool:
 
 
 def _sysvipc_needed() -> bool:
-    from ocirun.engine.extensions.sysvipc import sysvipc_needed
+    from ocirun.engine.extensions.shared.ipcprobe import sysvipc_needed
 
     return sysvipc_needed()
 

@@ -15,17 +15,15 @@ interrupted by a signal until it proceeds (SIGKILL still ends the process).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
-from ocirun.engine.extensions.sysvipc.abi import IPC_PRIVATE, IPC_RMID, Perm
+from ocirun.engine.extensions.sysvipc.abi import Perm
 from ocirun.engine.extensions.sysvipc.msg import MessageQueues
 from ocirun.engine.extensions.sysvipc.sem import Semaphores
 from ocirun.engine.extensions.sysvipc.shm import SharedMemory
@@ -114,29 +112,3 @@ class SysvIpc(Extension):
         self.msg.exited(tracee)
         if tracee.pid == (tracee.tgid or tracee.pid):
             self.shm.gone(tracee.pid)
-
-
-def sysvipc_needed() -> bool:
-    """True if this host refuses SysV IPC: a probe shmget(IPC_PRIVATE) fails with ENOSYS
-    or EPERM (a SIGSYS from a seccomp policy is caught for the probe's length)."""
-    from ocirun.engine.syscalls import names
-
-    try:
-        numbers = names(os.uname().machine)
-    except KeyError:
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    try:
-        old = signal.signal(signal.SIGSYS, lambda *_: None)
-    except ValueError:  # not the main thread
-        old = None
-    try:
-        ident = libc.syscall(numbers["shmget"], IPC_PRIVATE, 4096, 0o600)
-        err = ctypes.get_errno()
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGSYS, old)
-    if ident >= 0:
-        libc.syscall(numbers["shmctl"], ident, IPC_RMID, None)
-        return False
-    return err in (errno.ENOSYS, errno.EPERM)
