@@ -32,7 +32,7 @@ from ocirun.engine.extensions.sysvipc.abi import (
     PERM,
     Perm,
 )
-from ocirun.engine.extensions.sysvipc.table import IpcTable
+from ocirun.engine.extensions.sysvipc.table import IpcTable, stat_reply
 
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
@@ -147,15 +147,13 @@ class MessageQueues:
     def msgctl(self, t: Tracee, sc: Syscall) -> int:
         ident, cmd, buf = sc.arg_int(0), sc.arg_int(1) & ~IPC_64, sc.args[2]
         if cmd in (IPC_INFO, MSG_INFO):
-            t.write(buf, MSGINFO.pack(MSGMNI * MSGMNB // 1024, MSGMNI * MSGMNB // 16, MSGMAX,
-                                      MSGMNB, MSGMNI, 16, MSGMNB, 0xFFFF))
-            return max(self.table.objects, default=0)
+            return self.table.info(t, buf, MSGINFO.pack(MSGMNI * MSGMNB // 1024, MSGMNI * MSGMNB // 16, MSGMAX,
+                                                        MSGMNB, MSGMNI, 16, MSGMNB, 0xFFFF))
         q = self.table.find(ident)
         if q is None:
             return -errno.EINVAL
         if cmd in (IPC_STAT, MSG_STAT, MSG_STAT_ANY):
-            t.write(buf, q.pack())
-            return q.ident if cmd != IPC_STAT else 0
+            return stat_reply(t, buf, cmd, q.ident, q.pack())
         if cmd == IPC_SET:
             raw = t.read(buf, MSQID_DS.size)
             q.perm.set_from(raw[:PERM.size])

@@ -21,7 +21,6 @@ from ocirun.engine.extensions.sysvipc.abi import (
     IPC_RMID,
     IPC_SET,
     IPC_STAT,
-    PERM,
     SEM_INFO,
     SEM_STAT,
     SEM_STAT_ANY,
@@ -37,7 +36,7 @@ from ocirun.engine.extensions.sysvipc.abi import (
     Perm,
     semid_ds,
 )
-from ocirun.engine.extensions.sysvipc.table import IpcTable
+from ocirun.engine.extensions.sysvipc.table import IpcTable, set_perm, stat_reply
 
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
@@ -155,20 +154,16 @@ class Semaphores:
     def semctl(self, t: Tracee, sc: Syscall) -> int:
         ident, num, cmd, arg = sc.arg_int(0), sc.arg_int(1), sc.arg_int(2) & ~IPC_64, sc.args[3]
         if cmd in (IPC_INFO, SEM_INFO):
-            t.write(arg, SEMINFO.pack(SEMMNI, SEMMNI, SEMMNI * SEMMSL, SEMMNI * SEMMSL, SEMMSL,
-                                      SEMOPM, SEMOPM, 20, SEMVMX, SEMVMX))
-            return max(self.table.objects, default=0)
+            return self.table.info(t, arg, SEMINFO.pack(SEMMNI, SEMMNI, SEMMNI * SEMMSL, SEMMNI * SEMMSL,
+                                                         SEMMSL, SEMOPM, SEMOPM, 20, SEMVMX, SEMVMX))
         s = self.table.find(ident)
         if s is None:
             return -errno.EINVAL
         n = len(s.vals)
         if cmd in (IPC_STAT, SEM_STAT, SEM_STAT_ANY):
-            t.write(arg, self.layout.pack(s.perm.pack(), s.otime, s.ctime, n, 0, 0))
-            return s.ident if cmd != IPC_STAT else 0
+            return stat_reply(t, arg, cmd, s.ident, self.layout.pack(s.perm.pack(), s.otime, s.ctime, n, 0, 0))
         if cmd == IPC_SET:
-            s.perm.set_from(t.read(arg, PERM.size))
-            s.ctime = int(time.time())
-            return 0
+            return set_perm(t, arg, s)
         if cmd == IPC_RMID:
             self.table.remove(s.ident, s.perm.key)
             for w in s.waiters:

@@ -20,7 +20,6 @@ from ocirun.engine.extensions.sysvipc.abi import (
     IPC_RMID,
     IPC_SET,
     IPC_STAT,
-    PERM,
     SHM_EXEC,
     SHM_INFO,
     SHM_LOCK,
@@ -35,7 +34,7 @@ from ocirun.engine.extensions.sysvipc.abi import (
     SHMMNI,
     Perm,
 )
-from ocirun.engine.extensions.sysvipc.table import IpcTable
+from ocirun.engine.extensions.sysvipc.table import IpcTable, set_perm, stat_reply
 from ocirun.util.linux import AT_FDCWD
 
 if TYPE_CHECKING:
@@ -97,18 +96,14 @@ class SharedMemory:
     def shmctl(self, t: Tracee, sc: Syscall) -> int:
         ident, cmd, buf = sc.arg_int(0), sc.arg_int(1) & ~IPC_64, sc.args[2]
         if cmd in (IPC_INFO, SHM_INFO):
-            t.write(buf, SHMINFO.pack(SHMMAX, 1, SHMMNI, SHMMNI, SHMMAX // PAGE, 0, 0, 0, 0))
-            return max(self.table.objects, default=0)
+            return self.table.info(t, buf, SHMINFO.pack(SHMMAX, 1, SHMMNI, SHMMNI, SHMMAX // PAGE, 0, 0, 0, 0))
         seg = self.table.find(ident)
         if seg is None:
             return -errno.EINVAL
         if cmd in (IPC_STAT, SHM_STAT, SHM_STAT_ANY):
-            t.write(buf, seg.pack())
-            return seg.ident if cmd != IPC_STAT else 0
+            return stat_reply(t, buf, cmd, seg.ident, seg.pack())
         if cmd == IPC_SET:
-            seg.perm.set_from(t.read(buf, PERM.size))
-            seg.ctime = int(time.time())
-            return 0
+            return set_perm(t, buf, seg)
         if cmd == IPC_RMID:
             seg.removed = True
             seg.perm.mode |= 0o1000  # SHM_DEST, as the kernel shows it

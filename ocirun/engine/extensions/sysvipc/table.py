@@ -4,10 +4,21 @@ keys to ids, ids to objects, and the *get() rules every kind shares."""
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ocirun.engine.extensions.sysvipc.abi import IPC_CREAT, IPC_EXCL, IPC_PRIVATE, Perm
+from ocirun.engine.extensions.sysvipc.abi import (
+    IPC_CREAT,
+    IPC_EXCL,
+    IPC_PRIVATE,
+    IPC_STAT,
+    PERM,
+    Perm,
+)
+
+if TYPE_CHECKING:
+    from ocirun.engine.tracee import Tracee
 
 T = TypeVar("T")
 
@@ -55,3 +66,22 @@ class IpcTable(Generic[T]):
         self.objects.pop(ident, None)
         if key != IPC_PRIVATE and self.keys.get(key) == ident:
             del self.keys[key]
+
+    # ---- the *ctl() commands every kind answers alike ----------------------------------------
+    def info(self, t: Tracee, buf: int, limits: bytes) -> int:
+        """IPC_INFO and the kind's *_INFO: the limits written to the guest, the highest id."""
+        t.write(buf, limits)
+        return max(self.objects, default=0)
+
+
+def stat_reply(t: Tracee, buf: int, cmd: int, ident: int, ds: bytes) -> int:
+    """IPC_STAT (0) or the kind's *_STAT/*_STAT_ANY (the id): its *id_ds written to the guest."""
+    t.write(buf, ds)
+    return ident if cmd != IPC_STAT else 0
+
+
+def set_perm(t: Tracee, buf: int, obj: Any) -> int:
+    """IPC_SET of a segment or a semaphore set: the owner and mode from the guest's ipc_perm."""
+    obj.perm.set_from(t.read(buf, PERM.size))
+    obj.ctime = int(time.time())
+    return 0
