@@ -3,7 +3,6 @@ words, and the plan hooks that turn them into engine extensions and QEMU."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -45,6 +44,8 @@ def qemu_hook(plan: EnginePlan, options: dict) -> None:
     value = options.get("qemu")
     if not value:
         return
+    import shlex
+
     from ocirun.engine.qemu.locate import describe
 
     try:
