@@ -186,7 +186,7 @@ static int base_of(pid_t pid, const spec_t *s, const uint64_t *args, const char 
     int fd = s->dirfd == NO_DIRFD ? AT_FDCWD_ : (int)(int32_t)args[s->dirfd];
     if (fd == AT_FDCWD_) {
         const cwd_t *c = cwd_slot(pid);
-        if (c->pid != pid) return 0;
+        if (c->pid != pid || strlen(c->host) >= PATH_MAX_) return 0;
         *guest = c->guest;
         strcpy(host, c->host);
         return 1;
@@ -195,7 +195,7 @@ static int base_of(pid_t pid, const spec_t *s, const uint64_t *args, const char 
     char link[64];
     snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)pid, fd);
     ssize_t n = readlink(link, host, PATH_MAX_ - 1);
-    if (n <= 0 || host[0] != '/') return 0;
+    if (n <= 0 || n >= PATH_MAX_ - 1 || host[0] != '/') return 0;  /* (a full buffer may be cut short) */
     host[n] = 0;
     if (n >= 10 && strcmp(host + n - 10, " (deleted)") == 0) return 0;
     const entry_t *e = table_get(&dirs, host, 0);
@@ -266,7 +266,10 @@ static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *ar
         if (!follow && !plain_needs_python(path)) return 1;  /* the kernel finds the same entry */
         if (!base_of(pid, s, args, &base, base_host)) FALL(nr, R_BASE);
         if (strlen(base) + strlen(path) + 2 > KEY_MAX) FALL(nr, R_BASE);
-        snprintf(key, sizeof key, "%s/%s", strcmp(base, "/") ? base : "", path);
+        size_t bl = strcmp(base, "/") ? strlen(base) : 0;
+        memcpy(key, base, bl);
+        key[bl] = '/';
+        strcpy(key + bl + 1, path);
     } else {
         strcpy(key, path);
     }
