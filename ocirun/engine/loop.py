@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 
+from ocirun.engine import abi as abi_of
 from ocirun.engine import fastpath, nest, spawn, trace
 from ocirun.engine import ptrace as pt
 from ocirun.engine.affinity import CpuPinning
@@ -41,7 +42,6 @@ from ocirun.engine.execve import ExecPlanner
 from ocirun.engine.execve_enter import enter_execve
 from ocirun.engine.extension import ExtensionHost
 from ocirun.engine.faults import InternalErrors
-from ocirun.engine.multiplex import demux
 from ocirun.engine.path.args import PathArgs
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.path.proc import ProcFiles
@@ -61,7 +61,6 @@ CLONE_FS = 0x200
 CLONE_THREAD = 0x10000
 ERESTART_MIN, ERESTART_MAX = 512, 516
 _OWN_PATHS = frozenset({"execve", "execveat"})  # kinds whose handler reads the path itself
-CS_SLOT = 17  # x86's user_regs_struct.cs: which ABI a process runs (Arch.cs)
 
 
 def _signed(v: int) -> int:
@@ -310,7 +309,7 @@ class Tracer(ExtensionHost):
             t.pending_loader = None
         t.last_rewrite = None
         if len(self.abis) > 1:
-            t.abi = self._abi_of_program(t)
+            t.abi = abi_of.of_program(self.abis, t)
         if self.fast is not None:
             self.fast.forget(t.pid)
             if former != t.pid:
@@ -321,14 +320,6 @@ class Tracer(ExtensionHost):
         for ext in t.view.extensions:
             ext.on_exec(t)
         self._resume(t)
-
-    def _abi_of_program(self, t: Tracee) -> Abi:
-        """The ABI of the program a process runs now (x86: told by its code segment)."""
-        try:
-            cs = t.get_reg(CS_SLOT)
-        except OSError:
-            return t.abi
-        return next((abi for abi in self.abis.values() if abi.arch.cs == cs), t.abi)
 
     def _clone_flags(self, t: Tracee) -> int:
         try:
@@ -442,29 +433,22 @@ class Tracer(ExtensionHost):
     def _enter(self, t: Tracee, info: pt.SyscallInfo) -> None:
         """A trapped syscall's entry: the core's path translation and handler, then extensions."""
         nr = info.nr
-        args = list(info.args)
-        abi = self.abi
-        if info.arch != abi.arch.audit_arch:  # i386's int 0x80 on x86_64 (or an ABI we do not know)
-            abi = self.abis.get(info.arch)
-            if abi is None:
-                t.sc = None
-                return
-            args = [a & 0xFFFFFFFF for a in args]
+        stop = abi_of.of_stop(self.abis, self.abi, info)  # x86_64 or i386 (ocirun/engine/abi.py)
+        if stop is None:
+            t.sc = None
+            return
+        abi, args = stop
         t.abi = abi
         last = t.last_rewrite
         if last is not None:
             t.last_rewrite = None
             if last[0] == nr:
                 self._unrewrite(t, last[1], args)
-        spec = abi.table.get(nr)
-        call, mux = nr, None
-        if spec is not None and spec.kind == "socketcall":
-            direct = demux(t, abi, args)
-            if direct is None:
-                t.sc = None
-                return  # the kernel answers an unknown call or a bad array
-            call, args, mux = direct
-            spec = abi.table.get(call)
+        call_of = abi_of.direct_call(t, abi, nr, args)  # i386's socketcall: the call it carries
+        if call_of is None:
+            t.sc = None
+            return
+        call, args, spec, mux = call_of
         sc = Syscall(t, call, spec.name if spec else abi.nr_names.get(call, str(call)), spec, args, info.sp,
                      self.use_seccomp)
         sc.mux = mux

@@ -113,6 +113,9 @@ def test_i386_table_and_its_filter_section() -> None:
     assert by_name["execve"].nr == 11 and by_name["open"].nr == 5 and by_name["stat64"].nr == 195
     assert by_name["fstatat64"].nr == 300 and by_name["chown"].nr == 212 and by_name["chown16"].nr == 182
     assert by_name["socketcall"].nr == 102 and by_name["bind"].nr == 361 and by_name["openat2"].nr == 437
+    assert by_name["fanotify_mark"].paths[0].arg == 5  # the mask takes two registers on i386
+    assert {s.name: s for s in syscalls.load("x86_64").values()}["fanotify_mark"].paths[0].arg == 4
+    assert "uname" in by_name and "uname" not in {s.name for s in syscalls.load("x86_64").values()}
     missing = [n for n in PATH_SYSCALLS if n not in by_name and n not in ("newfstatat", "accept")]
     assert not missing
     from ocirun.engine.multiplex import SOCKETCALLS

@@ -41,7 +41,8 @@ def names(arch: str) -> dict[str, int]:
 
 def load(arch: str) -> dict[int, SyscallSpec]:
     """nr -> spec for `arch` (a key of ocirun.engine.arch.ARCHES): the specs of
-    specs.py with this architecture's numbers."""
+    specs.py with this architecture's numbers (a spec `only` for it, listed after the
+    common one of that name, replaces it)."""
     numbers = names(arch)
     return {numbers[s.name]: replace(s, nr=numbers[s.name]) for s in SPECS
             if s.name in numbers and s.only in ("", arch)}

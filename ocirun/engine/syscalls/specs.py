@@ -140,6 +140,8 @@ SPECS: tuple[SyscallSpec, ...] = (
     # notification, handles
     _s("inotify_add_watch", _p(1, FLAG_NOFOLLOW, flag_arg=2, mask=IN_DONT_FOLLOW)),
     _s("fanotify_mark", _p(4, FLAG_NOFOLLOW, dirfd=3, flag_arg=1, mask=FAN_MARK_DONT_FOLLOW)),
+    # i386 passes the 64-bit mask in two registers: dirfd and path one later (replaces the above there)
+    _s("fanotify_mark", _p(5, FLAG_NOFOLLOW, dirfd=4, flag_arg=1, mask=FAN_MARK_DONT_FOLLOW), only="i386"),
     _s("name_to_handle_at", _p(1, FLAG_FOLLOW, dirfd=0, flag_arg=4, mask=AT_SYMLINK_FOLLOW)),
     # AF_UNIX socket paths
     _s("bind", kind="sockaddr", sockaddr=(1, 2)),
