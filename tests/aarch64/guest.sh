@@ -19,12 +19,13 @@ say "guest:" "$(uname -m) $(uname -r), $(python3 --version), uid $(id -u)"
 [ "$(id -u)" != 0 ] || die "must run unprivileged"
 
 # `pip install .`: Debian's python3-* packages serve what they can; the rest (oras,
-# python-ptrace) and the build backend (setuptools>=77, newer than Debian's) come from
-# PyPI (the machine runs with --net)
+# python-ptrace) and the build backend (setuptools>=77, newer than Debian's) are wheels
+# the host fetched into /share/wheels, else PyPI (the machine runs with --net)
 t0=$SECONDS
 cp -r /share/src /tmp/src
 python3 -m venv --system-site-packages ~/venv
-~/venv/bin/pip install -q /tmp/src > /tmp/pip.log 2>&1 || { cat /tmp/pip.log; die "pip install ."; }
+~/venv/bin/pip install -q --no-index --find-links /share/wheels /tmp/src > /tmp/pip.log 2>&1 \
+    || ~/venv/bin/pip install -q /tmp/src >> /tmp/pip.log 2>&1 || { cat /tmp/pip.log; die "pip install ."; }
 export PATH=$HOME/venv/bin:$PATH
 ocirun --help > /dev/null || die "ocirun --help"
 ok "pip install . ($((SECONDS - t0))s)"
@@ -43,7 +44,10 @@ done
 
 # the engine's and the runner's tests that need no fixture built on the x86_64 host
 cd /tmp/src
+# (--basetemp on ext4: the guest's /tmp is a tmpfs without user xattrs, which the lazy
+# container trees of test_cow use when they can)
 python3 -m pytest -q -p no:cacheprovider --timeout=600 -o tmp_path_retention_policy=none \
+    --basetemp "$HOME/pytest-tmp" \
     tests/layers/test_unpack.py tests/layers/test_store.py tests/layers/test_hostile.py \
     tests/layers/test_compression.py tests/registry/test_platform.py \
     tests/runner/test_cow.py tests/runner/test_plan.py tests/path/test_translator.py \
