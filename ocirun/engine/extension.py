@@ -20,7 +20,11 @@ Hooks, in the order of a syscall's life:
                    extensions in reverse order
   on_fork          a new process or thread: inherit state from the parent
   on_exec          a successful execve, at the first stop of the new program
-  on_process_exit  a traced process or thread is gone
+  on_process_exit  a traced process or thread is gone (tracee.status: its wait status)
+  on_stop          the tracee is in a ptrace-stop the core is done with (a Stop: syscall
+                   entry before any translation, syscall exit after every fix-up, signal,
+                   group stop, event, first stop of a new tracee); returning True keeps it
+                   stopped until the extension calls Engine.resume (ptrace emulation)
 Broadcasts (an extension calls the Engine method, every extension's hook runs):
   stat_changes         the changes each extension makes to a stat result, for
                        the extension that answers stats itself (answers_stat)
@@ -38,6 +42,7 @@ Queries (an extension asks the Engine, the first extension that knows answers):
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -49,6 +54,26 @@ if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
     from ocirun.engine.view import View
+
+
+# Stop.kind: what the tracee stopped at (the kernel's ptrace-stops, as the core met them)
+STOP_ENTRY = "entry"  # syscall-enter stop (a tracee resumed with PTRACE_SYSCALL), before translation
+STOP_EXIT = "exit"  # syscall-exit stop, after the core's and the extensions' fix-ups (Stop.sc)
+STOP_SIGNAL = "signal"  # signal-delivery-stop of Stop.sig
+STOP_GROUP = "group"  # group-stop (job control) on Stop.sig: the core would PTRACE_LISTEN
+STOP_EVENT = "event"  # PTRACE_EVENT_* stop (Stop.event: fork, vfork, clone, exec, exit...)
+STOP_FIRST = "first"  # the first stop of a new process or thread (auto-attached)
+STOP_INTERRUPT = "interrupt"  # PTRACE_EVENT_STOP that is no group-stop (PTRACE_INTERRUPT, LISTEN's notice)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """One ptrace-stop of a tracee, as Extension.on_stop sees it."""
+
+    kind: str
+    sig: int = 0  # the signal of the stop (the one the core would deliver for STOP_SIGNAL)
+    event: int = 0  # PTRACE_EVENT_* of STOP_EVENT and STOP_INTERRUPT
+    sc: Syscall | None = None  # STOP_EXIT: the syscall, if the core followed it
 
 
 class Engine(Protocol):
@@ -84,8 +109,16 @@ class Engine(Protocol):
     def materialise(self, host_dir: str) -> bool:
         """Make a lazily made directory of the rootfs real; True if it is a directory now."""
 
-    def resume(self, tracee: Tracee) -> None:
-        """Let a tracee held at a syscall entry (Syscall.hold) go on."""
+    def resume(self, tracee: Tracee, sig: int = 0) -> None:
+        """Let a tracee an extension kept stopped go on, delivering `sig`: one held at a
+        syscall entry (Syscall.hold: its syscall skipped), or kept in a stop (on_stop), with
+        tracee.resume_request (PTRACE_SYSCALL, PTRACE_SINGLESTEP) if set, else as the core does."""
+
+    def tracee(self, pid: int) -> Tracee | None:
+        """The traced thread `pid`, if it is one of the guest's."""
+
+    def every_stop_in_python(self) -> None:
+        """The compiled fast path finishes no stop from now on (every stop reaches the hooks)."""
 
 
 class Extension:
@@ -101,6 +134,10 @@ class Extension:
     #: The rootfs this extension serves shares regular files (hard links) with
     #: other trees: nobody may change a multiply-linked file in place.
     shares_inodes: bool = False
+
+    #: Its hooks look only at its own `syscalls` and at stops (on_stop), never at the
+    #: core's path syscalls: the fast path may finish those while it is loaded.
+    only_own_syscalls: bool = False
 
     #: This extension answers stat calls in the tracer (the kernel never runs
     #: them, so exit hooks never see them): it applies Engine.stat_changes.
@@ -133,6 +170,11 @@ class Extension:
     def on_process_exit(self, tracee: Tracee) -> None:
         """A traced process or thread is gone."""
 
+    def on_stop(self, tracee: Tracee, stop: Stop) -> bool:
+        """The tracee is in a ptrace-stop the core is done with: True keeps it stopped
+        (the extension resumes it later with Engine.resume)."""
+        return False
+
     def stat_changes(self, view: StatView) -> dict[str, int]:
         """This extension's changes to a stat result another extension answers."""
         return {}
@@ -158,6 +200,11 @@ class Extension:
         """Called once when the whole guest tree is gone (flush state to disk, ...)."""
 
 
+def see_paths(extensions: list[Extension]) -> bool:
+    """Whether some of these extensions look at the core's path syscalls (no fast path then)."""
+    return any(not e.only_own_syscalls for e in extensions)
+
+
 class ExtensionHost:
     """The engine's side of the plug-in point: the broadcasts of `Engine` over the
     extension list, the capabilities the extensions declare, the file system view
@@ -165,6 +212,7 @@ class ExtensionHost:
 
     extensions: list[Extension]
     views: list[View]
+    stop_hooks: list = []  # the on_stop of the extensions that have one (attach_extensions)
 
     def attach_extensions(self, root: View | None) -> None:
         """attach() each extension in order; the root view's resolver gets their wrap_fs."""
@@ -172,6 +220,7 @@ class ExtensionHost:
         self.stat_answered = any(e.answers_stat for e in self.extensions)
         self.changes_stats = any(type(e).stat_changes is not Extension.stat_changes for e in self.extensions)
         self.lazy_tree = any(type(e).materialise is not Extension.materialise for e in self.extensions)
+        self.stop_hooks = [e.on_stop for e in self.extensions if type(e).on_stop is not Extension.on_stop]
         for ext in self.extensions:
             ext.attach(self)  # type: ignore[arg-type]
             if root is not None:

@@ -33,6 +33,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
+from ocirun.engine.extension import see_paths
 from ocirun.engine.syscalls import FLAG_FOLLOW, FLAG_NOFOLLOW, FOLLOW, NOFOLLOW, OPEN
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def start(tracer: Tracer) -> ModuleType | None:
         if tracer.verbose >= 1:
             print("ocirun: compiled fast path not built: the pure-Python engine runs", file=sys.stderr)
         return None
-    if tracer.arch.name != "x86_64" or not tracer.use_seccomp or tracer.extensions or tracer.verbose >= 2:
+    if tracer.arch.name != "x86_64" or not tracer.use_seccomp or see_paths(tracer.extensions) or tracer.verbose >= 2:
         return None
     mod.set_enabled(False)  # forget what an earlier tracer in this process set
     for nr, spec in tracer.table.items():
@@ -99,7 +100,7 @@ def _gone(tracer: Tracer, hosts: list[bytes] | None) -> None:
 
 
 def stop(tracer: Tracer) -> None:
-    """Python sees every stop from now on (a nested root view appeared)."""
+    """Python sees every stop from now on (a nested root view appeared, a guest process traces another)."""
     if tracer.fast is not None:
         tracer.fast.set_enabled(False)
     tracer.fast = tracer.path_args.fast = tracer.dirlist.fast = None

@@ -40,7 +40,18 @@ from ocirun.engine.dirlist import DirListing
 from ocirun.engine.dumpable import Dumpable
 from ocirun.engine.execve import ExecPlanner
 from ocirun.engine.execve_enter import enter_execve
-from ocirun.engine.extension import ExtensionHost
+from ocirun.engine.extension import (
+    STOP_ENTRY,
+    STOP_EVENT,
+    STOP_EXIT,
+    STOP_FIRST,
+    STOP_GROUP,
+    STOP_INTERRUPT,
+    STOP_SIGNAL,
+    ExtensionHost,
+    Stop,
+)
+from ocirun.engine.extensions import always_on
 from ocirun.engine.faults import InternalErrors
 from ocirun.engine.path.args import PathArgs
 from ocirun.engine.path.errors import GuestPathError
@@ -95,7 +106,7 @@ class Tracer(ExtensionHost):
         for b in self.translator.skipped:
             if self.verbose >= 1:
                 log.warning(f"binding {b.host}:{b.guest} skipped (missing)")
-        self.extensions = list(plan.extensions)
+        self.extensions = list(plan.extensions) + always_on()
         self.nested_extensions: list = []  # those nested `ocirun proot -0/-i/-k` runs asked for
         self.shares_inodes = self.stat_answered = self.changes_stats = self.lazy_tree = False  # attach_extensions
         self.planner = ExecPlanner(self.to_host, self.to_guest, self.arch.name,
@@ -220,12 +231,45 @@ class Tracer(ExtensionHost):
                 self._gone(pid, t, status)
 
     def _resume(self, t: Tracee, sig: int = 0) -> None:
-        if not self.use_seccomp or (t.sc is not None and t.sc.exit_wanted):
+        req = t.resume_request
+        if req:
+            r = pt.resume(req, t.pid, sig)
+        elif not self.use_seccomp or (t.sc is not None and t.sc.exit_wanted):
             r = pt.syscall(t.pid, sig)
         else:
             r = pt.cont(t.pid, sig)
         if r == -1 and self.verbose >= 3:
             print(f"ocirun: resume {t.pid} failed", file=sys.stderr)
+
+    def resume(self, t: Tracee, sig: int = 0) -> None:
+        """Engine API: let a tracee an extension kept stopped go on, delivering `sig`: held at
+        a syscall entry (Syscall.hold: the syscall skipped) or kept in a stop (on_stop)."""
+        if t.parked:
+            t.parked = False
+            if t.sc is not None and t.sc.skipped and self.use_seccomp:
+                t.sc = None
+        if t.entry_deferred:  # no-seccomp mode: the entry was kept before the core's work
+            t.entry_deferred = False
+            self._syscall_entry(t)
+            if t.parked:
+                return
+        self._resume(t, sig)
+
+    def _kept(self, t: Tracee, kind: str, sig: int = 0, event: int = 0, sc: Syscall | None = None) -> bool:
+        """Whether an extension keeps `t` in this stop (Extension.on_stop) instead of the core resuming it."""
+        hooks = self.stop_hooks
+        if not hooks:
+            return False
+        stop = Stop(kind, sig, event, sc)
+        return any(hook(t, stop) for hook in hooks)
+
+    def every_stop_in_python(self) -> None:
+        """Engine API: the compiled fast path finishes no stop from now on."""
+        fastpath.stop(self)
+
+    def tracee(self, pid: int) -> Tracee | None:
+        """Engine API: the traced thread `pid`, if it is one."""
+        return self.tracees.get(pid)
 
     # ----------------------------------------------------------- process tree
     def _new_tracee(self, pid: int, parent: Tracee | None, share_fs: bool = False) -> Tracee:
@@ -260,14 +304,16 @@ class Tracer(ExtensionHost):
             if not t.seen_first_stop:  # auto-attached child's first stop
                 t.seen_first_stop = True
                 if t.forked:
-                    self._resume(t)
+                    if not self._kept(t, STOP_FIRST):
+                        self._resume(t)
                 else:
                     t.held = True  # resumed at the parent's fork event
             elif sig in STOP_SIGNALS:  # group stop: job control as without a tracer
-                pt.listen(t.pid)
-            else:
+                if not self._kept(t, STOP_GROUP, sig):
+                    pt.listen(t.pid)
+            elif not self._kept(t, STOP_INTERRUPT, sig, event):
                 self._resume(t)
-        else:
+        elif not self._kept(t, STOP_EVENT, sig, event):
             self._resume(t)
 
     def _fork_event(self, t: Tracee, event: int) -> None:
@@ -292,10 +338,12 @@ class Tracer(ExtensionHost):
             self.pinning.unpin(child_pid)
         for ext in t.view.extensions:
             ext.on_fork(t, child)
+        if not self._kept(t, STOP_EVENT, pt.SIGTRAP, event):
+            self._resume(t)
         if child.held:
             child.held = False
-            self._resume(child)
-        self._resume(t)
+            if not self._kept(child, STOP_FIRST):
+                self._resume(child)
 
     def _exec_event(self, t: Tracee) -> None:
         former = pt.geteventmsg(t.pid)
@@ -319,7 +367,8 @@ class Tracer(ExtensionHost):
         self.dumpable.on_exec(t.tgid)
         for ext in t.view.extensions:
             ext.on_exec(t)
-        self._resume(t)
+        if not self._kept(t, STOP_EVENT, pt.SIGTRAP, pt.PTRACE_EVENT_EXEC):
+            self._resume(t)
 
     def _clone_flags(self, t: Tracee) -> int:
         try:
@@ -342,13 +391,15 @@ class Tracer(ExtensionHost):
             self._started = True  # the child's own SIGSTOP that starts PTRACE_SYSCALL mode
             self._resume(t, 0)
             return
-        self._resume(t, sig)
+        if not self._kept(t, STOP_SIGNAL, sig):
+            self._resume(t, sig)
 
     def _gone(self, pid: int, t: Tracee | None, status: int) -> None:
         if t is None:
             return
         del self.tracees[pid]
         t.exited = True
+        t.status = status
         if self.fast is not None:
             self.fast.forget(pid)
             self.fast.forget_cwd(pid)
@@ -386,12 +437,6 @@ class Tracer(ExtensionHost):
         if not t.parked:
             self._resume(t)
 
-    def resume(self, t: Tracee) -> None:
-        """Let a tracee an extension held (Syscall.hold) go on, its syscall skipped."""
-        t.parked = False
-        if t.sc is not None and t.sc.skipped and self.use_seccomp:
-            t.sc = None
-        self._resume(t)
 
     def _syscall_stop(self, t: Tracee) -> None:
         try:
@@ -401,20 +446,13 @@ class Tracer(ExtensionHost):
         op = info.op
         if op == pt.SYSCALL_INFO_ENTRY and t.sc is not None and t.sc.chained_nr == info.nr:
             pass  # a syscall an extension chained (Syscall.chain): its exit comes to the same object
-        elif op == pt.SYSCALL_INFO_ENTRY and self.use_seccomp:
-            pass  # resumed with PTRACE_SYSCALL from another stop: the seccomp stop follows
         elif op == pt.SYSCALL_INFO_ENTRY:
-            nr = info.nr
-            abi = self.abis.get(info.arch)
-            if abi is not None and nr in abi.trapped:
-                try:
-                    self._enter(t, info)
-                except Exception as exc:
-                    self.faults.handle(t, exc)
-            else:
-                t.sc = None
-                if self.verbose >= 3 and abi is not None:
-                    trace.trace_other(t, abi.nr_names.get(info.nr, str(info.nr)))
+            # seccomp mode: resumed with PTRACE_SYSCALL from another stop, the seccomp stop follows
+            if self._kept(t, STOP_ENTRY):  # before any translation: the guest's own arguments
+                t.entry_deferred = not self.use_seccomp
+                return
+            if not self.use_seccomp:
+                self._syscall_entry(t, info)
         elif op == pt.SYSCALL_INFO_EXIT:
             sc = t.sc
             t.sc = None
@@ -425,10 +463,33 @@ class Tracer(ExtensionHost):
                     self.faults.handle(t, exc)
                 if sc.chained_nr >= 0:
                     t.sc = sc
+                elif self._kept(t, STOP_EXIT, sc=sc):
+                    return
+            elif self._kept(t, STOP_EXIT):
+                return
         elif op == pt.SYSCALL_INFO_SECCOMP:  # seccomp stop reported as a syscall stop
             self._enter(t, info)
         if not t.parked:
             self._resume(t)
+
+    def _syscall_entry(self, t: Tracee, info: pt.SyscallInfo | None = None) -> None:
+        """A syscall-enter stop of the no-seccomp mode: the core's work if the syscall is trapped."""
+        if info is None:
+            try:
+                info = pt.syscall_info(t.pid)
+            except OSError:
+                return
+        nr = info.nr
+        abi = self.abis.get(info.arch)
+        if abi is not None and nr in abi.trapped:
+            try:
+                self._enter(t, info)
+            except Exception as exc:
+                self.faults.handle(t, exc)
+        else:
+            t.sc = None
+            if self.verbose >= 3 and abi is not None:
+                trace.trace_other(t, abi.nr_names.get(info.nr, str(info.nr)))
 
     def _enter(self, t: Tracee, info: pt.SyscallInfo) -> None:
         """A trapped syscall's entry: the core's path translation and handler, then extensions."""

@@ -46,6 +46,7 @@ PTRACE_PEEKUSER = 3
 PTRACE_POKEUSER = 6
 PTRACE_CONT = 7
 PTRACE_KILL = 8
+PTRACE_SINGLESTEP = 9
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13
 PTRACE_SYSCALL = 24
@@ -123,6 +124,18 @@ def cont(pid: int, sig: int = 0) -> int:
 
 def syscall(pid: int, sig: int = 0) -> int:
     return _ptrace(PTRACE_SYSCALL, pid, 0, sig)
+
+
+def resume(req: int, pid: int, sig: int = 0) -> int:
+    """A restarting request (PTRACE_CONT, PTRACE_SYSCALL, PTRACE_SINGLESTEP...): 0 or -1."""
+    return _ptrace(req, pid, 0, sig)
+
+
+def request(req: int, pid: int, addr: int = 0, data: int = 0) -> tuple[int, int]:
+    """One ptrace request as made for a guest tracer: (libc's return value, errno or 0)."""
+    ctypes.set_errno(0)
+    r = _ptrace(req, pid, addr, data)
+    return r, ctypes.get_errno() if r == -1 else 0
 
 
 def listen(pid: int) -> int:

@@ -90,6 +90,9 @@ class Tracee:
     held: bool = False  # first stop seen before the parent's event: resumed at that event
     parked: bool = False  # an extension holds it at a syscall entry (Syscall.hold)
     last_rewrite: tuple[int, dict[int, tuple[int, int]]] | None = None  # (nr, {arg: (scratch, guest ptr)})
+    resume_request: int = 0  # how the core resumes it (PTRACE_SYSCALL, _SINGLESTEP); 0: its own choice
+    entry_deferred: bool = False  # no-seccomp mode: kept at a syscall entry before the core's work
+    status: int = 0  # the wait status of its end (at on_process_exit)
 
     # --- memory ---
     def read(self, addr: int, size: int) -> bytes:

@@ -30,13 +30,20 @@ EXTENSIONS: dict[str, str] = {
     "kompat": "ocirun.engine.extensions.kompat:Kompat",
     "portmap": "ocirun.engine.extensions.portmap:PortMap",
     "sysvipc": "ocirun.engine.extensions.sysvipc:SysvIpc",
+    "ptrace": "ocirun.engine.extensions.ptrace:PtraceEmulation",
 }
+ALWAYS_ON = ("ptrace",)  # every tracer loads these
 
 
 def load(name: str) -> type[Extension]:
     """The extension class registered as `name`."""
     module, _, cls = EXTENSIONS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def always_on() -> list[Extension]:
+    """The extensions every run has: the guest's own ptrace (strace, gdb) is emulated."""
+    return [load(name)() for name in ALWAYS_ON]
 
 
 def parse_ids(spec: str) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
 from ocirun.engine.fastpath import mirror_cwd
+from ocirun.engine.extension import see_paths
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.syscalls import (
     FLAG_FOLLOW,
@@ -53,6 +54,9 @@ def binding_components(tracer: Tracer, bindings: list[Binding]) -> set[str]:
     return names
 
 
+_COPIED = ("/cmdline", "/auxv")  # /proc files a loader-run program reads as a copy (ProcFiles.copy_file)
+
+
 class PathArgs:
     def __init__(self, tracer: Tracer, bindings: list[Binding]):
         self.tracer = tracer
@@ -60,7 +64,7 @@ class PathArgs:
         self.proc = tracer.proc
         # fast path (translate): names that a binding or its glue directories use
         self.bind_names = {".", ".."} | binding_components(tracer, bindings)
-        self.lean = not tracer.extensions
+        self.lean = not see_paths(tracer.extensions)
         self.fast = None  # the compiled fast path's module when it runs (ocirun/engine/fastpath.py)
 
     def follow(self, sc: Syscall, pa: PathArg) -> bool:
@@ -122,8 +126,8 @@ class PathArgs:
             guest = self.proc.guest_path(t, guest, follow)
         mirror = self.fast is not None and given[:6] != "/proc/" and t.view is self.root_view
         host = self._to_host(t, guest, "/", follow, mirror)
-        if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
-            host = self.proc.cmdline_file(t, host)
+        if host[:6] == "/proc/" and host.endswith(_COPIED) and sc.spec.follow_open:
+            host = self.proc.copy_file(t, host)
         sc.guest_paths[pa.arg] = guest
         sc.host_paths[pa.arg] = host
         if host != given:  # (/proc/self/exe -> the program: rewritten even when that is a host path)
@@ -139,8 +143,8 @@ class PathArgs:
         if mirror:
             self._mirror_base(t, sc, pa, base, base_host)
         host = self._to_host(t, guest, base, follow, mirror)
-        if host[:6] == "/proc/" and host.endswith("/cmdline") and sc.spec.follow_open:
-            host = self.proc.cmdline_file(t, host)
+        if host[:6] == "/proc/" and host.endswith(_COPIED) and sc.spec.follow_open:
+            host = self.proc.copy_file(t, host)
         sc.guest_paths[pa.arg] = guest
         sc.host_paths[pa.arg] = host
         # the same string the kernel would build from the dirfd: no symlink, '..' or

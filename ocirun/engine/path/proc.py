@@ -19,6 +19,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
+from ocirun.engine.path.auxv import program_auxv
 from ocirun.engine.path.errors import GuestPathError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ ENC = "surrogateescape"
 _PROC_FD_DIRS = frozenset({"fd", "map_files"})
 _PROC_LINKS = frozenset({"exe", "cwd", "root"})
 _PROC_EXE = re.compile(r"^/proc/(self|\d+)(?:/task/(\d+))?/exe$")
-_PROC_CMDLINE = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/cmdline$")
+_PROC_COPIED = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/(cmdline|auxv)$")
 _PROC_ROOT = re.compile(r"^/proc/(self|\d+)(?:/task/\d+)?/root(/.*)?$")
 
 
@@ -117,28 +118,42 @@ class ProcFiles:
         except GuestPathError:
             return False
 
-    def cmdline_file(self, t: Tracee, host: str) -> str:
-        """/proc/PID/cmdline of a program run through its loader: a copy without
-        the loader's words, so ps shows the program's own argv."""
-        m = _PROC_CMDLINE.match(host)
+    def copy_file(self, t: Tracee, host: str) -> str:
+        """/proc/PID/cmdline or /proc/PID/auxv of a program run through its loader: a
+        copy as the program would have it (ps shows its argv, gdb finds it: path/auxv.py)."""
+        m = _PROC_COPIED.match(host)
         target = self.tracee_of(t, m.group(1)) if m else None
         if target is None or not target.loader_words:
             return host
+        if m.group(2) == "cmdline":
+            data = self._cmdline(target)
+        else:
+            try:
+                data = program_auxv(target.pid, target.view.to_host(target.exe))
+            except GuestPathError:
+                data = None
+        if data is None:
+            return host
+        scratch = self.tracer.scratch
+        path = f"{scratch.get()}/{m.group(2)}.{target.pid}"
+        with open(path, "wb") as f:
+            f.write(data)
+        scratch.entries.add(path)
+        return path
+
+    @staticmethod
+    def _cmdline(target: Tracee) -> bytes | None:
+        """The argv without the loader's words."""
         try:
             with open(f"/proc/{target.pid}/cmdline", "rb") as f:
                 words = f.read().split(b"\0")
         except OSError:
-            return host
+            return None
         drop, prefix = target.loader_words
         if words and words[-1] == b"":
             words.pop()
         fixed = [w.encode("utf-8", ENC) for w in prefix] + words[drop:]
-        scratch = self.tracer.scratch
-        path = f"{scratch.get()}/cmdline.{target.pid}"
-        with open(path, "wb") as f:
-            f.write(b"".join(w + b"\0" for w in fixed))
-        scratch.entries.add(path)
-        return path
+        return b"".join(w + b"\0" for w in fixed)
 
     def enter_readlink(self, t: Tracee, sc: Syscall) -> None:
         """readlink of a magic link: the guest path of its target."""
