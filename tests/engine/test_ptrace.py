@@ -126,3 +126,18 @@ def _gdb_lines(text: str) -> list[str]:
     text = re.sub(r"0x[0-9a-f]+", "0x_", text)
     text = re.sub(r"\b\d{3,}\b", "N", re.sub(r"Thread \d\b", "Thread N", text))
     return [re.sub(r'^(  \d +Thread .*?"debuggee") .*', r"\1", line) for line in text.splitlines()]
+
+
+def test_ltrace_sees_library_calls(cprogs: Path, mode_env: dict) -> None:
+    """ltrace in the guest: its breakpoints on the program's PLT (found through
+    /proc/PID/auxv) report the library calls as natively."""
+    ltrace = shutil.which("ltrace")
+    if ltrace is None:
+        pytest.fail("ltrace is missing: install it (scripts/deps/apt.txt)", pytrace=False)
+    argv = [ltrace, "-e", "setvbuf+strcmp", f"{cprogs}/ptracer", "nothing"]
+    out = proot("-r", "/", *argv, env=mode_env)
+    native = subprocess.run(argv, capture_output=True, text=True, timeout=NATIVE_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert out.returncode == native.returncode, out.stderr
+    assert _strace_lines(out.stderr) == _strace_lines(native.stderr)
+    assert 'ptracer->strcmp("nothing", "seize") = -5' in _strace_lines(out.stderr)
+    assert "+++ exited (status 2) +++" in out.stderr
