@@ -141,3 +141,15 @@ def test_ltrace_sees_library_calls(cprogs: Path, mode_env: dict) -> None:
     assert _strace_lines(out.stderr) == _strace_lines(native.stderr)
     assert 'ptracer->strcmp("nothing", "seize") = -5' in _strace_lines(out.stderr)
     assert "+++ exited (status 2) +++" in out.stderr
+
+
+def test_strace_attaches_to_a_running_process(strace: str, mode_env: dict) -> None:
+    """strace -p: PTRACE_SEIZE of a process that is not its child (the kernel has no child
+    for its wait4); the process's writes and its end reach strace, which then exits 0."""
+    script = f'sh -c "sleep 3; echo done" & sleep 0.5; {strace} -p $! -e trace=write,exit_group; echo rc=$?; wait'
+    out = proot("-r", "/", "sh", "-c", script, env=mode_env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "done\nrc=0\n"
+    lines = _strace_lines(out.stderr)
+    assert re.fullmatch(r"\S*strace: Process N attached", lines[0])
+    assert lines[-2:] == ["exit_group(0) = ?", "+++ exited with 0 +++"]

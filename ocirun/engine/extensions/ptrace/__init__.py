@@ -208,11 +208,12 @@ class PtraceEmulation(Extension):
                 continue
             if not wait.matches(w, waiter, p):
                 continue
-            del tr.waits[tid]
             if w.kept:  # kept at its exit: answer now
+                del tr.waits[tid]
                 w.sc.set_result(wait.take(tr, w, waiter, p))
                 self.engine.resume(waiter)
-            else:  # in the kernel: make it restart and come back through its entry
+            elif not w.interrupted:  # in the kernel: make it restart and come back through its entry
+                w.interrupted = True  # (or, if the kernel answered meanwhile, on_exit takes it)
                 self._interrupt(tid)
             return
 

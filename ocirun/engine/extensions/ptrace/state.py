@@ -123,6 +123,7 @@ class WaitCall:
     status_addr: int  # wait4's status, or waitid's siginfo
     rusage_addr: int
     kept: bool = False  # the kernel found nothing: the tracer is kept at the syscall's exit
+    interrupted: bool = False  # in the kernel: our PTRACE_INTERRUPT makes it restart
 
 
 @dataclass(eq=False)
