@@ -14,8 +14,8 @@ import stat
 from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
-from ocirun.engine.fastpath import mirror_cwd
 from ocirun.engine.extension import see_paths
+from ocirun.engine.fastpath import mirror_cwd
 from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.syscalls import (
     FLAG_FOLLOW,
