@@ -148,6 +148,7 @@ class Tracer(ExtensionHost):
             "prctl": self._enter_prctl,
             "getdents": self.dirlist.enter_getdents,
             "rmdir": self.path_args.enter_rmdir,
+            "remove": self.path_args.enter_remove,
             "uname32": _at_exit_only,
         }
 

@@ -117,3 +117,20 @@ def test_root_id_lends_the_permission_bits_root_would_not_need(shared: Path, mod
               f"cat {foo}/bar && mkdir {foo}/sub && ls {foo} && stat -c %a {foo} && rm -r {foo}/bar {foo}/sub")
     out = ok(proot("-0", "/bin/sh", "-c", script, env=mode_env))
     assert out == "I bypass file-system permissions.\nbar\nsub\n0\n"
+
+
+@pytest.mark.parametrize("ext", [(), ("-0",)], ids=["plain", "root"])
+def test_the_root_and_bindings_are_mount_points(bb_rw: Path, shared: Path, ext: tuple[str, ...], mode_env) -> None:
+    """The kernel refuses to remove or move a mount point (EBUSY); PRoot acts on the host
+    directory: `mv / /mnt/x` moved the whole rootfs into the binding."""
+    (shared / "d").mkdir()
+    (shared / "f").write_text("f\n")
+    script = ("rmdir /; rmdir //; mv / /mnt/x; mv /mnt /m2; cd / && rmdir mnt; rmdir /mnt/; "
+              "rm /etc/f; cd /etc && unlink f; mv /etc/f /tmp/g; mv /etc/passwd /etc/f; "
+              "rmdir /mnt/.; mv /mnt/d /mnt/e && ls /mnt && cat /etc/f")
+    cp = proot(*ext, "-r", bb_rw, "-b", f"{shared}:/mnt", "-b", f"{shared}/f:/etc/f", "/bin/sh", "-c", script,
+               env=mode_env)
+    assert cp.stdout == "e\nf\nf\n", cp.stderr
+    errors = [line.rsplit(": ", 1)[1] for line in cp.stderr.splitlines()]
+    assert errors == ["Device or resource busy"] * 10 + ["Invalid argument"], cp.stderr
+    assert sorted(os.listdir(shared)) == ["e", "f"] and (bb_rw / "tmp").is_dir() and (bb_rw / "bin").is_dir()

@@ -198,15 +198,30 @@ class PathArgs:
         scratch = self.tracer.sockets.scratch.path
         return scratch is not None and host.startswith(scratch)
 
-    @staticmethod
-    def enter_rmdir(t: Tracee, sc: Syscall) -> None:
+    def enter_rmdir(self, t: Tracee, sc: Syscall) -> None:
         """rmdir of a path ending in '..' is ENOTEMPTY on Linux (the kernel would get the
         resolved directory with '/.' and say EINVAL)."""
         if sc.name == "unlinkat" and not sc.args[2] & AT_REMOVEDIR:
+            self.enter_remove(t, sc)
             return
         guest = sc.guest_paths.get(sc.spec.paths[0].arg)
         if guest is not None and guest.rstrip("/").rpartition("/")[2] == "..":
             sc.skip(-errno.ENOTEMPTY)
+            return
+        self.enter_remove(t, sc)
+
+    def enter_remove(self, t: Tracee, sc: Syscall) -> None:
+        """rmdir, unlink or rename of the guest root or of a binding's guest path fails
+        EBUSY, as a mount point does in the kernel (PRoot acts on the host: rename("/", x)
+        moves the whole rootfs away)."""
+        for pa in sc.spec.paths:
+            host, guest = sc.host_paths.get(pa.arg), sc.guest_paths.get(pa.arg)
+            if host is None or guest is None or guest[-1:] == "/" and not os.path.isdir(host):
+                continue  # (a file named with a trailing slash: ENOTDIR from the kernel first)
+            base = "/" if guest[:1] == "/" else self.base_dir(t, sc, pa)
+            if base is not None and t.view.translator.is_mount_point(host, guest, base):
+                sc.skip(-errno.EBUSY)
+                return
 
     # ---------------------------------------------------------- invalidation
     def invalidate(self, sc: Syscall, spec: SyscallSpec) -> None:

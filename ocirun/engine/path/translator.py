@@ -446,6 +446,19 @@ class PathTranslator:
         """
         return sorted(self._glue_children.get("" if guest_dir == "/" else guest_dir, ()))
 
+    def is_mount_point(self, host_path: str, guest_path: str, cwd: str = "/") -> bool:
+        """Whether an unfollowed guest path names the guest root or a binding's guest path:
+        what the kernel refuses to remove or move (EBUSY) as a mount point. The host
+        path (as translated) is checked first, so other paths cost one set look-up."""
+        host = host_path.rstrip("/")
+        if host != self._root_host and host not in self._bind_exact.values():
+            return False
+        try:
+            guest = self.canonical(guest_path, cwd, False)
+        except GuestPathError:
+            return False
+        return guest == "/" or guest in self._bind_exact
+
     def binding_for(self, guest_canonical: str) -> Binding | None:
         """The Binding covering a canonical guest path (longest match), e.g. for readonly/EROFS."""
         key = self._map.binding_for_guest(guest_canonical)
