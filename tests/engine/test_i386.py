@@ -114,6 +114,9 @@ def test_i386_fake_root(tmp_path: Path, progs32: Path, mode_env: dict) -> None:
     out = ok(proot("-0", "-r", root, "/prog", "ids", "auxv", *stats, "chown=/f", *stats, env=mode_env))
     assert out.splitlines() == ["pointer=4", "ids: uid=0 euid=0 gid=0 egid=0", "auxv: uid=0 euid=0 gid=0 egid=0",
                                 *_stat_lines("/f", 0, 0, 6), "chown /f: ok", *_stat_lines("/f", 1234, 5678, 6)]
+    out = ok(proot("-i", "70000:42", "-r", root, "/prog", "ids", "ids16", env=mode_env))
+    assert out.splitlines()[1:] == ["ids: uid=70000 euid=70000 gid=42 egid=42",
+                                    "ids16: uid=65534 euid=65534 gid=42 egid=42"]
     # the dynamic program, under -r / (the host's ld-linux.so.2 and i386 libc)
     shutil.copy2(progs32 / "prog32", root / "dyn")
     out = ok(proot("-0", "-r", "/", "-b", f"{root}:/x", "/x/dyn", "ids", "stat64=/x/dyn", env=mode_env))

@@ -113,6 +113,9 @@ int main(int argc, char **argv) {
         } else if (!strcmp(arg, "auxv")) {
             printf("auxv: uid=%lu euid=%lu gid=%lu egid=%lu\n", getauxval(AT_UID), getauxval(AT_EUID),
                    getauxval(AT_GID), getauxval(AT_EGID));
+        } else if (!strcmp(arg, "ids16")) {  /* the old 16-bit calls (glibc makes getuid32) */
+            printf("ids16: uid=%ld euid=%ld gid=%ld egid=%ld\n", syscall(SYS_getuid), syscall(SYS_geteuid),
+                   syscall(SYS_getgid), syscall(SYS_getegid));
         } else if (!strcmp(arg, "ids")) {
             printf("ids: uid=%d euid=%d gid=%d egid=%d\n", getuid(), geteuid(), getgid(), getegid());
         } else if (!strcmp(arg, "unix") || !strcmp(arg, "unix-direct")) {

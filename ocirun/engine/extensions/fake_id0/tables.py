@@ -45,7 +45,16 @@ _ID_GETTERS = {
     "geteuid": lambda c: c.euid,
     "getgid": lambda c: c.rgid,
     "getegid": lambda c: c.egid,
+    # i386's old 16-bit calls: an id above 65535 reads as the overflow id, as from the kernel
+    "getuid16": lambda c: _low16(c.ruid),
+    "geteuid16": lambda c: _low16(c.euid),
+    "getgid16": lambda c: _low16(c.rgid),
+    "getegid16": lambda c: _low16(c.egid),
 }
+def _low16(value: int) -> int:
+    return value if value < 0x10000 else 65534  # high2lowuid(): the overflowuid
+
+
 _ID_SETTERS: dict[str, Callable[..., int]] = {
     "setuid": Creds.setuid,
     "setgid": Creds.setgid,
