@@ -7,7 +7,8 @@ extension never touches ptrace itself, it uses the Tracee and Syscall objects
 the engine hands it (ocirun/engine/tracee.py and ocirun/engine/syscall.py own
 those: reading/writing tracee memory, pushing scratch data on the tracee's
 stack, changing arguments, skipping a syscall with a result, fixing a result at
-exit) and what `Engine` below offers. Extensions never look each other up:
+exit) and what `Engine` below offers (the ptrace emulation, extensions/ptrace/,
+is the one that makes ptrace requests: its guest tracer's). Extensions never look each other up:
 what one must tell the others goes through the engine's broadcasts.
 
 Hooks, in the order of a syscall's life:
@@ -225,6 +226,14 @@ class ExtensionHost:
             ext.attach(self)  # type: ignore[arg-type]
             if root is not None:
                 root.translator.fs = ext.wrap_fs(root.translator.fs)
+
+    def kept(self, t: Tracee, kind: str, sig: int = 0, event: int = 0, sc: Syscall | None = None) -> bool:
+        """Whether an extension keeps `t` in this stop (on_stop) instead of the core resuming it."""
+        hooks = self.stop_hooks
+        if not hooks:
+            return False
+        stop = Stop(kind, sig, event, sc)
+        return any(hook(t, stop) for hook in hooks)
 
     def invalidate(self, *hosts: str) -> None:
         for view in self.views:

@@ -30,6 +30,7 @@ import signal
 import sys
 
 from ocirun.engine import abi as abi_of
+from ocirun.engine import extension as hooks
 from ocirun.engine import fastpath, nest, spawn, trace
 from ocirun.engine import ptrace as pt
 from ocirun.engine.affinity import CpuPinning
@@ -40,17 +41,7 @@ from ocirun.engine.dirlist import DirListing
 from ocirun.engine.dumpable import Dumpable
 from ocirun.engine.execve import ExecPlanner
 from ocirun.engine.execve_enter import enter_execve
-from ocirun.engine.extension import (
-    STOP_ENTRY,
-    STOP_EVENT,
-    STOP_EXIT,
-    STOP_FIRST,
-    STOP_GROUP,
-    STOP_INTERRUPT,
-    STOP_SIGNAL,
-    ExtensionHost,
-    Stop,
-)
+from ocirun.engine.extension import ExtensionHost
 from ocirun.engine.extensions import always_on
 from ocirun.engine.faults import InternalErrors
 from ocirun.engine.path.args import PathArgs
@@ -256,14 +247,6 @@ class Tracer(ExtensionHost):
                 return
         self._resume(t, sig)
 
-    def _kept(self, t: Tracee, kind: str, sig: int = 0, event: int = 0, sc: Syscall | None = None) -> bool:
-        """Whether an extension keeps `t` in this stop (Extension.on_stop) instead of the core resuming it."""
-        hooks = self.stop_hooks
-        if not hooks:
-            return False
-        stop = Stop(kind, sig, event, sc)
-        return any(hook(t, stop) for hook in hooks)
-
     def every_stop_in_python(self) -> None:
         """Engine API: the compiled fast path finishes no stop from now on."""
         fastpath.stop(self)
@@ -305,16 +288,16 @@ class Tracer(ExtensionHost):
             if not t.seen_first_stop:  # auto-attached child's first stop
                 t.seen_first_stop = True
                 if t.forked:
-                    if not self._kept(t, STOP_FIRST):
+                    if not self.kept(t, hooks.STOP_FIRST):
                         self._resume(t)
                 else:
                     t.held = True  # resumed at the parent's fork event
             elif sig in STOP_SIGNALS:  # group stop: job control as without a tracer
-                if not self._kept(t, STOP_GROUP, sig):
+                if not self.kept(t, hooks.STOP_GROUP, sig):
                     pt.listen(t.pid)
-            elif not self._kept(t, STOP_INTERRUPT, sig, event):
+            elif not self.kept(t, hooks.STOP_INTERRUPT, sig, event):
                 self._resume(t)
-        elif not self._kept(t, STOP_EVENT, sig, event):
+        elif not self.kept(t, hooks.STOP_EVENT, sig, event):
             self._resume(t)
 
     def _fork_event(self, t: Tracee, event: int) -> None:
@@ -339,11 +322,11 @@ class Tracer(ExtensionHost):
             self.pinning.unpin(child_pid)
         for ext in t.view.extensions:
             ext.on_fork(t, child)
-        if not self._kept(t, STOP_EVENT, pt.SIGTRAP, event):
+        if not self.kept(t, hooks.STOP_EVENT, pt.SIGTRAP, event):
             self._resume(t)
         if child.held:
             child.held = False
-            if not self._kept(child, STOP_FIRST):
+            if not self.kept(child, hooks.STOP_FIRST):
                 self._resume(child)
 
     def _exec_event(self, t: Tracee) -> None:
@@ -368,7 +351,7 @@ class Tracer(ExtensionHost):
         self.dumpable.on_exec(t.tgid)
         for ext in t.view.extensions:
             ext.on_exec(t)
-        if not self._kept(t, STOP_EVENT, pt.SIGTRAP, pt.PTRACE_EVENT_EXEC):
+        if not self.kept(t, hooks.STOP_EVENT, pt.SIGTRAP, pt.PTRACE_EVENT_EXEC):
             self._resume(t)
 
     def _clone_flags(self, t: Tracee) -> int:
@@ -392,7 +375,7 @@ class Tracer(ExtensionHost):
             self._started = True  # the child's own SIGSTOP that starts PTRACE_SYSCALL mode
             self._resume(t, 0)
             return
-        if not self._kept(t, STOP_SIGNAL, sig):
+        if not self.kept(t, hooks.STOP_SIGNAL, sig):
             self._resume(t, sig)
 
     def _gone(self, pid: int, t: Tracee | None, status: int) -> None:
@@ -449,7 +432,7 @@ class Tracer(ExtensionHost):
             pass  # a syscall an extension chained (Syscall.chain): its exit comes to the same object
         elif op == pt.SYSCALL_INFO_ENTRY:
             # seccomp mode: resumed with PTRACE_SYSCALL from another stop, the seccomp stop follows
-            if self._kept(t, STOP_ENTRY):  # before any translation: the guest's own arguments
+            if self.kept(t, hooks.STOP_ENTRY):  # before any translation: the guest's own arguments
                 t.entry_deferred = not self.use_seccomp
                 return
             if not self.use_seccomp:
@@ -464,9 +447,9 @@ class Tracer(ExtensionHost):
                     self.faults.handle(t, exc)
                 if sc.chained_nr >= 0:
                     t.sc = sc
-                elif self._kept(t, STOP_EXIT, sc=sc):
+                elif self.kept(t, hooks.STOP_EXIT, sc=sc):
                     return
-            elif self._kept(t, STOP_EXIT):
+            elif self.kept(t, hooks.STOP_EXIT):
                 return
         elif op == pt.SYSCALL_INFO_SECCOMP:  # seccomp stop reported as a syscall stop
             self._enter(t, info)
