@@ -134,3 +134,32 @@ def test_the_root_and_bindings_are_mount_points(bb_rw: Path, shared: Path, ext: 
     errors = [line.rsplit(": ", 1)[1] for line in cp.stderr.splitlines()]
     assert errors == ["Device or resource busy"] * 10 + ["Invalid argument"], cp.stderr
     assert sorted(os.listdir(shared)) == ["e", "f"] and (bb_rw / "tmp").is_dir() and (bb_rw / "bin").is_dir()
+
+
+REMOVED_CWD = r"""
+import os, sys, errno
+def e(n, f):
+    try:
+        print(n, f())
+    except OSError as x:
+        print(n, errno.errorcode[x.errno])
+os.chdir(sys.argv[1]); os.mkdir("gone"); os.chdir("gone"); os.rmdir("../gone")
+e("stat .", lambda: os.stat(".").st_nlink)
+e("stat ./", lambda: os.stat("./").st_nlink)
+e("listdir", lambda: os.listdir("."))
+e("getcwd", os.getcwd)
+e("creat x", lambda: os.open("x", os.O_CREAT | os.O_WRONLY))
+e("stat ..", lambda: os.path.samestat(os.stat(".."), os.stat(sys.argv[1])))
+e("chdir ..", lambda: os.chdir(".."))
+e("getcwd", lambda: os.getcwd() == sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("ext", [(), ("-0",)], ids=["plain", "root"])
+def test_dot_and_dotdot_in_a_removed_cwd(shared: Path, ext: tuple[str, ...], mode_env) -> None:
+    """The kernel keeps the removed directory's inode: stat(".") works, ".." leads back
+    (PRoot: ENOENT for both, so `cd ..` out of a removed directory failed)."""
+    native = subprocess.run([PYTHON, "-c", REMOVED_CWD, str(shared)], capture_output=True, text=True, check=True)
+    assert native.stdout.startswith("stat . 0\n") and "chdir .. None\ngetcwd True\n" in native.stdout
+    assert ok(proot(*ext, PYTHON, "-c", REMOVED_CWD, str(shared), env=mode_env)) == native.stdout
+    assert ok(proot(*ext, "-b", f"{shared}:/mnt", PYTHON, "-c", REMOVED_CWD, "/mnt", env=mode_env)) == native.stdout

@@ -57,6 +57,11 @@ def binding_components(tracer: Tracer, bindings: list[Binding]) -> set[str]:
 _COPIED = ("/cmdline", "/auxv")  # /proc files a loader-run program reads as a copy (ProcFiles.copy_file)
 
 
+def _only_dots(guest: str) -> bool:
+    """A relative path of '.' and '..' alone: resolved from the starting directory's own inode."""
+    return all(c in ("", ".", "..") for c in guest.split("/"))
+
+
 class PathArgs:
     def __init__(self, tracer: Tracer, bindings: list[Binding]):
         self.tracer = tracer
@@ -142,7 +147,12 @@ class PathArgs:
         mirror = self.fast is not None and t.view is self.root_view
         if mirror:
             self._mirror_base(t, sc, pa, base, base_host)
-        host = self._to_host(t, guest, base, follow, mirror)
+        try:
+            host = self._to_host(t, guest, base, follow, mirror)
+        except GuestPathError as exc:
+            if exc.errno == errno.ENOENT and _only_dots(guest) and base_host and not os.path.lexists(base_host):
+                return  # "." or ".." from a removed directory: the kernel still knows where it was
+            raise
         if host[:6] == "/proc/" and host.endswith(_COPIED) and sc.spec.follow_open:
             host = self.proc.copy_file(t, host)
         sc.guest_paths[pa.arg] = guest
