@@ -49,6 +49,7 @@
 #define AUDIT_ARCH_X86_64_ 0xC000003EU
 #define AT_FDCWD_ (-100)
 #define NO_DIRFD 0xFF
+#define WALK_UP 8 /* directories derive() walks below a mirrored one */
 
 enum { F_FOLLOW = 1, F_NOFOLLOW, F_FLAG_NOFOLLOW, F_FLAG_FOLLOW, F_OPEN, F_LISTING, F_UNLINK };
 #define AT_REMOVEDIR_ 0x200
@@ -214,22 +215,53 @@ static int clean(const char *key) {
     return 1;
 }
 
-/* A miss: the parent's followed translation plus the name (PathTranslator._leaf). */
+/* The followed translation of clean directory `dir` ("" for the root), without a
+ * trailing '/': mirrored, or, as the translator's walk finds it, a mirrored ancestor's
+ * plus the names below it when each is a real directory (at most WALK_UP of them,
+ * one lstat each; a binding's name, a symlink or anything else: 0, Python walks). */
+static int dir_host(const char *dir, char *out) {
+    char buf[KEY_MAX];
+    const char *names[WALK_UP];
+    int n = 0;
+    size_t len = strlen(dir);
+    const entry_t *e;
+    if (len >= sizeof buf) return 0;
+    memcpy(buf, dir, len + 1);
+    while (!(e = cache_get(len ? buf : "/", 1))) {
+        char *slash = strrchr(buf, '/');
+        if (!len || !slash || n == WALK_UP || in_list(plain_names, n_plain, slash + 1, strlen(slash + 1))) return 0;
+        names[n++] = slash + 1;
+        *slash = 0;
+        len = (size_t)(slash - buf);
+    }
+    size_t hl = e->host_len;
+    while (hl && e->host[hl - 1] == '/') hl--;
+    if (hl >= PATH_MAX_) return 0;
+    memcpy(out, e->host, hl);
+    out[hl] = 0;
+    while (n--) {
+        size_t nl = strlen(names[n]);
+        struct stat st;
+        if (hl + nl + 2 > PATH_MAX_) return 0;
+        out[hl] = '/';
+        memcpy(out + hl + 1, names[n], nl + 1);
+        hl += nl + 1;
+        if (strncmp(out, "/proc/", 6) == 0 || lstat(out, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+    }
+    return 1;
+}
+
+/* A miss: the parent directory's followed translation plus the name (PathTranslator._leaf). */
 static int derive(const char *key, int follow, char *out) {
     const char *slash = strrchr(key, '/'), *name = slash + 1;
     if (!clean(key) || in_list(plain_names, n_plain, name, strlen(name))) return 0;
-    char parent[KEY_MAX] = "/";
+    char parent[KEY_MAX];
     size_t plen = (size_t)(slash - key);
-    if (plen) {
-        memcpy(parent, key, plen);
-        parent[plen] = 0;
-    }
-    const entry_t *pe = cache_get(parent, 1);
-    if (!pe) return 0;
-    size_t hlen = pe->host_len;
-    while (hlen && pe->host[hlen - 1] == '/') hlen--;
+    memcpy(parent, key, plen);
+    parent[plen] = 0;
+    if (!dir_host(parent, out)) return 0;
+    size_t hlen = strlen(out);
     if (hlen + strlen(name) + 2 > PATH_MAX_) return 0;
-    memcpy(out, pe->host, hlen);
     out[hlen] = '/';
     strcpy(out + hlen + 1, name);
     if (strncmp(out, "/proc/", 6) == 0) return 0;

@@ -55,7 +55,8 @@ def test_mutations_seen_with_and_without_fast_path(bb_rw: Path, no_fastpath: str
 
 
 # relative paths: from the cwd (cd, then names with '/', '..', guest symlinks, a leaf
-# symlink to follow), in fresh directories (a miss the parent's translation answers)
+# symlink to follow), in fresh directories (a miss an ancestor's translation answers),
+# a directory replaced by an absolute symlink (only the guest resolves it)
 RELATIVE = """
 mkdir -p /w/d/sub && cd /w/d
 echo a > f1; for i in 1 2 3 4 5 6; do cat f1; done
@@ -66,9 +67,10 @@ cd sub && cat f2 && cat ../f1 && cd ..
 mv sub sub2; cat lnk/f2 2>/dev/null || echo gone; cat sub2/f2
 ln -s f1 leaf; cat leaf; rm leaf; ln -s /w/d/new1/f3 leaf; cat leaf; cat ./leaf
 cd /w; cat d/f1; cd d/new1; cat f3; cat ../f1
+cd /w/d && mkdir -p x/y/z && echo q > x/y/z/f && cat x/y/z/f; mv x x2; ln -s /w/d/new1 x; cat x/f3; cat x2/y/z/f
 """
 RELATIVE_OUT = ["a"] * 6 + ["b", "symbolic link", "directory", "b", "a", "c", "c", "b", "a", "gone", "b",
-                            "a", "c", "c", "a", "c", "a"]
+                            "a", "c", "c", "a", "c", "a", "q", "c", "q"]
 
 
 @pytest.mark.parametrize("no_fastpath", ["0", "1"])
