@@ -176,9 +176,10 @@ class ExecPlanner:
         # QEMU (-q): host-architecture programs use the host's loader and libraries (qemu/hook.py)
         self.host_program = host_program
 
-    def _open_exec(self, guest: str, cwd: str) -> tuple[str, bytes]:
-        """Resolve a guest path to an executable host file; return it and its first bytes."""
-        host = self.to_host(guest, cwd, True)
+    def _open_exec(self, guest: str, cwd: str, ids: tuple[int, int] | None) -> tuple[str, bytes]:
+        """Resolve a guest path to an executable host file; return it and its first bytes.
+        ids: the caller's (tgid, tid), whom /proc/self names (fexecve's /proc/self/fd/N)."""
+        host = self.to_host(guest, cwd, True, *ids) if ids else self.to_host(guest, cwd, True)
         try:
             st = os.stat(host)
         except FileNotFoundError:
@@ -196,14 +197,15 @@ class ExecPlanner:
             raise GuestPathError(exc.errno or errno.EACCES) from None
         return host, head
 
-    def plan(self, guest_path: str, argv: list[str], cwd: str, env: list[str] | None = None) -> ExecPlan:
-        """The ExecPlan for execve(guest_path, argv) by a process in guest `cwd`;
-        raises GuestPathError(errno) where the kernel would fail."""
+    def plan(self, guest_path: str, argv: list[str], cwd: str, env: list[str] | None = None,
+             ids: tuple[int, int] | None = None) -> ExecPlan:
+        """The ExecPlan for execve(guest_path, argv) by a process in guest `cwd` (ids:
+        its tgid and tid); raises GuestPathError(errno) where the kernel would fail."""
         chain: list[str] = []
         path = guest_path
         argv = list(argv)
         for _ in range(MAX_CHAIN + 1):
-            host, head = self._open_exec(path, cwd)
+            host, head = self._open_exec(path, cwd, ids)
             shebang = parse_shebang(head)
             if shebang is None:
                 break

@@ -60,7 +60,12 @@ def _guest_program(tracer: Tracer, t: Tracee, sc: Syscall, at: bool) -> str | No
     pidx = 1 if at else 0
     raw = pt.read_cstring(t.pid, sc.args[pidx]) if sc.args[pidx] else b""
     if at and not raw and sc.args[4] & AT_EMPTY_PATH:
-        guest = t.fd_guest_path(sc.arg_int(0))  # fexecve
+        fd = sc.arg_int(0)
+        host = t.fd_host_path(fd)  # fexecve
+        if host is None:
+            return None
+        # a memfd or a deleted file has no name: the fd's magic link reopens it
+        guest = f"/proc/self/fd/{fd}" if host.endswith(" (deleted)") else t.fd_guest_path(fd)
         if guest is None:
             return None
     elif not raw:
@@ -88,7 +93,7 @@ def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
     planner = t.view.planner
     env_ptrs: list[int] = []
     env = read_vector(t, envp_ptr, env_ptrs) if planner.foreign is not None else None  # QEMU: LD_* -> -E
-    plan = planner.plan(guest, argv or [guest], cwd, env)
+    plan = planner.plan(guest, argv or [guest], cwd, env, (t.tgid, t.pid))
     host_file = plan.host_path
     if plan.loader_words is not None:  # the loader runs it: named like the program (comm, ps)
         name = plan.guest_path.rstrip("/").rpartition("/")[2]

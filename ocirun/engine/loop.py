@@ -156,8 +156,9 @@ class Tracer(ExtensionHost):
         self.ext_nrs = self.abi.ext_nrs
 
     # ------------------------------------------------------------------ paths
-    def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
-        return self.translator.to_host(guest, cwd, follow_last)
+    def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True, pid: int | None = None,
+                tid: int | None = None) -> str:
+        return self.translator.to_host(guest, cwd, follow_last, pid, tid)
 
     def to_guest(self, host: str) -> str | None:
         return self.root_view.to_guest(host)

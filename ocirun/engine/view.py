@@ -27,8 +27,9 @@ class View:
         # the extensions its tracees get: the plan's, or a nested run's composed with them
         self.extensions = engine.extensions if extensions is None else extensions
 
-    def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True) -> str:
-        return self.translator.to_host(guest, cwd, follow_last)
+    def to_host(self, guest: str, cwd: str = "/", follow_last: bool = True, pid: int | None = None,
+                tid: int | None = None) -> str:
+        return self.translator.to_host(guest, cwd, follow_last, pid, tid)
 
     def to_guest(self, host: str) -> str | None:
         sockets = self.engine.sockets

@@ -102,3 +102,31 @@ def test_socket_names_from_another_thread(python: str, tmp_path: Path, ext: tupl
     os.chmod(tmp_path, 0o777)
     out = ok(proot(*ext, "-b", f"{tmp_path}:/mnt", python, "-c", THREAD_PROBE, "/mnt", env=mode_env))
     assert out == "[True, True, True, '127.0.0.1', '127.0.0.1']\n"
+
+
+# fexecve of a memfd (no name on disk): by its /proc/self/fd link and by execveat(AT_EMPTY_PATH)
+MEMFD_EXEC = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for how in ("execve", "execveat"):
+    for data in (b"#!/bin/sh\necho script $1\n", open("/bin/echo", "rb").read()):
+        m = os.memfd_create("prog", 0)
+        os.write(m, data)
+        pid = os.fork()
+        if pid == 0:
+            if how == "execve":
+                os.execv(f"/proc/self/fd/{m}", ["prog", how])
+            libc.execveat(m, b"", (ctypes.c_char_p * 3)(b"prog", how.encode(), None),
+                          (ctypes.c_char_p * 1)(None), 0x1000)
+            print("failed", ctypes.get_errno(), flush=True)
+            os._exit(1)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+        os.close(m)
+"""
+
+
+@pytest.mark.parametrize("ext", [(), ("-0",)], ids=["plain", "root"])
+def test_exec_of_a_memfd(python: str, ext: tuple[str, ...], mode_env) -> None:
+    expected = _native(MEMFD_EXEC)
+    assert expected == "script execve\n0\nexecve\n0\nscript execveat\n0\nexecveat\n0\n"
+    assert ok(proot(*ext, python, "-c", MEMFD_EXEC, env=mode_env)) == expected  # PRoot: execveat fails
