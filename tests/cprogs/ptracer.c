@@ -5,6 +5,7 @@
  *                           strace does): the syscall numbers the tracee makes from its execve
  *   ptracer seize           PTRACE_SEIZE + INTERRUPT a running child, then a signal it gets
  *   ptracer clone           PTRACE_O_TRACECLONE: a thread's start, its own stops and its end
+ *   ptracer waitid          the stops and the end as waitid(2) reports them (siginfo)
  * Each line it prints is the same natively and under PRoot. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -167,12 +168,44 @@ static int trace_clone(void) {
     return 0;
 }
 
+static void print_siginfo(const char *what, const siginfo_t *si) {
+    printf("%s: signo=%d code=%d status=%#x is-child=%d\n", what, si->si_signo, si->si_code,
+           si->si_status, si->si_pid > 0);
+}
+
+static int trace_waitid(void) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        ptrace(PTRACE_TRACEME, 0, 0, 0);
+        raise(SIGSTOP);
+        _exit(6);
+    }
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, pid, &si, WEXITED | WSTOPPED | WNOWAIT) != 0) { perror("waitid"); return 1; }
+    print_siginfo("peek", &si);
+    if (waitid(P_ALL, 0, &si, WEXITED | WSTOPPED) != 0) { perror("waitid"); return 1; }
+    print_siginfo("stop", &si);
+    memset(&si, 0, sizeof si);
+    printf("wnohang=%d ", waitid(P_PID, pid, &si, WEXITED | WNOHANG));
+    printf("pid=%d\n", si.si_pid);
+    ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACEEXIT);
+    ptrace(PTRACE_CONT, pid, 0, 0);
+    if (waitid(P_PID, pid, &si, WEXITED | WSTOPPED) != 0) { perror("waitid"); return 1; }
+    print_siginfo("exit event", &si);
+    ptrace(PTRACE_CONT, pid, 0, 0);
+    if (waitid(P_PID, pid, &si, WEXITED) != 0) { perror("waitid"); return 1; }
+    print_siginfo("end", &si);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     if (argc > 2 && strcmp(argv[1], "syscalls") == 0) return trace_syscalls(argv[2]);
     if (argc > 2 && strcmp(argv[1], "exec") == 0) return trace_exec(argv + 2);
     if (argc > 1 && strcmp(argv[1], "seize") == 0) return seize();
     if (argc > 1 && strcmp(argv[1], "clone") == 0) return trace_clone();
-    fprintf(stderr, "usage: ptracer syscalls PATH | exec PROG [ARG...] | seize | clone\n");
+    if (argc > 1 && strcmp(argv[1], "waitid") == 0) return trace_waitid();
+    fprintf(stderr, "usage: ptracer syscalls PATH | exec PROG [ARG...] | seize | clone | waitid\n");
     return 2;
 }

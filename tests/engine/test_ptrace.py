@@ -47,12 +47,13 @@ def test_tracer_sees_guest_paths_and_its_tracee_stops(debian_rootfs: Path, cprog
     assert out == _native(cprogs / "ptracer", "syscalls", "/etc/os-release")
 
 
-@pytest.mark.parametrize("args", [["exec", "/bin/sh", "-c", "exec /bin/true"], ["seize"], ["clone"]],
-                         ids=["exec", "seize", "clone"])
+@pytest.mark.parametrize("args", [["exec", "/bin/sh", "-c", "exec /bin/true"], ["seize"], ["clone"], ["waitid"]],
+                         ids=["exec", "seize", "clone", "waitid"])
 def test_tracer_sees_what_it_sees_natively(cprogs: Path, mode_env: dict, args: list[str]) -> None:
     """exec: the tracee's syscall numbers, one execve (the loader's steps hidden);
     seize: PTRACE_SEIZE/INTERRUPT, WNOHANG, a signal's stop and siginfo; clone:
-    PTRACE_O_TRACECLONE, the new thread's first stop and its end by waitpid(tid)."""
+    PTRACE_O_TRACECLONE, the new thread's first stop and its end by waitpid(tid);
+    waitid: the stops and the end as siginfo (WNOWAIT, WNOHANG, P_ALL, P_PID)."""
     out = ok(proot("-r", "/", f"{cprogs}/ptracer", *args, env=mode_env))
     assert out == _native(cprogs / "ptracer", *args)
     if args[0] == "exec":
@@ -122,10 +123,12 @@ def test_gdb_breakpoints_threads_steps_and_run_twice(tmp_path: Path, mode_env: d
 
 
 def _gdb_lines(text: str) -> list[str]:
-    """gdb's output without addresses, thread ids and where the other thread happens to be."""
+    """gdb's output without addresses, thread ids, their column widths and where the other
+    thread happens to be."""
     text = re.sub(r"0x[0-9a-f]+", "0x_", text)
     text = re.sub(r"\b\d{3,}\b", "N", re.sub(r"Thread \d\b", "Thread N", text))
-    return [re.sub(r'^(  \d +Thread .*?"debuggee") .*', r"\1", line) for line in text.splitlines()]
+    lines = [re.sub(r'^(  \d +Thread .*?"debuggee") .*', r"\1", line) for line in text.splitlines()]
+    return [re.sub(r"  +", " ", line) for line in lines]  # columns as wide as the thread ids
 
 
 def test_ltrace_sees_library_calls(cprogs: Path, mode_env: dict) -> None:
