@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import sys
 
 from ocirun.engine import abi as abi_of
@@ -53,14 +52,12 @@ from ocirun.engine.scratch import ScratchDir
 from ocirun.engine.socket import UnixSockets
 from ocirun.engine.syscall import Syscall
 from ocirun.engine.syscalls import Abi, SyscallSpec, load_abi
-from ocirun.engine.tracee import FsState, Tracee
+from ocirun.engine.tracee import Tracee
+from ocirun.engine.tree import ProcessTree
 from ocirun.engine.view import View
 from ocirun.errors import OcirunError
 from ocirun.util.log import log
 
-STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
-CLONE_FS = 0x200
-CLONE_THREAD = 0x10000
 ERESTART_MIN, ERESTART_MAX = 512, 516
 _OWN_PATHS = frozenset({"execve", "execveat"})  # kinds whose handler reads the path itself
 
@@ -69,7 +66,7 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
 
 
-class Tracer(ExtensionHost):
+class Tracer(ProcessTree, ExtensionHost):
     """Runs one EnginePlan; what extensions see of it is ocirun.engine.extension.Engine."""
 
     def __init__(self, plan: EnginePlan):
@@ -255,157 +252,6 @@ class Tracer(ExtensionHost):
     def tracee(self, pid: int) -> Tracee | None:
         """Engine API: the traced thread `pid`, if it is one."""
         return self.tracees.get(pid)
-
-    # ----------------------------------------------------------- process tree
-    def _new_tracee(self, pid: int, parent: Tracee | None, share_fs: bool = False) -> Tracee:
-        t = Tracee(pid=pid, engine=self, parent=parent, view=self.root_view, abi=self.abi)
-        if parent is not None:
-            self._inherit(t, parent, share_fs)
-        self.tracees[pid] = t
-        return t
-
-    def _inherit(self, child: Tracee, parent: Tracee, share_fs: bool) -> None:
-        child.parent = parent
-        child.view = parent.view
-        child.abi = parent.abi
-        child.exe = parent.exe
-        child.loader_words = parent.loader_words
-        child.data = dict(parent.data)
-        if share_fs:
-            child.fs = parent.fs
-            parent.fs.users += 1
-            if self.fast is not None:  # the mirror holds the cwds of unshared FsStates only
-                self.fast.forget_cwd(parent.pid)
-        else:
-            child.fs = FsState(cwd=parent.fs.cwd, host_cwd=parent.fs.host_cwd, named=dict(parent.fs.named))
-            fastpath.mirror_cwd(self.fast, child)
-
-    def _event_stop(self, t: Tracee, event: int, sig: int) -> None:
-        if event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
-            self._fork_event(t, event)
-        elif event == pt.PTRACE_EVENT_EXEC:
-            self._exec_event(t)
-        elif event == pt.PTRACE_EVENT_STOP:
-            if not t.seen_first_stop:  # auto-attached child's first stop
-                t.seen_first_stop = True
-                if t.forked:
-                    if not self.kept(t, hooks.STOP_FIRST):
-                        self._resume(t)
-                else:
-                    t.held = True  # resumed at the parent's fork event
-            elif sig in STOP_SIGNALS:  # group stop: job control as without a tracer
-                if not self.kept(t, hooks.STOP_GROUP, sig):
-                    pt.listen(t.pid)
-            elif not self.kept(t, hooks.STOP_INTERRUPT, sig, event):
-                self._resume(t)
-        elif not self.kept(t, hooks.STOP_EVENT, sig, event):
-            self._resume(t)
-
-    def _fork_event(self, t: Tracee, event: int) -> None:
-        child_pid = pt.geteventmsg(t.pid)
-        share_fs = thread = False
-        if event == pt.PTRACE_EVENT_CLONE:
-            flags = self._clone_flags(t)
-            share_fs = bool(flags & CLONE_FS)
-            thread = bool(flags & CLONE_THREAD)
-        child = self.tracees.get(child_pid)
-        if child is None:
-            child = self._new_tracee(child_pid, t, share_fs)
-        else:  # its first stop came before this event: adopt it now
-            self._inherit(child, t, share_fs)
-        child.forked = True
-        child.tgid = t.tgid if thread else child_pid
-        if not thread:
-            self.dumpable.on_fork(t.tgid, child_pid)
-            if self.dirlist.open_dirs:
-                self.dirlist.on_fork(t.tgid, child_pid)
-        if self.pinning.released and self.pinning.enabled:
-            self.pinning.unpin(child_pid)
-        for ext in t.view.extensions:
-            ext.on_fork(t, child)
-        if not self.kept(t, hooks.STOP_EVENT, pt.SIGTRAP, event):
-            self._resume(t)
-        if child.held:
-            child.held = False
-            if not self.kept(child, hooks.STOP_FIRST):
-                self._resume(child)
-
-    def _exec_event(self, t: Tracee) -> None:
-        former = pt.geteventmsg(t.pid)
-        if former != t.pid and former in self.tracees:  # a thread exec'd: it takes the leader's pid
-            old = self.tracees.pop(former)
-            t.pending_exe = old.pending_exe or t.pending_exe
-        if t.pending_exe:
-            t.exe = t.pending_exe
-            t.pending_exe = None
-            t.loader_words = t.pending_loader
-            t.pending_loader = None
-        t.last_rewrite = None
-        if len(self.abis) > 1:
-            t.abi = abi_of.of_program(self.abis, t)
-        if self.fast is not None:
-            self.fast.forget(t.pid)
-            if former != t.pid:
-                self.fast.forget(former)
-                self.fast.forget_cwd(former)
-                self.fast.forget_cwd(t.pid)
-        self.dumpable.on_exec(t.tgid)
-        for ext in t.view.extensions:
-            ext.on_exec(t)
-        if not self.kept(t, hooks.STOP_EVENT, pt.SIGTRAP, pt.PTRACE_EVENT_EXEC):
-            self._resume(t)
-
-    def _clone_flags(self, t: Tracee) -> int:
-        try:
-            regs = t.get_regs()
-        except OSError:
-            return 0
-        arch = t.abi.arch
-        nr = regs[arch.nr_slot]
-        if nr == t.abi.names["clone3"]:
-            try:
-                return t.read_u64(regs[arch.arg_slots[0]])
-            except OSError:
-                return 0
-        return regs[arch.arg_slots[0]]
-
-    def _signal_stop(self, t: Tracee, sig: int) -> None:
-        if not t.seen_first_stop:
-            t.seen_first_stop = True
-        if sig == signal.SIGSTOP and t.pid == self.first_pid and not self.use_seccomp and not self._started:
-            self._started = True  # the child's own SIGSTOP that starts PTRACE_SYSCALL mode
-            self._resume(t, 0)
-            return
-        if not self.kept(t, hooks.STOP_SIGNAL, sig):
-            self._resume(t, sig)
-
-    def _gone(self, pid: int, t: Tracee | None, status: int) -> None:
-        if t is None:
-            return
-        del self.tracees[pid]
-        t.exited = True
-        t.status = status
-        if self.fast is not None:
-            self.fast.forget(pid)
-            self.fast.forget_cwd(pid)
-        if pid == t.tgid:
-            self.dumpable.on_exit(pid)
-            if self.dirlist.open_dirs:
-                self.dirlist.on_exit(pid)
-        t.fs.users -= 1
-        for ext in t.view.extensions:
-            ext.on_process_exit(t)
-        if pid == self.first_pid:
-            if status & 0x7F == 0:
-                self.exit_status = (status >> 8) & 0xFF
-            else:
-                self.exit_status = 128 + (status & 0x7F)
-            if self.plan.kill_on_exit:
-                for other in list(self.tracees):
-                    try:
-                        os.kill(other, signal.SIGKILL)
-                    except OSError:
-                        pass
 
     # --------------------------------------------------------------- syscalls
     def _seccomp_stop(self, t: Tracee) -> None:
