@@ -163,3 +163,14 @@ def test_dot_and_dotdot_in_a_removed_cwd(shared: Path, ext: tuple[str, ...], mod
     assert native.stdout.startswith("stat . 0\n") and "chdir .. None\ngetcwd True\n" in native.stdout
     assert ok(proot(*ext, PYTHON, "-c", REMOVED_CWD, str(shared), env=mode_env)) == native.stdout
     assert ok(proot(*ext, "-b", f"{shared}:/mnt", PYTHON, "-c", REMOVED_CWD, "/mnt", env=mode_env)) == native.stdout
+
+
+@pytest.mark.parametrize("ext", [(), ("-0",)], ids=["plain", "root"])
+def test_removing_a_mount_point_checks_the_parent_first(shared: Path, ext: tuple[str, ...], mode_env) -> None:
+    """The kernel's may_delete comes before its mount point check: EACCES in a parent the
+    user may not write (here the host's /), EBUSY for root (real or -0)."""
+    (shared / "d").mkdir()
+    cp = proot(*ext, "-b", f"{shared}/d:/mnt", "/bin/sh", "-c", "rmdir /mnt; mv /mnt /m2", env=mode_env)
+    error = "Device or resource busy" if ext or os.geteuid() == 0 else "Permission denied"
+    assert [line.rsplit(": ", 1)[1] for line in cp.stderr.splitlines()] == [error, error]
+    assert (shared / "d").is_dir()

@@ -230,8 +230,21 @@ class PathArgs:
                 continue  # (a file named with a trailing slash: ENOTDIR from the kernel first)
             base = "/" if guest[:1] == "/" else self.base_dir(t, sc, pa)
             if base is not None and t.view.translator.is_mount_point(host, guest, base):
-                sc.skip(-errno.EBUSY)
+                sc.skip(-self._mount_point_errno(t, guest, base))
                 return
+
+    def _mount_point_errno(self, t: Tracee, guest: str, base: str) -> int:
+        """EBUSY, after the check the kernel makes first (may_delete: write and search on the
+        parent directory); the root itself ("/") is EBUSY before any check."""
+        if (guest[:1] == "/" and not guest.strip("/")) or self.tracer.guest_euid(t) == 0:
+            return errno.EBUSY
+        tr = t.view.translator
+        try:
+            parent = tr.canonical(guest, base, False, t.tgid, t.pid).rpartition("/")[0] or "/"
+            parent_host = tr.to_host(parent, "/", True, t.tgid, t.pid)
+        except GuestPathError:
+            return errno.EBUSY
+        return errno.EBUSY if os.access(parent_host, os.W_OK | os.X_OK) else errno.EACCES
 
     # ---------------------------------------------------------- invalidation
     def invalidate(self, sc: Syscall, spec: SyscallSpec) -> None:
