@@ -51,7 +51,7 @@
 #define NO_DIRFD 0xFF
 #define WALK_UP 8 /* directories derive() walks below a mirrored one */
 
-enum { F_FOLLOW = 1, F_NOFOLLOW, F_FLAG_NOFOLLOW, F_FLAG_FOLLOW, F_OPEN, F_LISTING, F_UNLINK };
+enum { F_FOLLOW = 1, F_NOFOLLOW, F_FLAG_NOFOLLOW, F_FLAG_FOLLOW, F_OPEN, F_LISTING, F_UNLINK, F_PASS };
 #define AT_REMOVEDIR_ 0x200
 #define GONE_MAX 4096
 
@@ -381,6 +381,8 @@ static int try_fast(pid_t pid) {
         fallback[nr < NR_MAX ? nr : NR_MAX][R_NOT_PURE]++;
     else if (specs[nr].mode == F_UNLINK)
         ok = unlink_fast(pid, nr, &specs[nr], args, info.stack_pointer);
+    else if (specs[nr].mode == F_PASS)
+        ok = 1;  /* an extension's syscall it has no use for yet (Extension.fast_pass) */
     else if (specs[nr].mode != F_LISTING)
         ok = translate(pid, nr, &specs[nr], args, info.stack_pointer);
     else if (listing)
@@ -487,7 +489,7 @@ static PyObject *set_syscall(PyObject *self, PyObject *a) {
     if (!PyArg_ParseTuple(a, "IIIIKIII", &nr, &arg, &mode, &flag_arg, &mask, &abs_only, &dirfd, &listed_))
         return NULL;
     if (nr >= NR_MAX || arg > 5 || flag_arg > 5 || (dirfd > 5 && dirfd != NO_DIRFD) || mode < F_FOLLOW ||
-        mode > F_UNLINK)
+        mode > F_PASS)
         return PyErr_Format(PyExc_ValueError, "bad syscall spec for %u", nr);
     specs[nr] = (spec_t){1, (uint8_t)arg, (uint8_t)mode, (uint8_t)flag_arg, (uint8_t)abs_only, (uint8_t)dirfd,
                          (uint8_t)listed_, mask};

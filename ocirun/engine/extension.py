@@ -140,6 +140,11 @@ class Extension:
     #: core's path syscalls: the fast path may finish those while it is loaded.
     only_own_syscalls: bool = False
 
+    #: Of its own `syscalls`, those it has nothing to do with until it has called
+    #: Engine.every_stop_in_python(): the fast path lets them run until then (the
+    #: ptrace emulation's wait4/waitid, which matter only once a guest traces).
+    fast_pass: frozenset[str] = frozenset()
+
     #: This extension answers stat calls in the tracer (the kernel never runs
     #: them, so exit hooks never see them): it applies Engine.stat_changes.
     answers_stat: bool = False

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 _MODES = {FOLLOW: 1, NOFOLLOW: 2, FLAG_NOFOLLOW: 3, FLAG_FOLLOW: 4, OPEN: 5}
 _LISTING = 6  # getdents64: let through while no listed directory is open
 _UNLINK = 7  # unlinkat of a plain file by a plain name
+_PASS = 8  # an extension's syscall it needs only after every_stop_in_python() (Extension.fast_pass)
 _NO_DIRFD = 0xFF
 
 
@@ -76,6 +77,8 @@ def start(tracer: Tracer) -> ModuleType | None:
             mod.set_syscall(nr, 0, _LISTING, 0, 0, False, _NO_DIRFD, False)
         elif spec.name == "unlinkat" and nr not in tracer.ext_nrs and nr < 512:
             mod.set_syscall(nr, 1, _UNLINK, 0, 0, False, 0, False)
+    for nr in _passed(tracer):
+        mod.set_syscall(nr, 0, _PASS, 0, 0, False, _NO_DIRFD, False)
     mod.set_on_gone(lambda hosts: _gone(tracer, hosts))
     mod.set_plain_names([_b(n) for n in tracer.path_args.bind_names])
     mod.set_listed([_b(h) for h in tracer.listed_dirs])
@@ -123,6 +126,14 @@ def _pure(tracer: Tracer, nr: int, spec: SyscallSpec) -> bool:
     if spec.kind or spec.exit or spec.invalidate or len(spec.paths) != 1 or nr in tracer.ext_nrs:
         return False
     return spec.paths[0].follow in _MODES and nr < 512
+
+
+def _passed(tracer: Tracer) -> list[int]:
+    """Syscalls only extensions trap, each of which lets them run for now (fast_pass)."""
+    names = {n for ext in tracer.extensions for n in ext.fast_pass}
+    for ext in tracer.extensions:
+        names -= set(ext.syscalls) - set(ext.fast_pass)
+    return [nr for n in names if (nr := tracer.names.get(n)) is not None and nr not in tracer.table and nr < 512]
 
 
 def report(tracer: Tracer, mod: ModuleType | None) -> None:

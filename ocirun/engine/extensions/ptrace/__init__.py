@@ -64,6 +64,7 @@ class PtraceEmulation(Extension):
     name = "ptrace"
     syscalls = frozenset({"ptrace", *WAIT_SYSCALLS})
     only_own_syscalls = True
+    fast_pass = frozenset(WAIT_SYSCALLS)  # nothing to answer before the first guest tracer
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
