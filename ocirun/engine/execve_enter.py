@@ -5,6 +5,7 @@ scratch memory on the tracee's stack."""
 from __future__ import annotations
 
 import errno
+import os
 import struct
 import sys
 from typing import TYPE_CHECKING
@@ -79,6 +80,21 @@ def _guest_program(tracer: Tracer, t: Tracee, sc: Syscall, at: bool) -> str | No
     return tracer.proc.exe_of(t, guest) or guest
 
 
+def _path_inaccessible(t: Tracee, sc: Syscall) -> bool:
+    """execveat through a close-on-exec fd by a relative or empty name: the kernel's
+    BINPRM_FLAGS_PATH_INACCESSIBLE, which makes a script (not an ELF) fail ENOENT."""
+    fd = sc.arg_int(0)
+    raw = pt.read_cstring(t.pid, sc.args[1]) if sc.args[1] else b""
+    if fd == AT_FDCWD or raw[:1] == b"/":
+        return False
+    try:
+        with open(f"/proc/{t.pid}/fdinfo/{fd}") as f:
+            flags = next((int(line.split()[1], 8) for line in f if line.startswith("flags:")), 0)
+    except (OSError, ValueError):
+        return False
+    return bool(flags & os.O_CLOEXEC)
+
+
 def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
     at = sc.spec.kind == "execveat"
     pidx = 1 if at else 0
@@ -94,6 +110,9 @@ def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
     env_ptrs: list[int] = []
     env = read_vector(t, envp_ptr, env_ptrs) if planner.foreign is not None else None  # QEMU: LD_* -> -E
     plan = planner.plan(guest, argv or [guest], cwd, env, (t.tgid, t.pid))
+    if at and plan.chain and _path_inaccessible(t, sc):
+        sc.skip(-errno.ENOENT)  # the interpreter could not open the script once the fd is closed
+        return
     host_file = plan.host_path
     if plan.loader_words is not None:  # the loader runs it: named like the program (comm, ps)
         name = plan.guest_path.rstrip("/").rpartition("/")[2]

@@ -130,3 +130,34 @@ def test_exec_of_a_memfd(python: str, ext: tuple[str, ...], mode_env) -> None:
     expected = _native(MEMFD_EXEC)
     assert expected == "script execve\n0\nexecve\n0\nscript execveat\n0\nexecveat\n0\n"
     assert ok(proot(*ext, python, "-c", MEMFD_EXEC, env=mode_env)) == expected  # PRoot: execveat fails
+
+
+# execveat through close-on-exec fds (Python's default): a script by a relative or empty name
+# fails ENOENT (its interpreter could not open it), an ELF runs, an absolute name is unaffected
+CLOEXEC_EXECVEAT = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+d = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+for name, path, flags in (("s", b"s", 0), ("s", b"", 0x1000), ("s", sys.argv[1].encode() + b"/s", 0),
+                          ("true", b"true", 0)):
+    fd = os.open(f"{sys.argv[1]}/{name}", os.O_RDONLY) if not path else d
+    pid = os.fork()
+    if pid == 0:
+        libc.execveat(fd, path, (ctypes.c_char_p * 2)(b"x", None), (ctypes.c_char_p * 1)(None), flags)
+        print("failed", ctypes.get_errno(), flush=True)
+        os._exit(1)
+    print(name, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+@pytest.mark.parametrize("ext", [(), ("-0",)], ids=["plain", "root"])
+def test_execveat_of_a_script_through_a_cloexec_fd(python: str, tmp_path: Path, ext: tuple[str, ...],
+                                                    mode_env) -> None:
+    os.chmod(tmp_path, 0o755)
+    (tmp_path / "s").write_text("#!/bin/sh\necho script\n")
+    (tmp_path / "s").chmod(0o755)
+    (tmp_path / "true").write_bytes(Path("/bin/true").read_bytes())
+    (tmp_path / "true").chmod(0o755)
+    expected = _native(CLOEXEC_EXECVEAT, str(tmp_path))
+    assert expected == "failed 2\ns 1\nfailed 2\ns 1\nscript\ns 0\ntrue 0\n"
+    assert ok(proot(*ext, python, "-c", CLOEXEC_EXECVEAT, str(tmp_path), env=mode_env)) == expected
