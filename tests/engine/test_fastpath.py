@@ -141,3 +141,17 @@ def test_waits_stay_in_c_until_a_guest_traces(bb_root: Path) -> None:
     assert cp.returncode == 0 and cp.stdout == "ok\n", cp.stderr
     assert STATS.search(cp.stderr), cp.stderr
     assert not re.search(r"\d+ (wait4|waitid) to Python", cp.stderr), cp.stderr
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_a_hard_link_to_a_symlink_is_followed_at_once(bb_rw: Path, no_fastpath: str) -> None:
+    """link() of a symlink makes its new name a symlink: a followed lookup of that name,
+    translated (and cached) just before while it was missing, must now follow it, as
+    under PRoot 5.4 and the kernel (the new name was not forgotten by the path cache)."""
+    (bb_rw / "guestonly").mkdir()
+    (bb_rw / "w").mkdir()
+    script = "cd /w; ln -s /guestonly tl; stat -L -c %F nn 2>/dev/null || echo missing; ln tl nn; stat -L -c %F nn; stat -c %F nn"
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_NO_SECCOMP": "0"})
+    cp = subprocess.run(ocirun_argv("proot", "-r", bb_rw, "sh", "-c", script), env=env, capture_output=True,
+                        text=True, timeout=120)
+    assert cp.stdout.splitlines() == ["missing", "directory", "symbolic link"], cp.stdout + cp.stderr

@@ -109,9 +109,10 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("file_getattr", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=4, mask=NOF)),
     _s("file_setattr", _p(1, FLAG_NOFOLLOW, dirfd=0, flag_arg=4, mask=NOF)),
     # namespace mutations (the path cache forgets what they change)
-    # creating an entry where nothing was needs no invalidation: the cache never
-    # holds missing entries (mkdir, mknod, link); symlinks change what a
-    # followed lookup of that name gives, so they do
+    # creating an entry where nothing was needs no invalidation (mkdir, mknod): a
+    # missing name translates to the host path it will have; symlinks change what a
+    # followed lookup of that name gives, so they do, and so does link(), whose new
+    # name is a symlink when the old one is
     _s("mkdir", _p(0, N)),
     _s("mkdirat", _p(1, N, dirfd=0)),
     _s("rmdir", _p(0, N), kind="rmdir", invalidate=(0,)),
@@ -120,8 +121,8 @@ SPECS: tuple[SyscallSpec, ...] = (
     _s("rename", _p(0, N), _p(1, N), invalidate=(0, 1), kind="remove"),
     _s("renameat", _p(1, N, dirfd=0), _p(3, N, dirfd=2), invalidate=(0, 1), kind="remove"),
     _s("renameat2", _p(1, N, dirfd=0), _p(3, N, dirfd=2), invalidate=(0, 1), kind="remove"),
-    _s("link", _p(0, N), _p(1, N)),
-    _s("linkat", _p(1, FLAG_FOLLOW, dirfd=0, flag_arg=4, mask=AT_SYMLINK_FOLLOW), _p(3, N, dirfd=2)),
+    _s("link", _p(0, N), _p(1, N), invalidate=(1,)),
+    _s("linkat", _p(1, FLAG_FOLLOW, dirfd=0, flag_arg=4, mask=AT_SYMLINK_FOLLOW), _p(3, N, dirfd=2), invalidate=(1,)),
     # symlink's target (arg 0) is content, not a path to translate
     _s("symlink", _p(1, N), invalidate=(0,)),
     _s("symlinkat", _p(2, N, dirfd=1), invalidate=(0,)),
