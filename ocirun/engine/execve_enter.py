@@ -115,7 +115,8 @@ def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
         return
     host_file = plan.host_path
     if plan.loader_words is not None:  # the loader runs it: named like the program (comm, ps)
-        name = plan.guest_path.rstrip("/").rpartition("/")[2]
+        # the kernel's comm: the name executed, before symlinks (sh, not dash)
+        name = (plan.guest_path if guest[:6] == "/proc/" else guest).rstrip("/").rpartition("/")[2]
         if name and "/" not in name:
             host_file = tracer.scratch.named_link(plan.host_path, name)
     try:

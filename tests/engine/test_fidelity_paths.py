@@ -174,3 +174,12 @@ def test_removing_a_mount_point_checks_the_parent_first(shared: Path, ext: tuple
     error = "Device or resource busy" if ext or os.geteuid() == 0 else "Permission denied"
     assert [line.rsplit(": ", 1)[1] for line in cp.stderr.splitlines()] == [error, error]
     assert (shared / "d").is_dir()
+
+
+def test_comm_is_the_name_executed_not_the_symlink_target(mode_env) -> None:
+    """/bin/sh -> dash, python3 -> python3.11: the kernel names the process after the path
+    given to execve (ps shows `sh`), as PRoot does."""
+    script = "cat /proc/$$/comm; python3 -c 'print(open(\"/proc/self/comm\").read().strip())'"
+    native = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert native == "sh\npython3\n"
+    assert ok(proot("/bin/sh", "-c", script, env=mode_env)) == native
