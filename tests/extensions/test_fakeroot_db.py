@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 
-from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB, btime_ns, default_db_path
+from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB, btime_ns, default_db_path, open_db
 
 
 def make_tree(tmp_path):
@@ -151,6 +151,32 @@ def test_two_writers_and_a_reader_see_each_other(tmp_path):
     assert len(reader) == 60
     st = os.lstat(files[1])
     assert reader.get(st.st_dev, st.st_ino).uid == 101
+
+
+def _opener(rootfs: str, out) -> None:
+    db, warning = open_db(rootfs)
+    out.put((db.path, warning))
+
+
+def test_engines_opening_a_new_database_at_once_all_use_it(tmp_path, monkeypatch):
+    """Engines started together on a fresh tree race for sqlite's switch to WAL mode,
+    which answers SQLITE_BUSY without waiting (about 1 round in 10 here with 6 of
+    them): open_db must wait for the database, not fall back to another file whose
+    owners the other engines never see (-0 runs that lost all their chowns)."""
+    monkeypatch.delenv("OCIRUN_FAKEROOT_DB", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(60):
+        root = tmp_path / f"r{round_}" / "rootfs"
+        root.mkdir(parents=True)
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_opener, args=(str(root), out)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        got = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(60)
+        assert got == [(default_db_path(str(root)), None)] * 6, f"round {round_}: {got}"
 
 
 def test_seed_once(tmp_path):

@@ -31,7 +31,7 @@ import pwd
 import sqlite3
 import stat as statmod
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from ocirun.engine.extensions.shared import statbuf
@@ -143,6 +143,26 @@ def open_db(rootfs: str, path: str | None = None) -> tuple[FakeRootDB, str | Non
         "last only for this run")
 
 
+def _while_busy(step: Callable[[], None], seconds: float = 30.0) -> None:
+    """Run `step`, again while another engine holds the database (SQLITE_BUSY/LOCKED).
+
+    Two engines opening a new database at once race for the switch to WAL mode, which
+    sqlite does not wait for; giving up there made open_db fall back to another file,
+    whose owners the other engines never saw."""
+    deadline = time.monotonic() + seconds
+    delay = 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 def _is_corrupt(exc: Exception) -> bool:
     """sqlite's 'file is not a database' / 'database disk image is malformed'."""
     return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -157,14 +177,7 @@ class FakeRootDB:
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        root_st = os.stat(self.rootfs)
-        self._conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('root', ?)",
-            (f"{root_st.st_dev}:{root_st.st_ino}",),
-        )
+        _while_busy(self._setup)
         self._cache: dict[tuple[int, int], Record] = {}
         # Files outside the rootfs (bindings: /tmp, /home...) are remembered for this
         # run only: their inode numbers are reused too freely to be kept.
@@ -175,6 +188,17 @@ class FakeRootDB:
         self._checked = 0.0
         self._polled = 0.0
         self._reload()
+
+    def _setup(self) -> None:
+        """WAL mode, the schema, the rootfs' identity: idempotent, so it may be retried."""
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        root_st = os.stat(self.rootfs)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('root', ?)",
+            (f"{root_st.st_dev}:{root_st.st_ino}",),
+        )
 
     # ---- cache --------------------------------------------------------------
 
