@@ -7,7 +7,12 @@ import os
 import shutil
 import stat
 
-from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB, btime_ns, default_db_path, open_db
+from ocirun.engine.extensions.fake_id0.fakeroot_db import (
+    FakeRootDB,
+    btime_ns,
+    default_db_path,
+    open_db,
+)
 
 
 def make_tree(tmp_path):
