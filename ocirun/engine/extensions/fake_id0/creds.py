@@ -81,120 +81,96 @@ class Creds:
         """CAP_SETUID/CAP_SETGID/CAP_CHOWN/... are effective."""
         return bool(self.cap_effective)
 
-    # ---- uids -------------------------------------------------------------
+    # ---- uids and gids: one set of rules over either kind -------------------
+
+    def _get(self, k: str) -> tuple[int, int, int, int]:
+        """(real, effective, saved, fs) ids of kind `k`: "u" or "g"."""
+        return getattr(self, f"r{k}id"), getattr(self, f"e{k}id"), getattr(self, f"s{k}id"), getattr(self, f"fs{k}id")
+
+    def _put(self, k: str, r: int, e: int, s: int, fs: int) -> None:
+        setattr(self, f"r{k}id", r)
+        setattr(self, f"e{k}id", e)
+        setattr(self, f"s{k}id", s)
+        setattr(self, f"fs{k}id", fs)
+
+    def _changed(self, k: str, old: tuple[int, int, int, int]) -> int:
+        """After a uid change, the capability rules (gids have none); the syscall's 0."""
+        if k == "u":
+            self._uids_changed(*old[:3])
+        return 0
+
+    def _setid(self, k: str, value: int) -> int:
+        """setuid/setgid(2)."""
+        value = _arg(value)
+        if value == NOCHANGE:
+            return -errno.EINVAL
+        old = r, e, s, fs = self._get(k)
+        if self.privileged:
+            self._put(k, value, value, value, value)
+        elif value in (r, s):
+            self._put(k, r, value, s, value)
+        else:
+            return -errno.EPERM
+        return self._changed(k, old)
+
+    def _setreid(self, k: str, real: int, eff: int) -> int:
+        """setreuid/setregid(2): the saved id follows the new effective one when the real
+        id is set, or the effective one is set to other than the old real one."""
+        real, eff = _arg(real), _arg(eff)
+        old = r, e, s, _fs = self._get(k)
+        new_r = r if real == NOCHANGE else real
+        new_e = e if eff == NOCHANGE else eff
+        if not self.privileged:
+            if real != NOCHANGE and real not in (r, e):
+                return -errno.EPERM
+            if eff != NOCHANGE and eff not in (r, e, s):
+                return -errno.EPERM
+        if real != NOCHANGE or (eff != NOCHANGE and new_e != r):
+            s = new_e
+        self._put(k, new_r, new_e, s, new_e)
+        return self._changed(k, old)
+
+    def _setresid(self, k: str, real: int, eff: int, saved: int) -> int:
+        """setresuid/setresgid(2): each id to one of the current three, unless privileged."""
+        wanted = (_arg(real), _arg(eff), _arg(saved))
+        old = self._get(k)
+        if not self.privileged and any(v != NOCHANGE and v not in old[:3] for v in wanted):
+            return -errno.EPERM
+        r, e, s = (cur if v == NOCHANGE else v for v, cur in zip(wanted, old[:3], strict=True))
+        self._put(k, r, e, s, e)
+        return self._changed(k, old)
+
+    def _setfsid(self, k: str, value: int) -> int:
+        """setfsuid/setfsgid(2): the previous fs id whether or not it changed (as the kernel)."""
+        value = _arg(value)
+        old = r, e, s, fs = self._get(k)
+        if value != NOCHANGE and (self.privileged or value in old):
+            self._put(k, r, e, s, value)
+        return fs
 
     def setuid(self, uid: int) -> int:
-        uid = _arg(uid)
-        if uid == NOCHANGE:
-            return -errno.EINVAL
-        old = (self.ruid, self.euid, self.suid)
-        if self.privileged:
-            self.ruid = self.euid = self.suid = self.fsuid = uid
-        elif uid in (self.ruid, self.suid):
-            self.euid = self.fsuid = uid
-        else:
-            return -errno.EPERM
-        self._uids_changed(*old)
-        return 0
-
-    def setreuid(self, ruid: int, euid: int) -> int:
-        ruid, euid = _arg(ruid), _arg(euid)
-        old_ruid, old_euid = self.ruid, self.euid
-        new_ruid = old_ruid if ruid == NOCHANGE else ruid
-        new_euid = old_euid if euid == NOCHANGE else euid
-        if not self.privileged:
-            if ruid != NOCHANGE and ruid not in (old_ruid, old_euid):
-                return -errno.EPERM
-            if euid != NOCHANGE and euid not in (old_ruid, old_euid, self.suid):
-                return -errno.EPERM
-        old = (self.ruid, self.euid, self.suid)
-        if ruid != NOCHANGE or (euid != NOCHANGE and new_euid != old_ruid):
-            self.suid = new_euid
-        self.ruid, self.euid, self.fsuid = new_ruid, new_euid, new_euid
-        self._uids_changed(*old)
-        return 0
-
-    def setresuid(self, ruid: int, euid: int, suid: int) -> int:
-        ruid, euid, suid = _arg(ruid), _arg(euid), _arg(suid)
-        if not self.privileged:
-            allowed = (self.ruid, self.euid, self.suid)
-            for value in (ruid, euid, suid):
-                if value != NOCHANGE and value not in allowed:
-                    return -errno.EPERM
-        old = (self.ruid, self.euid, self.suid)
-        if ruid != NOCHANGE:
-            self.ruid = ruid
-        if euid != NOCHANGE:
-            self.euid = euid
-        if suid != NOCHANGE:
-            self.suid = suid
-        self.fsuid = self.euid
-        self._uids_changed(*old)
-        return 0
-
-    def setfsuid(self, fsuid: int) -> int:
-        """Returns the previous fsuid whether or not it changed (as the kernel does)."""
-        fsuid = _arg(fsuid)
-        old = self.fsuid
-        if fsuid != NOCHANGE and (
-            self.privileged or fsuid in (self.ruid, self.euid, self.suid, self.fsuid)
-        ):
-            self.fsuid = fsuid
-        return old
-
-    # ---- gids -------------------------------------------------------------
+        return self._setid("u", uid)
 
     def setgid(self, gid: int) -> int:
-        gid = _arg(gid)
-        if gid == NOCHANGE:
-            return -errno.EINVAL
-        if self.privileged:
-            self.rgid = self.egid = self.sgid = self.fsgid = gid
-        elif gid in (self.rgid, self.sgid):
-            self.egid = self.fsgid = gid
-        else:
-            return -errno.EPERM
-        return 0
+        return self._setid("g", gid)
+
+    def setreuid(self, ruid: int, euid: int) -> int:
+        return self._setreid("u", ruid, euid)
 
     def setregid(self, rgid: int, egid: int) -> int:
-        rgid, egid = _arg(rgid), _arg(egid)
-        old_rgid, old_egid = self.rgid, self.egid
-        new_rgid = old_rgid if rgid == NOCHANGE else rgid
-        new_egid = old_egid if egid == NOCHANGE else egid
-        if not self.privileged:
-            if rgid != NOCHANGE and rgid not in (old_rgid, old_egid):
-                return -errno.EPERM
-            if egid != NOCHANGE and egid not in (old_rgid, old_egid, self.sgid):
-                return -errno.EPERM
-        if rgid != NOCHANGE or (egid != NOCHANGE and new_egid != old_rgid):
-            self.sgid = new_egid
-        self.rgid, self.egid, self.fsgid = new_rgid, new_egid, new_egid
-        return 0
+        return self._setreid("g", rgid, egid)
+
+    def setresuid(self, ruid: int, euid: int, suid: int) -> int:
+        return self._setresid("u", ruid, euid, suid)
 
     def setresgid(self, rgid: int, egid: int, sgid: int) -> int:
-        rgid, egid, sgid = _arg(rgid), _arg(egid), _arg(sgid)
-        if not self.privileged:
-            allowed = (self.rgid, self.egid, self.sgid)
-            for value in (rgid, egid, sgid):
-                if value != NOCHANGE and value not in allowed:
-                    return -errno.EPERM
-        if rgid != NOCHANGE:
-            self.rgid = rgid
-        if egid != NOCHANGE:
-            self.egid = egid
-        if sgid != NOCHANGE:
-            self.sgid = sgid
-        self.fsgid = self.egid
-        return 0
+        return self._setresid("g", rgid, egid, sgid)
+
+    def setfsuid(self, fsuid: int) -> int:
+        return self._setfsid("u", fsuid)
 
     def setfsgid(self, fsgid: int) -> int:
-        fsgid = _arg(fsgid)
-        old = self.fsgid
-        if fsgid != NOCHANGE and (
-            self.privileged or fsgid in (self.rgid, self.egid, self.sgid, self.fsgid)
-        ):
-            self.fsgid = fsgid
-        return old
+        return self._setfsid("g", fsgid)
 
     def setgroups(self, groups: list[int]) -> int:
         if not self.privileged:

@@ -11,13 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ocirun.engine.extensions.sysvipc import abi
 from ocirun.engine.extensions.sysvipc.abi import (
-    IPC_64,
-    IPC_INFO,
-    IPC_NOWAIT,
-    IPC_RMID,
-    IPC_SET,
-    IPC_STAT,
     MSG_COPY,
     MSG_EXCEPT,
     MSG_INFO,
@@ -123,7 +118,7 @@ class MessageQueues:
         """Do it now, or fail with IPC_NOWAIT, or hold the caller until it can be done."""
         r = attempt()
         if r is None:
-            if flags & IPC_NOWAIT:
+            if flags & abi.IPC_NOWAIT:
                 return -errno.EAGAIN if sc.name == "msgsnd" else -errno.ENOMSG
             q.waiters.append((t, sc, attempt))
             sc.hold()
@@ -145,23 +140,23 @@ class MessageQueues:
                     progress = True
 
     def msgctl(self, t: Tracee, sc: Syscall) -> int:
-        ident, cmd, buf = sc.arg_int(0), sc.arg_int(1) & ~IPC_64, sc.args[2]
-        if cmd in (IPC_INFO, MSG_INFO):
+        ident, cmd, buf = sc.arg_int(0), sc.arg_int(1) & ~abi.IPC_64, sc.args[2]
+        if cmd in (abi.IPC_INFO, MSG_INFO):
             return self.table.info(t, buf, MSGINFO.pack(MSGMNI * MSGMNB // 1024, MSGMNI * MSGMNB // 16, MSGMAX,
                                                         MSGMNB, MSGMNI, 16, MSGMNB, 0xFFFF))
         q = self.table.find(ident)
         if q is None:
             return -errno.EINVAL
-        if cmd in (IPC_STAT, MSG_STAT, MSG_STAT_ANY):
+        if cmd in (abi.IPC_STAT, MSG_STAT, MSG_STAT_ANY):
             return stat_reply(t, buf, cmd, q.ident, q.pack())
-        if cmd == IPC_SET:
+        if cmd == abi.IPC_SET:
             raw = t.read(buf, MSQID_DS.size)
             q.perm.set_from(raw[:PERM.size])
             q.qbytes = MSQID_DS.unpack(raw)[6]
             q.ctime = int(time.time())
             self._wake(q)
             return 0
-        if cmd == IPC_RMID:
+        if cmd == abi.IPC_RMID:
             self.table.remove(q.ident, q.perm.key)
             for w in q.waiters:
                 w[1].skip(-errno.EIDRM)
