@@ -135,7 +135,7 @@ def test_waits_stay_in_c_until_a_guest_traces(bb_root: Path) -> None:
     """The ptrace emulation traps wait4/waitid but needs them only once a guest process
     traces another: until then the fast path lets them run (one Python stop less per
     child a shell waits for); a guest tracer (tests/engine/test_ptrace.py) turns it off."""
-    env = ocirun_env({"OCIRUN_FASTPATH_STATS": "2", "OCIRUN_NO_SECCOMP": "0"})
+    env = ocirun_env({"OCIRUN_FASTPATH_STATS": "2", "OCIRUN_NO_SECCOMP": "0", "OCIRUN_NO_FASTPATH": "0"})
     cp = subprocess.run(ocirun_argv("proot", "-r", bb_root, "sh", "-c", "for i in 1 2 3 4 5; do /bin/true; done; echo ok"),
                         env=env, capture_output=True, text=True, timeout=120)
     assert cp.returncode == 0 and cp.stdout == "ok\n", cp.stderr
