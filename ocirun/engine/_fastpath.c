@@ -308,7 +308,12 @@ static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *ar
     if (strncmp(key, "/proc/", 6) == 0) FALL(nr, R_PROC);
     const entry_t *e = cache_get(key, (uint8_t)follow);
     const char *host = e ? e->host : derived;
-    if (!e && !derive(key, follow, derived)) FALL(nr, R_MISS);
+    if (!e) {
+        if (!derive(key, follow, derived)) FALL(nr, R_MISS);
+        /* remembered as Python would have cached it: the same invalidations clear it
+         * (every one clears the whole mirror), and the next lookup is a hit */
+        table_put(&cache, key, derived, (uint8_t)follow);
+    }
     if (s->listed && is_listed(host, strlen(host))) FALL(nr, R_LISTED);
     if (!base) {
         if (strcmp(host, path) == 0) return 1;
