@@ -304,13 +304,37 @@ def _say(line: str) -> None:
     try:
         click.echo(line, err=True)
     except OSError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stderr.fileno())
-        os.close(devnull)
+        _silence(sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the group, turn every failure into one line and an exit code."""
+    """Entry point: run the group, turn every failure into one line and an exit code.
+
+    Output still buffered when the command ends is flushed here, not by Python at exit:
+    there a failure (stdout on a full disk) is a traceback-like notice and exit 120."""
+    try:
+        _main(argv)
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _silence(sys.stdout)
+        if code in (0, None):
+            _say(f"ocirun: {(exc.strerror or str(exc)).lower()}")
+            code = EXIT_OCIRUN
+    sys.exit(code)
+
+
+def _silence(stream) -> None:
+    """Point a standard stream that cannot be written at /dev/null (its buffer goes there)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else argv
     undo_locale_coercion()
     debug = "-D" in args[:2] or "--debug" in args[:2] or os.environ.get("OCIRUN_DEBUG") == "1"
