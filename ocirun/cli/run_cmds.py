@@ -166,7 +166,7 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool, 
 
     opts = build_options(_raw_args(image, command, params, rm, detach))
     store, cstore = stores(ctx)
-    c = create_container(store, cstore, opts)
+    c = create_container(store, cstore, opts, hold=not detach)
     if detach:
         start_detached(cstore, c)
         click.echo(c.id)

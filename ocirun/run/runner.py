@@ -88,8 +88,9 @@ def _platform_matches(have: str, want: str) -> bool:
         return False
 
 
-def create_container(store: Any, cstore: ContainerStore, opts: RunOptions) -> Container:
-    """Pull if needed, build the RunPlan from the image config, make the container."""
+def create_container(store: Any, cstore: ContainerStore, opts: RunOptions, hold: bool = False) -> Container:
+    """Pull if needed, build the RunPlan from the image config, make the container.
+    hold: SIGTERM/SIGHUP wait from the container's making until start_container runs it."""
     for message in opts.warnings:
         log.warning(message)
     prepare_host_paths(opts.volumes)
@@ -97,6 +98,8 @@ def create_container(store: Any, cstore: ContainerStore, opts: RunOptions) -> Co
     image_root = store.ensure_unpacked(record)
     if opts.platform is None:
         opts.platform = record.platform or None
+    if hold:
+        hold_signals()
     return cstore.create(
         image=opts.image,
         image_id=record.id,
@@ -243,15 +246,29 @@ class _Terminated(BaseException):
         self.signum = signum
 
 
+HELD_SIGNALS = {signal.SIGTERM, signal.SIGHUP}
+
+
+def hold_signals() -> None:
+    """Keep SIGTERM/SIGHUP pending from here until start_container handles them: one
+    that came between making a --rm container and running it killed ocirun with the
+    container left behind (scancel of a job that had just started)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+
+
 @contextlib.contextmanager
 def _unwind_on_signals():
+    """SIGTERM/SIGHUP raise _Terminated inside (held ones arrive now); after it they are
+    held again, so the clean-up that follows (--rm, the state) is not cut short."""
     def handler(signum, frame):
         raise _Terminated(signum)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.signal(s, handler) for s in HELD_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
     try:
         yield
     finally:
+        hold_signals()
         for s, h in old.items():
             signal.signal(s, h)
 
