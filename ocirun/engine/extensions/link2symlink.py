@@ -274,7 +274,7 @@ class Link2Symlink(Extension):
         else:
             store, target = self._adopt(sc, old, st)
         os.symlink(target, new)
-        self._set_count(store, self._count(store) + 1 if os.path.lexists(store + ".nlink") else 2)
+        self._set_count(store, self._count(store) + 1)  # a file just adopted counts 1 (no .nlink yet)
 
     def _is_store_file(self, host: str) -> bool:
         return os.path.dirname(host) == self.store_host or os.path.basename(host).startswith(SIBLING)
