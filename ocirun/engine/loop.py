@@ -49,6 +49,7 @@ from ocirun.engine.path.proc import ProcFiles
 from ocirun.engine.path.translator import PathTranslator
 from ocirun.engine.plan import EnginePlan
 from ocirun.engine.scratch import ScratchDir
+from ocirun.engine.sigsys import refused_at_exit
 from ocirun.engine.socket import UnixSockets
 from ocirun.engine.syscall import Syscall
 from ocirun.engine.syscalls import Abi, SyscallSpec, load_abi
@@ -322,13 +323,14 @@ class Tracer(ProcessTree, ExtensionHost):
             if self.verbose >= 3 and abi is not None:
                 trace.trace_other(t, abi.nr_names.get(info.nr, str(info.nr)))
 
-    def _enter(self, t: Tracee, info: pt.SyscallInfo) -> None:
-        """A trapped syscall's entry: the core's path translation and handler, then extensions."""
+    def _enter(self, t: Tracee, info: pt.SyscallInfo, trapped: bool = False) -> Syscall | None:
+        """A trapped syscall's entry: the core's path translation and handler, then extensions.
+        trapped: the call's SIGSYS stop (sigsys.py): answered as at a seccomp stop."""
         nr = info.nr
         stop = abi_of.of_stop(self.abis, self.abi, info)  # x86_64 or i386 (ocirun/engine/abi.py)
         if stop is None:
             t.sc = None
-            return
+            return None
         abi, args = stop
         t.abi = abi
         last = t.last_rewrite
@@ -339,10 +341,10 @@ class Tracer(ProcessTree, ExtensionHost):
         call_of = abi_of.direct_call(t, abi, nr, args)  # i386's socketcall: the call it carries
         if call_of is None:
             t.sc = None
-            return
+            return None
         call, args, spec, mux = call_of
         sc = Syscall(t, call, spec.name if spec else abi.nr_names.get(call, str(call)), spec, args, info.sp,
-                     self.use_seccomp)
+                     self.use_seccomp or trapped)
         sc.mux = mux
         t.sc = sc
         if not self.use_seccomp:
@@ -368,6 +370,7 @@ class Tracer(ProcessTree, ExtensionHost):
             sc.exit_wanted = True
         if not sc.exit_wanted:
             t.sc = None
+        return sc
 
     def _paths_and_handler(self, t: Tracee, sc: Syscall, spec: SyscallSpec, again: bool = False) -> None:
         """The core's part of an entry: translate the path arguments, run the kind's handler.
@@ -412,6 +415,8 @@ class Tracer(ProcessTree, ExtensionHost):
         if -ERESTART_MAX <= result <= -ERESTART_MIN:
             return  # the syscall will be restarted (and re-trapped)
         t.last_rewrite = None
+        if not sc.seccomp_mode and refused_at_exit(t, sc, result):
+            return  # a host filter's SIGSYS follows (sigsys.py)
         for ext in reversed(t.view.extensions):
             ext.on_exit(t, sc)
         spec = sc.spec

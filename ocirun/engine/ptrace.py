@@ -151,6 +151,16 @@ def geteventmsg(pid: int) -> int:
     return _msg.value
 
 
+_siginfo = ctypes.create_string_buffer(128)
+
+
+def getsiginfo(pid: int) -> bytes:
+    """PTRACE_GETSIGINFO: the siginfo_t of the signal a signal-delivery-stop is for."""
+    if _ptrace(PTRACE_GETSIGINFO, pid, 0, ctypes.addressof(_siginfo)) == -1:
+        raise _err("PTRACE_GETSIGINFO")
+    return _siginfo.raw
+
+
 def poke_user(pid: int, slot: int, value: int) -> None:
     """Write one register (slot index of user_regs_struct)."""
     if _ptrace(PTRACE_POKEUSER, pid, slot * 8, value & 0xFFFFFFFFFFFFFFFF) == -1:

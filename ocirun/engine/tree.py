@@ -16,6 +16,7 @@ from ocirun.engine import abi as abi_of
 from ocirun.engine import extension as hooks
 from ocirun.engine import fastpath
 from ocirun.engine import ptrace as pt
+from ocirun.engine.sigsys import answer_sigsys
 from ocirun.engine.tracee import FsState, Tracee
 
 if TYPE_CHECKING:
@@ -148,6 +149,8 @@ class ProcessTree:
             self._started = True  # the child's own SIGSTOP that starts PTRACE_SYSCALL mode
             self._resume(t, 0)
             return
+        if sig == signal.SIGSYS and answer_sigsys(self, t):
+            return  # a call a host seccomp policy trapped, answered by the engine
         if not self.kept(t, hooks.STOP_SIGNAL, sig):
             self._resume(t, sig)
 

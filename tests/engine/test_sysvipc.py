@@ -9,6 +9,7 @@ natively on this host."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,12 +49,22 @@ print "ok\n";
 """
 
 
-@pytest.fixture(params=["seccomp", "no-seccomp"])
+@pytest.fixture(params=["seccomp", "no-seccomp", "sigsys", "sigsys-no-seccomp"])
 def android(request: pytest.FixtureRequest) -> tuple[dict[str, str], dict[str, str]]:
-    """(the deny filter's calls, ocirun's environment) for one tracing mode."""
+    """(the deny filter's calls, ocirun's environment) for one tracing mode: the calls
+    missing (ENOSYS), or answered with SIGSYS as Android's app filter answers calls it
+    forbids (SECCOMP_RET_TRAP: ocirun/engine/sigsys.py); in the ptrace-only mode the
+    filter also traps -1, the number a skipped call reaches it as, as Android's allow-list
+    does."""
+    env = {"OCIRUN_NO_SECCOMP": "1" if request.param.endswith("no-seccomp") else "0"}
     if request.param == "seccomp":
-        return dict.fromkeys(IPC_CALLS, "TRACE"), {"OCIRUN_NO_SECCOMP": "0"}
-    return dict.fromkeys(IPC_CALLS, "ENOSYS"), {"OCIRUN_NO_SECCOMP": "1"}
+        return dict.fromkeys(IPC_CALLS, "TRACE"), env
+    if request.param == "no-seccomp":
+        return dict.fromkeys(IPC_CALLS, "ENOSYS"), env
+    calls = dict.fromkeys(IPC_CALLS, "TRAP")
+    if env["OCIRUN_NO_SECCOMP"] == "1":
+        calls["-1"] = "TRAP"
+    return calls, env
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -70,9 +81,13 @@ def test_the_restriction_is_real(cprogs: Path, android) -> None:
     fails as on Android; without the filter it works (the expected output below)."""
     calls, env = android
     native = _run(deny_argv(calls, [str(cprogs / "sysvipc")]))
+    off = _proot_denied(calls, {**env, "OCIRUN_SYSVIPC": "0"}, "-r", "/", str(cprogs / "sysvipc"))
+    if "TRAP" in calls.values():  # killed by the SIGSYS, natively and with the emulation off
+        assert native.returncode == -signal.SIGSYS and native.stdout == ""
+        assert off.returncode == 128 + signal.SIGSYS and off.stdout == "", off.stderr
+        return
     assert native.returncode == 1 and native.stdout == "FAIL shmget: ENOSYS\n"
     if env["OCIRUN_NO_SECCOMP"] == "1":  # seccomp mode: a call the tracer lets through runs
-        off = _proot_denied(calls, {**env, "OCIRUN_SYSVIPC": "0"}, "-r", "/", str(cprogs / "sysvipc"))
         assert off.returncode == 1 and off.stdout == "FAIL shmget: ENOSYS\n", off.stderr
 
 

@@ -15,6 +15,12 @@ NAME=TRACE asks for SECCOMP_RET_TRACE instead: with no tracer the call fails wit
 ENOSYS (a kernel without the call, such as Android's without SysV IPC), and a seccomp
 tracer still gets its stop first, as on such a kernel. A call the tracer lets through
 runs for real, so only an emulation that answers the call itself is shown faithfully.
+
+NAME=TRAP asks for SECCOMP_RET_TRAP, as Android's app filter answers most calls it
+forbids: the caller gets SIGSYS (si_code SYS_SECCOMP; killed, exit 159, unless it
+handles it), and a seccomp tracer gets no syscall stop, only the signal's stop.
+A NAME may be a number: `-1=TRAP` traps what a tracer's skipped call is filtered as in
+the ptrace-only mode, as Android's allow-list does.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ SECCOMP_MODE_FILTER = 2
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
 RET_TRACE = 0x7FF00000
-TRACE = -1  # the pseudo errno of NAME=TRACE
+RET_TRAP = 0x00030000
+TRACE, TRAP = -1, -2  # the pseudo errnos of NAME=TRACE and NAME=TRAP
+_ACTIONS = {"TRACE": TRACE, "TRAP": TRAP}
 # BPF: ld w abs, jeq k, ret k
 LD_ABS, JEQ, RET = 0x20, 0x15, 0x06
 
@@ -48,13 +56,18 @@ def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
 
 
 def build(denied: dict[int, int], audit_arch: int) -> bytes:
-    """A filter: other architectures and syscalls allowed, each nr in `denied` -> its errno."""
+    """A filter: other architectures and syscalls allowed, each nr in `denied` -> its errno
+    (or TRACE/TRAP)."""
     prog = [_insn(LD_ABS, 0, 0, 4), _insn(JEQ, 1, 0, audit_arch), _insn(RET, 0, 0, RET_ALLOW),
             _insn(LD_ABS, 0, 0, 0)]
     for nr, err in denied.items():
-        prog += [_insn(JEQ, 0, 1, nr), _insn(RET, 0, 0, RET_TRACE if err == TRACE else RET_ERRNO | err)]
+        prog += [_insn(JEQ, 0, 1, nr), _insn(RET, 0, 0, _action(err))]
     prog.append(_insn(RET, 0, 0, RET_ALLOW))
     return b"".join(prog)
+
+
+def _action(err: int) -> int:
+    return RET_TRACE if err == TRACE else RET_TRAP if err == TRAP else RET_ERRNO | err
 
 
 def install(program: bytes) -> None:
@@ -76,8 +89,11 @@ def _parse(spec: str) -> dict[int, int]:
     denied = {}
     for item in spec.split(","):
         name, _, err = item.partition("=")
-        if name in numbers:  # e.g. no `link` on aarch64: only linkat
-            denied[numbers[name]] = TRACE if err == "TRACE" else getattr(errno, err or "EPERM")
+        nr = numbers.get(name)  # e.g. no `link` on aarch64: only linkat
+        if name.lstrip("-").isdigit():  # a number: -1 is what a tracer's skipped call is filtered as
+            nr = int(name) & 0xFFFFFFFF
+        if nr is not None:
+            denied[nr] = _ACTIONS[err] if err in _ACTIONS else getattr(errno, err or "EPERM")
     return denied
 
 

@@ -22,6 +22,10 @@ class RegSet(SlotRegisters):
     def set_all(self, pid: int, regs: list[int]) -> None:
         pt.set_regset(pid, NT_PRSTATUS, regs)
 
+    def get_nr(self, pid: int) -> int:
+        v = pt.get_regset(pid, NT_ARM_SYSTEM_CALL, 1)[0] & 0xFFFFFFFF
+        return v - (1 << 32) if v & 0x80000000 else v
+
     def set_nr(self, pid: int, nr: int) -> None:
         pt.set_regset_int(pid, NT_ARM_SYSTEM_CALL, nr)
 

@@ -46,6 +46,11 @@ class SlotRegisters:
         """Syscall argument i (0-5) at a syscall stop."""
         self.set(pid, self.arg_slots[i], value)
 
+    def get_nr(self, pid: int) -> int:
+        """The syscall number the kernel holds for the stop (signed; -1: none)."""
+        v = self.get(pid, self.nr_slot)
+        return v - (1 << 64) if v & (1 << 63) else v
+
     def set_nr(self, pid: int, nr: int) -> None:
         """The syscall number at an entry stop (-1 (all ones): the kernel skips the call)."""
         self.set(pid, self.nr_slot, nr & _MASK64)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import signal
+
+from ocirun.engine.extensions.shared.sigsysprobe import catching_sigsys
 
 _IPC_PRIVATE = 0  # (sysvipc/abi.py has them all; importing it would load the extension)
 _IPC_RMID = 0
@@ -14,7 +15,8 @@ _IPC_RMID = 0
 
 def sysvipc_needed() -> bool:
     """True if this host refuses SysV IPC: a probe shmget(IPC_PRIVATE) fails with ENOSYS
-    or EPERM (a SIGSYS from a seccomp policy is caught for the probe's length)."""
+    or EPERM, or a seccomp policy answers it with SIGSYS (Android's: caught for the
+    probe's length; the call then returns whatever the kernel left in the register)."""
     from ocirun.engine.syscalls import names
 
     try:
@@ -22,16 +24,11 @@ def sysvipc_needed() -> bool:
     except KeyError:
         return False
     libc = ctypes.CDLL(None, use_errno=True)
-    try:
-        old = signal.signal(signal.SIGSYS, lambda *_: None)
-    except ValueError:  # not the main thread
-        old = None
-    try:
+    with catching_sigsys() as trapped:
         ident = libc.syscall(numbers["shmget"], _IPC_PRIVATE, 4096, 0o600)
         err = ctypes.get_errno()
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGSYS, old)
+    if trapped:
+        return True
     if ident >= 0:
         libc.syscall(numbers["shmctl"], ident, _IPC_RMID, None)
         return False

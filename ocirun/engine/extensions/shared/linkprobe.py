@@ -6,9 +6,12 @@ from __future__ import annotations
 import errno
 import os
 
+from ocirun.engine.extensions.shared.sigsysprobe import catching_sigsys
+
 
 def link2symlink_needed(rootfs: str) -> bool:
-    """Probe: does link() work in this rootfs? (Android's SELinux says EACCES.)
+    """Probe: does link() work in this rootfs? (Android's SELinux says EACCES; a
+    seccomp policy may answer SIGSYS.)
 
     The host's own root is never probed (nor emulated by default): no file is
     created in `/` just to ask.
@@ -22,11 +25,17 @@ def link2symlink_needed(rootfs: str) -> bool:
         return False  # cannot even create a file: nothing to decide here
     os.close(fd)
     try:
-        os.link(probe, probe + ".l")
-    except OSError as e:
-        return e.errno in (errno.EACCES, errno.EPERM)
-    else:
-        os.unlink(probe + ".l")
-        return False
+        with catching_sigsys() as trapped:
+            try:
+                os.link(probe, probe + ".l")
+            except OSError as e:
+                refused = e.errno in (errno.EACCES, errno.EPERM)
+            else:
+                refused = False
+        if trapped:
+            return True  # a seccomp policy's SIGSYS (the call did not run)
+        if not refused:
+            os.unlink(probe + ".l")
+        return refused
     finally:
         os.unlink(probe)
