@@ -96,6 +96,7 @@ class ContainerTree:
         st = os.stat(self.image_root)
         os.makedirs(os.path.dirname(self.root), exist_ok=True)
         os.mkdir(self.root, 0o700)
+        self._marks = None  # decided by the new directory's filesystem, not by its absence
         self.marks.put(self.root, _lazy_value(st.st_mode, ""))
         self.ensure(self.root)
 

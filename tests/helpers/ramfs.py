@@ -28,6 +28,16 @@ def in_ramfs(mountpoint: str | os.PathLike[str], argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "tests.helpers.ramfs", os.fspath(mountpoint), "--", *argv]
 
 
+def takes_user_xattrs(path: str | os.PathLike[str]) -> bool:
+    """Whether the filesystem holding `path` lets a user xattr be set on it."""
+    try:
+        os.setxattr(path, "user.probe", b"1")
+    except OSError:
+        return False
+    os.removexattr(path, "user.probe")
+    return True
+
+
 def _check(rc: int, what: str) -> None:
     if rc != 0:
         err = ctypes.get_errno()

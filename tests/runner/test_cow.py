@@ -1,4 +1,8 @@
-"""The lazy container tree and copy-up, without the engine (the engine tests are in test_run_e2e)."""
+"""The lazy container tree and copy-up, without the engine (the engine tests are in test_run_e2e).
+
+The trees live where pytest's tmp_path is: on a filesystem that refuses user xattrs the
+placeholders keep their mark in a file and the image carries no xattr
+(tests/runner/test_store_noxattr.py runs this module again on a ramfs)."""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import time
 import pytest
 
 from ocirun.engine import cow
+from ocirun.engine.lazymarks import MARK_FILE, FileMarks
 from ocirun.engine.path.fsview import DIR, FILE, LINK, MISSING, HostFs
 from ocirun.util.fs import rmtree
+from tests.helpers.ramfs import takes_user_xattrs
 
 
 @pytest.fixture
@@ -28,7 +34,8 @@ def image(tmp_path):
     (img / "usr" / "lib" / "deep" / "er" / "f").write_text("deep")
     (img / "bin").symlink_to("usr/bin")
     os.mkfifo(img / "etc" / "fifo")
-    os.setxattr(img / "etc" / "passwd", "user.origin", b"image")
+    if takes_user_xattrs(tmp_path):
+        os.setxattr(img / "etc" / "passwd", "user.origin", b"image")
     os.chmod(img / "usr" / "lib", 0o555)
     yield img
     os.chmod(img / "usr" / "lib", 0o755)
@@ -47,12 +54,19 @@ def snapshot(root):
     return out
 
 
+def placeholder(tree: cow.ContainerTree) -> list[str]:
+    """What a placeholder directory holds on the tree's filesystem: nothing, or its mark file."""
+    return [MARK_FILE] if isinstance(tree.marks, FileMarks) else []
+
+
 def test_create_is_lazy(image, tmp_path) -> None:
     tree = cow.ContainerTree(image, tmp_path / "c" / "rootfs")
+    assert not tree.is_lazy(str(tmp_path / "c" / "rootfs"))  # asked before it exists
     tree.create()
     root = tmp_path / "c" / "rootfs"
+    assert isinstance(tree.marks, FileMarks) != takes_user_xattrs(root)
     assert sorted(os.listdir(root)) == ["bin", "etc", "usr"]
-    assert os.listdir(root / "usr") == []  # placeholder
+    assert os.listdir(root / "usr") == placeholder(tree)
     assert tree.is_lazy(str(root / "usr"))
     assert os.readlink(root / "bin") == "usr/bin"
 
@@ -118,12 +132,15 @@ def test_copy_up_keeps_image(image, tmp_path) -> None:
         assert os.stat(p).st_nlink == 1
         assert not cow.copy_up(p)  # already private
     p = os.path.join(r, "etc/passwd")
-    assert os.getxattr(p, "user.origin") == b"image"
+    xattrs = takes_user_xattrs(tmp_path)
+    if xattrs:
+        assert os.getxattr(p, "user.origin") == b"image"
     assert oct(os.stat(os.path.join(r, "usr/bin/tool")).st_mode) == oct(os.stat(image / "usr/bin/tool").st_mode)
     with open(p, "a") as f:
         f.write("x\n")
     os.chmod(p, 0o600)
-    os.setxattr(p, "user.origin", b"container")
+    if xattrs:
+        os.setxattr(p, "user.origin", b"container")
     os.utime(p, (1, 1))
     with open(os.path.join(r, "usr/lib/deep/er/f"), "w") as f:
         f.write("changed")
@@ -150,8 +167,9 @@ def test_create_time_independent_of_size(tmp_path) -> None:
         for j in range(300):
             (d / f"f{j}").write_text("x")
     t0 = time.perf_counter()
-    cow.ContainerTree(big, tmp_path / "rootfs").create()
+    tree = cow.ContainerTree(big, tmp_path / "rootfs")
+    tree.create()
     elapsed = time.perf_counter() - t0
     # one listing of the top directory: the 9,000 files are not touched
-    assert all(os.listdir(tmp_path / "rootfs" / f"d{i}") == [] for i in range(30))
+    assert all(os.listdir(tmp_path / "rootfs" / f"d{i}") == placeholder(tree) for i in range(30))
     assert elapsed < 0.2
