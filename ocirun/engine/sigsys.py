@@ -13,10 +13,12 @@ the instruction pointer past the syscall instruction). At that stop:
   into another call (shmat into openat, shmdt into munmap), the syscall instruction
   runs again as that call (as Syscall.chain does), its exit back to the same object.
   If the engine would have let the kernel run it, its registers are put back;
-- a call that programs probe and do without when the kernel lacks it (`FALLBACK`:
-  glibc's clone3, faccessat2, rseq, close_range...) fails with ENOSYS, as on an older
-  kernel, instead of killing the caller; Termux's PRoot answers ENOSYS to every call
-  it does not handle, which also hides from the program a refusal it cannot survive;
+- a call a kernel may lack, by its age or its configuration, which programs expect to
+  fail and do without (`FALLBACK`: glibc's clone3, faccessat2, rseq, close_range;
+  keyctl, io_uring, NUMA's mbind...) fails with ENOSYS instead of killing the caller;
+  Termux's PRoot answers ENOSYS to every call it does not handle, which also hides from
+  the program a refusal it may not survive, and it rewrites some legacy calls into the
+  *at forms (open into openat, for 32-bit ARM guests; aarch64 has no legacy calls);
 - any other call: the SIGSYS is delivered as it is (natively the caller dies, 159).
 
 In the ptrace-only mode (OCIRUN_NO_SECCOMP=1) the tracer sees every call before the
@@ -46,12 +48,18 @@ SYS_SECCOMP = 1  # si_code of a SIGSYS sent by a seccomp filter
 _SIGSYS_BIT = 1 << (signal.SIGSYS - 1)
 _SIGSYS_FIELDS = struct.Struct("<iii4xQiI")  # si_signo, si_errno, si_code, _call_addr, _syscall, _arch
 
-# calls whose absence programs handle (they fall back on ENOSYS): answered so when trapped
+# calls a kernel may lack, by its age or its configuration, which programs must expect
+# to fail with ENOSYS and do without: answered so when trapped
 FALLBACK = frozenset({
+    # newer than some kernels (glibc, coreutils, systemd... fall back)
     "clone3", "faccessat2", "fchmodat2", "openat2", "statx", "close_range", "rseq",
     "set_robust_list", "copy_file_range", "epoll_pwait2", "pidfd_open", "pidfd_send_signal",
     "pidfd_getfd", "memfd_secret", "landlock_create_ruleset", "futex_waitv", "mount_setattr",
-    "process_madvise", "map_shadow_stack", "cachestat",
+    "process_madvise", "map_shadow_stack", "cachestat", "membarrier",
+    # a configuration option (keys, io_uring, NUMA, perf, bpf, userfaultfd, kcmp, fanotify)
+    "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "get_mempolicy", "set_mempolicy", "mbind", "migrate_pages", "move_pages", "perf_event_open",
+    "bpf", "userfaultfd", "kcmp", "fanotify_init",
 })
 
 

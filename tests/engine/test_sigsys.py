@@ -100,6 +100,8 @@ def test_calls_not_emulated_get_the_signal(mode: dict[str, str], tmp_path: Path)
         got = _proot("/", *argv, trap=_trap(calls, mode), env=mode)
         assert got.returncode == KILLED and got.stdout == "", got.stderr
     assert not Path(fifo).exists()
+    sent = _proot("/", "sh", "-c", "kill -SYS $$; echo not reached", env=mode)  # not from seccomp
+    assert sent.returncode == KILLED and sent.stdout == "", sent.stderr
 
 
 def test_calls_with_a_fallback_fail_with_enosys(rootfs: Path, mode: dict[str, str], tmp_path: Path) -> None:
@@ -115,3 +117,14 @@ def test_calls_with_a_fallback_fail_with_enosys(rootfs: Path, mode: dict[str, st
     assert native.returncode == -signal.SIGSYS
     got = _proot(rootfs, "-b", f"{tmp_path}:/t", "sh", "-c", script, trap=_trap(calls, mode), env=mode)
     assert got.returncode == 0 and got.stdout.split() == ["copied", "executable"], got.stderr
+
+
+def test_clone3_trapped_threads_fall_back(cprogs: Path, mode: dict[str, str]) -> None:
+    """clone3 trapped: ENOSYS, and glibc's pthread_create falls back to clone. The guest
+    installs the filter itself (filters stack: its TRAP outranks the engine's TRACE as
+    Android's does), sparing the tracer's own threads."""
+    argv = deny_argv({"clone3": "TRAP"}, [str(cprogs / "threads")])
+    native = _run(argv)
+    assert native.returncode == -signal.SIGSYS
+    got = _run([*LAUNCHER, "-r", "/", *argv], mode)
+    assert got.returncode == 0 and got.stdout == "failures=0 thread-cwd=/etc\n", got.stderr
