@@ -24,8 +24,7 @@
  * restarts re-enters with our scratch pointer: the guest's own pointer is put back
  * first (as Python's _unrewrite does for its rewrites).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_fastpath.h"
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,8 +36,6 @@
 #include <unistd.h>
 #include <linux/ptrace.h>
 
-#define NR_MAX 512
-#define PATH_MAX_ 4096
 #define KEY_MAX (2 * PATH_MAX_ + 2)
 #define BUCKETS 65536
 #define CACHE_MAX 65536
@@ -47,15 +44,11 @@
 #define RED_ZONE 128
 #define EVENT_SECCOMP 7
 #define AUDIT_ARCH_X86_64_ 0xC000003EU
-#define AT_FDCWD_ (-100)
-#define NO_DIRFD 0xFF
 #define WALK_UP 8 /* directories derive() walks below a mirrored one */
 
-enum { F_FOLLOW = 1, F_NOFOLLOW, F_FLAG_NOFOLLOW, F_FLAG_FOLLOW, F_OPEN, F_LISTING, F_UNLINK, F_PASS };
 #define AT_REMOVEDIR_ 0x200
 #define GONE_MAX 4096
 
-typedef struct { uint8_t on, arg, mode, flag_arg, abs_only, dirfd, listed; uint64_t mask; } spec_t;
 typedef struct entry { struct entry *next; uint64_t hash; uint8_t follow; char *guest; char *host; size_t host_len; } entry_t;
 typedef struct { int pid; uint64_t nr, scratch, orig; uint8_t arg; } pending_t;
 typedef struct { int pid; char *guest, *host; } cwd_t;
@@ -81,13 +74,13 @@ static char *gone[GONE_MAX];  /* host paths unlinked here, for Python's caches (
 static size_t n_gone;
 static int gone_overflow;
 static PyObject *on_gone;
-/* why stops went to Python, per syscall (OCIRUN_FASTPATH_STATS=2 prints them) */
-enum { R_INFO, R_NOT_PURE, R_POINTER, R_READ, R_EMPTY, R_BASE, R_PROC, R_MISS, R_LISTED, R_SLOT, R_WRITE,
-       R_UNLINK, N_REASONS };
 static const char *reason_names[N_REASONS] = {"info", "not pure", "pointer", "read", "empty", "base",
-                                              "proc", "miss", "listed", "slot", "write", "unlink"};
+                                              "proc", "miss", "listed", "slot", "write", "unlink",
+                                              "fake-root poll", "fake-root stat"};
 static unsigned long long fallback[NR_MAX + 1][N_REASONS];
 #define FALL(nr, r) do { fallback[(nr) < NR_MAX ? (nr) : NR_MAX][r]++; return 0; } while (0)
+
+int fp_fall(uint64_t nr, int reason) { FALL(nr, reason); }
 
 static uint64_t hash_str(const char *s, uint8_t follow) {
     uint64_t h = 1469598103934665603ULL ^ follow;
@@ -148,7 +141,7 @@ static int read_path(pid_t pid, uint64_t addr, char *buf) {
     return 0;  /* ENAMETOOLONG and the like: Python's business */
 }
 
-static int follow_of(const spec_t *s, const uint64_t *args) {
+int fp_follow(const spec_t *s, const uint64_t *args) {
     uint64_t f = args[s->flag_arg];
     switch (s->mode) {
     case F_FOLLOW: return 1;
@@ -284,22 +277,25 @@ static int rewrite(pid_t pid, uint64_t nr, const spec_t *s, uint64_t ptr, uint64
     return 1;
 }
 
-/* 1: the path is handled (rewritten or left as is); 0: Python must handle the stop */
-static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *args, uint64_t sp) {
-    uint64_t ptr = args[s->arg];
+/* The guest's path string at `ptr` (1), or 0: Python reads it. */
+int fp_guest_path(pid_t pid, uint64_t nr, uint64_t ptr, uint64_t sp, char *path) {
     if (!ptr || (ptr < sp && ptr + 65536 > sp)) FALL(nr, R_POINTER);  /* NULL, or below sp: not a guest string */
-    char path[PATH_MAX_], key[KEY_MAX], base_host[PATH_MAX_], derived[PATH_MAX_];
     if (!read_path(pid, ptr, path)) FALL(nr, R_READ);
-    int follow = follow_of(s, args);
-    if (follow < 0 || !path[0]) FALL(nr, R_EMPTY);
-    const char *base = NULL;
+    return 1;
+}
+
+/* The host path of guest `path` (1), as PathArgs.translate finds it, or 0: only Python
+ * knows. A relative one starts from `base` (set, with its host path `base_host`, which
+ * may be ""; NULL for an absolute path). */
+int fp_host_path(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *args, const char *path, int follow,
+                 const char **base, char *base_host, char *host) {
+    char key[KEY_MAX];
+    *base = NULL;
     if (path[0] != '/') {
-        if (s->abs_only) return 1;
-        if (!follow && !plain_needs_python(path)) return 1;  /* the kernel finds the same entry */
-        if (!base_of(pid, s, args, &base, base_host)) FALL(nr, R_BASE);
-        if (strlen(base) + strlen(path) + 2 > KEY_MAX) FALL(nr, R_BASE);
-        size_t bl = strcmp(base, "/") ? strlen(base) : 0;
-        memcpy(key, base, bl);
+        if (!base_of(pid, s, args, base, base_host)) FALL(nr, R_BASE);
+        if (strlen(*base) + strlen(path) + 2 > KEY_MAX) FALL(nr, R_BASE);
+        size_t bl = strcmp(*base, "/") ? strlen(*base) : 0;
+        memcpy(key, *base, bl);
         key[bl] = '/';
         strcpy(key + bl + 1, path);
     } else {
@@ -307,13 +303,31 @@ static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *ar
     }
     if (strncmp(key, "/proc/", 6) == 0) FALL(nr, R_PROC);
     const entry_t *e = cache_get(key, (uint8_t)follow);
-    const char *host = e ? e->host : derived;
-    if (!e) {
-        if (!derive(key, follow, derived)) FALL(nr, R_MISS);
-        /* remembered as Python would have cached it: the same invalidations clear it
-         * (every one clears the whole mirror), and the next lookup is a hit */
-        table_put(&cache, key, derived, (uint8_t)follow);
+    if (e) {
+        if (e->host_len >= PATH_MAX_) FALL(nr, R_MISS);
+        memcpy(host, e->host, e->host_len + 1);
+        return 1;
     }
+    if (!derive(key, follow, host)) FALL(nr, R_MISS);
+    /* remembered as Python would have cached it: the same invalidations clear it
+     * (every one clears the whole mirror), and the next lookup is a hit */
+    table_put(&cache, key, host, (uint8_t)follow);
+    return 1;
+}
+
+/* 1: the path is handled (rewritten or left as is); 0: Python must handle the stop */
+static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *args, uint64_t sp) {
+    uint64_t ptr = args[s->arg];
+    char path[PATH_MAX_], base_host[PATH_MAX_], host[PATH_MAX_];
+    if (!fp_guest_path(pid, nr, ptr, sp, path)) return 0;
+    int follow = fp_follow(s, args);
+    if (follow < 0 || !path[0]) FALL(nr, R_EMPTY);
+    const char *base = NULL;
+    if (path[0] != '/') {
+        if (s->abs_only) return 1;
+        if (!follow && !plain_needs_python(path)) return 1;  /* the kernel finds the same entry */
+    }
+    if (!fp_host_path(pid, nr, s, args, path, follow, &base, base_host, host)) return 0;
     if (s->listed && is_listed(host, strlen(host))) FALL(nr, R_LISTED);
     if (!base) {
         if (strcmp(host, path) == 0) return 1;
@@ -322,6 +336,11 @@ static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *ar
         if (strncmp(host, base_host, bl) == 0 && host[bl] == '/' && strcmp(host + bl + 1, path) == 0) return 1;
     }
     return rewrite(pid, nr, s, ptr, sp, host);
+}
+
+/* Skip the syscall at this seccomp stop: the guest sees `result` (Syscall.skip). */
+int fp_skip(pid_t pid, long result) {
+    return ptrace(PTRACE_POKEUSER, pid, 15 * 8, -1L) == 0 && ptrace(PTRACE_POKEUSER, pid, 10 * 8, result) == 0;
 }
 
 /* unlinkat(dirfd, name, 0) of a plain name that is no directory or symlink: the kernel
@@ -382,7 +401,9 @@ static int try_fast(pid_t pid) {
         }
     }
     int ok = 0;
-    if (nr >= NR_MAX || !specs[nr].on)
+    if (fr_handles(nr))
+        ok = fr_stat(pid, nr, args, info.stack_pointer);  /* -0's stat family (_fakeroot.c) */
+    else if (nr >= NR_MAX || !specs[nr].on)
         fallback[nr < NR_MAX ? nr : NR_MAX][R_NOT_PURE]++;
     else if (specs[nr].mode == F_UNLINK)
         ok = unlink_fast(pid, nr, &specs[nr], args, info.stack_pointer);
@@ -553,6 +574,7 @@ static PyObject *set_enabled(PyObject *self, PyObject *a) {
         Py_CLEAR(on_gone);
         info_buf = NULL;
         info_pid = 0;
+        fr_reset();
     }
     Py_RETURN_NONE;
 }
@@ -605,4 +627,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "ocirun.engine._fastpath", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__fastpath(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddFunctions(m, fakeroot_methods) < 0) Py_CLEAR(m);
+    return m;
+}

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from types import ModuleType
 
     from ocirun.engine.arch import Arch
     from ocirun.engine.extensions.shared.statbuf import StatView
@@ -201,6 +202,11 @@ class Extension:
     def materialise(self, host_dir: str) -> bool | None:
         """Make `host_dir` of a lazily made tree real (None: this extension makes none)."""
         return None
+
+    def use_fast_path(self, fast: ModuleType | None) -> None:
+        """The compiled fast path runs beside this extension (only_own_syscalls), or no
+        longer (None): it may mirror into it what lets it finish some of its own syscalls
+        (ocirun/engine/_fakeroot.c), each piece kept exact by its own invalidation."""
 
     def detach(self, engine: Engine) -> None:
         """Called once when the whole guest tree is gone (flush state to disk, ...)."""

@@ -2,8 +2,8 @@
 
 It finishes, without entering the interpreter, the seccomp stops of "pure" syscalls:
 one path argument, no kind handler, no exit stop, no cache invalidation, and no
-extension (none is loaded), on x86_64 in seccomp mode with the root view only. What
-it needs of Python's state is mirrored, each piece with its own exact invalidation:
+extension's (the extensions loaded look only at their own syscalls), on x86_64 in
+seccomp mode with the root view only. What it needs of Python's state is mirrored, each piece with its own exact invalidation:
 - the root translator's result cache (pushed as Python fills it, the mirror cleared at
   its every invalidation), and the followed translations of the parent directories of
   the paths Python resolved, from which a miss of another name in them is derived as
@@ -15,7 +15,9 @@ it needs of Python's state is mirrored, each piece with its own exact invalidati
 - the host directories whose listings Python fixes up (their opens go to Python) and
   whether one is open (getdents64 goes to Python then);
 - unlinkat of a plain file by a plain name is let through, its host path handed back
-  to Python's caches before Python handles its next stop.
+  to Python's caches before Python handles its next stop;
+- what an extension that sees only its own syscalls mirrors into it (use_fast_path):
+  the fake root's records, from which it answers the stat family under -0.
 A plain relative name that is not followed and names no binding goes through
 untouched, as in PathArgs.translate. Everything else reaches Python as before, with
 the syscall information the fast path read (no second PTRACE_GET_SYSCALL_INFO).
@@ -86,6 +88,8 @@ def start(tracer: Tracer) -> ModuleType | None:
     root = tracer.translator.to_host("/", "/", True)
     if tracer.translator.cached("/", True) == root:
         mod.push(b"/", _b(root), True)
+    for ext in tracer.extensions:
+        ext.use_fast_path(mod)
     mod.set_enabled(True)
     tracer.translator.on_invalidate = mod.clear
     tracer.dirlist.fast = mod
@@ -105,6 +109,8 @@ def _gone(tracer: Tracer, hosts: list[bytes] | None) -> None:
 def stop(tracer: Tracer) -> None:
     """Python sees every stop from now on (a nested root view appeared, a guest process traces another)."""
     if tracer.fast is not None:
+        for ext in tracer.extensions:
+            ext.use_fast_path(None)
         tracer.fast.set_enabled(False)
     tracer.fast = tracer.path_args.fast = tracer.dirlist.fast = None
 

@@ -69,6 +69,7 @@ class PathArgs:
         self.proc = tracer.proc
         # fast path (translate): names that a binding or its glue directories use
         self.bind_names = {".", ".."} | binding_components(tracer, bindings)
+        # no extension sees the core's path syscalls (those that see their own need their paths)
         self.lean = not see_paths(tracer.extensions)
         self.fast = None  # the compiled fast path's module when it runs (ocirun/engine/fastpath.py)
 
@@ -120,7 +121,8 @@ class PathArgs:
         if guest[0] != "/":
             if pa.abs_only:
                 return
-            if (not follow and self.lean and t.view is self.root_view and "/" not in guest
+            if (not follow and self.lean and sc.nr not in t.abi.ext_nrs and t.view is self.root_view
+                    and "/" not in guest
                     and guest not in self.bind_names and not sc.spec.invalidate
                     and sc.spec.kind != "readlink"):  # (a link in a binding may read as a guest path)
                 return  # one plain name, not followed, no binding: the kernel finds the same entry

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.fake_id0.creds import Creds
 from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB, open_db
+from ocirun.engine.extensions.fake_id0.fast import use_fast_path
 from ocirun.engine.extensions.fake_id0.files import FileCalls
 from ocirun.engine.extensions.fake_id0.ids import IdCalls
 from ocirun.engine.extensions.fake_id0.records import DbRecords
@@ -60,6 +61,8 @@ from ocirun.util.linux import AT_EGID, AT_EUID, AT_GID, AT_UID
 from ocirun.util.log import log
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
@@ -71,6 +74,10 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
     name = "fake_id0"
     syscalls = SYSCALLS
     answers_stat = True
+    # Its hooks see only SYSCALLS (with their host paths), forks, execs and the core's
+    # lookups that meet a directory the real user cannot search (lend_search), which
+    # the fast path leaves to Python: the fast path may run, and answers stats (fast.py).
+    only_own_syscalls = True
 
     def __init__(self, uid: int = 0, gid: int = 0, db_path: str | None = None,
                  ownership_file: str | None = None,
@@ -119,6 +126,9 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
         except (OSError, sqlite3.Error):
             pass
         self._seed()
+
+    def use_fast_path(self, fast: ModuleType | None) -> None:
+        use_fast_path(self, fast)
 
     def detach(self, engine: Engine) -> None:
         if self.db is not None:

@@ -18,7 +18,9 @@ connection has committed (PRAGMA data_version). That pragma costs ~20 us and
 even a stat of the WAL file ~10 us on these VMs, too much for every guest
 stat: lookups look for other engines' commits at most every 50 ms (the WAL
 file's (mtime, size, inode) first, the pragma when it changed or every second).
-Our own writes update the cache at once.
+Our own writes update the cache at once. The compiled fast path answers stats from a
+mirror of the cache (RecordMirror: every change of the cache is pushed to it, and it
+sends a stat to Python once the next look is due).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import stat as statmod
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from ocirun.engine.extensions.shared import statbuf
 from ocirun.errors import OcirunError
@@ -72,6 +75,19 @@ class Record:
     @property
     def empty(self) -> bool:
         return self.uid is None and self.gid is None and self.mode is None and self.rdev is None
+
+
+class RecordMirror(Protocol):
+    """A copy of FakeRootDB's cache elsewhere (the compiled fast path: fake_id0/fast.py)."""
+
+    def put(self, key: tuple[int, int], rec: Record | None) -> None:
+        """The record of inode `key` is now `rec` (None: it has none)."""
+
+    def reload(self, db: FakeRootDB) -> None:
+        """Every record may have changed: copy them all again."""
+
+    def until(self, deadline: float) -> None:
+        """No look for other engines' commits is due before `deadline` (time.monotonic)."""
 
 
 # ---- birth time through statx(2): os.stat does not return it on Linux ---------------------
@@ -187,6 +203,7 @@ class FakeRootDB:
         self._wal_sig: tuple | None = None
         self._checked = 0.0
         self._polled = 0.0
+        self.mirror: RecordMirror | None = None  # set by fake_id0/fast.py
         self._reload()
 
     def _setup(self) -> None:
@@ -212,6 +229,13 @@ class FakeRootDB:
         for rec in self._cache.values():
             self._index(rec)
         self._version = self._data_version()
+        if self.mirror is not None:
+            self.mirror.reload(self)
+
+    def _mirror_key(self, key: tuple[int, int]) -> None:
+        """Tell the mirror what get() answers for `key` now."""
+        if self.mirror is not None:
+            self.mirror.put(key, self._cache.get(key) or self._volatile.get(key))
 
     def _data_version(self) -> int:
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
@@ -249,6 +273,8 @@ class FakeRootDB:
         if not force and now - self._polled < POLL_INTERVAL:
             return
         self._polled = now
+        if self.mirror is not None:
+            self.mirror.until(now + POLL_INTERVAL)
         sig = self._wal_signature()
         if not force and sig == self._wal_sig and now - self._checked < 1.0:
             return
@@ -277,6 +303,7 @@ class FakeRootDB:
             self._volatile.pop(key, None)
         else:
             self._volatile[key] = new
+        self._mirror_key(key)
 
     def _outside(self, host_path: str | None) -> bool:
         return host_path is None or self.rel(host_path) is None
@@ -285,6 +312,17 @@ class FakeRootDB:
         """Are there records at all (cheap: for the hot path)?"""
         self._fresh()
         return bool(self._cache) or bool(self._volatile)
+
+    def set_mirror(self, mirror: RecordMirror | None) -> None:
+        """Keep `mirror` a copy of the cache from now on (None: no mirror)."""
+        self.mirror = mirror
+        if mirror is not None:
+            mirror.reload(self)
+            mirror.until(self._polled + POLL_INTERVAL)
+
+    def known(self) -> dict[tuple[int, int], Record]:
+        """Every record get() answers with now, without a look for other engines' commits."""
+        return {**self._volatile, **self._cache}
 
     def records(self) -> list[Record]:
         self._fresh(force=True)
@@ -325,6 +363,7 @@ class FakeRootDB:
         else:
             self._cache[key] = rec = Record(*row)
             self._index(rec)
+        self._mirror_key(key)
 
     def _key(self, st: os.stat_result, host_path: str | None) -> tuple:
         btime = btime_ns(host_path) if host_path is not None else None
@@ -369,7 +408,8 @@ class FakeRootDB:
 
     def forget(self, dev: int, ino: int) -> None:
         """The inode is gone (last link removed)."""
-        self._volatile.pop((dev, ino), None)
+        if self._volatile.pop((dev, ino), None) is not None:
+            self._mirror_key((dev, ino))
         if (dev, ino) in self._cache or self._data_version() != self._version:
             self._write((dev, ino), "DELETE FROM inodes WHERE dev=? AND ino=?", (dev, ino))
 
