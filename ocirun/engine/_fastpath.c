@@ -18,6 +18,8 @@
  * PTRACE_CONT. Every other stop is returned to Python as (pid, status), as waitpid
  * would, with the syscall information already read kept for it (took_info).
  *
+ * Under -0 the stat family is answered in _fakeroot.c (fr_handles/fr_stat).
+ *
  * The caches are mirrors: Python pushes what its own caches hold and clears the
  * mirror at every invalidation of its caches. Only the thread that calls pump() may
  * call the other functions (the loop runs without the GIL). A syscall the kernel

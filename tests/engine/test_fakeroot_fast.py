@@ -1,0 +1,104 @@
+"""-0's stat family in the compiled fast path (ocirun/engine/_fakeroot.c): the same bytes
+as the pure-Python engine, and a mirror of the fake-root records that never goes stale
+(the guest's own chown/chmod/mknod/rename/unlink, another process's, another engine's).
+tests/cprogs/fakestat.c makes the raw syscalls."""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ocirun_argv, ocirun_env
+
+STATS = re.compile(r"fast path: (\d+) of (\d+) seccomp stops")
+SETUP = """
+set -e
+mkdir -p /srv/d; echo data > /srv/d/owned; echo x > /srv/d/plain; echo y > /srv/d/setuid
+chown 1234:5678 /srv/d/owned; chmod 4755 /srv/d/setuid; chmod 0 /srv/d/plain
+mknod /srv/d/null c 1 3; mknod /srv/d/disk b 8 1; mkfifo /srv/d/fifo
+ln -s owned /srv/d/link; ln -s /srv/nowhere /srv/d/dangling; chown -h 42:43 /srv/d/link
+"""
+PATHS = ["/srv/d", "/srv/d/owned", "/srv/d/plain", "/srv/d/setuid", "/srv/d/null", "/srv/d/disk", "/srv/d/fifo",
+         "/srv/d/link", "/srv/d/dangling", "/srv/d/missing", "/srv/d/owned/sub", "/c", "/c/fakestat.static",
+         "/bin/busybox", "/tmp", "/"]
+
+
+def _guest(root: Path, cprogs: Path, *argv: str, no_fastpath: str = "0", opts: tuple[str, ...] = ("-0",),
+           ) -> subprocess.CompletedProcess:
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_FASTPATH_STATS": "1", "OCIRUN_NO_SECCOMP": "0"})
+    return subprocess.run(ocirun_argv("proot", *opts, "-r", root, "-b", f"{cprogs}:/c", *argv), env=env,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, cwd="/")
+
+
+def _fast_stops(p: subprocess.CompletedProcess) -> int:
+    stats = STATS.search(p.stderr)
+    assert stats, p.stderr
+    return int(stats[1])
+
+
+@pytest.mark.parametrize("opts", [("-0",), ("-i", "123:456")])
+def test_every_stat_form_as_the_pure_python_engine(bb_rw: Path, cprogs: Path, opts: tuple[str, ...]) -> None:
+    setup = _guest(bb_rw, cprogs, "sh", "-c", SETUP)
+    assert setup.returncode == 0, setup.stderr
+    fast = _guest(bb_rw, cprogs, "/c/fakestat.static", "dump", *PATHS, opts=opts)
+    slow = _guest(bb_rw, cprogs, "/c/fakestat.static", "dump", *PATHS, no_fastpath="1", opts=opts)
+    assert fast.returncode == 0 and slow.returncode == 0, fast.stderr + slow.stderr
+    assert fast.stdout == slow.stdout
+    assert fast.stdout.count("\n") > 12 * len(PATHS)
+    assert STATS.search(slow.stderr) is None
+    assert _fast_stops(fast) >= 8 * len(PATHS), fast.stderr  # the stats were answered in C
+    stat = _first_stats(fast.stdout)
+    assert struct.unpack_from("<II", stat["/srv/d/owned"], 28) == (1234, 5678)  # st_uid, st_gid
+    mode, _, _, _, rdev = struct.unpack_from("<IIIIQ", stat["/srv/d/null"], 24)
+    assert (mode, rdev) == (0o20644, 0x103)  # the device the guest made
+    assert struct.unpack_from("<II", stat["/bin/busybox"], 28) == (0, 0) or opts != ("-0",)
+
+
+def _first_stats(dump: str) -> dict[str, bytes]:
+    """The struct stat of each path's first line (stat) in fakestat's dump."""
+    out, path = {}, ""
+    for line in dump.splitlines():
+        if line.startswith("== "):
+            path = line[3:]
+        elif line.startswith("stat rc=0 "):
+            out[path] = bytes.fromhex(line.split()[-1])
+    return out
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_changes_seen_by_the_next_stat(bb_rw: Path, cprogs: Path, no_fastpath: str) -> None:
+    (bb_rw / "tmp/f").write_text("x")
+    (bb_rw / "tmp/f").chmod(0o644)
+    p = _guest(bb_rw, cprogs, "/c/fakestat.static", "loop", "/tmp/f", "40", no_fastpath=no_fastpath)
+    assert p.returncode == 0 and p.stdout.splitlines()[-1] == "ok", p.stdout + p.stderr
+    if no_fastpath == "0":
+        assert _fast_stops(p) >= 40 * 20, p.stderr  # most of the stats in C
+
+
+def test_another_engine_change_seen(bb_rw: Path, cprogs: Path) -> None:
+    """Two engines on one rootfs share its fake-root database: a stat loop in one sees
+    another's chown (the database looks for others' commits every 50 ms)."""
+    (bb_rw / "tmp/f").write_text("x")
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": "0", "OCIRUN_FASTPATH_STATS": "1", "OCIRUN_NO_SECCOMP": "0"})
+    watcher = subprocess.Popen(
+        ocirun_argv("proot", "-0", "-r", bb_rw, "-b", f"{cprogs}:/c", "/c/fakestat.static", "watch", "/tmp/f",
+                    "4321", "60"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, cwd="/")
+    try:
+        time.sleep(2)  # the watcher's stat loop runs (in C)
+        assert watcher.poll() is None
+        start = time.monotonic()
+        chown = _guest(bb_rw, cprogs, "chown", "4321", "/tmp/f")
+        assert chown.returncode == 0, chown.stderr
+        out, err = watcher.communicate(timeout=90)
+    finally:
+        watcher.kill()
+        watcher.wait()
+    assert out.splitlines() == ["seen"], out + err
+    assert time.monotonic() - start < 30
+    assert _fast_stops(subprocess.CompletedProcess([], 0, out, err)) > 1000, err
