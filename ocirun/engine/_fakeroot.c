@@ -281,8 +281,6 @@ static PyObject *fr_until(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
-static PyObject *fr_count(PyObject *self, PyObject *unused) { return PyLong_FromSize_t(n_records); }
-
 PyMethodDef fakeroot_methods[] = {
     {"fr_config", fr_config, METH_VARARGS, "fr_config(real_uid, real_gid, fake_uid, fake_gid): -0's ids."},
     {"fr_syscall", fr_syscall, METH_VARARGS, "fr_syscall(nr, kind): answer this stat syscall (1 stat ... 5 statx)."},
@@ -290,6 +288,5 @@ PyMethodDef fakeroot_methods[] = {
     {"fr_forget", fr_forget, METH_VARARGS, "fr_forget(dev, ino): the inode has no record."},
     {"fr_clear", fr_clear, METH_NOARGS, "Forget every record (the database's cache was reloaded)."},
     {"fr_until", fr_until, METH_VARARGS, "fr_until(monotonic time): until when the records are fresh."},
-    {"fr_count", fr_count, METH_NOARGS, "How many records are mirrored."},
     {NULL, NULL, 0, NULL},
 };
