@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from ocirun.engine import ptrace as pt
 
 if TYPE_CHECKING:
+    from ocirun.engine.arch.base import Arch
     from ocirun.engine.loop import Tracer
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
@@ -134,7 +135,7 @@ def _emulate(tracer: Tracer, t: Tracee, nr: int, audit_arch: int) -> bool:
     return False
 
 
-def _restore(t: Tracee, arch, regs: list[int]) -> None:
+def _restore(t: Tracee, arch: Arch, regs: list[int]) -> None:
     """The registers as the guest made the call (the SIGSYS goes on as if untouched)."""
     try:
         arch.regs.set_all(t.pid, regs)
@@ -142,7 +143,7 @@ def _restore(t: Tracee, arch, regs: list[int]) -> None:
         pass
 
 
-def _stop_info(arch, regs: list[int], nr: int, audit_arch: int) -> pt.SyscallInfo:
+def _stop_info(arch: Arch, regs: list[int], nr: int, audit_arch: int) -> pt.SyscallInfo:
     """What PTRACE_GET_SYSCALL_INFO would have said at the call's seccomp stop."""
     info = pt.SyscallInfo()
     info.op = pt.SYSCALL_INFO_SECCOMP
@@ -169,7 +170,7 @@ def _run_again(tracer: Tracer, t: Tracee, sc: Syscall, nr: int) -> None:
     tracer._resume(t)
 
 
-def _answer(t: Tracee, arch, result: int) -> None:
+def _answer(t: Tracee, arch: Arch, result: int) -> None:
     arch.regs.set_nr(t.pid, -1)  # no restart of the call after the stop
     arch.regs.set_result(t.pid, result & 0xFFFFFFFFFFFFFFFF)
 
