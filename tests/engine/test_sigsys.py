@@ -24,14 +24,16 @@ from tests.helpers.deny import deny_argv
 from tests.helpers.trees import copy_tree
 
 KILLED = 128 + signal.SIGSYS  # a guest killed by SIGSYS, as ocirun reports it
-# set*id, setgroups and the chown family (not fchown: SQLite, which keeps the fake root's
-# database, fchowns its journal when the tracer runs as root)
+# set*id, setgroups, the chown family (not fchown: SQLite, which keeps the fake root's
+# database, fchowns its journal when the tracer runs as root), and from Android's app
+# blocklist what the fake root also fakes: chroot, sethostname, capset
 FAKE_ROOT_CALLS = dict.fromkeys(
     ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid",
-     "setgroups", "chown", "lchown", "fchownat"), "TRAP")
+     "setgroups", "chown", "lchown", "fchownat", "chroot", "sethostname", "capset"), "TRAP")
 FAKE_ROOT_SCRIPT = """
 id; touch /srv/f && chown 12:34 /srv/f && stat -c %u:%g /srv/f
 setpriv --reuid=5 --regid=6 --clear-groups id
+chroot / true && hostname guest && setpriv --inh-caps=-all true && echo chroot hostname capset
 echo end
 """
 
@@ -65,11 +67,11 @@ def _trap(calls: dict[str, str], mode: dict[str, str]) -> dict[str, str]:
 
 
 def test_fake_root_set_ids_and_chown(rootfs: Path, mode: dict[str, str], tmp_path: Path) -> None:
-    """-0: setuid/setgroups/chown... trapped are faked as without the filter."""
+    """-0: setuid/setgroups/chown/chroot... trapped are faked as without the filter."""
     free = _proot(rootfs, "-0", "sh", "-c", FAKE_ROOT_SCRIPT, env=mode)
     assert free.returncode == 0 and free.stdout.splitlines() == [
         "uid=0(root) gid=0(root) groups=0(root)", "12:34", "uid=5(games) gid=6(disk) groups=6(disk)",
-        "end"], free.stderr
+        "chroot hostname capset", "end"], free.stderr
     got = _proot(rootfs, "-0", "sh", "-c", FAKE_ROOT_SCRIPT, trap=_trap(FAKE_ROOT_CALLS, mode), env=mode)
     assert got.returncode == 0 and got.stdout == free.stdout, got.stderr
     target = tmp_path / "f"
