@@ -78,7 +78,7 @@ static int gone_overflow;
 static PyObject *on_gone;
 static const char *reason_names[N_REASONS] = {"info", "not pure", "pointer", "read", "empty", "base",
                                               "proc", "miss", "listed", "slot", "write", "unlink",
-                                              "fake-root poll", "fake-root stat"};
+                                              "fake-root poll", "fake-root stat", "exec"};
 static unsigned long long fallback[NR_MAX + 1][N_REASONS];
 #define FALL(nr, r) do { fallback[(nr) < NR_MAX ? (nr) : NR_MAX][r]++; return 0; } while (0)
 
@@ -388,6 +388,8 @@ static int report_gone(void) {
     return r != NULL;
 }
 
+#include "_fastexec.c"
+
 /* 1: the stop is finished (resumed); 0: Python must handle it (nothing changed that it sees) */
 static int try_fast(pid_t pid) {
     struct ptrace_syscall_info info;
@@ -411,6 +413,8 @@ static int try_fast(pid_t pid) {
         ok = unlink_fast(pid, nr, &specs[nr], args, info.stack_pointer);
     else if (specs[nr].mode == F_PASS)
         ok = 1;  /* an extension's syscall it has no use for yet (Extension.fast_pass) */
+    else if (specs[nr].mode == F_EXEC)
+        ok = exec_fast(pid, nr, args, info.stack_pointer);  /* _fastexec.c */
     else if (specs[nr].mode != F_LISTING)
         ok = translate(pid, nr, &specs[nr], args, info.stack_pointer);
     else if (listing)
@@ -517,7 +521,7 @@ static PyObject *set_syscall(PyObject *self, PyObject *a) {
     if (!PyArg_ParseTuple(a, "IIIIKIII", &nr, &arg, &mode, &flag_arg, &mask, &abs_only, &dirfd, &listed_))
         return NULL;
     if (nr >= NR_MAX || arg > 5 || flag_arg > 5 || (dirfd > 5 && dirfd != NO_DIRFD) || mode < F_FOLLOW ||
-        mode > F_PASS)
+        (mode > F_PASS && mode != F_EXEC))
         return PyErr_Format(PyExc_ValueError, "bad syscall spec for %u", nr);
     specs[nr] = (spec_t){1, (uint8_t)arg, (uint8_t)mode, (uint8_t)flag_arg, (uint8_t)abs_only, (uint8_t)dirfd,
                          (uint8_t)listed_, mask};
@@ -577,6 +581,7 @@ static PyObject *set_enabled(PyObject *self, PyObject *a) {
         info_buf = NULL;
         info_pid = 0;
         fr_reset();
+        exec_reset();
     }
     Py_RETURN_NONE;
 }
@@ -586,6 +591,7 @@ static PyObject *forget(PyObject *self, PyObject *a) {
     if (!PyArg_ParseTuple(a, "i", &pid)) return NULL;
     pending_t *p = pending_of(pid);
     if (p->pid == pid) p->pid = 0;
+    exec_done_forget(pid);
     Py_RETURN_NONE;
 }
 
@@ -632,5 +638,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "ocirun.engine._fastp
 PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddFunctions(m, fakeroot_methods) < 0) Py_CLEAR(m);
+    if (m && PyModule_AddFunctions(m, exec_methods) < 0) Py_CLEAR(m);
     return m;
 }

@@ -58,39 +58,50 @@ def read_elf(host_path: str, head: bytes | None = None) -> ElfInfo | None:
     try:
         with open(host_path, "rb") as f:
             hdr = head if head is not None and len(head) >= 64 else f.read(64)
-            if len(hdr) < 52 or hdr[:4] != b"\x7fELF":
-                return None
-            elf64 = hdr[4] == 2
-            le = hdr[5] == 1
-            e = "<" if le else ">"
-            etype, machine = struct.unpack_from(e + "HH", hdr, 16)
-            if elf64:
-                phoff = struct.unpack_from(e + "Q", hdr, 0x20)[0]
-                phentsize, phnum = struct.unpack_from(e + "HH", hdr, 0x36)
-            else:
-                phoff = struct.unpack_from(e + "I", hdr, 0x1C)[0]
-                phentsize, phnum = struct.unpack_from(e + "HH", hdr, 0x2A)
-            interp = None
-            if phnum and phentsize:
-                f.seek(phoff)
-                table = f.read(phentsize * phnum)
-                for i in range(phnum):
-                    off = i * phentsize
-                    p_type = struct.unpack_from(e + "I", table, off)[0]
-                    if p_type != PT_INTERP:
-                        continue
-                    if elf64:
-                        p_offset = struct.unpack_from(e + "Q", table, off + 8)[0]
-                        p_filesz = struct.unpack_from(e + "Q", table, off + 32)[0]
-                    else:
-                        p_offset = struct.unpack_from(e + "I", table, off + 4)[0]
-                        p_filesz = struct.unpack_from(e + "I", table, off + 16)[0]
-                    f.seek(p_offset)
-                    interp = f.read(min(p_filesz, 4096)).split(b"\0")[0].decode("utf-8", "surrogateescape")
-                    break
-            return ElfInfo(machine=machine, elf64=elf64, little_endian=le, interp=interp, etype=etype)
+
+            def read_at(offset: int, size: int) -> bytes:
+                f.seek(offset)
+                return f.read(size)
+
+            return parse_elf(hdr, read_at)
     except (OSError, struct.error):
         return None
+
+
+def parse_elf(hdr: bytes, read_at: Callable[[int, int], bytes]) -> ElfInfo | None:
+    """ElfInfo from the header `hdr` (64 bytes or the whole file) and the file's other
+    bytes as read_at(offset, size) returns them; None if not an ELF. Raises struct.error
+    on a truncated table."""
+    if len(hdr) < 52 or hdr[:4] != b"\x7fELF":
+        return None
+    elf64 = hdr[4] == 2
+    le = hdr[5] == 1
+    e = "<" if le else ">"
+    etype, machine = struct.unpack_from(e + "HH", hdr, 16)
+    if elf64:
+        phoff = struct.unpack_from(e + "Q", hdr, 0x20)[0]
+        phentsize, phnum = struct.unpack_from(e + "HH", hdr, 0x36)
+    else:
+        phoff = struct.unpack_from(e + "I", hdr, 0x1C)[0]
+        phentsize, phnum = struct.unpack_from(e + "HH", hdr, 0x2A)
+    interp = None
+    if phnum and phentsize:
+        table = read_at(phoff, phentsize * phnum)
+        for i in range(phnum):
+            off = i * phentsize
+            p_type = struct.unpack_from(e + "I", table, off)[0]
+            if p_type != PT_INTERP:
+                continue
+            if elf64:
+                p_offset = struct.unpack_from(e + "Q", table, off + 8)[0]
+                p_filesz = struct.unpack_from(e + "Q", table, off + 32)[0]
+            else:
+                p_offset = struct.unpack_from(e + "I", table, off + 4)[0]
+                p_filesz = struct.unpack_from(e + "I", table, off + 16)[0]
+            raw = read_at(p_offset, min(p_filesz, 4096))
+            interp = raw.split(b"\0")[0].decode("utf-8", "surrogateescape")
+            break
+    return ElfInfo(machine=machine, elf64=elf64, little_endian=le, interp=interp, etype=etype)
 
 
 def parse_shebang(head: bytes) -> tuple[str, str | None] | None:

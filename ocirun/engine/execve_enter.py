@@ -10,6 +10,7 @@ import struct
 import sys
 from typing import TYPE_CHECKING
 
+from ocirun.engine import fastexec, fastpath
 from ocirun.engine import ptrace as pt
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD
 
@@ -100,6 +101,8 @@ def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
     pidx = 1 if at else 0
     argv_ptr = sc.args[pidx + 1]
     envp_ptr = sc.args[pidx + 2]
+    if tracer.fast is not None:
+        tracer.fast.exec_forget(t.pid)  # this execve is Python's (fastexec.taken)
     guest = _guest_program(tracer, t, sc, at)
     if guest is None:
         return
@@ -138,5 +141,9 @@ def enter_execve(tracer: Tracer, t: Tracee, sc: Syscall) -> None:
     sc.set_arg(2, envp_ptr)
     t.pending_exe = plan.guest_path
     t.pending_loader = plan.loader_words
+    if not at and tracer.fast is not None and guest[:6] != "/proc/":
+        fastexec.note(tracer, t, guest, plan, host_file)
+        if guest[0] != "/":  # a relative name starts from the cwd
+            fastpath.mirror_cwd(tracer.fast, t)
     if tracer.verbose >= 1:
         print(f"ocirun: [{t.pid}] execve {guest} -> {plan.host_path} {plan.argv}", file=sys.stderr)

@@ -34,6 +34,7 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from ocirun.engine import fastexec
 from ocirun.engine import ptrace as pt
 from ocirun.engine.extension import see_paths
 from ocirun.engine.syscalls import FLAG_FOLLOW, FLAG_NOFOLLOW, FOLLOW, NOFOLLOW, OPEN
@@ -81,6 +82,8 @@ def start(tracer: Tracer) -> ModuleType | None:
             mod.set_syscall(nr, 1, _UNLINK, 0, 0, False, 0, False)
     for nr in _passed(tracer):
         mod.set_syscall(nr, 0, _PASS, 0, 0, False, _NO_DIRFD, False)
+    if fastexec.applies(tracer):
+        mod.set_syscall(tracer.names["execve"], 0, fastexec.F_EXEC, 0, 0, False, _NO_DIRFD, False)
     mod.set_on_gone(lambda hosts: _gone(tracer, hosts))
     mod.set_plain_names([_b(n) for n in tracer.path_args.bind_names])
     mod.set_listed([_b(h) for h in tracer.listed_dirs])
@@ -109,6 +112,7 @@ def _gone(tracer: Tracer, hosts: list[bytes] | None) -> None:
 def stop(tracer: Tracer) -> None:
     """Python sees every stop from now on (a nested root view appeared, a guest process traces another)."""
     if tracer.fast is not None:
+        fastexec.drain(tracer, tracer.fast)
         for ext in tracer.extensions:
             ext.use_fast_path(None)
         tracer.fast.set_enabled(False)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ocirun.engine import abi as abi_of
 from ocirun.engine import extension as hooks
-from ocirun.engine import fastpath
+from ocirun.engine import fastexec, fastpath
 from ocirun.engine import ptrace as pt
 from ocirun.engine.sigsys import answer_sigsys
 from ocirun.engine.tracee import FsState, Tracee
@@ -105,6 +105,8 @@ class ProcessTree:
 
     def _exec_event(self: Tracer, t: Tracee) -> None:
         former = pt.geteventmsg(t.pid)
+        if self.fast is not None:  # an execve the fast path carried out
+            fastexec.taken(self, self.fast, former)
         if former != t.pid and former in self.tracees:  # a thread exec'd: it takes the leader's pid
             old = self.tracees.pop(former)
             t.pending_exe = old.pending_exe or t.pending_exe

@@ -140,7 +140,7 @@ class PathArgs:
         if host != given:  # (/proc/self/exe -> the program: rewritten even when that is a host path)
             sc.set_arg(pa.arg, sc.push_string(host))
         if mirror:
-            self._mirror(t, guest, host, follow)
+            self.mirror(t, guest, host, follow)
 
     def _translate_relative(self, t: Tracee, sc: Syscall, pa: PathArg, guest: str, follow: bool) -> None:
         base, base_host = self.base_dirs(t, sc, pa)
@@ -164,7 +164,7 @@ class PathArgs:
         if base_host is None or host != (base_host + "/" + guest if base_host != "/" else "/" + guest):
             sc.set_arg(pa.arg, sc.push_string(host))
         if mirror:
-            self._mirror(t, "/" + guest if base == "/" else base + "/" + guest, host, follow)
+            self.mirror(t, "/" + guest if base == "/" else base + "/" + guest, host, follow)
 
     def _to_host(self, t: Tracee, guest: str, base: str, follow: bool, mirror: bool) -> str:
         """The translator's answer; on an error, the fast path may still learn the parent
@@ -176,7 +176,7 @@ class PathArgs:
                 self._mirror_parent(t, guest if guest[:1] == "/" else ("" if base == "/" else base) + "/" + guest)
             raise
 
-    def _mirror(self, t: Tracee, guest: str, host: str, follow: bool) -> None:
+    def mirror(self, t: Tracee, guest: str, host: str, follow: bool) -> None:
         """Give the fast path what the result cache holds (never /proc: per process)."""
         if host[:6] != "/proc/" and t.view.translator.cached(guest, follow) == host:
             self.fast.push(guest.encode("utf-8", ENC), host.encode("utf-8", ENC), follow)

@@ -1,0 +1,131 @@
+"""The compiled fast path's execve (ocirun/engine/_fastexec.c), fed from Python's plans.
+
+An execve that enter_execve carried out with a plan the fast path can repeat (a native
+ELF, static or run by the guest's loader, no script, no QEMU, the root view) leaves an
+exec record: the program's host file and the first bytes its plan was parsed from, its
+/proc/self/exe, PT_INTERP with the loader's host path and stat identity (whether it
+takes --argv0 was read from that file), and the name executed with its link to the
+loader. The translations it used are mirrored as any path's. The fast path repeats
+the plan only while all of it is still so (it reads the bytes again); the exe and the
+loader's words of an execve it carried out come back to Python at the exec event.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from ocirun.engine.execve import ExecPlan, parse_elf, parse_shebang
+
+if TYPE_CHECKING:
+    from ocirun.engine.loop import Tracer
+    from ocirun.engine.tracee import Tracee
+
+HEAD_MAX = 8192  # _fastexec.c: EXEC_HEAD_MAX
+F_EXEC = 32  # _fastexec.c: the mode of execve in set_syscall
+ENC = "surrogateescape"
+
+
+def applies(tracer: Tracer) -> bool:
+    """The fast path may carry out execve: no QEMU hook, no extension trapping it, no
+    -v line to print for it."""
+    planner = tracer.planner
+    nr = tracer.names["execve"]
+    return (planner.foreign is None and planner.host_program is None and tracer.verbose == 0
+            and nr not in tracer.ext_nrs and nr < 512)
+
+
+def note(tracer: Tracer, t: Tracee, guest: str, plan: ExecPlan, host_file: str) -> None:
+    """After enter_execve carried out `plan` for guest path `guest` (an execve, not
+    execveat) by executing `host_file`: the exec record, when the plan is one the fast
+    path can repeat."""
+    fast = tracer.fast
+    elf = plan.elf
+    if (fast is None or t.view is not tracer.root_view or plan.chain or elf is None or plan.new_env is not None
+            or guest[:1] == "" or guest[-1:] == "/" or not applies(tracer)):
+        return
+    host = plan.program_host
+    if tracer.to_guest(host) != plan.guest_path or _under_scratch(tracer, host):
+        return  # (its exe would depend on more than the host path)
+    head, want = _head(host, elf)
+    if head is None:
+        return
+    cwd = t.guest_cwd()
+    key = guest if guest[0] == "/" else ("" if cwd == "/" else cwd) + "/" + guest
+    mirror = tracer.path_args.mirror
+    mirror(t, key, host, True)
+    interp = loader = name = link = b""
+    ident = (0, 0, 0, 0, 0, 0, 0)
+    argv0 = False
+    if plan.loader_words is not None:
+        if not elf.interp or elf.interp[0] != "/":
+            return
+        try:
+            st = os.stat(plan.host_path)
+        except OSError:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            return
+        mirror(t, elf.interp, plan.host_path, True)
+        ident = (st.st_dev, st.st_ino, st.st_size, *divmod(st.st_mtime_ns, 10**9), *divmod(st.st_ctime_ns, 10**9))
+        argv0 = plan.loader_words[0] == 4
+        interp, loader = _b(elf.interp), _b(plan.host_path)
+        name, link = _b(guest.rpartition("/")[2]), _b(host_file)
+    elif host_file != host:
+        return
+    fast.exec_record(_b(host), head, want, _b(plan.guest_path), interp, loader, ident, argv0, name, link)
+
+
+def _head(host: str, elf: object) -> tuple[bytes | None, int]:
+    """The first bytes of `host` the plan's parse depends on (the shebang test's 256, the
+    ELF header, program headers and PT_INTERP) and how many were asked for; None when
+    they are too many or do not give `elf` again (the file changed meanwhile)."""
+    try:
+        with open(host, "rb") as f:
+            data = f.read(HEAD_MAX)
+    except OSError:
+        return None, 0
+    ends = [256]
+
+    def read_at(offset: int, size: int) -> bytes:
+        ends.append(offset + size)
+        return data[offset:offset + size]
+
+    try:
+        again = parse_elf(data[:64], read_at)
+    except Exception:  # struct.error: a truncated table
+        return None, 0
+    want = max(ends)
+    if again != elf or want > HEAD_MAX or parse_shebang(data[:256]) is not None:
+        return None, 0
+    return data[:want], want
+
+
+def _under_scratch(tracer: Tracer, host: str) -> bool:
+    scratch = tracer.scratch.path
+    return scratch is not None and host.startswith(scratch + "/")
+
+
+def taken(tracer: Tracer, fast: ModuleType, pid: int) -> None:
+    """The exe and loader words of an execve the fast path carried out for `pid`, as
+    enter_execve would have left them on its Tracee (for the exec event)."""
+    done = fast.exec_taken(pid)
+    t = tracer.tracees.get(pid)
+    if done is None or t is None:
+        return
+    exe, words, argv0 = done
+    t.pending_exe = exe.decode("utf-8", ENC)
+    t.pending_loader = None if words == 0 else (words, [argv0.decode("utf-8", ENC)] if argv0 is not None else [])
+
+
+def drain(tracer: Tracer, fast: ModuleType) -> None:
+    """Before the fast path is turned off: the execve it carried out whose exec event
+    has not come yet are handed to Python."""
+    for pid in list(tracer.tracees):
+        taken(tracer, fast, pid)
+
+
+def _b(s: str) -> bytes:
+    return s.encode("utf-8", ENC)

@@ -1,0 +1,50 @@
+"""execve in the compiled fast path (ocirun/engine/_fastexec.c, fastexec.py): the second
+and later runs of a program are carried out in C from the first run's plan, and only
+while the program, its loader and the name run are what that plan was made from."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ocirun_argv, ocirun_env
+
+# every step twice (the second from the exec record, when the fast path runs): the
+# exe, comm and cmdline of a copied program, run by its name, through a symlink of
+# another name and relatively; `exec -a`; then the same file rewritten in place as a
+# script, as another program, made unexecutable
+SCRIPT = """
+cp /usr/bin/cat /w/catx && ln -s /w/catx /w/caty && cp /usr/bin/readlink /w/rl
+for i in 1 2; do /w/rl /proc/self/exe; done
+for i in 1 2; do /w/catx /proc/self/comm; done
+for i in 1 2; do /w/caty /proc/self/comm; /w/caty /proc/self/cmdline | tr '\\0' ' '; echo; done
+for i in 1 2; do bash -c 'exec -a named /w/catx /proc/self/cmdline' | tr '\\0' ' '; echo; done
+cd /w; for i in 1 2; do ./catx /proc/self/comm; ./rl /proc/self/exe; done; cd /
+printf '#!/bin/sh\\necho script "$0" "$@"\\n' > /w/rl
+for i in 1 2; do /w/rl a b; done
+cat /usr/bin/true > /w/rl; for i in 1 2; do /w/rl /proc/self/exe; echo "true: $?"; done
+cat /usr/bin/readlink > /w/rl; for i in 1 2; do /w/rl /proc/self/exe; done
+chmod a-x /w/rl; for i in 1 2; do /w/rl 2>/dev/null; echo "noexec: $?"; done
+for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done
+"""
+EXPECTED = (["/w/rl"] * 2 + ["catx"] * 2 + ["caty", "/w/caty /proc/self/cmdline "] * 2
+            + ["named /proc/self/cmdline "] * 2 + ["catx", "/w/rl"] * 2 + ["script /w/rl a b"] * 2
+            + ["true: 0"] * 2 + ["/w/rl"] * 2 + ["noexec: 126"] * 2)
+FALLBACKS = re.compile(r"fast path: (\d+) execve to Python")
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_exec_records_follow_the_files(debian_rootfs: Path, tmp_path: Path, no_fastpath: str) -> None:
+    (tmp_path / "w").mkdir()
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_FASTPATH_STATS": "2", "OCIRUN_NO_SECCOMP": "0"})
+    p = subprocess.run(ocirun_argv("proot", "-r", debian_rootfs, "-b", "/proc", "-b", "/dev", "-b", f"{tmp_path / 'w'}:/w", "sh", "-c", SCRIPT),
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:-1] == EXPECTED, p.stderr
+    if no_fastpath == "0":
+        to_python = sum(int(n) for n in FALLBACKS.findall(p.stderr))
+        execs = 2 * 17 + 10 + 4  # the loops' programs, cp/ln/printf's siblings and more run by sh
+        assert to_python < execs // 2, p.stderr  # the first run of each, and each change
