@@ -1,4 +1,4 @@
-"""The `ocirun` command line: a click group whose subcommands load lazily.
+"""The `ocirun` command line: `main`, a click group (cli/group.py) whose subcommands load lazily.
 
 `ocirun [RUN OPTIONS] IMAGE [COMMAND...]` is short for `ocirun run ...`: when the
 first word after the global options is not a subcommand, `run` is assumed (as the
@@ -6,17 +6,15 @@ issue asks, an image named like a subcommand needs `ocirun run`).
 
 Subcommands live in their own modules and are listed in COMMANDS as
 "module:attribute", so `ocirun proot /bin/true` never imports the registry code.
+`ocirun proot` does not import click either when its options are all ones
+cli/proot_argv.py reads (start-up time); help, version and errors go to click.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
-import click
-
-from ocirun import __version__
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 
 # name -> "module:attribute"; one line per subcommand.
@@ -50,235 +48,9 @@ COMMANDS: dict[str, str] = {
     "cp": "ocirun.cli.lifecycle_cmds:cp",
 }
 
-# Global options the group itself takes before the subcommand (or image).
-_GLOBAL_FLAGS = {"-D", "--debug", "--version", "-h", "--help"}
-_GLOBAL_WITH_VALUE = {"--root"}
-
-
-# --- help as docker prints it --------------------------------------------------------------
-# "Usage:  ocirun CMD ...", one line of description, options (grouped where a command says
-# so) with docker's column layout, and for groups the commands by kind.
-
-_TOP_GROUPS: list[tuple[str, list[str]]] = [
-    ("Common Commands", ["run", "exec", "ps", "build", "pull", "push", "images", "login", "logout"]),
-    ("Management Commands", ["container", "image", "system"]),
-    ("Commands", ["create", "start", "stop", "rm", "logs", "export", "rmi", "inspect", "load", "proot"]),
-]
-
-
-def _doc_parts(text: str) -> tuple[list[str], list[str]]:
-    """A docstring's `Usage:` lines (docker's usage, written by hand) and the rest."""
-    usage: list[str] = []
-    rest: list[str] = []
-    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() != "\b"]
-    i = 0
-    while i < len(lines):
-        if lines[i].strip().startswith("Usage:"):
-            usage.append(lines[i].strip().removeprefix("Usage:").strip())
-            i += 1
-            while i < len(lines) and lines[i].strip():
-                usage.append(lines[i].strip())
-                i += 1
-            continue
-        rest.append(lines[i].strip())
-        i += 1
-    while rest and not rest[-1]:
-        rest.pop()
-    while rest and not rest[0]:
-        rest.pop(0)
-    return usage, rest
-
-
-def _option_row(ctx: click.Context, param: click.Parameter) -> tuple[str, str] | None:
-    record = param.get_help_record(ctx)
-    if record is None:
-        return None
-    names, text = record
-    text = text.rstrip(".")  # docker's option descriptions end without a period
-    if not names.startswith("--"):  # docker: "-d, --detach", "    --rm"
-        return "  " + names, text
-    return "      " + names, text
-
-
-def _rows(formatter: click.HelpFormatter, title: str, rows: list[tuple[str, str]], width: int = 0) -> None:
-    if not rows:
-        return
-    formatter.write(f"\n{title}:\n")
-    width = width or min(max(len(a) for a, _ in rows) + 3, 36)
-    for left, text in rows:
-        if len(left) + 1 > width:
-            formatter.write(left + "\n" + " " * width + text + "\n")
-        else:
-            formatter.write(left.ljust(width) + text + "\n")
-
-
-def docker_help(cmd: click.Command, ctx: click.Context) -> str:
-    """The whole help text of `cmd`, in docker's layout."""
-    usage, rest = _doc_parts(cmd.help or "")
-    if not usage:
-        pieces = " ".join(cmd.collect_usage_pieces(ctx))
-        usage = [f"{ctx.command_path} {pieces}".strip()]
-    doc_path, alias = _path_words(usage[0]), ""
-    if doc_path != ctx.command_path and ctx.parent is not None:  # `container ls` documented as `ps`
-        usage[0] = ctx.command_path + usage[0][len(doc_path):]
-        alias = doc_path
-    f = click.HelpFormatter(max_width=120)
-    f.write(f"\nUsage:  {usage[0]}\n")
-    for more in usage[1:]:
-        f.write(f"        {more}\n")
-    if rest:
-        f.write("\n" + "\n".join(rest) + "\n")
-    if alias:
-        f.write(f"\nAliases:\n  {ctx.command_path}, {alias}\n")
-    if isinstance(cmd, click.Group):
-        _group_commands(cmd, ctx, f)
-    groups: list[tuple[str, list[str]]] = getattr(cmd, "option_groups", None) or []
-    rows = {p.name: _option_row(ctx, p) for p in cmd.get_params(ctx) if isinstance(p, click.Option)}
-    placed: set[str | None] = set()
-    width = min(max((len(r[0]) for r in rows.values() if r), default=0) + 3, 36)
-    for title, names in groups:
-        _rows(f, title, [rows[n] for n in names if rows.get(n)], width)
-        placed.update(names)
-    title = "Global Options" if ctx.parent is None and isinstance(cmd, click.Group) else "Options"
-    _rows(f, title, [r for n, r in rows.items() if r and n not in placed], width)
-    if isinstance(cmd, click.Group):
-        f.write(f"\nRun '{ctx.command_path} COMMAND --help' for more information on a command.\n")
-    return f.getvalue()
-
-
-def _path_words(usage: str) -> str:
-    """'ocirun ps [OPTIONS]' -> 'ocirun ps': the command path a usage line starts with."""
-    words = []
-    for w in usage.split():
-        if not w.islower() or not w.replace("-", "").isalpha():
-            break
-        words.append(w)
-    return " ".join(words)
-
-
-def _summary(cmd: click.Command) -> str:
-    _usage, rest = _doc_parts(cmd.help or "")
-    return rest[0].rstrip(".") if rest else ""
-
-
-def _group_commands(group: click.Group, ctx: click.Context, f: click.HelpFormatter) -> None:
-    names = group.list_commands(ctx)
-    kinds = [("Commands", names)]
-    if ctx.parent is None:  # the top level: by kind, anything unlisted under "Commands"
-        listed = {n for _t, members in _TOP_GROUPS for n in members}
-        kinds = [(t, m + [n for n in names if n not in listed] if t == "Commands" else m) for t, m in _TOP_GROUPS]
-    width = max(len(n) for n in names) + 5
-    for title, members in kinds:
-        rows = []
-        for name in members:
-            sub = group.get_command(ctx, name) if name in names else None
-            if sub is not None and not getattr(sub, "hidden", False):
-                rows.append(("  " + name, _summary(sub)))
-        _rows(f, title, rows, width)
-
-
-class DockerCommand(click.Command):
-    """A command whose --help reads like docker's (see docker_help); `option_groups`
-    lists (title, [param names]) to group options."""
-
-    option_groups: list[tuple[str, list[str]]] = []
-
-    def get_help(self, ctx: click.Context) -> str:
-        return docker_help(self, ctx)
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        return _summary(self)
-
-
-class DockerGroup(click.Group):
-    """A command group (container, image, system) with docker's help layout."""
-
-    def get_help(self, ctx: click.Context) -> str:
-        return docker_help(self, ctx)
-
 
 class _Interrupted(BaseException):
     """Ctrl-C (SIGINT) while a command ran: `main` reports it in one line, exit 130."""
-
-
-class OcirunGroup(click.Group):
-    """Lazy subcommands, and `run` as the default when no subcommand is named."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        module_name, attr = target.split(":")
-        return getattr(importlib.import_module(module_name), attr)
-
-    def get_help(self, ctx: click.Context) -> str:
-        return docker_help(self, ctx)
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:  # not click's Abort, which first prints an empty line
-            raise _Interrupted() from None
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        args = list(args)
-        i = 0
-        while i < len(args):
-            word = args[i]
-            if word in _GLOBAL_FLAGS:
-                i += 1
-            elif word in _GLOBAL_WITH_VALUE:
-                i += 2
-            elif any(word.startswith(opt + "=") for opt in _GLOBAL_WITH_VALUE):
-                i += 1
-            else:
-                break
-        if i < len(args) and args[i] not in COMMANDS:
-            args.insert(i, "run")
-        return super().parse_args(ctx, args)
-
-
-@click.group(
-    cls=OcirunGroup,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    invoke_without_command=False,
-)
-@click.option(
-    "--root",
-    "root",
-    metavar="PATH",
-    help="Root directory of the image and container store "
-    "(default: $OCIRUN_ROOT, else $XDG_DATA_HOME/ocirun).",
-)
-@click.option("-D", "--debug", is_flag=True, help="Show details (and tracebacks) of failures.")
-@click.version_option(__version__, "--version", prog_name="ocirun", message="ocirun version %(version)s")
-@click.pass_context
-def cli(ctx: click.Context, root: str | None, debug: bool) -> None:
-    """Run OCI/Docker images without root, daemon or namespaces.
-
-    \b
-    Usage:  ocirun [OPTIONS] COMMAND [ARG...]
-            ocirun [OPTIONS] [RUN OPTIONS] IMAGE [COMMAND] [ARG...]   (same as 'ocirun run')
-    """
-    ctx.ensure_object(dict)
-    ctx.obj["root"] = root
-    ctx.obj["debug"] = debug
-    if debug:
-        os.environ["OCIRUN_DEBUG"] = "1"
-
-
-# click >= 8.2 raises this (a UsageError) for a bare group; print help, exit 0.
-_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
-def _command_path(args: list[str]) -> str:
-    for word in args:
-        if word in COMMANDS:
-            return f"ocirun {word}"
-    return "ocirun"
 
 
 def undo_locale_coercion() -> None:
@@ -302,7 +74,11 @@ def _say(line: str) -> None:
     """The error line on stderr; if stderr cannot take it (a full disk, a closed pipe)
     the exit status still tells, and Python's own flush at exit must not replace it."""
     try:
-        click.echo(line, err=True)
+        if "click" in sys.modules:  # (click's echo strips colour codes off a non-terminal)
+            sys.modules["click"].echo(line, err=True)
+        elif sys.stderr is not None:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
     except OSError:
         _silence(sys.stderr)
 
@@ -334,32 +110,32 @@ def _silence(stream) -> None:
     os.close(devnull)
 
 
+def _dispatch(args: list[str]) -> object:
+    """Run the command `args` names: `ocirun proot` without click when it can, else click."""
+    if args[:1] == ["proot"] and "_OCIRUN_COMPLETE" not in os.environ:
+        from ocirun.cli.proot_argv import parse
+
+        parsed = parse(args[1:])
+        if parsed is not None:
+            from ocirun.cli.proot_run import run_guest
+
+            return run_guest(parsed.options, parsed.command, parsed.order)
+    from ocirun.cli.group import cli
+
+    return cli.main(args=args, prog_name="ocirun", standalone_mode=False)
+
+
 def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else argv
     undo_locale_coercion()
     debug = "-D" in args[:2] or "--debug" in args[:2] or os.environ.get("OCIRUN_DEBUG") == "1"
     try:
-        code = cli.main(args=args, prog_name="ocirun", standalone_mode=False)
+        code = _dispatch(args)
     except OcirunError as exc:
         _say(f"ocirun: {exc.message}")
         if debug and exc.detail:
             _say(exc.detail)
         sys.exit(exc.exit_code)
-    except _NoArgsIsHelp as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-        sys.exit(0)
-    except click.UsageError as exc:
-        hint = _command_path(args)
-        _say(f"ocirun: {exc.format_message()} (see '{hint} --help')")
-        sys.exit(EXIT_OCIRUN)
-    except click.exceptions.Abort:
-        _say("ocirun: interrupted")
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        _say(f"ocirun: {exc.format_message()}")
-        sys.exit(EXIT_OCIRUN)
     except (KeyboardInterrupt, _Interrupted):
         # on a terminal the line with the echoed ^C is ended first
         _say(("\n" if sys.stderr.isatty() else "") + "ocirun: interrupted")
@@ -375,11 +151,23 @@ def _main(argv: list[str] | None) -> None:
 
             traceback.print_exc()
         sys.exit(EXIT_OCIRUN)
-    except Exception as exc:  # the last line of defence: never a bare traceback
-        _say(f"ocirun: internal error: {type(exc).__name__}: {exc}")
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        sys.exit(EXIT_OCIRUN)
+    except Exception as exc:  # click's own failures, then the last line of defence: never a bare traceback
+        _fail(exc, args, debug)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(exc: Exception, args: list[str], debug: bool) -> None:
+    """Exit for an exception no other handler took: click's (a usage error...) as click
+    ran, anything else as an internal error."""
+    if "click" in sys.modules:
+        from ocirun.cli.group import click_failure
+
+        code = click_failure(exc, args)
+        if code is not None:
+            sys.exit(code)
+    _say(f"ocirun: internal error: {type(exc).__name__}: {exc}")
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    sys.exit(EXIT_OCIRUN)

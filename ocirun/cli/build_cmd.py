@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ocirun.cli import DockerCommand
+from ocirun.cli.group import DockerCommand
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}

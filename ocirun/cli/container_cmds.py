@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ocirun.cli import DockerCommand, DockerGroup
+from ocirun.cli.group import DockerCommand, DockerGroup
 from ocirun.cli.run_cmds import CMD_CONTEXT, CONTAINERS, create, exec_, run, start
 from ocirun.cli.stores import container_store, each_container
 from ocirun.errors import OcirunError

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ocirun.cli import DockerCommand, DockerGroup
+from ocirun.cli.group import DockerCommand, DockerGroup
 from ocirun.cli.stores import image_store
 from ocirun.errors import OcirunError
 from ocirun.util.fmt import human_ago, human_size, table

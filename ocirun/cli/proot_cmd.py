@@ -8,28 +8,15 @@ after the first non-option word is the guest command (`ocirun proot -r R ls -l`)
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 
 import click
 
 from ocirun import __version__
 from ocirun.cli.proot_ext import OPTIONS as EXTENSION_OPTIONS
-from ocirun.cli.proot_ext import PLAN_HOOKS
-from ocirun.cli.proot_rules import (
-    ORDER_KEY,
-    OrderedCommand,
-    apply_tmp_dir,
-    default_order,
-    env_flag,
-    help_epilog,
-    proot_verbose,
-    resolve_identity,
-    root_and_bindings,
-    starting_directory,
-)
-from ocirun.errors import EXIT_OCIRUN
+from ocirun.cli.proot_options import ALIAS_OPTIONS, REGULAR_OPTIONS, ProotOption
+from ocirun.cli.proot_rules import ORDER_KEY, help_epilog
+from ocirun.cli.proot_run import build_engine_plan, run_guest
 
 VERSION_TEXT = f"""ocirun proot {__version__}: PRoot's interface on ocirun's ptrace engine.
 A user-space implementation of chroot, mount --bind and binfmt_misc, re-imagined in Python.
@@ -43,46 +30,38 @@ options (optional), then the command to launch (/bin/sh if not
 specified).
 """
 
-# Regular options, as PRoot's manual describes them.
-REGULAR_OPTIONS: list[Callable] = [
-    click.option(
-        "-r", "--rootfs", "rootfs", metavar="path", default=None,
-        help="Use *path* as the new guest root file-system, default is /.",
-    ),
-    click.option(
-        "-b", "-m", "--bind", "--mount", "binds", metavar="path", multiple=True,
-        help="Make the content of *path* accessible in the guest rootfs "
-        "(host_path[:guest_location], a trailing ! does not dereference the guest location).",
-    ),
-    click.option(
-        "-w", "--pwd", "--cwd", "cwd", metavar="path", default=None,
-        help="Set the initial working directory to *path*.",
-    ),
-    click.option(
-        "-v", "--verbose", "verbose", metavar="value", type=int, default=None,
-        help="Set the level of debug information to *value* (negative: quiet; 2 and more trace syscalls).",
-    ),
-    click.option(
-        "--kill-on-exit", "kill_on_exit", is_flag=True,
-        help="Kill all processes on command exit.",
-    ),
-]
+__all__ = ["build_engine_plan", "proot"]
 
-# Alias options.
-ALIAS_OPTIONS: list[Callable] = [
-    click.option(
-        "-R", "alias_r", metavar="path", default=None,
-        help="Alias: -r *path* + a couple of recommended -b.",
-    ),
-    click.option(
-        "-S", "alias_s", metavar="path", default=None,
-        help="Alias: -0 -r *path* + a couple of recommended -b.",
-    ),
-]
 
-def _apply(options: list[Callable], f: Callable) -> Callable:
+def _click_option(opt: ProotOption) -> Callable:
+    """The click option of one row of the table (proot_options.py, proot_ext.py)."""
+    kw: dict = {"help": opt.help, "metavar": opt.metavar, "multiple": opt.multiple}
+    if opt.is_flag:
+        kw.update(is_flag=True, default=None if opt.tristate else False)
+    elif opt.integer:
+        kw["type"] = int
+    return click.option(*opt.names, opt.dest, **kw)
+
+
+class OrderedCommand(click.Command):
+    """A click command that remembers the order its options were given in (ctx.meta[ORDER_KEY])."""
+
+    def make_parser(self, ctx: click.Context):  # type: ignore[override]
+        parser = super().make_parser(ctx)
+        parse = parser.parse_args
+
+        def parse_args(args):
+            opts, rest, order = parse(args)
+            ctx.meta[ORDER_KEY] = [p.name for p in order]
+            return opts, rest, order
+
+        parser.parse_args = parse_args  # type: ignore[method-assign]
+        return parser
+
+
+def _apply(options: list[ProotOption], f: Callable) -> Callable:
     for opt in reversed(options):
-        f = opt(f)
+        f = _click_option(opt)(f)
     return f
 
 
@@ -90,32 +69,6 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
         click.echo(VERSION_TEXT)
         ctx.exit(0)
-
-
-def build_engine_plan(options: dict, command: tuple[str, ...], order: list[str] | None = None):
-    """EnginePlan from PRoot's options (no tracing here); `order`: the options as given (OrderedCommand)."""
-    from ocirun.engine.plan import EnginePlan
-
-    order = default_order(options) if order is None else order
-    rootfs, bindings = root_and_bindings(options, order)
-    verbose = proot_verbose(options.get("verbose"))
-    resolve_identity(options, order, quiet=verbose < 0)
-    cwd = starting_directory(rootfs, bindings, options.get("cwd"), quiet=verbose < 0)
-    env = dict(os.environ)
-    env["PWD"] = cwd
-    plan = EnginePlan(
-        argv=list(command) or ["/bin/sh"],
-        rootfs=rootfs,
-        bindings=bindings,
-        cwd=cwd,
-        env=env,
-        verbose=verbose,
-        kill_on_exit=bool(options.get("kill_on_exit")),
-        seccomp=not env_flag("PROOT_NO_SECCOMP"),
-    )
-    for hook in PLAN_HOOKS:
-        hook(plan, options)
-    return plan
 
 
 def _command(f: Callable) -> Callable:
@@ -142,10 +95,4 @@ def _command(f: Callable) -> Callable:
 
 @_command
 def proot(command: tuple[str, ...], **options) -> None:
-    from ocirun.engine import run
-
-    apply_tmp_dir()
-    plan = build_engine_plan(options, command, click.get_current_context().meta.get(ORDER_KEY))
-    code = run(plan)
-    sys.stdout.flush()
-    sys.exit(code if 0 <= code <= 255 else EXIT_OCIRUN)
+    run_guest(options, command, click.get_current_context().meta.get(ORDER_KEY))

@@ -6,32 +6,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import click
-
+from ocirun.cli.proot_options import ProotOption
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 
 if TYPE_CHECKING:
     from ocirun.engine.plan import EnginePlan
 
-def _option(short: str, long: str, dest: str, help: str, **kw: object) -> Callable:
-    """One row of the table below: a flag unless it takes a value (metavar)."""
-    return click.option(short, long, dest, is_flag="metavar" not in kw, help=help, **kw)
-
-
-EXTENSION_OPTIONS: list[Callable] = [
-    _option("-k", "--kernel-release", "kernel_release", "Make current kernel appear as kernel release *string*.",
-            metavar="string"),
-    _option("-0", "--root-id", "root_id", 'Make current user appear as "root" and fake its privileges.'),
-    _option("-i", "--change-id", "change_id", 'Make current user and group appear as *string* "uid:gid".',
-            metavar="string"),
-    _option("-p", "--port", "ports", 'Map ports to others with the syntax as *string* "port_in:port_out ...".',
-            metavar="string", multiple=True),
-    _option("-n", "--netcoop", "netcoop", "Activates the network cooperation mode."),
-    _option("-l", "--link2symlink", "link2symlink", "Replace hard links with symlinks, pretending they are "
-            "really hardlinks (automatic where link() is refused; OCIRUN_LINK2SYMLINK=1 forces it).", default=None),
+EXTENSION_OPTIONS: list[ProotOption] = [
+    ProotOption(("-k", "--kernel-release"), "kernel_release", "Make current kernel appear as kernel release "
+                "*string*.", metavar="string"),
+    ProotOption(("-0", "--root-id"), "root_id", 'Make current user appear as "root" and fake its privileges.'),
+    ProotOption(("-i", "--change-id"), "change_id", 'Make current user and group appear as *string* "uid:gid".',
+                metavar="string"),
+    ProotOption(("-p", "--port"), "ports", 'Map ports to others with the syntax as *string* "port_in:port_out ...".',
+                metavar="string", multiple=True),
+    ProotOption(("-n", "--netcoop"), "netcoop", "Activates the network cooperation mode."),
+    ProotOption(("-l", "--link2symlink"), "link2symlink", "Replace hard links with symlinks, pretending they are "
+                "really hardlinks (automatic where link() is refused; OCIRUN_LINK2SYMLINK=1 forces it).",
+                tristate=True),
 ]
-QEMU_OPTION = _option(
-    "-q", "--qemu", "qemu",
+QEMU_OPTION = ProotOption(
+    ("-q", "--qemu"), "qemu",
     "Execute guest programs through QEMU as specified by *command* (e.g. 'qemu-aarch64 -g 1234'). "
     "The native execution of host programs is still effective and the whole host rootfs is bound "
     "to /host-rootfs in the guest environment.",
@@ -97,4 +92,4 @@ def extensions_hook(plan: EnginePlan, options: dict) -> None:
 # or change the plan (-S asks for -0: extensions_hook checks options["alias_s"]).
 PlanHook = Callable[["EnginePlan", dict], None]
 PLAN_HOOKS: list[PlanHook] = [qemu_hook, extensions_hook]
-OPTIONS: list[Callable] = [*EXTENSION_OPTIONS, QEMU_OPTION]
+OPTIONS: list[ProotOption] = [*EXTENSION_OPTIONS, QEMU_OPTION]

@@ -8,16 +8,15 @@
 - `PWD` in the guest's environment names the directory it starts in.
 - PRoot's environment variables (PROOT_ENVIRONMENT) are read here or documented in --help.
 
-click keeps one value per option, not the order options came in, so OrderedCommand
-records that order (one entry per occurrence) for these rules.
+click keeps one value per option, not the order options came in, so the command
+(proot_cmd.OrderedCommand, proot_argv.parse) records that order (one entry per
+occurrence) for these rules.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-
-import click
 
 from ocirun.engine.plan import Binding
 from ocirun.errors import OcirunError
@@ -39,22 +38,6 @@ PROOT_ENVIRONMENT: dict[str, str] = {
     "PROOT_DONT_POLLUTE_ROOTFS": "ignored: ocirun never creates anything in the rootfs "
     "(missing mount points are shown from a private directory).",
 }
-
-
-class OrderedCommand(click.Command):
-    """A click command that remembers the order its options were given in (ctx.meta[ORDER_KEY])."""
-
-    def make_parser(self, ctx: click.Context):  # type: ignore[override]
-        parser = super().make_parser(ctx)
-        parse = parser.parse_args
-
-        def parse_args(args):
-            opts, rest, order = parse(args)
-            ctx.meta[ORDER_KEY] = [p.name for p in order]
-            return opts, rest, order
-
-        parser.parse_args = parse_args  # type: ignore[method-assign]
-        return parser
 
 
 def default_order(options: dict) -> list[str]:

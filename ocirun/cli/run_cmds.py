@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ocirun.cli import DockerCommand
+from ocirun.cli.group import DockerCommand
 from ocirun.cli.stores import container_store, each_container, stores
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.options import (
