@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ocirun.cli import GuestExit
 from ocirun.cli.proot_ext import PLAN_HOOKS
 from ocirun.cli.proot_rules import (
     apply_tmp_dir,
@@ -53,4 +54,4 @@ def run_guest(options: dict, command: tuple[str, ...], order: list[str] | None) 
     apply_tmp_dir()
     code = run(build_engine_plan(options, command, order))
     sys.stdout.flush()
-    sys.exit(code if 0 <= code <= 255 else EXIT_OCIRUN)
+    raise GuestExit(code if 0 <= code <= 255 else EXIT_OCIRUN)
