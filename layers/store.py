@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from layers.blobs import BlobError, BlobStore
 from layers.records import (
@@ -48,11 +48,13 @@ from layers.records import (
 )
 from layers.store_gc import Removal
 from layers.store_names import NameTable
-from layers.unpack import LayerSpec, unpack_layers
 from ocirun.errors import OcirunError
 from ocirun.util.fs import atomic_write, rmtree, tree_size
 from ocirun.util.locks import file_lock
 from ocirun.util.paths import store_root
+
+if TYPE_CHECKING:  # (layers.unpack is imported when a layer is unpacked: a cached run needs none of it)
+    from layers.unpack import LayerSpec
 
 _LAYER_MARKERS = ("tar", "layer")  # media types that carry filesystem layers
 
@@ -241,6 +243,8 @@ class Store(NameTable, Removal):
         return familiar(f"{r.name}:{tag}")
 
     def _layer_specs(self, pulled: Any) -> list[LayerSpec]:
+        from layers.unpack import LayerSpec
+
         diff_ids = list((pulled.config_json.get("rootfs") or {}).get("diff_ids") or [])
         layers = [d for d in pulled.layers if any(m in d.media_type for m in _LAYER_MARKERS) or not d.media_type]
         if diff_ids and len(diff_ids) != len(layers):
@@ -263,6 +267,8 @@ class Store(NameTable, Removal):
             os.replace(prebuilt, rootfs)
             unpack_stats = {}
         elif not rootfs.is_dir():
+            from layers.unpack import unpack_layers
+
             self._clean_staging(pulled.config_digest)
             stage = Path(tempfile.mkdtemp(prefix=f"unpack-{hex_of(pulled.config_digest)}-", dir=self.tmp_dir))
             try:
@@ -330,6 +336,8 @@ class Store(NameTable, Removal):
         with self._gc_lock(), self._image_lock(record.id):
             if record.rootfs.is_dir():
                 return record.rootfs
+            from layers.unpack import LayerSpec, unpack_layers
+
             diff_ids = list((record.config.get("rootfs") or {}).get("diff_ids") or [])
             specs = [
                 LayerSpec(d, diff_ids[i] if i < len(diff_ids) else None) for i, d in enumerate(record.layers)

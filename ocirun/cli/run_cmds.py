@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ocirun.cli import GuestExit
 from ocirun.cli.group import DockerCommand
 from ocirun.cli.stores import container_store, each_container, stores
 from ocirun.errors import EXIT_OCIRUN, OcirunError
@@ -171,7 +172,7 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool, 
         start_detached(cstore, c)
         click.echo(c.id)
         return 0
-    return start_container(cstore, c)
+    raise GuestExit(start_container(cstore, c))  # its clean-up done: no teardown needed (cli.GuestExit)
 
 
 @click.command(cls=_RunCommand, context_settings=_RUN_CONTEXT)

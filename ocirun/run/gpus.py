@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import subprocess
 from dataclasses import dataclass, field
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
@@ -133,6 +132,8 @@ def ldcache_libraries(root: str) -> dict[str, str]:
     cache = _under(root, "/etc/ld.so.cache")
     if not os.path.isfile(cache):
         return {}
+    import subprocess  # (only with --gpus: start-up time of every run)
+
     try:
         out = subprocess.run(["ldconfig", "-p", "-C", cache], capture_output=True, text=True, timeout=30,
                              env={"PATH": "/usr/sbin:/sbin:/usr/bin:/bin"}).stdout

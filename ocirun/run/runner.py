@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -322,6 +321,8 @@ def exec_in(cstore: ContainerStore, c: Container, argv: list[str], env: dict[str
 
 def start_detached(cstore: ContainerStore, c: Container, wait: float = 10.0) -> None:
     """Run the container in a background ocirun whose output goes to the container's log."""
+    import subprocess  # (only for -d: start-up time of every run)
+
     log_file = open(c.log_path, "ab")  # handed to the child
     try:
         proc = subprocess.Popen(
