@@ -12,6 +12,11 @@
  * has passed, the next stat goes to Python, which looks and gives a new time.
  * Whatever is not the plain case goes to Python: a path only Python can translate, a
  * /proc path, an error on an fd, a buffer the guest cannot have written.
+ *
+ * The fake root's opens and access calls are the core's plain ones (the fast path
+ * translates them) unless the fake root has work: an open that may create a file
+ * (whose owner it records), or a check the real user would fail where root passes
+ * (FileCalls._root_permissions, _access). fr_guard tells them apart with one access(2).
  */
 #include "_fastpath.h"
 #include <errno.h>
@@ -27,6 +32,7 @@
 
 #define RECORD_BUCKETS 65536
 enum { K_STAT = 1, K_LSTAT, K_FSTAT, K_FSTATAT, K_STATX, K_MAX };
+enum { G_OPEN = 1, G_ACCESS, G_MAX };  /* fr_guard: what the fake root checks */
 enum { HAS_BTIME = 1, HAS_UID = 2, HAS_GID = 4, HAS_MODE = 8, HAS_RDEV = 16 };
 
 /* A record of the fake-root database, as FakeRootDB.get returns it */
@@ -37,6 +43,7 @@ typedef struct record {
 } record_t;
 
 static uint8_t kinds[NR_MAX];
+static uint8_t guards[NR_MAX], guard_arg[NR_MAX];  /* guard_arg: G_ACCESS's mode argument */
 static record_t *records[RECORD_BUCKETS];
 static size_t n_records;
 static int configured;
@@ -77,6 +84,7 @@ static void records_clear(void) {
 
 void fr_reset(void) {
     memset(kinds, 0, sizeof kinds);
+    memset(guards, 0, sizeof guards);
     records_clear();
     configured = 0;
     fresh_until = (struct timespec){0, 0};
@@ -88,6 +96,27 @@ static int fresh(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec < fresh_until.tv_sec || (now.tv_sec == fresh_until.tv_sec && now.tv_nsec < fresh_until.tv_nsec);
+}
+
+int fr_guarded(uint64_t nr) { return nr < NR_MAX && guards[nr] != 0; }
+
+/* 1: the fake root has nothing to do for this open or access call (its host path
+ * `host`, NULL where the fast path leaves a plain name to the kernel); 0: Python. */
+int fr_guard(uint64_t nr, const spec_t *s, const uint64_t *args, const char *host) {
+    int need;
+    if (guards[nr] == G_OPEN) {
+        uint64_t f = args[s->flag_arg];
+        if (f & O_CREAT) return fp_fall(nr, R_FAKE_GUARD);  /* a new file's owner (_note_creation) */
+        if (real_uid == 0 || (f & O_PATH)) return 1;
+        int acc = (int)(f & O_ACCMODE);
+        need = acc == O_WRONLY ? W_OK : acc == O_RDWR ? R_OK | W_OK : R_OK;
+        if (f & O_TRUNC) need |= W_OK;
+    } else {
+        need = (int)(args[guard_arg[nr]] & 7);
+        if (real_uid == 0 || need == 0) return 1;
+    }
+    if (!host || access(host, need) != 0) return fp_fall(nr, R_FAKE_GUARD);  /* root's rights: Python */
+    return 1;
 }
 
 /* What StatCalls._stat_source finds: the host path to stat, the flags, the buffer. */
@@ -228,6 +257,16 @@ static PyObject *fr_syscall(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+static PyObject *fr_guard_syscall(PyObject *self, PyObject *a) {
+    unsigned nr, guard, arg;
+    if (!PyArg_ParseTuple(a, "III", &nr, &guard, &arg)) return NULL;
+    if (nr >= NR_MAX || guard >= G_MAX || arg > 5) return PyErr_Format(PyExc_ValueError, "bad guard for %u", nr);
+    if (!configured) return PyErr_Format(PyExc_RuntimeError, "fr_config first");
+    guards[nr] = (uint8_t)guard;
+    guard_arg[nr] = (uint8_t)arg;
+    Py_RETURN_NONE;
+}
+
 /* A record field: absent (None) or the integer as the result's field takes it (wrapped). */
 static int field(PyObject *o, uint64_t *out, unsigned bit, unsigned *has) {
     if (o == Py_None) return 1;
@@ -284,6 +323,8 @@ static PyObject *fr_until(PyObject *self, PyObject *a) {
 PyMethodDef fakeroot_methods[] = {
     {"fr_config", fr_config, METH_VARARGS, "fr_config(real_uid, real_gid, fake_uid, fake_gid): -0's ids."},
     {"fr_syscall", fr_syscall, METH_VARARGS, "fr_syscall(nr, kind): answer this stat syscall (1 stat ... 5 statx)."},
+    {"fr_guard", fr_guard_syscall, METH_VARARGS,
+     "fr_guard(nr, guard, mode_arg): the core's open (1) or access (2) call, unless the fake root has work."},
     {"fr_put", fr_put, METH_VARARGS, "fr_put(dev, ino, btime, uid, gid, mode, rdev): a record (None: absent)."},
     {"fr_forget", fr_forget, METH_VARARGS, "fr_forget(dev, ino): the inode has no record."},
     {"fr_clear", fr_clear, METH_NOARGS, "Forget every record (the database's cache was reloaded)."},

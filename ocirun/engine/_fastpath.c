@@ -78,7 +78,7 @@ static int gone_overflow;
 static PyObject *on_gone;
 static const char *reason_names[N_REASONS] = {"info", "not pure", "pointer", "read", "empty", "base",
                                               "proc", "miss", "listed", "slot", "write", "unlink",
-                                              "fake-root poll", "fake-root stat", "exec"};
+                                              "fake-root poll", "fake-root stat", "exec", "fake-root check"};
 static unsigned long long fallback[NR_MAX + 1][N_REASONS];
 #define FALL(nr, r) do { fallback[(nr) < NR_MAX ? (nr) : NR_MAX][r]++; return 0; } while (0)
 
@@ -327,9 +327,11 @@ static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *ar
     const char *base = NULL;
     if (path[0] != '/') {
         if (s->abs_only) return 1;
-        if (!follow && !plain_needs_python(path)) return 1;  /* the kernel finds the same entry */
+        if (!follow && !plain_needs_python(path))  /* the kernel finds the same entry */
+            return !fr_guarded(nr) || fr_guard(nr, s, args, NULL);
     }
     if (!fp_host_path(pid, nr, s, args, path, follow, &base, base_host, host)) return 0;
+    if (fr_guarded(nr) && !fr_guard(nr, s, args, host)) return 0;
     if (s->listed && is_listed(host, strlen(host))) FALL(nr, R_LISTED);
     if (!base) {
         if (strcmp(host, path) == 0) return 1;

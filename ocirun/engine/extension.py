@@ -203,10 +203,13 @@ class Extension:
         """Make `host_dir` of a lazily made tree real (None: this extension makes none)."""
         return None
 
-    def use_fast_path(self, fast: ModuleType | None) -> None:
+    def use_fast_path(self, fast: ModuleType | None) -> frozenset[str]:
         """The compiled fast path runs beside this extension (only_own_syscalls), or no
         longer (None): it may mirror into it what lets it finish some of its own syscalls
-        (ocirun/engine/_fakeroot.c), each piece kept exact by its own invalidation."""
+        (ocirun/engine/_fakeroot.c), each piece kept exact by its own invalidation.
+        Returns those of its syscalls the fast path may translate as the core's plain
+        ones (its C part sends to Python the stops the extension has work at)."""
+        return frozenset()
 
     def detach(self, engine: Engine) -> None:
         """Called once when the whole guest tree is gone (flush state to disk, ...)."""

@@ -73,9 +73,7 @@ def start(tracer: Tracer) -> ModuleType | None:
     mod.set_enabled(False)  # forget what an earlier tracer in this process set
     for nr, spec in tracer.table.items():
         if _pure(tracer, nr, spec):
-            pa = spec.paths[0]
-            mod.set_syscall(nr, pa.arg, _MODES[pa.follow], pa.flag_arg or 0, pa.flag_mask, pa.abs_only,
-                            _NO_DIRFD if pa.dirfd is None else pa.dirfd, spec.follow_open)
+            _set_pure(mod, nr, spec)
         elif spec.kind == "getdents" and nr in tracer.trapped and nr not in tracer.ext_nrs and nr < 512:
             mod.set_syscall(nr, 0, _LISTING, 0, 0, False, _NO_DIRFD, False)
         elif spec.name == "unlinkat" and nr not in tracer.ext_nrs and nr < 512:
@@ -91,12 +89,30 @@ def start(tracer: Tracer) -> ModuleType | None:
     root = tracer.translator.to_host("/", "/", True)
     if tracer.translator.cached("/", True) == root:
         mod.push(b"/", _b(root), True)
-    for ext in tracer.extensions:
-        ext.use_fast_path(mod)
+    _share(tracer, mod)
     mod.set_enabled(True)
     tracer.translator.on_invalidate = mod.clear
     tracer.dirlist.fast = mod
     return mod
+
+
+def _set_pure(mod: ModuleType, nr: int, spec: SyscallSpec) -> None:
+    pa = spec.paths[0]
+    mod.set_syscall(nr, pa.arg, _MODES[pa.follow], pa.flag_arg or 0, pa.flag_mask, pa.abs_only,
+                    _NO_DIRFD if pa.dirfd is None else pa.dirfd, spec.follow_open)
+
+
+def _share(tracer: Tracer, mod: ModuleType) -> None:
+    """What the extensions mirror into the fast path (Extension.use_fast_path); their own
+    syscalls they let it translate as the core's, if no other extension traps them."""
+    for ext in tracer.extensions:
+        names = ext.use_fast_path(mod)
+        others = {n for e in tracer.extensions if e is not ext for n in e.syscalls}
+        for name in names - others:
+            nr = tracer.names.get(name)
+            spec = tracer.table.get(nr) if nr is not None else None
+            if spec is not None and _pure(tracer, nr, spec, shared=True):
+                _set_pure(mod, nr, spec)
 
 
 def _gone(tracer: Tracer, hosts: list[bytes] | None) -> None:
@@ -131,9 +147,10 @@ def _b(s: str) -> bytes:
     return s.encode("utf-8", "surrogateescape")
 
 
-def _pure(tracer: Tracer, nr: int, spec: SyscallSpec) -> bool:
-    """A syscall whose entry is only the translation of one path argument."""
-    if spec.kind or spec.exit or spec.invalidate or len(spec.paths) != 1 or nr in tracer.ext_nrs:
+def _pure(tracer: Tracer, nr: int, spec: SyscallSpec, shared: bool = False) -> bool:
+    """A syscall whose entry is only the translation of one path argument (shared: an
+    extension traps it too, and lets the fast path have it)."""
+    if spec.kind or spec.exit or spec.invalidate or len(spec.paths) != 1 or (nr in tracer.ext_nrs and not shared):
         return False
     return spec.paths[0].follow in _MODES and nr < 512
 

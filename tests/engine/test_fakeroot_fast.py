@@ -102,3 +102,30 @@ def test_another_engine_change_seen(bb_rw: Path, cprogs: Path) -> None:
     assert out.splitlines() == ["seen"], out + err
     assert time.monotonic() - start < 30
     assert _fast_stops(subprocess.CompletedProcess([], 0, out, err)) > 1000, err
+
+
+# root's rights under -0 (as a user: the kernel checks the real user's): opens of files
+# the user may not read or write without O_CREAT, access(2) as root answers it, a
+# directory the user may not search; creations, chown, O_PATH opens
+RIGHTS = """
+cd /tmp && cat ro0 && test -r ro0 && test -w ro4 && echo rw-ok; test -x ro4 || echo no-x
+cat locked/f; ls locked; cat ro0 ro0 >/dev/null; stat -c '%a' ro0 ro4 locked
+echo x > new && chmod 0444 new && echo y >> new && cat new
+touch plain; chown 7:8 plain; cat plain; stat -c '%u:%g %a' new plain
+"""
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_root_rights_and_access(bb_rw: Path, cprogs: Path, no_fastpath: str) -> None:
+    tmp = bb_rw / "tmp"
+    (tmp / "ro0").write_text("secret\n")
+    (tmp / "ro0").chmod(0)
+    (tmp / "ro4").write_text("")
+    (tmp / "ro4").chmod(0o444)
+    (tmp / "locked").mkdir()
+    (tmp / "locked/f").write_text("z\n")
+    (tmp / "locked").chmod(0)
+    p = _guest(bb_rw, cprogs, "sh", "-c", RIGHTS, no_fastpath=no_fastpath)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines() == ["secret", "rw-ok", "no-x", "z", "f", "0", "444", "0", "x", "y", "0:0 444",
+                                     "7:8 644"]

@@ -127,8 +127,8 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
             pass
         self._seed()
 
-    def use_fast_path(self, fast: ModuleType | None) -> None:
-        use_fast_path(self, fast)
+    def use_fast_path(self, fast: ModuleType | None) -> frozenset[str]:
+        return use_fast_path(self, fast)
 
     def detach(self, engine: Engine) -> None:
         if self.db is not None:

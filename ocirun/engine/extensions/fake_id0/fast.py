@@ -4,14 +4,16 @@ The fast path stats the host file and patches the result as StatCalls._patched d
 from a mirror of the fake-root database's cache kept here: FakeRootDB tells every
 change of its cache (RecordMirror) before the tracer handles the next stop, and when
 its next look for other engines' commits is due, so that the stat after that time
-goes to Python, which looks (and pushes what changed)."""
+goes to Python, which looks (and pushes what changed). Opens and access calls are
+the core's plain ones when the fake root has nothing to do (no O_CREAT, and the real
+user has the rights, or is root): the fast path checks that with one access(2)."""
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ocirun.engine.extensions.fake_id0.tables import _STAT_AT_EXIT
+from ocirun.engine.extensions.fake_id0.tables import _ACCESS, _STAT_AT_EXIT
 
 if TYPE_CHECKING:
     from ocirun.engine.extensions.fake_id0 import FakeId0
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 
 # The native stat syscalls, by the argument layout _fakeroot.c knows them by
 KINDS = {"stat": 1, "lstat": 2, "fstat": 3, "newfstatat": 4, "statx": 5}
+G_OPEN, G_ACCESS = 1, 2  # fr_guard: the fake root's part of an open, of an access call
 
 
 class FastRecords:
@@ -42,20 +45,26 @@ class FastRecords:
         self.fast.fr_until(deadline)
 
 
-def use_fast_path(ext: FakeId0, fast: ModuleType | None) -> None:
-    """Let the fast path answer the stat family with `ext`'s ids and records (None: stop)."""
-    db = ext.db
-    if db is None:
-        return
+def use_fast_path(ext: FakeId0, fast: ModuleType | None) -> frozenset[str]:
+    """Let the fast path answer the stat family with `ext`'s ids and records, and take
+    the opens and access calls the fake root has nothing to do for (None: stop).
+    Returns those syscalls, which the fast path translates as the core's."""
+    db, engine = ext.db, ext.engine
+    if db is None or engine is None:
+        return frozenset()
     if fast is None:
         db.set_mirror(None)
-        return
-    engine = ext.engine
-    if _STAT_AT_EXIT or engine is None or engine.changes_stats:
-        return  # results fixed at the exit stop, or other extensions' changes: Python's
+        return frozenset()
     fast.fr_config(ext.real_uid, ext.real_gid, ext.fuid & 0xFFFFFFFF, ext.fgid & 0xFFFFFFFF)
-    db.set_mirror(FastRecords(fast))
-    for name, kind in KINDS.items():
-        nr = engine.names.get(name)
-        if nr is not None:
-            fast.fr_syscall(nr, kind)
+    if not _STAT_AT_EXIT and not engine.changes_stats:  # (else: fixed at the exit stop, or by others too)
+        db.set_mirror(FastRecords(fast))
+        for name, kind in KINDS.items():
+            if name in engine.names:
+                fast.fr_syscall(engine.names[name], kind)
+    shared = []
+    for name, guard, arg in (*((n, G_OPEN, 0) for n in ("open", "openat")),
+                             *((n, G_ACCESS, a[2]) for n, a in _ACCESS.items())):
+        if name in engine.names:
+            fast.fr_guard(engine.names[name], guard, arg)
+            shared.append(name)
+    return frozenset(shared)
