@@ -15,11 +15,14 @@ the instruction pointer past the syscall instruction). At that stop:
   If the engine would have let the kernel run it, its registers are put back;
 - a call a kernel may lack, by its age or its configuration, which programs expect to
   fail and do without (`FALLBACK`: glibc's clone3, faccessat2, rseq, close_range;
-  keyctl, io_uring, NUMA's mbind...) fails with ENOSYS instead of killing the caller;
-  Termux's PRoot answers ENOSYS to every call it does not handle, which also hides from
-  the program a refusal it may not survive, and it rewrites some legacy calls into the
-  *at forms (open into openat, for 32-bit ARM guests; aarch64 has no legacy calls);
+  keyctl, io_uring, NUMA's mbind...) fails with ENOSYS instead of killing the caller,
+  unless the caller catches SIGSYS (a sandbox with a TRAP filter of its own, whose
+  handler answers the call, gets its signal);
 - any other call: the SIGSYS is delivered as it is (natively the caller dies, 159).
+
+Termux's PRoot answers ENOSYS to every call it does not handle, which also hides from a
+program a refusal it may not survive, and it rewrites some legacy calls into their *at
+forms (open into openat, for 32-bit ARM guests; aarch64 has no legacy calls).
 
 In the ptrace-only mode (OCIRUN_NO_SECCOMP=1) the tracer sees every call before the
 host's filter, so emulated calls never trap; a call the engine skipped reaches the
@@ -91,7 +94,7 @@ def answer_sigsys(tracer: Tracer, t: Tracee) -> bool:
         return False
     if tracer.use_seccomp and nr in abi.trapped and _emulate(tracer, t, nr, audit_arch):
         return True
-    if abi.nr_names.get(nr) in FALLBACK:
+    if abi.nr_names.get(nr) in FALLBACK and not _signal_mask(t.pid, b"SigCgt:") & _SIGSYS_BIT:
         _answer(t, abi.arch, -errno.ENOSYS)
         tracer._resume(t)
         return True
@@ -181,20 +184,21 @@ def refused_at_exit(t: Tracee, sc: Syscall, result: int) -> bool:
     (aarch64)); the guest's arguments are then back in their registers."""
     if result != sc.nr and result != sc.arg_int(0) and result != sc.orig_args[0]:
         return False
-    if not _sigsys_pending(t.pid):
+    if not _signal_mask(t.pid, b"SigPnd:") & _SIGSYS_BIT:
         return False
     for i, (_now, guest) in (sc.rewritten or {}).items():
         sc.arch.regs.set_arg(t.pid, i, guest)
     return True
 
 
-def _sigsys_pending(tid: int) -> bool:
-    """Whether thread `tid` has a SIGSYS of its own pending (/proc's SigPnd)."""
+def _signal_mask(tid: int, field: bytes) -> int:
+    """A signal mask of thread `tid` from /proc (SigPnd: its own pending signals; SigCgt:
+    those its process catches); 0 if it cannot be read."""
     try:
         with open(f"/proc/{tid}/status", "rb") as f:
             for line in f:
-                if line.startswith(b"SigPnd:"):
-                    return bool(int(line.split()[1], 16) & _SIGSYS_BIT)
+                if line.startswith(field):
+                    return int(line.split()[1], 16)
     except (OSError, ValueError):
         pass
-    return False
+    return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,22 @@ def test_clone3_trapped_threads_fall_back(cprogs: Path, mode: dict[str, str]) ->
     assert native.returncode == -signal.SIGSYS
     got = _run([*LAUNCHER, "-r", "/", *argv], mode)
     assert got.returncode == 0 and got.stdout == "failures=0 thread-cwd=/etc\n", got.stderr
+
+
+CATCHER = """
+import os, signal
+signal.signal(signal.SIGSYS, lambda *_: print("caught", flush=True))
+src, dst = os.open("/etc/hostname", os.O_RDONLY), os.open("/dev/null", os.O_WRONLY)
+os.copy_file_range(src, dst, 1)
+print("after")
+"""
+
+
+def test_a_program_catching_sigsys_gets_it(mode: dict[str, str]) -> None:
+    """A trapped call with a fallback still goes to a SIGSYS handler the program set (a
+    sandbox's own TRAP filter), as natively."""
+    argv = deny_argv({"copy_file_range": "TRAP"}, [sys.executable, "-c", CATCHER])
+    native = _run(argv)
+    assert native.returncode == 0 and native.stdout == "caught\nafter\n", native.stderr
+    got = _run([*LAUNCHER, "-r", "/", *argv], mode)
+    assert got.returncode == 0 and got.stdout == native.stdout, got.stderr
