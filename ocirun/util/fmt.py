@@ -3,7 +3,6 @@ and the one shape of number pair options share (`A[:B]`)."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 
 
@@ -56,6 +55,8 @@ def human_duration(seconds: float) -> str:
 
 def parse_time(text: str) -> float | None:
     """An RFC 3339 time (Go's nanoseconds allowed) as a Unix time; None if empty or invalid."""
+    import datetime as _dt  # (here: the engine imports this module, and every start would pay for datetime)
+
     if not text:
         return None
     t = text.strip().replace("Z", "+00:00")
