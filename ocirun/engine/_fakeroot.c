@@ -17,6 +17,10 @@
  * translates them) unless the fake root has work: an open that may create a file
  * (whose owner it records), or a check the real user would fail where root passes
  * (FileCalls._root_permissions, _access). fr_guard tells them apart with one access(2).
+ *
+ * getuid, geteuid, getgid and getegid are answered from the ids Python pushes for a
+ * thread when it answers one itself, changes them (set*id, exec) or a thread is
+ * forked; the fast path's forget(pid) (exit, exec) drops them.
  */
 #include "_fastpath.h"
 #include <errno.h>
@@ -33,6 +37,8 @@
 #define RECORD_BUCKETS 65536
 enum { K_STAT = 1, K_LSTAT, K_FSTAT, K_FSTATAT, K_STATX, K_MAX };
 enum { G_OPEN = 1, G_ACCESS, G_MAX };  /* fr_guard: what the fake root checks */
+enum { I_RUID = K_MAX, I_EUID, I_RGID, I_EGID, I_MAX };  /* kinds of the id getters */
+#define IDS 4096
 enum { HAS_BTIME = 1, HAS_UID = 2, HAS_GID = 4, HAS_MODE = 8, HAS_RDEV = 16 };
 
 /* A record of the fake-root database, as FakeRootDB.get returns it */
@@ -48,7 +54,9 @@ static record_t *records[RECORD_BUCKETS];
 static size_t n_records;
 static int configured;
 static uint32_t real_uid, real_gid, fake_uid, fake_gid;
-static struct timespec fresh_until;  /* CLOCK_MONOTONIC (Python's time.monotonic) */
+static struct timespec fresh_until;
+typedef struct { int pid; uint32_t id[4]; } ids_t;  /* a thread's ruid, euid, rgid, egid */
+static ids_t ids[IDS];  /* CLOCK_MONOTONIC (Python's time.monotonic) */
 
 static size_t bucket(uint64_t dev, uint64_t ino) {
     return (size_t)((ino * 0x9E3779B97F4A7C15ULL) ^ dev) % RECORD_BUCKETS;
@@ -85,6 +93,7 @@ static void records_clear(void) {
 void fr_reset(void) {
     memset(kinds, 0, sizeof kinds);
     memset(guards, 0, sizeof guards);
+    memset(ids, 0, sizeof ids);
     records_clear();
     configured = 0;
     fresh_until = (struct timespec){0, 0};
@@ -223,9 +232,21 @@ static long answer(int kind, const source_t *src, unsigned char *out) {
     return sizeof st;
 }
 
-/* 1: the stat is answered and the syscall skipped; 0: Python handles the stop. */
-int fr_stat(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp) {
+void fr_forget_ids(pid_t pid) {
+    ids_t *e = &ids[(unsigned)pid % IDS];
+    if (e->pid == pid) e->pid = 0;
+}
+
+static int fr_ids(pid_t pid, uint64_t nr, int kind) {
+    const ids_t *e = &ids[(unsigned)pid % IDS];
+    if (e->pid != pid) return fp_fall(nr, R_FAKE_IDS);
+    return fp_skip(pid, e->id[kind - I_RUID]) || fp_fall(nr, R_WRITE);
+}
+
+/* 1: the stat or id getter is answered and the syscall skipped; 0: Python handles the stop. */
+int fr_stop(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp) {
     int kind = kinds[nr];
+    if (kind >= I_RUID) return fr_ids(pid, nr, kind);
     if (!fresh()) return fp_fall(nr, R_POLL);  /* Python looks for other engines' commits */
     source_t src;
     if (!source_of(pid, nr, kind, args, sp, &src)) return 0;
@@ -251,9 +272,17 @@ static PyObject *fr_config(PyObject *self, PyObject *a) {
 static PyObject *fr_syscall(PyObject *self, PyObject *a) {
     unsigned nr, kind;
     if (!PyArg_ParseTuple(a, "II", &nr, &kind)) return NULL;
-    if (nr >= NR_MAX || kind >= K_MAX) return PyErr_Format(PyExc_ValueError, "bad stat syscall %u", nr);
+    if (nr >= NR_MAX || kind >= I_MAX) return PyErr_Format(PyExc_ValueError, "bad syscall kind for %u", nr);
     if (!configured) return PyErr_Format(PyExc_RuntimeError, "fr_config first");
     kinds[nr] = (uint8_t)kind;
+    Py_RETURN_NONE;
+}
+
+static PyObject *fr_set_ids(PyObject *self, PyObject *a) {
+    int pid;
+    unsigned r, e, rg, eg;
+    if (!PyArg_ParseTuple(a, "iIIII", &pid, &r, &e, &rg, &eg)) return NULL;
+    ids[(unsigned)pid % IDS] = (ids_t){pid, {r, e, rg, eg}};
     Py_RETURN_NONE;
 }
 
@@ -322,7 +351,9 @@ static PyObject *fr_until(PyObject *self, PyObject *a) {
 
 PyMethodDef fakeroot_methods[] = {
     {"fr_config", fr_config, METH_VARARGS, "fr_config(real_uid, real_gid, fake_uid, fake_gid): -0's ids."},
-    {"fr_syscall", fr_syscall, METH_VARARGS, "fr_syscall(nr, kind): answer this stat syscall (1 stat ... 5 statx)."},
+    {"fr_syscall", fr_syscall, METH_VARARGS,
+     "fr_syscall(nr, kind): answer this stat syscall (1 stat ... 5 statx) or id getter (6 getuid ... 9 getegid)."},
+    {"fr_set_ids", fr_set_ids, METH_VARARGS, "fr_set_ids(pid, ruid, euid, rgid, egid): a thread's ids."},
     {"fr_guard", fr_guard_syscall, METH_VARARGS,
      "fr_guard(nr, guard, mode_arg): the core's open (1) or access (2) call, unless the fake root has work."},
     {"fr_put", fr_put, METH_VARARGS, "fr_put(dev, ino, btime, uid, gid, mode, rdev): a record (None: absent)."},

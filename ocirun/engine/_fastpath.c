@@ -18,7 +18,7 @@
  * PTRACE_CONT. Every other stop is returned to Python as (pid, status), as waitpid
  * would, with the syscall information already read kept for it (took_info).
  *
- * Under -0 the stat family is answered in _fakeroot.c (fr_handles/fr_stat).
+ * Under -0 the stat family and the id getters are answered in _fakeroot.c (fr_handles/fr_stop).
  *
  * The caches are mirrors: Python pushes what its own caches hold and clears the
  * mirror at every invalidation of its caches. Only the thread that calls pump() may
@@ -78,7 +78,8 @@ static int gone_overflow;
 static PyObject *on_gone;
 static const char *reason_names[N_REASONS] = {"info", "not pure", "pointer", "read", "empty", "base",
                                               "proc", "miss", "listed", "slot", "write", "unlink",
-                                              "fake-root poll", "fake-root stat", "exec", "fake-root check"};
+                                              "fake-root poll", "fake-root stat", "exec", "fake-root check",
+                                              "fake-root ids"};
 static unsigned long long fallback[NR_MAX + 1][N_REASONS];
 #define FALL(nr, r) do { fallback[(nr) < NR_MAX ? (nr) : NR_MAX][r]++; return 0; } while (0)
 
@@ -408,7 +409,7 @@ static int try_fast(pid_t pid) {
     }
     int ok = 0;
     if (fr_handles(nr))
-        ok = fr_stat(pid, nr, args, info.stack_pointer);  /* -0's stat family (_fakeroot.c) */
+        ok = fr_stop(pid, nr, args, info.stack_pointer);  /* -0's stat family, id getters (_fakeroot.c) */
     else if (nr >= NR_MAX || !specs[nr].on)
         fallback[nr < NR_MAX ? nr : NR_MAX][R_NOT_PURE]++;
     else if (specs[nr].mode == F_UNLINK)
@@ -594,6 +595,7 @@ static PyObject *forget(PyObject *self, PyObject *a) {
     pending_t *p = pending_of(pid);
     if (p->pid == pid) p->pid = 0;
     exec_done_forget(pid);
+    fr_forget_ids(pid);
     Py_RETURN_NONE;
 }
 

@@ -15,7 +15,7 @@
 enum { F_FOLLOW = 1, F_NOFOLLOW, F_FLAG_NOFOLLOW, F_FLAG_FOLLOW, F_OPEN, F_LISTING, F_UNLINK, F_PASS };
 /* why stops went to Python, per syscall (OCIRUN_FASTPATH_STATS=2 prints them) */
 enum { R_INFO, R_NOT_PURE, R_POINTER, R_READ, R_EMPTY, R_BASE, R_PROC, R_MISS, R_LISTED, R_SLOT, R_WRITE,
-       R_UNLINK, R_POLL, R_FAKE_STAT, R_EXEC, R_FAKE_GUARD, N_REASONS };
+       R_UNLINK, R_POLL, R_FAKE_STAT, R_EXEC, R_FAKE_GUARD, R_FAKE_IDS, N_REASONS };
 
 typedef struct { uint8_t on, arg, mode, flag_arg, abs_only, dirfd, listed; uint64_t mask; } spec_t;
 
@@ -30,7 +30,8 @@ int fp_skip(pid_t pid, long result);
 /* _fakeroot.c */
 extern PyMethodDef fakeroot_methods[];
 int fr_handles(uint64_t nr);
-int fr_stat(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp);
+int fr_stop(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp);
+void fr_forget_ids(pid_t pid);
 void fr_reset(void);
 int fr_guarded(uint64_t nr);
 int fr_guard(uint64_t nr, const spec_t *s, const uint64_t *args, const char *host);

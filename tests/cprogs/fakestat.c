@@ -8,9 +8,13 @@
  *                              rename, an unlink, a mknod)
  *   fakestat watch FILE UID S  stat FILE until it shows owner UID (another engine's chown),
  *                              at most S seconds: prints "seen" or "timeout"
+ *   fakestat ids               getuid/geteuid/getgid/getegid (raw syscalls) before and after
+ *                              setres[ug]id, in a thread that keeps its own, in a child,
+ *                              after an exec (prints one line each)
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,14 +170,58 @@ static int watch(const char *file, long uid, double seconds) {
     return 1;
 }
 
+static void print_ids(const char *when) {
+    printf("%s %ld %ld %ld %ld\n", when, syscall(SYS_getuid), syscall(SYS_geteuid), syscall(SYS_getgid),
+           syscall(SYS_getegid));
+}
+
+static int go, done;
+
+static void *thread_ids(void *unused) {
+    print_ids("thread-before");
+    __atomic_store_n(&go, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&done, __ATOMIC_SEQ_CST)) usleep(1000);
+    print_ids("thread-after");  /* raw set*id calls changed the main thread's ids only */
+    return NULL;
+}
+
+static int ids(const char *self) {
+    pthread_t th;
+    for (int i = 0; i < 3; i++) print_ids("start");
+    pthread_create(&th, NULL, thread_ids, NULL);
+    while (!__atomic_load_n(&go, __ATOMIC_SEQ_CST)) usleep(1000);
+    if (syscall(SYS_setresgid, 5, 6, 7) != 0 || syscall(SYS_setresuid, 1, 2, 3) != 0) { perror("setres*id"); return 1; }
+    for (int i = 0; i < 3; i++) print_ids("after");
+    __atomic_store_n(&done, 1, __ATOMIC_SEQ_CST);
+    pthread_join(th, NULL);
+    if (syscall(SYS_setresuid, -1, 3, -1) != 0) { perror("setresuid"); return 1; }
+    print_ids("saved");
+    pid_t child = fork();
+    if (child == 0) {
+        print_ids("child");
+        execl(self, self, "ids-exec", (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    print_ids("parent");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 3 && strcmp(argv[1], "dump") == 0) {
         for (int i = 2; i < argc; i++) dump(argv[i]);
         return 0;
     }
+    if (argc == 2 && strcmp(argv[1], "ids") == 0) return ids(argv[0]);
+    if (argc == 2 && strcmp(argv[1], "ids-exec") == 0) {
+        print_ids("exec");
+        print_ids("exec");
+        return 0;
+    }
     if (argc == 4 && strcmp(argv[1], "loop") == 0) return loop(argv[2], atoi(argv[3]));
     if (argc == 5 && strcmp(argv[1], "watch") == 0) return watch(argv[2], atol(argv[3]), atof(argv[4]));
-    fprintf(stderr, "usage: fakestat dump PATH... | loop FILE N | watch FILE UID SECONDS\n");
+    fprintf(stderr, "usage: fakestat dump PATH... | loop FILE N | watch FILE UID SECONDS | ids\n");
     return 2;
 }

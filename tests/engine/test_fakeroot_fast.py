@@ -129,3 +129,14 @@ def test_root_rights_and_access(bb_rw: Path, cprogs: Path, no_fastpath: str) -> 
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.splitlines() == ["secret", "rw-ok", "no-x", "z", "f", "0", "444", "0", "x", "y", "0:0 444",
                                      "7:8 644"]
+
+
+IDS = ["start 0 0 0 0"] * 3 + ["thread-before 0 0 0 0"] + ["after 1 2 5 6"] * 3 + [
+    "thread-after 0 0 0 0", "saved 1 3 5 6", "child 1 3 5 6", "exec 1 3 5 6", "exec 1 3 5 6", "parent 1 3 5 6"]
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_ids_follow_set_id_threads_fork_exec(bb_rw: Path, cprogs: Path, no_fastpath: str) -> None:
+    p = _guest(bb_rw, cprogs, "/c/fakestat.static", "ids", no_fastpath=no_fastpath)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines() == IDS

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.fake_id0.creds import Creds
 from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB, open_db
-from ocirun.engine.extensions.fake_id0.fast import use_fast_path
+from ocirun.engine.extensions.fake_id0.fast import mirror_ids, use_fast_path
 from ocirun.engine.extensions.fake_id0.files import FileCalls
 from ocirun.engine.extensions.fake_id0.ids import IdCalls
 from ocirun.engine.extensions.fake_id0.records import DbRecords
@@ -94,6 +94,7 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
         self._shares_inodes = False
         self.rootfs = "/"
         self.engine: Engine | None = None
+        self.fast: ModuleType | None = None  # the compiled fast path, when it runs beside (fast.py)
         self._statbuf = ctypes.create_string_buffer(statbuf.STATX_SIZE)
         self.stat_abi: StatAbi = stat_abi("x86_64")  # replaced by the engine's at attach
         self._enter: dict[str, Callable[[Tracee, Syscall], None]] = {}
@@ -166,6 +167,7 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
 
     def on_fork(self, parent: Tracee, child: Tracee) -> None:
         child.data["fake_id0.creds"] = self.creds(parent).copy()
+        mirror_ids(self, child)
 
     def on_exec(self, tracee: Tracee) -> None:
         tracee.data.pop("fake_id0.dumpable", None)
@@ -184,6 +186,7 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
             except OSError:
                 pass
         c.on_exec(file_uid, file_gid)
+        mirror_ids(self, tracee)
         try:
             patch_auxv(tracee, {AT_UID: c.ruid, AT_EUID: c.euid, AT_GID: c.rgid, AT_EGID: c.egid})
         except OSError:

@@ -4,7 +4,8 @@ The fast path stats the host file and patches the result as StatCalls._patched d
 from a mirror of the fake-root database's cache kept here: FakeRootDB tells every
 change of its cache (RecordMirror) before the tracer handles the next stop, and when
 its next look for other engines' commits is due, so that the stat after that time
-goes to Python, which looks (and pushes what changed). Opens and access calls are
+goes to Python, which looks (and pushes what changed). The get*id calls are answered
+from each thread's ids as Python last knew them (mirror_ids). Opens and access calls are
 the core's plain ones when the fake root has nothing to do (no O_CREAT, and the real
 user has the rights, or is root): the fast path checks that with one access(2)."""
 
@@ -18,9 +19,11 @@ from ocirun.engine.extensions.fake_id0.tables import _ACCESS, _STAT_AT_EXIT
 if TYPE_CHECKING:
     from ocirun.engine.extensions.fake_id0 import FakeId0
     from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB, Record
+    from ocirun.engine.tracee import Tracee
 
 # The native stat syscalls, by the argument layout _fakeroot.c knows them by
 KINDS = {"stat": 1, "lstat": 2, "fstat": 3, "newfstatat": 4, "statx": 5}
+IDS = {"getuid": 6, "geteuid": 7, "getgid": 8, "getegid": 9}  # answered from mirror_ids
 G_OPEN, G_ACCESS = 1, 2  # fr_guard: the fake root's part of an open, of an access call
 
 
@@ -52,6 +55,7 @@ def use_fast_path(ext: FakeId0, fast: ModuleType | None) -> frozenset[str]:
     db, engine = ext.db, ext.engine
     if db is None or engine is None:
         return frozenset()
+    ext.fast = fast
     if fast is None:
         db.set_mirror(None)
         return frozenset()
@@ -61,6 +65,8 @@ def use_fast_path(ext: FakeId0, fast: ModuleType | None) -> frozenset[str]:
         for name, kind in KINDS.items():
             if name in engine.names:
                 fast.fr_syscall(engine.names[name], kind)
+    for name, kind in IDS.items():
+        fast.fr_syscall(engine.names[name], kind)
     shared = []
     for name, guard, arg in (*((n, G_OPEN, 0) for n in ("open", "openat")),
                              *((n, G_ACCESS, a[2]) for n, a in _ACCESS.items())):
@@ -68,3 +74,14 @@ def use_fast_path(ext: FakeId0, fast: ModuleType | None) -> frozenset[str]:
             fast.fr_guard(engine.names[name], guard, arg)
             shared.append(name)
     return frozenset(shared)
+
+
+def mirror_ids(ext: FakeId0, tracee: Tracee) -> None:
+    """Give the fast path the ids a thread's get*id calls answer (after it answered or
+    changed them, or the thread appeared); its forget(pid) drops them at exit and exec."""
+    if ext.fast is not None:
+        c = ext.creds(tracee)
+        ext.fast.fr_set_ids(tracee.pid, c.ruid & _U32, c.euid & _U32, c.rgid & _U32, c.egid & _U32)
+
+
+_U32 = 0xFFFFFFFF

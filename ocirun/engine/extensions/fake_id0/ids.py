@@ -9,6 +9,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.fake_id0.creds import NGROUPS_MAX
+from ocirun.engine.extensions.fake_id0.fast import mirror_ids
 from ocirun.engine.extensions.fake_id0.tables import (
     _CAP_V1,
     _CAP_V2,
@@ -33,10 +34,12 @@ class IdCalls:
 
     def _get_id(self, tracee: Tracee, sc: Syscall) -> None:
         sc.skip(_ID_GETTERS[sc.name](self.creds(tracee)))
+        mirror_ids(self, tracee)
 
     def _set_id(self, tracee: Tracee, sc: Syscall) -> None:
         args = sc.args[: _ID_NARGS[sc.name]]
         sc.skip(_ID_SETTERS[sc.name](self.creds(tracee), *args))
+        mirror_ids(self, tracee)
 
     def _getres(self, tracee: Tracee, sc: Syscall) -> None:
         c = self.creds(tracee)
