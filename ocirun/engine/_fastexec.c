@@ -17,7 +17,15 @@
  * Then the loader (or the static program) and the new argv are written below the red
  * zone as enter_execve writes them, and the process's new /proc/self/exe and the
  * loader's words are kept for Python's exec event (exec_taken). Anything else, a
- * script, a foreign ELF, a /proc path, an argv without argv[0], is Python's.
+ * script, a foreign ELF, a /proc path, an argv without argv[0], is Python's. A program
+ * that does not exist (a PATH search's tries) fails with ENOENT here, as in Python.
+ *
+ * Two stops of every fork+exec need nothing of Python when no extension keeps them
+ * (set_plain_stops: the ptrace emulation keeps none before it turns the fast path off):
+ *  - a signal-delivery stop of a process whose last stop was finished here (Python has
+ *    no syscall of it in flight, nothing to resume it otherwise): the signal is
+ *    delivered, as _signal_stop does (not SIGSYS: a host filter's, sigsys.py answers it);
+ *  - the first stop of a child whose fork event Python has handled (expect_first).
  */
 #include <fcntl.h>
 
@@ -43,6 +51,9 @@ typedef struct {
 typedef struct { int pid; char *guest, *argv0; int words; } exec_done_t;
 
 static exec_rec_t *exec_recs[EXEC_RECORDS];
+static int plain_stops;       /* set_plain_stops */
+static int plain[EXECS];      /* pids whose last stop was finished here */
+static int first[EXECS];      /* forked children whose first stop is resumed here */
 static size_t n_exec_recs;
 static exec_done_t exec_done[EXECS];
 
@@ -71,10 +82,43 @@ static void exec_clear_records(void) {
     n_exec_recs = 0;
 }
 
-/* Everything forgotten (the fast path turned off; fastpath.stop hands the pending execs to Python first). */
+/* A process exec'd or is gone: what was kept for it. */
+static void exec_forget_pid(int pid) {
+    unsigned k = (unsigned)pid % EXECS;
+    exec_done_forget(pid);
+    if (plain[k] == pid) plain[k] = 0;
+    if (first[k] == pid) first[k] = 0;
+}
+
+/* Everything forgotten (the fast path turned off; fastpath.stop hands the pending execs
+ * and expected first stops to Python first). */
 static void exec_reset(void) {
     exec_clear_records();
     for (int i = 0; i < EXECS; i++) exec_done_forget(exec_done[i].pid);
+    memset(plain, 0, sizeof plain);
+    memset(first, 0, sizeof first);
+    plain_stops = 0;
+}
+
+/* After pump's look at a stop of `pid`: finished here (1, resumed) or Python's (0). */
+static void plain_note(int pid, int finished) {
+    unsigned k = (unsigned)pid % EXECS;
+    if (finished) plain[k] = pid;
+    else if (plain[k] == pid) plain[k] = 0;
+}
+
+/* A stop other than a seccomp stop: 1 when finished here (see the top of this file). */
+static int tree_stop(pid_t pid, int status) {
+    if (!WIFSTOPPED(status) || !plain_stops) return 0;
+    unsigned k = (unsigned)pid % EXECS;
+    int event = status >> 16, sig = WSTOPSIG(status);
+    if (event == PTRACE_EVENT_STOP && first[k] == pid) {
+        first[k] = 0;
+        return ptrace(PTRACE_CONT, pid, 0, 0) == 0;
+    }
+    if (event == 0 && sig != (SIGTRAP | 0x80) && sig != SIGSYS && plain[k] == pid)  /* (SIGSYS: sigsys.py's) */
+        return ptrace(PTRACE_CONT, pid, 0, sig) == 0;
+    return 0;
 }
 
 static ident_t ident_of(const struct stat *st) {
@@ -96,10 +140,9 @@ static int exec_host(const char *key, char *host) {
 }
 
 /* The program file is still what its record was made from (1). */
-static int exec_same_program(const exec_rec_t *r, const char *host) {
-    struct stat st;
+static int exec_same_program(const exec_rec_t *r, const char *host, const struct stat *st) {
     unsigned char buf[EXEC_HEAD_MAX];
-    if (stat(host, &st) != 0 || !S_ISREG(st.st_mode) || access(host, X_OK) != 0) return 0;
+    if (!S_ISREG(st->st_mode) || access(host, X_OK) != 0) return 0;
     int fd = open(host, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) return 0;
     ssize_t n = pread(fd, buf, r->head_want, 0);
@@ -129,6 +172,19 @@ static long exec_argv(pid_t pid, uint64_t addr, uint64_t *out) {
             if (out[n] == 0) return n;
     }
     return -1;
+}
+
+/* execve of a file that does not exist (a PATH search): ENOENT, as ExecPlanner._open_exec
+ * answers after enter_execve read argv (a string it cannot read is EFAULT: Python's). */
+static int exec_missing(pid_t pid, uint64_t nr, uint64_t argv_ptr) {
+    static uint64_t ptrs[ARGV_MAX + 1];
+    char buf[PATH_MAX_];
+    long argc = argv_ptr ? exec_argv(pid, argv_ptr, ptrs) : 0;
+    if (argc < 0) FALL(nr, R_EXEC);
+    for (long i = 0; i < argc; i++)
+        if (!read_path(pid, ptrs[i], buf)) FALL(nr, R_EXEC);
+    if (!fp_skip(pid, -ENOENT)) FALL(nr, R_WRITE);
+    return 1;
 }
 
 /* Place `len` bytes of `s` below what blob holds (its end is guest address `end`): their
@@ -162,6 +218,11 @@ static int exec_fast(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp) 
     }
     if (strncmp(key, "/proc/", 6) == 0) FALL(nr, R_PROC);
     if (!exec_host(key, host)) FALL(nr, R_MISS);
+    struct stat st;
+    if (stat(host, &st) != 0) {
+        if (errno == ENOENT) return exec_missing(pid, nr, args[1]);
+        FALL(nr, R_EXEC);
+    }
     const exec_rec_t *r = exec_recs[exec_slot(host)];
     if (!r) FALL(nr, R_EXEC);
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path, *link = host;
@@ -173,7 +234,7 @@ static int exec_fast(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp) 
     }
     exec_done_t *d = &exec_done[(unsigned)pid % EXECS];
     if (d->pid && d->pid != pid) FALL(nr, R_SLOT);
-    if (!exec_same_program(r, host) || (r->interp && !exec_same_loader(r))) FALL(nr, R_EXEC);
+    if (!exec_same_program(r, host, &st) || (r->interp && !exec_same_loader(r))) FALL(nr, R_EXEC);
     static uint64_t argv[ARGV_MAX + 4];
     long argc = 0;
     if (r->interp) {
@@ -287,11 +348,40 @@ static PyObject *exec_forget(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+static PyObject *set_plain_stops(PyObject *self, PyObject *a) {
+    if (!PyArg_ParseTuple(a, "p", &plain_stops)) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *expect_first(PyObject *self, PyObject *a) {
+    int pid;
+    if (!PyArg_ParseTuple(a, "i", &pid)) return NULL;
+    unsigned k = (unsigned)pid % EXECS;
+    if (!plain_stops || !enabled || (first[k] && first[k] != pid)) Py_RETURN_FALSE;
+    first[k] = pid;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *first_expected(PyObject *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    for (int i = 0; out && i < EXECS; i++) {
+        PyObject *p = first[i] ? PyLong_FromLong(first[i]) : NULL;
+        if (first[i] && (!p || PyList_Append(out, p) < 0)) { Py_XDECREF(p); Py_CLEAR(out); }
+        Py_XDECREF(p);
+    }
+    return out;
+}
+
 static PyMethodDef exec_methods[] = {
     {"exec_record", exec_record, METH_VARARGS,
      "exec_record(host, head, want, guest, interp, loader, loader_id, argv0, name, link): a planned execve."},
     {"exec_taken", exec_taken, METH_VARARGS,
      "exec_taken(pid): (exe: bytes, loader words, argv0: bytes | None) of the execve done here, or None."},
     {"exec_forget", exec_forget, METH_VARARGS, "exec_forget(pid): Python carries out this process's execve."},
+    {"set_plain_stops", set_plain_stops, METH_VARARGS,
+     "set_plain_stops(bool): no extension keeps a signal-delivery stop or a child's first stop."},
+    {"expect_first", expect_first, METH_VARARGS,
+     "expect_first(pid): its first stop is resumed here (True), or comes to Python (False)."},
+    {"first_expected", first_expected, METH_NOARGS, "The children whose first stop is still expected here."},
     {NULL, NULL, 0, NULL},
 };

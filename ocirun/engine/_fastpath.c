@@ -442,9 +442,17 @@ static PyObject *pump(PyObject *self, PyObject *unused) {
     for (;;) {
         pid = waitpid(-1, &status, __WALL);
         if (pid < 0) { pid = -errno; status = 0; break; }
-        if (!enabled || !WIFSTOPPED(status) || (status >> 16) != EVENT_SECCOMP) break;
+        if (!enabled) break;
+        if (!WIFSTOPPED(status) || (status >> 16) != EVENT_SECCOMP) {
+            int done = tree_stop(pid, status);  /* _fastexec.c */
+            plain_note(pid, done);
+            if (done) continue;
+            break;
+        }
         n_seccomp++;
-        if (!try_fast(pid)) break;
+        int done = try_fast(pid);
+        plain_note(pid, done);
+        if (!done) break;
     }
     Py_END_ALLOW_THREADS
     if (!report_gone()) return NULL;
@@ -594,7 +602,7 @@ static PyObject *forget(PyObject *self, PyObject *a) {
     if (!PyArg_ParseTuple(a, "i", &pid)) return NULL;
     pending_t *p = pending_of(pid);
     if (p->pid == pid) p->pid = 0;
-    exec_done_forget(pid);
+    exec_forget_pid(pid);
     fr_forget_ids(pid);
     Py_RETURN_NONE;
 }

@@ -146,6 +146,11 @@ class Extension:
     #: ptrace emulation's wait4/waitid, which matter only once a guest traces).
     fast_pass: frozenset[str] = frozenset()
 
+    #: Its on_stop keeps no signal-delivery stop and no new child's first stop while
+    #: the fast path runs (it calls Engine.every_stop_in_python() before it would): the
+    #: fast path may resume those itself (ocirun/engine/fastexec.py).
+    plain_stops: bool = False
+
     #: This extension answers stat calls in the tracer (the kernel never runs
     #: them, so exit hooks never see them): it applies Engine.stat_changes.
     answers_stat: bool = False

@@ -8,6 +8,11 @@ takes --argv0 was read from that file), and the name executed with its link to t
 loader. The translations it used are mirrored as any path's. The fast path repeats
 the plan only while all of it is still so (it reads the bytes again); the exe and the
 loader's words of an execve it carried out come back to Python at the exec event.
+
+The fast path also resumes the stops of a fork+exec no extension keeps (every stop hook
+is an extension's that keeps none while the fast path runs, Extension.plain_stops): a
+signal-delivery stop of a process whose last stop it finished, a child's first stop
+once Python handled the fork event (expect_first).
 """
 
 from __future__ import annotations
@@ -26,6 +31,21 @@ if TYPE_CHECKING:
 HEAD_MAX = 8192  # _fastexec.c: EXEC_HEAD_MAX
 F_EXEC = 32  # _fastexec.c: the mode of execve in set_syscall
 ENC = "surrogateescape"
+
+
+def start(tracer: Tracer, fast: ModuleType) -> None:
+    """Configure the fast path's part in fork+exec (fastpath.start)."""
+    if applies(tracer):
+        fast.set_syscall(tracer.names["execve"], 0, F_EXEC, 0, 0, False, 0xFF, False)
+    fast.set_plain_stops(all(getattr(hook.__self__, "plain_stops", False) for hook in tracer.stop_hooks))
+
+
+def expect_first(tracer: Tracer, child: Tracee) -> None:
+    """A forked child whose first stop has not come: the fast path resumes it then, as
+    the fork event's handler would (ProcessTree._fork_event)."""
+    fast = tracer.fast
+    if fast is not None and not child.seen_first_stop and fast.expect_first(child.pid):
+        child.seen_first_stop = True
 
 
 def applies(tracer: Tracer) -> bool:
@@ -122,9 +142,13 @@ def taken(tracer: Tracer, fast: ModuleType, pid: int) -> None:
 
 def drain(tracer: Tracer, fast: ModuleType) -> None:
     """Before the fast path is turned off: the execve it carried out whose exec event
-    has not come yet are handed to Python."""
+    has not come yet, and the first stops it expects, are handed to Python."""
     for pid in list(tracer.tracees):
         taken(tracer, fast, pid)
+    for pid in fast.first_expected():
+        t = tracer.tracees.get(pid)
+        if t is not None:
+            t.seen_first_stop = False
 
 
 def _b(s: str) -> bytes:

@@ -80,8 +80,7 @@ def start(tracer: Tracer) -> ModuleType | None:
             mod.set_syscall(nr, 1, _UNLINK, 0, 0, False, 0, False)
     for nr in _passed(tracer):
         mod.set_syscall(nr, 0, _PASS, 0, 0, False, _NO_DIRFD, False)
-    if fastexec.applies(tracer):
-        mod.set_syscall(tracer.names["execve"], 0, fastexec.F_EXEC, 0, 0, False, _NO_DIRFD, False)
+    fastexec.start(tracer, mod)
     mod.set_on_gone(lambda hosts: _gone(tracer, hosts))
     mod.set_plain_names([_b(n) for n in tracer.path_args.bind_names])
     mod.set_listed([_b(h) for h in tracer.listed_dirs])

@@ -102,6 +102,8 @@ class ProcessTree:
             child.held = False
             if not self.kept(child, hooks.STOP_FIRST):
                 self._resume(child)
+        else:
+            fastexec.expect_first(self, child)
 
     def _exec_event(self: Tracer, t: Tracee) -> None:
         former = pt.geteventmsg(t.pid)

@@ -28,11 +28,13 @@ for i in 1 2; do /w/rl a b; done
 cat /usr/bin/true > /w/rl; for i in 1 2; do /w/rl /proc/self/exe; echo "true: $?"; done
 cat /usr/bin/readlink > /w/rl; for i in 1 2; do /w/rl /proc/self/exe; done
 chmod a-x /w/rl; for i in 1 2; do /w/rl 2>/dev/null; echo "noexec: $?"; done
+for i in 1 2; do PATH=/nowhere:/usr/local/bin:/w:/usr/bin env catx /proc/self/comm; done
+for i in 1 2; do /w/nothere 2>/dev/null; echo "missing: $?"; done
 for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done
 """
 EXPECTED = (["/w/rl"] * 2 + ["catx"] * 2 + ["caty", "/w/caty /proc/self/cmdline "] * 2
             + ["named /proc/self/cmdline "] * 2 + ["catx", "/w/rl"] * 2 + ["script /w/rl a b"] * 2
-            + ["true: 0"] * 2 + ["/w/rl"] * 2 + ["noexec: 126"] * 2)
+            + ["true: 0"] * 2 + ["/w/rl"] * 2 + ["noexec: 126"] * 2 + ["catx"] * 2 + ["missing: 127"] * 2)
 FALLBACKS = re.compile(r"fast path: (\d+) execve to Python")
 
 
@@ -46,5 +48,5 @@ def test_exec_records_follow_the_files(debian_rootfs: Path, tmp_path: Path, no_f
     assert p.stdout.split("\n")[:-1] == EXPECTED, p.stderr
     if no_fastpath == "0":
         to_python = sum(int(n) for n in FALLBACKS.findall(p.stderr))
-        execs = 2 * 17 + 10 + 4  # the loops' programs, cp/ln/printf's siblings and more run by sh
+        execs = 2 * 20 + 10 + 4  # the loops' programs, cp/ln/printf's siblings and more run by sh
         assert to_python < execs // 2, p.stderr  # the first run of each, and each change

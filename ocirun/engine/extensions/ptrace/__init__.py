@@ -65,6 +65,7 @@ class PtraceEmulation(Extension):
     syscalls = frozenset({"ptrace", *WAIT_SYSCALLS})
     only_own_syscalls = True
     fast_pass = frozenset(WAIT_SYSCALLS)  # nothing to answer before the first guest tracer
+    plain_stops = True  # the same: no stop to keep before the first guest tracer
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
