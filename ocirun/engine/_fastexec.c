@@ -26,8 +26,16 @@
  *    no syscall of it in flight, nothing to resume it otherwise): the signal is
  *    delivered, as _signal_stop does (not SIGSYS: a host filter's, sigsys.py answers it);
  *  - the first stop of a child whose fork event Python has handled (expect_first).
+ * And two more are resumed here at once and handed to Python later, in order, before
+ * it handles its next stop (set_deferred, on_tree), when no extension looks at them:
+ *  - the exec event of a process that exec'd itself (not a thread in another's place),
+ *    with its code segment (the ABI it runs now) and the exe of the execve done here;
+ *  - the end of a process other than the first one (whose end ends the run).
+ * Python then does what the event's handler does, without the resume.
  */
 #include <fcntl.h>
+
+static void cwd_forget(int pid);  /* _fastpath.c */
 
 #define F_EXEC 32
 #define EXEC_RECORDS 512
@@ -54,6 +62,13 @@ static exec_rec_t *exec_recs[EXEC_RECORDS];
 static int plain_stops;       /* set_plain_stops */
 static int plain[EXECS];      /* pids whose last stop was finished here */
 static int first[EXECS];      /* forked children whose first stop is resumed here */
+#define QUEUE_MAX 256
+enum { Q_EXEC = 1, Q_EXIT };
+typedef struct { int kind, pid; long value; char *exe, *argv0; int words; } tree_event_t;
+static tree_event_t queue[QUEUE_MAX];  /* events resumed here, for Python (on_tree) */
+static size_t n_queue;
+static int defer_exec, defer_exit, keep_pid;
+static PyObject *on_tree;
 static size_t n_exec_recs;
 static exec_done_t exec_done[EXECS];
 
@@ -97,7 +112,66 @@ static void exec_reset(void) {
     for (int i = 0; i < EXECS; i++) exec_done_forget(exec_done[i].pid);
     memset(plain, 0, sizeof plain);
     memset(first, 0, sizeof first);
-    plain_stops = 0;
+    plain_stops = defer_exec = defer_exit = keep_pid = 0;
+    for (size_t i = 0; i < n_queue; i++) { free(queue[i].exe); free(queue[i].argv0); }
+    n_queue = 0;
+    Py_CLEAR(on_tree);
+}
+
+/* What Python's fast.forget(pid) clears, done here for an event Python sees later. */
+static void tree_forget(int pid) {
+    pending_t *p = pending_of(pid);
+    if (p->pid == pid) p->pid = 0;
+    exec_forget_pid(pid);
+    fr_forget_ids(pid);
+}
+
+/* The exec event of `pid`, resumed: 1, queued; 0: Python's (a thread's exec, no registers). */
+static int queue_exec(pid_t pid) {
+    unsigned long former = 0;
+    if (ptrace(PTRACE_GETEVENTMSG, pid, 0, &former) != 0 || (pid_t)former != pid) return 0;
+    errno = 0;
+    long cs = ptrace(PTRACE_PEEKUSER, pid, 17 * 8, 0);  /* user_regs_struct.cs */
+    if (errno) return 0;
+    tree_event_t *q = &queue[n_queue];
+    *q = (tree_event_t){Q_EXEC, pid, cs, NULL, NULL, 0};
+    exec_done_t *d = &exec_done[(unsigned)pid % EXECS];
+    if (d->pid == pid) {  /* the execve done here: its exe and loader words travel with the event */
+        q->exe = d->guest; q->argv0 = d->argv0; q->words = d->words;
+        *d = (exec_done_t){0, NULL, NULL, 0};
+    }
+    tree_forget(pid);
+    n_queue++;
+    ptrace(PTRACE_CONT, pid, 0, 0);
+    return 1;
+}
+
+/* The end of `pid`: queued (1) unless it is the first process's. */
+static int queue_exit(pid_t pid, int status) {
+    if (!defer_exit || pid == keep_pid || n_queue >= QUEUE_MAX) return 0;
+    tree_forget(pid);
+    cwd_forget(pid);
+    queue[n_queue++] = (tree_event_t){Q_EXIT, pid, status, NULL, NULL, 0};
+    return 1;
+}
+
+/* Hand the queued events to Python: on_tree([(kind, pid, value, exe, words, argv0)]). */
+static int report_tree(void) {
+    if (!n_queue) return 1;
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; i < n_queue; i++) {
+        tree_event_t *q = &queue[i];
+        PyObject *e = list ? Py_BuildValue("(iilyiy)", q->kind, q->pid, q->value, q->exe, q->words, q->argv0) : NULL;
+        if (!e || PyList_Append(list, e) < 0) Py_CLEAR(list);
+        Py_XDECREF(e);
+        free(q->exe); free(q->argv0);
+    }
+    n_queue = 0;
+    if (!list) return 0;
+    PyObject *r = on_tree ? PyObject_CallOneArg(on_tree, list) : (Py_INCREF(Py_None), Py_None);
+    Py_DECREF(list);
+    Py_XDECREF(r);
+    return r != NULL;
 }
 
 /* After pump's look at a stop of `pid`: finished here (1, resumed) or Python's (0). */
@@ -109,9 +183,11 @@ static void plain_note(int pid, int finished) {
 
 /* A stop other than a seccomp stop: 1 when finished here (see the top of this file). */
 static int tree_stop(pid_t pid, int status) {
-    if (!WIFSTOPPED(status) || !plain_stops) return 0;
+    if (!plain_stops) return 0;
+    if (!WIFSTOPPED(status)) return queue_exit(pid, status);
     unsigned k = (unsigned)pid % EXECS;
     int event = status >> 16, sig = WSTOPSIG(status);
+    if (event == PTRACE_EVENT_EXEC) return defer_exec && n_queue < QUEUE_MAX && queue_exec(pid);
     if (event == PTRACE_EVENT_STOP && first[k] == pid) {
         first[k] = 0;
         return ptrace(PTRACE_CONT, pid, 0, 0) == 0;
@@ -353,6 +429,18 @@ static PyObject *set_plain_stops(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+static PyObject *set_deferred(PyObject *self, PyObject *a) {
+    PyObject *fn;
+    if (!PyArg_ParseTuple(a, "ppiO", &defer_exec, &defer_exit, &keep_pid, &fn)) return NULL;
+    Py_XSETREF(on_tree, fn == Py_None ? NULL : (Py_INCREF(fn), fn));
+    Py_RETURN_NONE;
+}
+
+static PyObject *tree_events(PyObject *self, PyObject *unused) {
+    if (!report_tree()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *expect_first(PyObject *self, PyObject *a) {
     int pid;
     if (!PyArg_ParseTuple(a, "i", &pid)) return NULL;
@@ -380,6 +468,9 @@ static PyMethodDef exec_methods[] = {
     {"exec_forget", exec_forget, METH_VARARGS, "exec_forget(pid): Python carries out this process's execve."},
     {"set_plain_stops", set_plain_stops, METH_VARARGS,
      "set_plain_stops(bool): no extension keeps a signal-delivery stop or a child's first stop."},
+    {"set_deferred", set_deferred, METH_VARARGS,
+     "set_deferred(exec events, exits, first pid, on_tree): which events are resumed here and handed on later."},
+    {"tree_events", tree_events, METH_NOARGS, "Hand the queued events to on_tree now."},
     {"expect_first", expect_first, METH_VARARGS,
      "expect_first(pid): its first stop is resumed here (True), or comes to Python (False)."},
     {"first_expected", first_expected, METH_NOARGS, "The children whose first stop is still expected here."},

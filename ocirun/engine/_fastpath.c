@@ -445,7 +445,7 @@ static PyObject *pump(PyObject *self, PyObject *unused) {
         if (!enabled) break;
         if (!WIFSTOPPED(status) || (status >> 16) != EVENT_SECCOMP) {
             int done = tree_stop(pid, status);  /* _fastexec.c */
-            plain_note(pid, done);
+            if (WIFSTOPPED(status)) plain_note(pid, done);
             if (done) continue;
             break;
         }
@@ -455,7 +455,7 @@ static PyObject *pump(PyObject *self, PyObject *unused) {
         if (!done) break;
     }
     Py_END_ALLOW_THREADS
-    if (!report_gone()) return NULL;
+    if (!report_gone() || !report_tree()) return NULL;
     return Py_BuildValue("(ii)", (int)pid, status);
 }
 

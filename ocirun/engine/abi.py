@@ -40,7 +40,12 @@ def of_program(abis: dict[int, Abi], t: Tracee) -> Abi:
         cs = t.get_reg(CS_SLOT)
     except OSError:
         return t.abi
-    return next((abi for abi in abis.values() if abi.arch.cs == cs), t.abi)
+    return of_code_segment(abis, cs, t.abi)
+
+
+def of_code_segment(abis: dict[int, Abi], cs: int, default: Abi) -> Abi:
+    """The ABI whose code segment is `cs` (x86), else `default`."""
+    return next((abi for abi in abis.values() if abi.arch.cs == cs), default)
 
 
 def direct_call(t: Tracee, abi: Abi, nr: int, args: list[int]

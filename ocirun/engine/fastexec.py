@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ocirun.engine.execve import ExecPlan, parse_elf, parse_shebang
+from ocirun.engine.extension import Extension
 
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 HEAD_MAX = 8192  # _fastexec.c: EXEC_HEAD_MAX
 F_EXEC = 32  # _fastexec.c: the mode of execve in set_syscall
+Q_EXEC, Q_EXIT = 1, 2  # _fastexec.c: the kinds of the events it hands on (on_tree)
 ENC = "surrogateescape"
 
 
@@ -38,6 +40,19 @@ def start(tracer: Tracer, fast: ModuleType) -> None:
     if applies(tracer):
         fast.set_syscall(tracer.names["execve"], 0, F_EXEC, 0, 0, False, 0xFF, False)
     fast.set_plain_stops(all(getattr(hook.__self__, "plain_stops", False) for hook in tracer.stop_hooks))
+
+
+def started(tracer: Tracer) -> None:
+    """The first process runs (Tracer.run): exec events, and the ends of the other
+    processes, may be resumed by the fast path and handed to Python later, when no
+    extension has a hook for them (or its hooks keep nothing: plain_stops)."""
+    fast = tracer.fast
+    if fast is None:
+        return
+    exts = tracer.extensions
+    execs = all(type(e).on_exec is Extension.on_exec for e in exts)
+    ends = all(type(e).on_process_exit is Extension.on_process_exit or e.plain_stops for e in exts)
+    fast.set_deferred(execs, ends, tracer.first_pid, tracer._tree_events)
 
 
 def expect_first(tracer: Tracer, child: Tracee) -> None:
@@ -133,9 +148,12 @@ def taken(tracer: Tracer, fast: ModuleType, pid: int) -> None:
     enter_execve would have left them on its Tracee (for the exec event)."""
     done = fast.exec_taken(pid)
     t = tracer.tracees.get(pid)
-    if done is None or t is None:
-        return
-    exe, words, argv0 = done
+    if done is not None and t is not None:
+        pending(t, *done)
+
+
+def pending(t: Tracee, exe: bytes, words: int, argv0: bytes | None) -> None:
+    """enter_execve's pending_exe and pending_loader, from the fast path's execve."""
     t.pending_exe = exe.decode("utf-8", ENC)
     t.pending_loader = None if words == 0 else (words, [argv0.decode("utf-8", ENC)] if argv0 is not None else [])
 
@@ -143,6 +161,7 @@ def taken(tracer: Tracer, fast: ModuleType, pid: int) -> None:
 def drain(tracer: Tracer, fast: ModuleType) -> None:
     """Before the fast path is turned off: the execve it carried out whose exec event
     has not come yet, and the first stops it expects, are handed to Python."""
+    fast.tree_events()  # (older than what follows)
     for pid in list(tracer.tracees):
         taken(tracer, fast, pid)
     for pid in fast.first_expected():

@@ -30,7 +30,7 @@ import sys
 
 from ocirun.engine import abi as abi_of
 from ocirun.engine import extension as hooks
-from ocirun.engine import fastpath, nest, spawn, trace
+from ocirun.engine import fastexec, fastpath, nest, spawn, trace
 from ocirun.engine import ptrace as pt
 from ocirun.engine.affinity import CpuPinning
 from ocirun.engine.arch import host_arch, native_arches
@@ -176,6 +176,7 @@ class Tracer(ProcessTree, ExtensionHost):
             forwarder.stop()
             raise
         forwarder.start(self.first_pid)
+        fastexec.started(self)
         self.pinning.start(lambda: list(self.tracees))
         try:
             self._loop()

@@ -21,6 +21,7 @@ from ocirun.engine.tracee import FsState, Tracee
 
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
+    from ocirun.engine.syscalls import Abi
 
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 CLONE_FS = 0x200
@@ -112,25 +113,40 @@ class ProcessTree:
         if former != t.pid and former in self.tracees:  # a thread exec'd: it takes the leader's pid
             old = self.tracees.pop(former)
             t.pending_exe = old.pending_exe or t.pending_exe
-        if t.pending_exe:
-            t.exe = t.pending_exe
-            t.pending_exe = None
-            t.loader_words = t.pending_loader
-            t.pending_loader = None
-        t.last_rewrite = None
-        if len(self.abis) > 1:
-            t.abi = abi_of.of_program(self.abis, t)
         if self.fast is not None:
             self.fast.forget(t.pid)
             if former != t.pid:
                 self.fast.forget(former)
                 self.fast.forget_cwd(former)
                 self.fast.forget_cwd(t.pid)
+        self._exec_done(t, abi_of.of_program(self.abis, t) if len(self.abis) > 1 else t.abi)
+        if not self.kept(t, hooks.STOP_EVENT, pt.SIGTRAP, pt.PTRACE_EVENT_EXEC):
+            self._resume(t)
+
+    def _exec_done(self: Tracer, t: Tracee, abi: Abi) -> None:
+        """What an exec changes of a process: its exe, the ABI it runs (`abi`), the hooks."""
+        if t.pending_exe:
+            t.exe = t.pending_exe
+            t.pending_exe = None
+            t.loader_words = t.pending_loader
+            t.pending_loader = None
+        t.last_rewrite = None
+        t.abi = abi
         self.dumpable.on_exec(t.tgid)
         for ext in t.view.extensions:
             ext.on_exec(t)
-        if not self.kept(t, hooks.STOP_EVENT, pt.SIGTRAP, pt.PTRACE_EVENT_EXEC):
-            self._resume(t)
+
+    def _tree_events(self: Tracer, events: list[tuple]) -> None:
+        """Exec events and ends the fast path resumed itself, in order (fastexec.py): handled
+        as their stops are, without the resume (it forgot what fast.forget would)."""
+        for kind, pid, value, exe, words, argv0 in events:
+            t = self.tracees.get(pid)
+            if kind == fastexec.Q_EXIT:
+                self._gone(pid, t, value)
+            elif t is not None:
+                if exe is not None:
+                    fastexec.pending(t, exe, words, argv0)
+                self._exec_done(t, abi_of.of_code_segment(self.abis, value, t.abi) if len(self.abis) > 1 else t.abi)
 
     def _clone_flags(self: Tracer, t: Tracee) -> int:
         try:
