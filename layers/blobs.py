@@ -11,16 +11,18 @@ Locks are ocirun.util.locks.file_lock (POSIX record locks) on files under `locks
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ocirun.errors import OcirunError
 from ocirun.util.locks import file_lock
+
+if TYPE_CHECKING:  # (hashlib is imported where a blob is hashed: a cached run hashes none)
+    import hashlib
 
 # algorithm -> hex length; the OCI image-spec's registered algorithms.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -44,11 +46,15 @@ def parse_digest(digest: str) -> tuple[str, str]:
 
 def hasher(digest: str) -> hashlib._Hash:
     """A fresh hash object of the digest's algorithm."""
+    import hashlib
+
     return hashlib.new(parse_digest(digest)[0])
 
 
 def digest_file(path: Path, algorithm: str = "sha256") -> str:
     """`algorithm:<hex>` of a file's contents, read in large chunks."""
+    import hashlib
+
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):

@@ -27,7 +27,6 @@ blob garbage collection, df); records.py holds what they share.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -173,6 +172,8 @@ class Store(NameTable, Removal):
         moved in instead of unpacking the layers again. `tags` are references to point
         at it once it is complete, so nothing half-stored is ever tagged.
         """
+        import hashlib
+
         from registry.platform import Platform
         from registry.types import PulledImage, iter_layers, parse_json_object
 
@@ -208,6 +209,8 @@ class Store(NameTable, Removal):
     def replace_manifest(self, record: ImageRecord, manifest: bytes) -> ImageRecord:
         """Give a stored image another manifest for the same config and layers (e.g. Docker
         media types instead of OCI ones); the name table follows."""
+        import hashlib
+
         digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
         self.blobs.ingest_bytes(digest, manifest)
         assert record.path is not None

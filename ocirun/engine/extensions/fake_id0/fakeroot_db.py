@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import os
 import pwd
 import sqlite3
@@ -135,6 +134,8 @@ def state_db_path(rootfs: str) -> str:
         except KeyError:
             home = os.path.expanduser("~")
         state = os.path.join(home, ".local", "state")
+    import hashlib  # (only for the default path: a run's start need not load OpenSSL)
+
     digest = hashlib.sha256(os.path.realpath(rootfs).encode()).hexdigest()[:16]
     return os.path.join(state, "ocirun", "fakeroot", f"{digest}.db")
 
