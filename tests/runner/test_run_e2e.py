@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -449,3 +450,17 @@ def test_lazy_tree_looks_like_the_image(oc) -> None:
     outside = [line for line in outside if line.split(" ", 2)[2] not in skip]
     outside.append("755 d /")
     assert sorted(inside) == sorted(outside)
+
+
+
+def test_a_cached_run_loads_no_unpacker_nor_openssl(oc) -> None:
+    """A run of a cached image unpacks and hashes nothing: the unpacker, hashlib
+    (OpenSSL) and logging stay unimported (start-up time); the run works."""
+    argv = [sys.executable, "-X", "importtime", "-m", "ocirun", "--root", str(oc.root), "run", "--rm",
+            oc.images.debian, "true"]
+    cp = subprocess.run(argv, env=ocirun_env(), capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    imported = {line.split("|")[-1].strip() for line in cp.stderr.splitlines() if line.startswith("import time:")}
+    assert "ocirun.engine.loop" in imported  # (the engine did run)
+    unwanted = {"layers.unpack", "hashlib", "logging"}
+    assert not imported & unwanted, imported & unwanted
