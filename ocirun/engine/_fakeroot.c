@@ -145,9 +145,10 @@ static int source_of(pid_t pid, uint64_t nr, int kind, const uint64_t *args, uin
     const char *base;
     src->mask = 0;
     switch (kind) {
-    case K_FSTAT:
+    case K_FSTAT:  /* (AT_FDCWD is no fd here: the kernel's EBADF) */
         src->flags = 0;
         src->buf = args[1];
+        if ((int32_t)args[0] < 0) return fp_fall(nr, R_FAKE_STAT);
         return fd_source(pid, nr, (int)(int32_t)args[0], src);
     case K_STAT: case K_LSTAT:
         s = (spec_t){1, 0, kind == K_STAT ? F_FOLLOW : F_NOFOLLOW, 0, 0, NO_DIRFD, 0, 0};

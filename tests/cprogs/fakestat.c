@@ -48,6 +48,10 @@ static void dump_statx(const char *what, long rc, struct statx *x) {
     hex(what, rc, x, sizeof *x);
 }
 
+static void result(const char *what, long rc) {
+    printf("%s rc=%ld errno=%d\n", what, rc, rc < 0 ? errno : 0);
+}
+
 static void dump(const char *path) {
     struct stat st;
     struct statx x;
@@ -62,7 +66,9 @@ static void dump(const char *path) {
     memset(&x, 0, sizeof x);
     dump_statx("statx-nofollow", syscall(SYS_statx, AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, mask, &x), &x);
     memset(&x, 0, sizeof x); dump_statx("statx-type", syscall(SYS_statx, AT_FDCWD, path, 0, STATX_TYPE, &x), &x);
-    printf("fault rc=%ld errno=%d\n", syscall(SYS_newfstatat, AT_FDCWD, path, NULL, 0), errno);
+    result("fault", syscall(SYS_newfstatat, AT_FDCWD, path, NULL, 0));
+    result("fstat-cwd", syscall(SYS_fstat, AT_FDCWD, &st));
+    result("fstat-bad", syscall(SYS_fstat, 999, &st));
     int fd = open(path, O_PATH | O_NOFOLLOW);
     if (fd >= 0) {
         memset(&st, 0, sizeof st); dump_stat("fstat", syscall(SYS_fstat, fd, &st), &st);

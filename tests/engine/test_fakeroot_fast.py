@@ -50,6 +50,7 @@ def test_every_stat_form_as_the_pure_python_engine(bb_rw: Path, cprogs: Path, op
     assert fast.returncode == 0 and slow.returncode == 0, fast.stderr + slow.stderr
     assert fast.stdout == slow.stdout
     assert fast.stdout.count("\n") > 12 * len(PATHS)
+    assert fast.stdout.count("fstat-cwd rc=-1 errno=9\n") == len(PATHS)  # EBADF, as the kernel says
     assert STATS.search(slow.stderr) is None
     assert _fast_stops(fast) >= 8 * len(PATHS), fast.stderr  # the stats were answered in C
     stat = _first_stats(fast.stdout)

@@ -40,8 +40,9 @@ class StatCalls:
         name = sc.name
         pid = tracee.pid
         mask = 0
-        if name == "fstat" or name == "fstat64":
-            return None if bad_fd(pid, sc.arg_int(0)) else (fd_path(pid, sc.arg_int(0)), 0, 0)
+        if name == "fstat" or name == "fstat64":  # (AT_FDCWD is no fd here: the kernel's EBADF)
+            fd = sc.arg_int(0)
+            return None if fd < 0 or bad_fd(pid, fd) else (fd_path(pid, fd), 0, 0)
         if name in ("stat", "lstat", "stat64", "lstat64"):
             path_arg, dirfd_arg, flags = 0, None, AT_SYMLINK_NOFOLLOW if name[0] == "l" else 0
         elif name == "newfstatat" or name == "fstatat64":
