@@ -26,7 +26,6 @@ sends a stat to Python once the next look is due).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import pwd
 import sqlite3
@@ -91,7 +90,8 @@ class RecordMirror(Protocol):
 
 # ---- birth time through statx(2): os.stat does not return it on Linux ---------------------
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# (the process's own libc, as tables.py: ctypes.util.find_library ran ldconfig, ~6 ms a start)
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def btime_ns(path: str | None = None, *, fd: int | None = None, follow: bool = False) -> int | None:
