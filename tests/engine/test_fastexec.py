@@ -50,3 +50,22 @@ def test_exec_records_follow_the_files(debian_rootfs: Path, tmp_path: Path, no_f
         to_python = sum(int(n) for n in FALLBACKS.findall(p.stderr))
         execs = 2 * 20 + 10 + 4  # the loops' programs, cp/ln/printf's siblings and more run by sh
         assert to_python < execs // 2, p.stderr  # the first run of each, and each change
+
+
+# execs and ends the fast path resumes and hands to Python later: exit statuses, the
+# exe of a parent and of children read while others run, an exec in place
+TREE = """
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14; do sh -c "exit $((i % 7))"; printf '%s ' $?; done; echo
+for i in 1 2 3; do /usr/bin/readlink /proc/self/exe & done; wait
+sh -c 'readlink /proc/$$/exe; exec /usr/bin/readlink /proc/self/exe'
+"""
+TREE_OUT = ["1 2 3 4 5 6 0 1 2 3 4 5 6 0 ", *["/usr/bin/readlink"] * 3, "/usr/bin/dash", "/usr/bin/readlink"]
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_execs_and_ends_handed_on_in_order(debian_rootfs: Path, no_fastpath: str) -> None:
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_NO_SECCOMP": "0"})
+    p = subprocess.run(ocirun_argv("proot", "-r", debian_rootfs, "-b", "/proc", "-b", "/dev", "sh", "-c", TREE),
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:-1] == TREE_OUT, p.stderr
