@@ -181,20 +181,28 @@ static void plain_note(int pid, int finished) {
     else if (plain[k] == pid) plain[k] = 0;
 }
 
-/* A stop other than a seccomp stop: 1 when finished here (see the top of this file). */
-static int tree_stop(pid_t pid, int status) {
+static unsigned long long n_tree[4];  /* finished here: signal stops, first stops, exec events, ends */
+
+/* A stop other than a seccomp stop: finished here (1 + its kind in n_tree) or 0 (see the top of this file). */
+static int tree_stop_(pid_t pid, int status) {
     if (!plain_stops) return 0;
-    if (!WIFSTOPPED(status)) return queue_exit(pid, status);
+    if (!WIFSTOPPED(status)) return queue_exit(pid, status) ? 4 : 0;
     unsigned k = (unsigned)pid % EXECS;
     int event = status >> 16, sig = WSTOPSIG(status);
-    if (event == PTRACE_EVENT_EXEC) return defer_exec && n_queue < QUEUE_MAX && queue_exec(pid);
+    if (event == PTRACE_EVENT_EXEC) return defer_exec && n_queue < QUEUE_MAX && queue_exec(pid) ? 3 : 0;
     if (event == PTRACE_EVENT_STOP && first[k] == pid) {
         first[k] = 0;
-        return ptrace(PTRACE_CONT, pid, 0, 0) == 0;
+        return ptrace(PTRACE_CONT, pid, 0, 0) == 0 ? 2 : 0;
     }
     if (event == 0 && sig != (SIGTRAP | 0x80) && sig != SIGSYS && plain[k] == pid)  /* (SIGSYS: sigsys.py's) */
-        return ptrace(PTRACE_CONT, pid, 0, sig) == 0;
+        return ptrace(PTRACE_CONT, pid, 0, sig) == 0 ? 1 : 0;
     return 0;
+}
+
+static int tree_stop(pid_t pid, int status) {
+    int done = tree_stop_(pid, status);
+    if (done > 0) n_tree[done - 1]++;
+    return done > 0;
 }
 
 static ident_t ident_of(const struct stat *st) {
@@ -460,6 +468,10 @@ static PyObject *first_expected(PyObject *self, PyObject *unused) {
     return out;
 }
 
+static PyObject *tree_stats(PyObject *self, PyObject *unused) {
+    return Py_BuildValue("(KKKK)", n_tree[0], n_tree[1], n_tree[2], n_tree[3]);
+}
+
 static PyMethodDef exec_methods[] = {
     {"exec_record", exec_record, METH_VARARGS,
      "exec_record(host, head, want, guest, interp, loader, loader_id, argv0, name, link): a planned execve."},
@@ -470,6 +482,7 @@ static PyMethodDef exec_methods[] = {
      "set_plain_stops(bool): no extension keeps a signal-delivery stop or a child's first stop."},
     {"set_deferred", set_deferred, METH_VARARGS,
      "set_deferred(exec events, exits, first pid, on_tree): which events are resumed here and handed on later."},
+    {"tree_stats", tree_stats, METH_NOARGS, "(signal stops, first stops, exec events, ends) finished here."},
     {"tree_events", tree_events, METH_NOARGS, "Hand the queued events to on_tree now."},
     {"expect_first", expect_first, METH_VARARGS,
      "expect_first(pid): its first stop is resumed here (True), or comes to Python (False)."},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -168,6 +169,13 @@ def drain(tracer: Tracer, fast: ModuleType) -> None:
         t = tracer.tracees.get(pid)
         if t is not None:
             t.seen_first_stop = False
+
+
+def report(fast: ModuleType) -> None:
+    """OCIRUN_FASTPATH_STATS: the process-tree stops the fast path finished (fastpath.report)."""
+    signals, firsts, execs, ends = fast.tree_stats()
+    print(f"ocirun: fast path: also {signals} signal stops, {firsts} first stops, {execs} exec events, {ends} ends",
+          file=sys.stderr)
 
 
 def _b(s: str) -> bytes:

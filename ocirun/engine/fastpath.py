@@ -167,6 +167,7 @@ def report(tracer: Tracer, mod: ModuleType | None) -> None:
     if mod is not None and os.environ.get("OCIRUN_FASTPATH_STATS"):
         seen, fast, entries = mod.stats()
         print(f"ocirun: fast path: {fast} of {seen} seccomp stops ({entries} cached paths)", file=sys.stderr)
+        fastexec.report(mod)
         if os.environ["OCIRUN_FASTPATH_STATS"] == "2":
             for nr, reason, count in sorted(mod.fallbacks(), key=lambda f: -f[2]):
                 print(f"ocirun: fast path: {count} {tracer.nr_names.get(nr, nr)} to Python: {reason}", file=sys.stderr)

@@ -36,6 +36,7 @@ EXPECTED = (["/w/rl"] * 2 + ["catx"] * 2 + ["caty", "/w/caty /proc/self/cmdline 
             + ["named /proc/self/cmdline "] * 2 + ["catx", "/w/rl"] * 2 + ["script /w/rl a b"] * 2
             + ["true: 0"] * 2 + ["/w/rl"] * 2 + ["noexec: 126"] * 2 + ["catx"] * 2 + ["missing: 127"] * 2)
 FALLBACKS = re.compile(r"fast path: (\d+) execve to Python")
+TREE_STATS = re.compile(r"also (\d+) signal stops, (\d+) first stops, (\d+) exec events, (\d+) ends")
 
 
 @pytest.mark.parametrize("no_fastpath", ["0", "1"])
@@ -64,8 +65,13 @@ TREE_OUT = ["1 2 3 4 5 6 0 1 2 3 4 5 6 0 ", *["/usr/bin/readlink"] * 3, "/usr/bi
 
 @pytest.mark.parametrize("no_fastpath", ["0", "1"])
 def test_execs_and_ends_handed_on_in_order(debian_rootfs: Path, no_fastpath: str) -> None:
-    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_NO_SECCOMP": "0"})
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_NO_SECCOMP": "0", "OCIRUN_FASTPATH_STATS": "1"})
     p = subprocess.run(ocirun_argv("proot", "-r", debian_rootfs, "-b", "/proc", "-b", "/dev", "sh", "-c", TREE),
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split("\n")[:-1] == TREE_OUT, p.stderr
+    tree = TREE_STATS.search(p.stderr)
+    if no_fastpath == "1":
+        assert tree is None, p.stderr
+    else:  # the 14 sh -c and the others: their first stops, exec events and ends in C
+        assert tree and min(int(tree[2]), int(tree[3]), int(tree[4])) >= 14, p.stderr
