@@ -18,7 +18,6 @@ Docker's rules implemented here:
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +205,8 @@ def guest_env(
 
 def free_port(ip: str = "") -> int:
     """An unused TCP port on the host (for -P and `-p CONTAINERPORT`)."""
+    import socket  # (only with -P/-p: start-up time of every run)
+
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((ip or "", 0))

@@ -17,7 +17,6 @@ to find the ranks on their own node; `--hostname` still wins.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 
 # Any of these set: ocirun runs as a task of a scheduler or an MPI launcher.
@@ -101,4 +100,8 @@ def rendezvous_dirs(host_env: Mapping[str, str]) -> list[str]:
 
 def scheduler_hostname(host_env: Mapping[str, str]) -> str | None:
     """The node's host name for a container run by a scheduler (None otherwise)."""
-    return socket.gethostname() if under_scheduler(host_env) else None
+    if not under_scheduler(host_env):
+        return None
+    import socket  # (only under a scheduler: start-up time of every run)
+
+    return socket.gethostname()
