@@ -48,6 +48,24 @@ static void dump_statx(const char *what, long rc, struct statx *x) {
     hex(what, rc, x, sizeof *x);
 }
 
+/* stat and lstat themselves where the architecture has them (x86_64), else the
+   newfstatat they become in the generic table (aarch64) */
+static long sys_stat(const char *path, struct stat *st) {
+#ifdef SYS_stat
+    return syscall(SYS_stat, path, st);
+#else
+    return syscall(SYS_newfstatat, AT_FDCWD, path, st, 0);
+#endif
+}
+
+static long sys_lstat(const char *path, struct stat *st) {
+#ifdef SYS_lstat
+    return syscall(SYS_lstat, path, st);
+#else
+    return syscall(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+#endif
+}
+
 static void result(const char *what, long rc) {
     printf("%s rc=%ld errno=%d\n", what, rc, rc < 0 ? errno : 0);
 }
@@ -57,8 +75,8 @@ static void dump(const char *path) {
     struct statx x;
     unsigned mask = STATX_BASIC_STATS | STATX_BTIME;
     printf("== %s\n", path);
-    memset(&st, 0, sizeof st); dump_stat("stat", syscall(SYS_stat, path, &st), &st);
-    memset(&st, 0, sizeof st); dump_stat("lstat", syscall(SYS_lstat, path, &st), &st);
+    memset(&st, 0, sizeof st); dump_stat("stat", sys_stat(path, &st), &st);
+    memset(&st, 0, sizeof st); dump_stat("lstat", sys_lstat(path, &st), &st);
     memset(&st, 0, sizeof st); dump_stat("fstatat", syscall(SYS_newfstatat, AT_FDCWD, path, &st, 0), &st);
     memset(&st, 0, sizeof st);
     dump_stat("fstatat-nofollow", syscall(SYS_newfstatat, AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW), &st);
@@ -86,8 +104,8 @@ static void dump(const char *path) {
         memset(&st, 0, sizeof st);
         dump_stat("fstatat-dirfd", syscall(SYS_newfstatat, dfd, slash + 1, &st, AT_SYMLINK_NOFOLLOW), &st);
         if (chdir(dir) == 0) {
-            memset(&st, 0, sizeof st); dump_stat("stat-cwd", syscall(SYS_stat, slash + 1, &st), &st);
-            memset(&st, 0, sizeof st); dump_stat("lstat-cwd", syscall(SYS_lstat, slash + 1, &st), &st);
+            memset(&st, 0, sizeof st); dump_stat("stat-cwd", sys_stat(slash + 1, &st), &st);
+            memset(&st, 0, sizeof st); dump_stat("lstat-cwd", sys_lstat(slash + 1, &st), &st);
         }
         close(dfd);
     }
@@ -112,7 +130,7 @@ static void check(const char *what, int round, const char *path, long uid, long 
     expect(label, round, st.st_uid, uid); expect(label, round, st.st_gid, gid);
     expect(label, round, st.st_mode & 07777, perm);
     snprintf(label, sizeof label, "%s lstat", what);
-    if (syscall(SYS_lstat, path, &st) != 0) { expect(label, round, errno, 0); return; }
+    if (sys_lstat(path, &st) != 0) { expect(label, round, errno, 0); return; }
     expect(label, round, st.st_uid, uid); expect(label, round, st.st_mode & 07777, perm);
     snprintf(label, sizeof label, "%s statx", what);
     if (statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &x) != 0) { expect(label, round, errno, 0); return; }
