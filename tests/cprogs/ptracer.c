@@ -6,7 +6,8 @@
  *   ptracer seize           PTRACE_SEIZE + INTERRUPT a running child, then a signal it gets
  *   ptracer clone           PTRACE_O_TRACECLONE: a thread's start, its own stops and its end
  *   ptracer waitid          the stops and the end as waitid(2) reports them (siginfo)
- * Each line it prints is the same natively and under PRoot. */
+ * Each line it prints is the same natively and under PRoot. x86_64 only (it reads the
+ * registers with PTRACE_GETREGS): elsewhere it builds and says so. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,8 @@
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#if defined(__x86_64__)
 
 static int wait_for(pid_t pid, int options) {
     int status;
@@ -209,3 +212,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: ptracer syscalls PATH | exec PROG [ARG...] | seize | clone | waitid\n");
     return 2;
 }
+#else
+int main(void) {
+    fprintf(stderr, "ptracer: x86_64 only\n");
+    return 2;
+}
+#endif
