@@ -167,11 +167,7 @@ static int report_tree(void) {
         free(q->exe); free(q->argv0);
     }
     n_queue = 0;
-    if (!list) return 0;
-    PyObject *r = on_tree ? PyObject_CallOneArg(on_tree, list) : (Py_INCREF(Py_None), Py_None);
-    Py_DECREF(list);
-    Py_XDECREF(r);
-    return r != NULL;
+    return hand_over(on_tree, list);
 }
 
 /* After pump's look at a stop of `pid`: finished here (1, resumed) or Python's (0). */

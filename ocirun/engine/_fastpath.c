@@ -373,6 +373,16 @@ static int unlink_fast(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *
     return 1;
 }
 
+/* Call Python's callback `fn` (if set) with `arg`, which it consumes; 0 if the call raised
+   or `arg` could not be built (NULL). */
+static int hand_over(PyObject *fn, PyObject *arg) {
+    if (!arg) return 0;
+    PyObject *r = fn ? PyObject_CallOneArg(fn, arg) : (Py_INCREF(Py_None), Py_None);
+    Py_DECREF(arg);
+    Py_XDECREF(r);
+    return r != NULL;
+}
+
 /* Hand the paths unlinked here to Python (on_gone(list of bytes), None: forget all). */
 static int report_gone(void) {
     if (!n_gone && !gone_overflow) return 1;
@@ -384,11 +394,7 @@ static int report_gone(void) {
     }
     n_gone = 0;
     gone_overflow = 0;
-    if (!arg) return 0;
-    PyObject *r = on_gone ? PyObject_CallOneArg(on_gone, arg) : (Py_INCREF(Py_None), Py_None);
-    Py_DECREF(arg);
-    Py_XDECREF(r);
-    return r != NULL;
+    return hand_over(on_gone, arg);
 }
 
 #include "_fastexec.c"
