@@ -24,6 +24,7 @@ pointers are not restored at exit (see ocirun/engine/syscall.py).
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import sys
@@ -104,6 +105,8 @@ class Tracer(ProcessTree, ExtensionHost):
         self.root_view = View(self, self.translator, self.planner, list(plan.bindings))
         self.views: list[View] = [self.root_view]
         self.tracees: dict[int, Tracee] = {}
+        # a guest's `kill $TracerPid` is often read after its sender exited (/bin/kill)
+        self.recently_gone: collections.deque[int] = collections.deque(maxlen=64)
         self.first_pid = 0
         self.fast = None  # the compiled fast path (ocirun/engine/fastpath.py), when it runs
         self.exit_status: int | None = None
@@ -169,7 +172,7 @@ class Tracer(ProcessTree, ExtensionHost):
                 nest.exec_nested(self.plan, outer_seccomp, self.arch)  # does not return
         self.attach_extensions(self.root_view)
         self.fast = self.path_args.fast = fastpath.start(self)
-        forwarder = spawn.SignalForwarder(self.tracees.__contains__)  # no signal is lost while the guest starts
+        forwarder = spawn.SignalForwarder(self.is_or_was_guest)  # no signal is lost while the guest starts
         try:
             spawn.spawn(self)
         except BaseException:
@@ -254,6 +257,11 @@ class Tracer(ProcessTree, ExtensionHost):
     def tracee(self, pid: int) -> Tracee | None:
         """Engine API: the traced thread `pid`, if it is one."""
         return self.tracees.get(pid)
+
+    def is_or_was_guest(self, pid: int) -> bool:
+        """Whether a signal's sender is a guest process, also one that has just exited: the
+        forwarding thread reads a signal after the main loop may have reaped its sender."""
+        return pid in self.tracees or pid in self.recently_gone
 
     # --------------------------------------------------------------- syscalls
     def _seccomp_stop(self, t: Tracee) -> None:

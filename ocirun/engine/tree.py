@@ -178,6 +178,7 @@ class ProcessTree:
         if t is None:
             return
         del self.tracees[pid]
+        self.recently_gone.append(pid)
         t.exited = True
         t.status = status
         if self.fast is not None:
