@@ -177,6 +177,9 @@ static int is_listed(const char *host, size_t len) {
     return in_list(listed, n_listed, host, len);
 }
 
+static int set_strings(PyObject *seq, char ***list, size_t *count);
+#include "_fastdirs.c"
+
 /* The guest directory a relative path starts from, as PathArgs.base_dirs finds it:
  * 1 with `guest` and `host` (host may be ""), 0 when only Python knows. */
 static int base_of(pid_t pid, const spec_t *s, const uint64_t *args, const char **guest, char *host) {
@@ -195,7 +198,7 @@ static int base_of(pid_t pid, const spec_t *s, const uint64_t *args, const char 
     if (n <= 0 || n >= PATH_MAX_ - 1 || host[0] != '/') return 0;  /* (a full buffer may be cut short) */
     host[n] = 0;
     if (n >= 10 && strcmp(host + n - 10, " (deleted)") == 0) return 0;
-    const entry_t *e = table_get(&dirs, host, 0);
+    const entry_t *e = dir_guest(host, 0);  /* _fastdirs.c */
     if (!e) return 0;
     *guest = e->host;
     return 1;
@@ -243,6 +246,10 @@ static int dir_host(const char *dir, char *out) {
         memcpy(out + hl + 1, names[n], nl + 1);
         hl += nl + 1;
         if (strncmp(out, "/proc/", 6) == 0 || lstat(out, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+        /* remembered as the walk's result (a real directory): the next name in it costs no lstat */
+        size_t gl = (size_t)(names[n] - buf) + nl;  /* buf[gl] is already 0 (a cut, or the end) */
+        memcpy(buf, dir, gl);  /* (the names still to walk lie past gl) */
+        table_put(&cache, buf, out, 1);
     }
     return 1;
 }
@@ -326,6 +333,7 @@ static int translate(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *ar
     int follow = fp_follow(s, args);
     if (follow < 0 || !path[0]) FALL(nr, R_EMPTY);
     const char *base = NULL;
+    if (proc_fd_self(path)) return !fr_guarded(nr) || fp_fall(nr, R_PROC);  /* _fastdirs.c */
     if (path[0] != '/') {
         if (s->abs_only) return 1;
         if (!follow && !plain_needs_python(path))  /* the kernel finds the same entry */
@@ -599,6 +607,7 @@ static PyObject *set_enabled(PyObject *self, PyObject *a) {
         info_pid = 0;
         fr_reset();
         exec_reset();
+        dirs_reset();
     }
     Py_RETURN_NONE;
 }
@@ -657,5 +666,6 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddFunctions(m, fakeroot_methods) < 0) Py_CLEAR(m);
     if (m && PyModule_AddFunctions(m, exec_methods) < 0) Py_CLEAR(m);
+    if (m && PyModule_AddFunctions(m, dirs_methods) < 0) Py_CLEAR(m);
     return m;
 }

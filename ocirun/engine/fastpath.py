@@ -11,11 +11,14 @@ seccomp mode with the root view only. What it needs of Python's state is mirrore
   symlink);
 - the guest cwd of each process whose FsState is not shared (pushed where Python
   learns it, forgotten at chdir/fchdir, sharing and exit), for AT_FDCWD-relative
-  paths; View.to_guest of the directories dirfds name (constant), for the others;
+  paths; View.to_guest of the directories dirfds name (constant), for the others,
+  and of those below them derived from it (_fastdirs.c: not at a binding's host
+  path or the tracer's own directories); /proc/self/fd/N handed on as it is when
+  the guest's /proc is the host's;
 - the host directories whose listings Python fixes up (their opens go to Python) and
   whether one is open (getdents64 goes to Python then);
 - unlinkat of a plain file by a plain name is let through, its host path handed back
-  to Python's caches before Python handles its next stop;
+  to Python's caches (all of them at once) before Python handles its next stop;
 - what an extension that sees only its own syscalls mirrors into it (use_fast_path):
   the fake root's records, from which it answers the stat family under -0.
 A plain relative name that is not followed and names no binding goes through
@@ -37,6 +40,9 @@ from typing import TYPE_CHECKING
 from ocirun.engine import fastexec
 from ocirun.engine import ptrace as pt
 from ocirun.engine.extension import see_paths
+from ocirun.engine.path.errors import GuestPathError
+from ocirun.engine.path.glue import GLUE_PREFIX
+from ocirun.engine.scratch import PREFIX as SCRATCH_PREFIX
 from ocirun.engine.syscalls import FLAG_FOLLOW, FLAG_NOFOLLOW, FOLLOW, NOFOLLOW, OPEN
 
 if TYPE_CHECKING:
@@ -84,6 +90,7 @@ def start(tracer: Tracer) -> ModuleType | None:
     mod.set_on_gone(lambda hosts: _gone(tracer, hosts))
     mod.set_plain_names([_b(n) for n in tracer.path_args.bind_names])
     mod.set_listed([_b(h) for h in tracer.listed_dirs])
+    _dirs(tracer, mod)
     mod.set_info_buffer(*pt.info_buffer())
     root = tracer.translator.to_host("/", "/", True)
     if tracer.translator.cached("/", True) == root:
@@ -99,6 +106,20 @@ def _set_pure(mod: ModuleType, nr: int, spec: SyscallSpec) -> None:
     pa = spec.paths[0]
     mod.set_syscall(nr, pa.arg, _MODES[pa.follow], pa.flag_arg or 0, pa.flag_mask, pa.abs_only,
                     _NO_DIRFD if pa.dirfd is None else pa.dirfd, spec.follow_open)
+
+
+def _dirs(tracer: Tracer, mod: ModuleType) -> None:
+    """What lets _fastdirs.c derive a dirfd's to_guest from its parent's (not at the
+    bindings' host paths, nor at the tracer's own directories: the glue tree, the
+    scratch directory of socket aliases), and hand /proc/self/fd/N to the kernel as
+    it is (the guest's /proc is the host's, with no binding below it)."""
+    hosts, guests = tracer.translator.bound_paths()
+    mod.set_dir_stops([_b(h) for h in hosts], [_b(GLUE_PREFIX), _b(SCRATCH_PREFIX)])
+    try:
+        host_proc = tracer.translator.to_host("/proc", "/", True) == "/proc"
+    except (GuestPathError, OSError):
+        host_proc = False
+    mod.set_proc_fd(host_proc and not any(g[:6] == "/proc/" for g in guests))
 
 
 def _share(tracer: Tracer, mod: ModuleType) -> None:
@@ -117,11 +138,12 @@ def _share(tracer: Tracer, mod: ModuleType) -> None:
 def _gone(tracer: Tracer, hosts: list[bytes] | None) -> None:
     """Files the fast path let the guest unlink: every view's cache forgets them (None:
     too many to list, forget everything), before Python translates anything again."""
+    paths = None if hosts is None else [h.decode("utf-8", "surrogateescape") for h in hosts]
     for view in tracer.views:
-        if hosts is None:
+        if paths is None:
             view.translator.invalidate_all()
-        for h in hosts or ():
-            view.translator.invalidate(h.decode("utf-8", "surrogateescape"))
+        else:
+            view.translator.invalidate_many(paths)
 
 
 def stop(tracer: Tracer) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+PREFIX = "ocr"  # the scratch directory's name starts so (short: socket aliases must fit)
+
 
 class ScratchDir:
     def __init__(self) -> None:
@@ -67,7 +69,7 @@ class ScratchDir:
 def _mkdtemp(base: str) -> str:
     """tempfile.mkdtemp(prefix="ocr", dir=base): a new private directory."""
     for _ in range(100):
-        path = f"{base}/ocr{os.urandom(6).hex()}"
+        path = f"{base}/{PREFIX}{os.urandom(6).hex()}"
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:

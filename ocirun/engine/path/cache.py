@@ -75,18 +75,21 @@ class PathCache:
 
     def invalidate(self, host_path: str) -> None:
         """Forget everything cached at or under `host_path` (a trailing '/' or '/.' is ignored)."""
+        self.invalidate_many([normpath(host_path) if host_path else host_path])
+
+    def invalidate_many(self, paths: list[str]) -> None:
+        """invalidate() of each of these normalised host paths, at once."""
         self.full_follow.clear()
         self.full_nofollow.clear()
         if not self.entries:
             return
-        path = normpath(host_path) if host_path else host_path
-        if path == "/":
+        if "/" in paths:
             self.drop_entries()
             return
         entries = self.entries
         host_keys = self.host_keys
         children = self.host_children
-        stack = [path]
+        stack = list(paths)
         while stack:
             h = stack.pop()
             keys = host_keys.pop(h, None)

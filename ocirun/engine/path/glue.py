@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import weakref
 
+GLUE_PREFIX = "ocirun-glue-"  # the tree's directory's name starts so
+
 
 class GlueTree:
     def __init__(self, parent_dir: str | None):
@@ -28,7 +30,7 @@ class GlueTree:
             import shutil  # (only when a glue directory is needed: start-up time)
             import tempfile
 
-            root = tempfile.mkdtemp(prefix="ocirun-glue-", dir=self.parent_dir)
+            root = tempfile.mkdtemp(prefix=GLUE_PREFIX, dir=self.parent_dir)
             self.root = root
             self._finalizer = weakref.finalize(self, shutil.rmtree, root, True)
         path = root + guest

@@ -164,6 +164,10 @@ class PathTranslator:
         """Host directory standing for the virtual guest dir `guest` (ocirun/engine/path/glue.py)."""
         return self._gluetree.dir(guest, self._glue_children, self._virtual, self._bind_exact)
 
+    def bound_paths(self) -> tuple[list[str], list[str]]:
+        """(host paths, guest paths) of the rootfs and the bindings, as to_guest matches them."""
+        return self._map.paths()
+
     @property
     def glue_root(self) -> str | None:
         """Host directory of the glue tree (None until a virtual directory was needed)."""
@@ -494,6 +498,12 @@ class PathTranslator:
         Accepts the host path as to_host returned it (a trailing '/' or '/.' is ignored).
         """
         self._cache.invalidate(host_path)
+        if self.on_invalidate is not None:
+            self.on_invalidate()
+
+    def invalidate_many(self, host_paths: list[str]) -> None:
+        """invalidate() of each of these host paths, normalised (no '//', '.', trailing '/')."""
+        self._cache.invalidate_many(host_paths)
         if self.on_invalidate is not None:
             self.on_invalidate()
 

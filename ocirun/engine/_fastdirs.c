@@ -1,0 +1,77 @@
+/* The compiled fast path's directories (included by _fastpath.c: it uses that file's mirrors).
+ *
+ * A dirfd the guest opened on a directory below one whose View.to_guest is mirrored
+ * (push_dir) needs no trip to Python for its own: to_guest is lexical (the longest
+ * binding by host path, then the rootfs prefix), so the guest path of PARENT/NAME is
+ * the parent's plus /NAME unless PARENT/NAME is itself where a binding's host path,
+ * the glue tree's root or the socket aliases' scratch directory lies (set_dir_stops:
+ * the bindings' host paths, and the name prefixes of the tracer's own directories,
+ * whose to_guest is not lexical). The result is mirrored as Python's push_dir would.
+ *
+ * /proc/self/fd/N as a whole path (gnulib's fchmodat and the like on an O_PATH fd) is
+ * what Python hands to the kernel (as /proc/TGID/fd/N: the same object) when the
+ * guest's /proc is the host's and no binding lies below it (set_proc_fd).
+ */
+
+static char **dir_stops;        /* host paths whose to_guest is not derived from the parent's */
+static size_t n_dir_stops;
+static char **dir_private;      /* name prefixes of the tracer's own directories */
+static size_t n_dir_private;
+static int proc_fd;             /* /proc/self/fd/N goes to the kernel as it is */
+
+/* The mirrored to_guest of host directory `host` (from readlink of /proc/PID/fd/N:
+ * canonical), derived from the nearest mirrored ancestor's (at most WALK_UP levels
+ * up), each level mirrored on the way; NULL: Python's. */
+static const entry_t *dir_guest(const char *host, int depth) {
+    const entry_t *e = table_get(&dirs, host, 0);
+    if (e || depth == WALK_UP) return e;
+    const char *slash = strrchr(host, '/');
+    if (!slash || !slash[1] || in_list(dir_stops, n_dir_stops, host, strlen(host))) return NULL;
+    const char *name = slash + 1;
+    for (size_t i = 0; i < n_dir_private; i++)
+        if (strncmp(name, dir_private[i], strlen(dir_private[i])) == 0) return NULL;
+    char parent[PATH_MAX_], guest[KEY_MAX];
+    size_t plen = slash == host ? 1 : (size_t)(slash - host);
+    if (plen >= sizeof parent) return NULL;
+    memcpy(parent, host, plen);
+    parent[plen] = 0;
+    const entry_t *p = dir_guest(parent, depth + 1);
+    if (!p) return NULL;
+    size_t gl = strcmp(p->host, "/") ? strlen(p->host) : 0;  /* (dirs: host -> guest, kept in e->host) */
+    if (gl + strlen(name) + 2 > sizeof guest) return NULL;
+    memcpy(guest, p->host, gl);
+    guest[gl] = '/';
+    strcpy(guest + gl + 1, name);
+    if (!table_put(&dirs, host, guest, 0)) return NULL;
+    return table_get(&dirs, host, 0);
+}
+
+/* "/proc/self/fd/N", N digits only, when the kernel may have it as it is. */
+static int proc_fd_self(const char *path) {
+    if (!proc_fd || strncmp(path, "/proc/self/fd/", 14) != 0 || !path[14]) return 0;
+    for (const char *p = path + 14; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return 1;
+}
+
+static void dirs_reset(void) { proc_fd = 0; }
+
+static PyObject *set_dir_stops(PyObject *self, PyObject *a) {
+    PyObject *stops, *private;
+    if (!PyArg_ParseTuple(a, "OO", &stops, &private)) return NULL;
+    if (!set_strings(stops, &dir_stops, &n_dir_stops) || !set_strings(private, &dir_private, &n_dir_private))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_proc_fd(PyObject *self, PyObject *a) {
+    if (!PyArg_ParseTuple(a, "p", &proc_fd)) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef dirs_methods[] = {
+    {"set_dir_stops", set_dir_stops, METH_VARARGS,
+     "set_dir_stops(hosts, prefixes): where a dirfd's to_guest is not its parent's plus its name."},
+    {"set_proc_fd", set_proc_fd, METH_VARARGS, "set_proc_fd(bool): /proc/self/fd/N goes to the kernel as it is."},
+    {NULL, NULL, 0, NULL},
+};
