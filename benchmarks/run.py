@@ -236,9 +236,12 @@ def _ocirun_available(ctx: Context) -> str | None:
 
 
 def _in_rootfs(ctx: Context, wl: Workload) -> list[str]:
-    """The options that put a PRoot-like runner's guest into the tree, with /dev, /proc
-    and the scratch dir (the tar row's input and output) bound at the same paths."""
-    return [*wl.proot_args, "-r", ctx.rootfs, "-b", "/dev", "-b", "/proc", "-b", str(ctx.tmp), "-w", str(ctx.tmp)]
+    """The options that put a PRoot-like runner's guest into the tree, with /dev and /proc
+    bound at the same paths, and the scratch dir too unless the tar row's input and output
+    are in /dev/shm: a binding the tree has no entry for (the scratch dir in /tmp) makes
+    ocirun list it in its parent, trapping every getdents64 (PRoot does not list it)."""
+    own = [] if str(ctx.ram).startswith("/dev/") else ["-b", str(ctx.tmp), "-w", str(ctx.tmp)]
+    return [*wl.proot_args, "-r", ctx.rootfs, "-b", "/dev", "-b", "/proc", *(own or ["-w", "/"])]
 
 
 PIN = ["taskset", "-c", "1"]  # the placement ocirun chooses for itself: tracer and guest on one CPU
