@@ -8,4 +8,5 @@ and the pure-Python engine runs (`ocirun -v` says so).
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("ocirun.engine._fastpath", ["ocirun/engine/_fastpath.c", "ocirun/engine/_fakeroot.c"],
-                             depends=["ocirun/engine/_fastpath.h", "ocirun/engine/_fastexec.c", "ocirun/engine/_fastdirs.c"], optional=True)])
+                             depends=["ocirun/engine/_fastpath.h", "ocirun/engine/_fastexec.c", "ocirun/engine/_fastdirs.c",
+                                      "ocirun/engine/_fastfork.c"], optional=True)])

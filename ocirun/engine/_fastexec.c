@@ -25,9 +25,11 @@
  *  - a signal-delivery stop of a process whose last stop was finished here (Python has
  *    no syscall of it in flight, nothing to resume it otherwise): the signal is
  *    delivered, as _signal_stop does (not SIGSYS: a host filter's, sigsys.py answers it);
- *  - the first stop of a child whose fork event Python has handled (expect_first).
- * And two more are resumed here at once and handed to Python later, in order, before
+ *  - the first stop of a child whose fork event Python has handled (expect_first), or
+ *    that was resumed here.
+ * And three more are resumed here at once and handed to Python later, in order, before
  * it handles its next stop (set_deferred, on_tree), when no extension looks at them:
+ *  - the fork/vfork/clone event (_fastfork.c);
  *  - the exec event of a process that exec'd itself (not a thread in another's place),
  *    with its code segment (the ABI it runs now) and the exe of the execve done here;
  *  - the end of a process other than the first one (whose end ends the run).
@@ -63,14 +65,19 @@ static int plain_stops;       /* set_plain_stops */
 static int plain[EXECS];      /* pids whose last stop was finished here */
 static int first[EXECS];      /* forked children whose first stop is resumed here */
 #define QUEUE_MAX 256
-enum { Q_EXEC = 1, Q_EXIT };
+enum { Q_EXEC = 1, Q_EXIT, Q_FORK };
 typedef struct { int kind, pid; long value; char *exe, *argv0; int words; } tree_event_t;
 static tree_event_t queue[QUEUE_MAX];  /* events resumed here, for Python (on_tree) */
 static size_t n_queue;
-static int defer_exec, defer_exit, keep_pid;
+static int defer_exec, defer_exit, defer_fork, keep_pid;
 static PyObject *on_tree;
 static size_t n_exec_recs;
 static exec_done_t exec_done[EXECS];
+/* _fastfork.c */
+static int fork_event(pid_t pid, int event);
+static void fork_early(int pid);
+static void born_taken(void);
+static void fork_reset(void);
 
 static void exec_rec_free(exec_rec_t *r) {
     if (!r) return;
@@ -116,6 +123,7 @@ static void exec_reset(void) {
     for (size_t i = 0; i < n_queue; i++) { free(queue[i].exe); free(queue[i].argv0); }
     n_queue = 0;
     Py_CLEAR(on_tree);
+    fork_reset();
 }
 
 /* What Python's fast.forget(pid) clears, done here for an event Python sees later. */
@@ -155,7 +163,8 @@ static int queue_exit(pid_t pid, int status) {
     return 1;
 }
 
-/* Hand the queued events to Python: on_tree([(kind, pid, value, exe, words, argv0)]). */
+/* Hand the queued events to Python: on_tree([(kind, pid, value, exe, words, argv0)]) (a fork:
+   the parent, the child, None, the clone flags CLONE_FS and CLONE_THREAD, None). */
 static int report_tree(void) {
     if (!n_queue) return 1;
     PyObject *list = PyList_New(0);
@@ -167,7 +176,9 @@ static int report_tree(void) {
         free(q->exe); free(q->argv0);
     }
     n_queue = 0;
-    return hand_over(on_tree, list);
+    int ok = hand_over(on_tree, list);
+    born_taken();
+    return ok;
 }
 
 /* After pump's look at a stop of `pid`: finished here (1, resumed) or Python's (0). */
@@ -177,7 +188,7 @@ static void plain_note(int pid, int finished) {
     else if (plain[k] == pid) plain[k] = 0;
 }
 
-static unsigned long long n_tree[4];  /* finished here: signal stops, first stops, exec events, ends */
+static unsigned long long n_tree[5];  /* finished here: signal stops, first stops, exec events, ends, forks */
 
 /* A stop other than a seccomp stop: finished here (1 + its kind in n_tree) or 0 (see the top of this file). */
 static int tree_stop_(pid_t pid, int status) {
@@ -186,6 +197,8 @@ static int tree_stop_(pid_t pid, int status) {
     unsigned k = (unsigned)pid % EXECS;
     int event = status >> 16, sig = WSTOPSIG(status);
     if (event == PTRACE_EVENT_EXEC) return defer_exec && n_queue < QUEUE_MAX && queue_exec(pid) ? 3 : 0;
+    if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_CLONE)
+        return fork_event(pid, event) ? 5 : 0;  /* _fastfork.c */
     if (event == PTRACE_EVENT_STOP && first[k] == pid) {
         first[k] = 0;
         return ptrace(PTRACE_CONT, pid, 0, 0) == 0 ? 2 : 0;
@@ -198,6 +211,7 @@ static int tree_stop_(pid_t pid, int status) {
 static int tree_stop(pid_t pid, int status) {
     int done = tree_stop_(pid, status);
     if (done > 0) n_tree[done - 1]++;
+    else if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP) fork_early(pid);
     return done > 0;
 }
 
@@ -435,7 +449,7 @@ static PyObject *set_plain_stops(PyObject *self, PyObject *a) {
 
 static PyObject *set_deferred(PyObject *self, PyObject *a) {
     PyObject *fn;
-    if (!PyArg_ParseTuple(a, "ppiO", &defer_exec, &defer_exit, &keep_pid, &fn)) return NULL;
+    if (!PyArg_ParseTuple(a, "pppiO", &defer_exec, &defer_exit, &defer_fork, &keep_pid, &fn)) return NULL;
     Py_XSETREF(on_tree, fn == Py_None ? NULL : (Py_INCREF(fn), fn));
     Py_RETURN_NONE;
 }
@@ -465,7 +479,7 @@ static PyObject *first_expected(PyObject *self, PyObject *unused) {
 }
 
 static PyObject *tree_stats(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KKKK)", n_tree[0], n_tree[1], n_tree[2], n_tree[3]);
+    return Py_BuildValue("(KKKKK)", n_tree[0], n_tree[1], n_tree[2], n_tree[3], n_tree[4]);
 }
 
 static PyMethodDef exec_methods[] = {
@@ -477,8 +491,8 @@ static PyMethodDef exec_methods[] = {
     {"set_plain_stops", set_plain_stops, METH_VARARGS,
      "set_plain_stops(bool): no extension keeps a signal-delivery stop or a child's first stop."},
     {"set_deferred", set_deferred, METH_VARARGS,
-     "set_deferred(exec events, exits, first pid, on_tree): which events are resumed here and handed on later."},
-    {"tree_stats", tree_stats, METH_NOARGS, "(signal stops, first stops, exec events, ends) finished here."},
+     "set_deferred(exec events, exits, forks, first pid, on_tree): which events are resumed here and handed on later."},
+    {"tree_stats", tree_stats, METH_NOARGS, "(signal stops, first stops, exec events, ends, forks) finished here."},
     {"tree_events", tree_events, METH_NOARGS, "Hand the queued events to on_tree now."},
     {"expect_first", expect_first, METH_VARARGS,
      "expect_first(pid): its first stop is resumed here (True), or comes to Python (False)."},

@@ -82,6 +82,7 @@ class CpuPinning:
         self.released = not self.enabled
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.on_release: Callable[[], None] | None = None  # told first (the fast path's forks)
 
     def pin(self) -> None:
         """Pin the tracer (before fork: the first guest process inherits it)."""
@@ -126,13 +127,16 @@ class CpuPinning:
             # early looks, only a CPU-bound guest that is kept waiting for its CPU
             cpu_bound = busy == 1 and tracer_used < QUIET * window
             if busy >= 2 or (cpu_bound and (waiting or not early)):
-                self.release(pids())
+                self.release(pids)
                 return
 
-    def release(self, pids: list[int]) -> None:
-        """Every tracee and the tracer back on all allowed CPUs."""
+    def release(self, pids: Callable[[], list[int]]) -> None:
+        """Every tracee and the tracer back on all allowed CPUs. The tracees are listed
+        after `released` is set: a child forked from then on is unpinned by the tracer."""
         self.released = True
-        for pid in pids:
+        if self.on_release is not None:
+            self.on_release()
+        for pid in pids():
             self.unpin(pid)
         try:  # every thread of the tracer (sched_setaffinity(0) is the calling thread only)
             tids = [int(t) for t in os.listdir("/proc/self/task")]

@@ -12,7 +12,9 @@ loader's words of an execve it carried out come back to Python at the exec event
 The fast path also resumes the stops of a fork+exec no extension keeps (every stop hook
 is an extension's that keeps none while the fast path runs, Extension.plain_stops): a
 signal-delivery stop of a process whose last stop it finished, a child's first stop
-once Python handled the fork event (expect_first).
+once Python handled the fork event (expect_first). And it resumes fork events, exec
+events and ends, handing them to Python later, in order (ProcessTree._tree_events); the
+children it saw fork meanwhile are in guest_pids() for the threads that ask.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 HEAD_MAX = 8192  # _fastexec.c: EXEC_HEAD_MAX
 F_EXEC = 32  # _fastexec.c: the mode of execve in set_syscall
-Q_EXEC, Q_EXIT = 1, 2  # _fastexec.c: the kinds of the events it hands on (on_tree)
+Q_EXEC, Q_EXIT, Q_FORK = 1, 2, 3  # _fastexec.c: the kinds of the events it hands on (on_tree)
 ENC = "surrogateescape"
 
 
@@ -44,16 +46,28 @@ def start(tracer: Tracer, fast: ModuleType) -> None:
 
 
 def started(tracer: Tracer) -> None:
-    """The first process runs (Tracer.run): exec events, and the ends of the other
-    processes, may be resumed by the fast path and handed to Python later, when no
-    extension has a hook for them (or its hooks keep nothing: plain_stops)."""
+    """The first process runs (Tracer.run): fork and exec events, and the ends of the
+    other processes, may be resumed by the fast path and handed to Python later, when no
+    extension has a hook for them (or its hooks keep nothing: plain_stops). Forks only
+    while the CPU pinning holds: once released, Python unpins each new child."""
     fast = tracer.fast
     if fast is None:
         return
     exts = tracer.extensions
     execs = all(type(e).on_exec is Extension.on_exec for e in exts)
     ends = all(type(e).on_process_exit is Extension.on_process_exit or e.plain_stops for e in exts)
-    fast.set_deferred(execs, ends, tracer.first_pid, tracer._tree_events)
+    forks = all(type(e).on_fork is Extension.on_fork for e in exts)
+    pinning = tracer.pinning
+    fast.set_fork_pinning(not (pinning.released and pinning.enabled))
+    pinning.on_release = lambda: fast.set_fork_pinning(False)
+    fast.set_deferred(execs, ends, forks, tracer.first_pid, tracer._tree_events)
+
+
+def born(tracer: Tracer) -> list[int]:
+    """The guest processes the fast path saw forked that Python has not been told of yet
+    (any thread may ask: the CPU-pinning monitor, the signal forwarder)."""
+    fast = tracer.fast
+    return fast.born() if fast is not None else []
 
 
 def expect_first(tracer: Tracer, child: Tracee) -> None:
@@ -173,9 +187,9 @@ def drain(tracer: Tracer, fast: ModuleType) -> None:
 
 def report(fast: ModuleType) -> None:
     """OCIRUN_FASTPATH_STATS: the process-tree stops the fast path finished (fastpath.report)."""
-    signals, firsts, execs, ends = fast.tree_stats()
-    print(f"ocirun: fast path: also {signals} signal stops, {firsts} first stops, {execs} exec events, {ends} ends",
-          file=sys.stderr)
+    signals, firsts, execs, ends, forks = fast.tree_stats()
+    print(f"ocirun: fast path: also {signals} signal stops, {firsts} first stops, {execs} exec events, {ends} ends,"
+          f" {forks} fork events", file=sys.stderr)
 
 
 def _b(s: str) -> bytes:

@@ -180,7 +180,7 @@ class Tracer(ProcessTree, ExtensionHost):
             raise
         forwarder.start(self.first_pid)
         fastexec.started(self)
-        self.pinning.start(lambda: list(self.tracees))
+        self.pinning.start(self.guest_pids)
         try:
             self._loop()
         finally:
@@ -250,6 +250,11 @@ class Tracer(ProcessTree, ExtensionHost):
                 return
         self._resume(t, sig)
 
+    def guest_pids(self) -> list[int]:
+        """The guest's processes, for another thread: the tracees, and the children the
+        fast path saw forked that the loop has not been told of yet."""
+        return list(self.tracees) + fastexec.born(self)
+
     def every_stop_in_python(self) -> None:
         """Engine API: the compiled fast path finishes no stop from now on."""
         fastpath.stop(self)
@@ -260,8 +265,9 @@ class Tracer(ProcessTree, ExtensionHost):
 
     def is_or_was_guest(self, pid: int) -> bool:
         """Whether a signal's sender is a guest process, also one that has just exited: the
-        forwarding thread reads a signal after the main loop may have reaped its sender."""
-        return pid in self.tracees or pid in self.recently_gone
+        forwarding thread reads a signal after the main loop may have reaped its sender, or
+        before it has been told of a child the fast path saw forked."""
+        return pid in self.tracees or pid in self.recently_gone or pid in fastexec.born(self)
 
     # --------------------------------------------------------------- syscalls
     def _seccomp_stop(self, t: Tracee) -> None:

@@ -77,11 +77,20 @@ class ProcessTree:
 
     def _fork_event(self: Tracer, t: Tracee, event: int) -> None:
         child_pid = pt.geteventmsg(t.pid)
-        share_fs = thread = False
-        if event == pt.PTRACE_EVENT_CLONE:
-            flags = self._clone_flags(t)
-            share_fs = bool(flags & CLONE_FS)
-            thread = bool(flags & CLONE_THREAD)
+        child = self._forked(t, child_pid, self._clone_flags(t) if event == pt.PTRACE_EVENT_CLONE else 0)
+        if not self.kept(t, hooks.STOP_EVENT, pt.SIGTRAP, event):
+            self._resume(t)
+        if child.held:
+            child.held = False
+            if not self.kept(child, hooks.STOP_FIRST):
+                self._resume(child)
+        else:
+            fastexec.expect_first(self, child)
+
+    def _forked(self: Tracer, t: Tracee, child_pid: int, flags: int) -> Tracee:
+        """What a fork or clone (`flags`) of `t` makes of its child, before either goes on."""
+        share_fs = bool(flags & CLONE_FS)
+        thread = bool(flags & CLONE_THREAD)
         child = self.tracees.get(child_pid)
         if child is None:
             child = self._new_tracee(child_pid, t, share_fs)
@@ -97,14 +106,7 @@ class ProcessTree:
             self.pinning.unpin(child_pid)
         for ext in t.view.extensions:
             ext.on_fork(t, child)
-        if not self.kept(t, hooks.STOP_EVENT, pt.SIGTRAP, event):
-            self._resume(t)
-        if child.held:
-            child.held = False
-            if not self.kept(child, hooks.STOP_FIRST):
-                self._resume(child)
-        else:
-            fastexec.expect_first(self, child)
+        return child
 
     def _exec_event(self: Tracer, t: Tracee) -> None:
         former = pt.geteventmsg(t.pid)
@@ -137,12 +139,16 @@ class ProcessTree:
             ext.on_exec(t)
 
     def _tree_events(self: Tracer, events: list[tuple]) -> None:
-        """Exec events and ends the fast path resumed itself, in order (fastexec.py): handled
-        as their stops are, without the resume (it forgot what fast.forget would)."""
+        """Fork and exec events and ends the fast path resumed itself, in order (fastexec.py):
+        handled as their stops are, without the resume (it forgot what fast.forget would, and
+        resumes a forked child's first stop itself)."""
         for kind, pid, value, exe, words, argv0 in events:
             t = self.tracees.get(pid)
             if kind == fastexec.Q_EXIT:
                 self._gone(pid, t, value)
+            elif kind == fastexec.Q_FORK:
+                if t is not None:
+                    self._forked(t, value, words).seen_first_stop = True
             elif t is not None:
                 if exe is not None:
                     fastexec.pending(t, exe, words, argv0)
