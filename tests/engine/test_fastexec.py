@@ -36,7 +36,7 @@ EXPECTED = (["/w/rl"] * 2 + ["catx"] * 2 + ["caty", "/w/caty /proc/self/cmdline 
             + ["named /proc/self/cmdline "] * 2 + ["catx", "/w/rl"] * 2 + ["script /w/rl a b"] * 2
             + ["true: 0"] * 2 + ["/w/rl"] * 2 + ["noexec: 126"] * 2 + ["catx"] * 2 + ["missing: 127"] * 2)
 FALLBACKS = re.compile(r"fast path: (\d+) execve to Python")
-TREE_STATS = re.compile(r"also (\d+) signal stops, (\d+) first stops, (\d+) exec events, (\d+) ends")
+TREE_STATS = re.compile(r"also (\d+) signal stops, (\d+) first stops, (\d+) exec events, (\d+) ends, (\d+) fork events")
 
 
 @pytest.mark.parametrize("no_fastpath", ["0", "1"])
@@ -53,7 +53,7 @@ def test_exec_records_follow_the_files(debian_rootfs: Path, tmp_path: Path, no_f
         assert to_python < execs // 2, p.stderr  # the first run of each, and each change
 
 
-# execs and ends the fast path resumes and hands to Python later: exit statuses, the
+# forks, execs and ends the fast path resumes and hands to Python later: exit statuses, the
 # exe of a parent and of children read while others run, an exec in place
 TREE = """
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14; do sh -c "exit $((i % 7))"; printf '%s ' $?; done; echo
@@ -73,5 +73,5 @@ def test_execs_and_ends_handed_on_in_order(debian_rootfs: Path, no_fastpath: str
     tree = TREE_STATS.search(p.stderr)
     if no_fastpath == "1":
         assert tree is None, p.stderr
-    else:  # the 14 sh -c and the others: their first stops, exec events and ends in C
-        assert tree and min(int(tree[2]), int(tree[3]), int(tree[4])) >= 14, p.stderr
+    else:  # the 14 sh -c and the others: their fork events, first stops, exec events and ends in C
+        assert tree and min(int(tree[2]), int(tree[3]), int(tree[4]), int(tree[5])) >= 14, p.stderr
