@@ -10,7 +10,8 @@ seccomp mode with the root view only. What it needs of Python's state is mirrore
   the translator's warm shortcut does (the name binding-free and, if followed, no
   symlink);
 - the guest cwd of each process whose FsState is not shared (pushed where Python
-  learns it, forgotten at chdir/fchdir, sharing and exit), for AT_FDCWD-relative
+  learns it, also a parent's from a child that has it from its fork, copied to a child
+  at a fork in C; forgotten at chdir/fchdir, sharing and exit), for AT_FDCWD-relative
   paths; View.to_guest of the directories dirfds name (constant), for the others,
   and of those below them derived from it (_fastdirs.c: not at a binding's host
   path or the tracer's own directories); /proc/self/fd/N handed on as it is when
@@ -162,6 +163,23 @@ def mirror_cwd(fast: ModuleType | None, t: Tracee) -> None:
     fs = t.fs
     if fast is not None and fs.users == 1 and fs.cwd is not None:
         fast.set_cwd(t.pid, _b(fs.cwd), _b(fs.host_cwd or ""))
+        if fs.origin is not None:
+            _tell_parent(fast, t)
+
+
+def _tell_parent(fast: ModuleType, t: Tracee) -> None:
+    """A child's cwd read since its fork, while neither it nor its parent has changed
+    directory since (a chdir's entry counts, before the kernel runs it): the parent's is
+    the same, cached and mirrored, so that its next children have it from their fork (a
+    shell's `cd DIR` and then `./prog`s: the shell itself makes no relative-path call)."""
+    fs, parent = t.fs, t.parent
+    pfs, changes = fs.origin
+    fs.origin = None
+    if (parent is None or parent.exited or parent.fs is not pfs or pfs.changes != changes or fs.changes
+            or pfs.cwd is not None or pfs.users != 1 or not fs.host_cwd):
+        return
+    pfs.cwd, pfs.host_cwd = fs.cwd, fs.host_cwd
+    fast.set_cwd(parent.pid, _b(pfs.cwd), _b(pfs.host_cwd))
 
 
 def _b(s: str) -> bytes:

@@ -58,6 +58,10 @@ class FsState:
     # host directory -> the guest path last used to enter it by name (of two bindings of
     # one host directory, the one the process used); a few entries, newest last
     named: dict[str, str] = field(default_factory=dict)
+    changes: int = 0  # chdir/fchdir entries seen (invalidate_cwd)
+    # a forked child's, when its parent's cwd was not known: the parent's FsState and its
+    # changes then (the child's cwd is the parent's while neither changed it, fastpath.mirror_cwd)
+    origin: tuple[FsState, int] | None = None
 
     def name_cwd(self, host: str, guest: str) -> None:
         named = self.named
@@ -182,6 +186,7 @@ class Tracee:
         return self.view.to_guest(host)
 
     def invalidate_cwd(self) -> None:
+        self.fs.changes += 1
         self.fs.cwd = None
         self.fs.host_cwd = None
         fast = self.view.engine.fast

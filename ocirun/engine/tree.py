@@ -51,7 +51,9 @@ class ProcessTree:
             if self.fast is not None:  # the mirror holds the cwds of unshared FsStates only
                 self.fast.forget_cwd(parent.pid)
         else:
-            child.fs = FsState(cwd=parent.fs.cwd, host_cwd=parent.fs.host_cwd, named=dict(parent.fs.named))
+            pfs = parent.fs
+            child.fs = FsState(cwd=pfs.cwd, host_cwd=pfs.host_cwd, named=dict(pfs.named),
+                               origin=(pfs, pfs.changes) if pfs.cwd is None else None)
             fastpath.mirror_cwd(self.fast, child)
 
     def _event_stop(self: Tracer, t: Tracee, event: int, sig: int) -> None:

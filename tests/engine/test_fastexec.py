@@ -39,13 +39,20 @@ FALLBACKS = re.compile(r"fast path: (\d+) execve to Python")
 TREE_STATS = re.compile(r"also (\d+) signal stops, (\d+) first stops, (\d+) exec events, (\d+) ends, (\d+) fork events")
 
 
-@pytest.mark.parametrize("no_fastpath", ["0", "1"])
-def test_exec_records_follow_the_files(debian_rootfs: Path, tmp_path: Path, no_fastpath: str) -> None:
+def _run_in_w(rootfs: Path, tmp_path: Path, no_fastpath: str, script: str) -> subprocess.CompletedProcess:
+    """`sh -c script` in the Debian tree with a scratch directory at /w, the fast path's
+    counts on stderr; it must succeed."""
     (tmp_path / "w").mkdir()
     env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_FASTPATH_STATS": "2", "OCIRUN_NO_SECCOMP": "0"})
-    p = subprocess.run(ocirun_argv("proot", "-r", debian_rootfs, "-b", "/proc", "-b", "/dev", "-b", f"{tmp_path / 'w'}:/w", "sh", "-c", SCRIPT),
+    p = subprocess.run(ocirun_argv("proot", "-r", rootfs, "-b", "/proc", "-b", "/dev", "-b", f"{tmp_path / 'w'}:/w", "sh", "-c", script),
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_exec_records_follow_the_files(debian_rootfs: Path, tmp_path: Path, no_fastpath: str) -> None:
+    p = _run_in_w(debian_rootfs, tmp_path, no_fastpath, SCRIPT)
     assert p.stdout.split("\n")[:-1] == EXPECTED, p.stderr
     if no_fastpath == "0":
         to_python = sum(int(n) for n in FALLBACKS.findall(p.stderr))
@@ -75,3 +82,23 @@ def test_execs_and_ends_handed_on_in_order(debian_rootfs: Path, no_fastpath: str
         assert tree is None, p.stderr
     else:  # the 14 sh -c and the others: their fork events, first stops, exec events and ends in C
         assert tree and min(int(tree[2]), int(tree[3]), int(tree[4]), int(tree[5])) >= 14, p.stderr
+
+
+# relative names after cd: the shell makes no relative-path call itself, its children's
+# cwd comes from the first child's (fastpath.mirror_cwd); a cd anywhere forgets it
+CD = """
+mkdir -p /w/a /w/b && cp /usr/bin/readlink /w/a/prog && cp /usr/bin/readlink /w/b/prog
+cd /w/a; for i in 1 2 3 4 5; do ./prog /proc/self/exe; done
+cd /w/b; for i in 1 2 3 4 5; do ./prog /proc/self/exe; done
+(cd /w/a; ./prog /proc/self/exe); ./prog /proc/self/exe
+cd ..; a/prog /proc/self/exe; b/prog /proc/self/exe
+"""
+BASE = re.compile(r"fast path: (\d+) execve to Python: base")
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_relative_execs_after_cd(debian_rootfs: Path, tmp_path: Path, no_fastpath: str) -> None:
+    p = _run_in_w(debian_rootfs, tmp_path, no_fastpath, CD)
+    assert p.stdout.split() == ["/w/a/prog"] * 5 + ["/w/b/prog"] * 5 + ["/w/a/prog", "/w/b/prog"] * 2, p.stderr
+    if no_fastpath == "0":  # one relative exec in Python after each of the 4 cds
+        assert sum(int(n) for n in BASE.findall(p.stderr)) <= 4, p.stderr
