@@ -11,6 +11,12 @@
  * /proc/self/fd/N as a whole path (gnulib's fchmodat and the like on an O_PATH fd) is
  * what Python hands to the kernel (as /proc/TGID/fd/N: the same object) when the
  * guest's /proc is the host's and no binding lies below it (set_proc_fd).
+ *
+ * rmdir by a dirfd and a plain name (unlinkat with AT_REMOVEDIR: rm -r) is let through
+ * as PathArgs.invalidate has it: the caches forget the directory's host path (and all
+ * below it) at the entry and again at the exit (another tracee may have cached the old
+ * state meanwhile), whose stop comes back here (resumed with PTRACE_SYSCALL); those still
+ * to come when the fast path is turned off are Python's (take_rmdirs).
  */
 
 static char **dir_stops;        /* host paths whose to_guest is not derived from the parent's */
@@ -54,7 +60,71 @@ static int proc_fd_self(const char *path) {
     return 1;
 }
 
-static void dirs_reset(void) { proc_fd = 0; }
+typedef struct { int pid; char *host; } rmdir_t;
+static rmdir_t rmdirs[PENDING];  /* per tracee (pid % PENDING): an rmdir whose exit is to come */
+static int resume_exit;          /* try_fast resumes with PTRACE_SYSCALL (the rmdir's exit stop) */
+
+static void gone_add(char *host) {  /* (owned, NULL: out of memory) */
+    if (host && n_gone < GONE_MAX) gone[n_gone++] = host;
+    else { free(host); gone_overflow = 1; }
+}
+
+static void rmdir_forget(int pid) {
+    rmdir_t *r = &rmdirs[(unsigned)pid % PENDING];
+    if (r->pid != pid) return;
+    free(r->host);
+    *r = (rmdir_t){0, NULL};
+}
+
+/* At the entry of an rmdir of `host`: its exit is to come back here (1), or 0: the slot is taken. */
+static int rmdir_note(pid_t pid, const char *host) {
+    rmdir_t *r = &rmdirs[(unsigned)pid % PENDING];
+    char *h;
+    if (r->pid || !(h = strdup(host))) return 0;
+    *r = (rmdir_t){pid, h};
+    resume_exit = 1;
+    return 1;
+}
+
+/* The exit stop of an rmdir let through here (1: finished, resumed); else 0, nothing taken. */
+static int rmdir_exit(pid_t pid, int status) {
+    rmdir_t *r = &rmdirs[(unsigned)pid % PENDING];
+    if (r->pid != pid) return 0;
+    struct ptrace_syscall_info info;
+    if (!WIFSTOPPED(status) || WSTOPSIG(status) != (SIGTRAP | 0x80) ||
+        ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info) <= 0 || info.op != PTRACE_SYSCALL_INFO_EXIT) {
+        rmdir_forget(pid);  /* killed on the way: no exit to invalidate at, as in Python */
+        return 0;
+    }
+    if (info.exit.rval >= 0) {  /* (PathArgs: at the exit of a call that did something) */
+        cache_clear();
+        gone_add(r->host);
+        r->host = NULL;
+    }
+    rmdir_forget(pid);
+    ptrace(PTRACE_CONT, pid, 0, 0);
+    return 1;
+}
+
+static void dirs_reset(void) {
+    proc_fd = 0;
+    resume_exit = 0;
+    for (int i = 0; i < PENDING; i++) rmdir_forget(rmdirs[i].pid);
+}
+
+/* Before the fast path is turned off: the rmdirs whose exit is to come, [(pid, host)],
+ * for Python's loop to invalidate at (fastpath.stop); forgotten here. */
+static PyObject *take_rmdirs(PyObject *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    for (int i = 0; out && i < PENDING; i++) {
+        if (!rmdirs[i].pid) continue;
+        PyObject *t = Py_BuildValue("(iy)", rmdirs[i].pid, rmdirs[i].host);
+        if (!t || PyList_Append(out, t) < 0) Py_CLEAR(out);
+        Py_XDECREF(t);
+        rmdir_forget(rmdirs[i].pid);
+    }
+    return out;
+}
 
 static PyObject *set_dir_stops(PyObject *self, PyObject *a) {
     PyObject *stops, *private;
@@ -73,5 +143,6 @@ static PyMethodDef dirs_methods[] = {
     {"set_dir_stops", set_dir_stops, METH_VARARGS,
      "set_dir_stops(hosts, prefixes): where a dirfd's to_guest is not its parent's plus its name."},
     {"set_proc_fd", set_proc_fd, METH_VARARGS, "set_proc_fd(bool): /proc/self/fd/N goes to the kernel as it is."},
+    {"take_rmdirs", take_rmdirs, METH_NOARGS, "[(pid, host)]: the rmdirs whose exit is to come (now Python's)."},
     {NULL, NULL, 0, NULL},
 };

@@ -359,10 +359,11 @@ int fp_skip(pid_t pid, long result) {
 /* unlinkat(dirfd, name, 0) of a plain name that is no directory or symlink: the kernel
  * finds the entry without a rewrite, and the caches forget its host path at the entry,
  * as PathArgs.invalidate does for a plain file (no exit stop): the mirror at once,
- * Python's before it handles its next stop (pump hands the paths to on_gone). */
+ * Python's before it handles its next stop (pump hands the paths to on_gone). With
+ * AT_REMOVEDIR, of a directory: at its exit too (_fastdirs.c: rmdir_note). */
 static int unlink_fast(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *args, uint64_t sp) {
     uint64_t ptr = args[s->arg];
-    if (args[2] & AT_REMOVEDIR_) FALL(nr, R_UNLINK);
+    int dir = (args[2] & AT_REMOVEDIR_) != 0;
     if (!ptr || (ptr < sp && ptr + 65536 > sp)) FALL(nr, R_POINTER);
     char name[PATH_MAX_], host[PATH_MAX_];
     const char *base;
@@ -374,9 +375,11 @@ static int unlink_fast(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *
     host[hl] = '/';
     strcpy(host + hl + 1, name);
     struct stat st;
-    if (lstat(host, &st) == 0 ? S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode) : errno != ENOENT) FALL(nr, R_UNLINK);
-    if (n_gone < GONE_MAX && (gone[n_gone] = strdup(host))) n_gone++;
-    else gone_overflow = 1;
+    if (lstat(host, &st) == 0 ? (dir ? !S_ISDIR(st.st_mode) : S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))
+                              : errno != ENOENT)
+        FALL(nr, R_UNLINK);
+    if (dir && !rmdir_note(pid, host)) FALL(nr, R_SLOT);
+    gone_add(strdup(host));
     cache_clear();
     return 1;
 }
@@ -445,7 +448,8 @@ static int try_fast(pid_t pid) {
         return 0;
     }
     n_fast++;
-    ptrace(PTRACE_CONT, pid, 0, 0);
+    ptrace(resume_exit ? PTRACE_SYSCALL : PTRACE_CONT, pid, 0, 0);
+    resume_exit = 0;
     return 1;
 }
 
@@ -459,6 +463,7 @@ static PyObject *pump(PyObject *self, PyObject *unused) {
         if (pid < 0) { pid = -errno; status = 0; break; }
         if (!enabled) break;
         if (!WIFSTOPPED(status) || (status >> 16) != EVENT_SECCOMP) {
+            if (rmdir_exit(pid, status)) { plain_note(pid, 1); continue; }  /* _fastdirs.c */
             int done = tree_stop(pid, status);  /* _fastexec.c */
             if (WIFSTOPPED(status)) plain_note(pid, done);
             if (done) continue;
@@ -618,6 +623,7 @@ static PyObject *forget(PyObject *self, PyObject *a) {
     if (!PyArg_ParseTuple(a, "i", &pid)) return NULL;
     pending_t *p = pending_of(pid);
     if (p->pid == pid) p->pid = 0;
+    rmdir_forget(pid);
     exec_forget_pid(pid);
     fr_forget_ids(pid);
     Py_RETURN_NONE;

@@ -19,7 +19,8 @@ seccomp mode with the root view only. What it needs of Python's state is mirrore
 - the host directories whose listings Python fixes up (their opens go to Python) and
   whether one is open (getdents64 goes to Python then);
 - unlinkat of a plain file by a plain name is let through, its host path handed back
-  to Python's caches (all of them at once) before Python handles its next stop;
+  to Python's caches (all of them at once) before Python handles its next stop; of a
+  directory (AT_REMOVEDIR) too, and again at its exit (_fastdirs.c);
 - what an extension that sees only its own syscalls mirrors into it (use_fast_path):
   the fake root's records, from which it answers the stat family under -0.
 A plain relative name that is not followed and names no binding goes through
@@ -151,10 +152,20 @@ def stop(tracer: Tracer) -> None:
     """Python sees every stop from now on (a nested root view appeared, a guest process traces another)."""
     if tracer.fast is not None:
         fastexec.drain(tracer, tracer.fast)
+        tracer.late_rmdirs.update((pid, h.decode("utf-8", "surrogateescape")) for pid, h in tracer.fast.take_rmdirs())
         for ext in tracer.extensions:
             ext.use_fast_path(None)
         tracer.fast.set_enabled(False)
     tracer.fast = tracer.path_args.fast = tracer.dirlist.fast = None
+
+
+def late_rmdir(tracer: Tracer, pid: int, result: int) -> None:
+    """The exit of an rmdir the fast path let through before it was turned off: the caches
+    forget the directory again, as PathArgs.invalidate does at the exit."""
+    host = tracer.late_rmdirs.pop(pid, None)
+    if host is not None and result >= 0:
+        for view in tracer.views:
+            view.translator.invalidate(host)
 
 
 def mirror_cwd(fast: ModuleType | None, t: Tracee) -> None:

@@ -109,6 +109,7 @@ class Tracer(ProcessTree, ExtensionHost):
         self.recently_gone: collections.deque[int] = collections.deque(maxlen=64)
         self.first_pid = 0
         self.fast = None  # the compiled fast path (ocirun/engine/fastpath.py), when it runs
+        self.late_rmdirs: dict[int, str] = {}  # pid -> host: an rmdir it let through, exit to come
         self.exit_status: int | None = None
         self._started = False
         self.faults = InternalErrors(plan.verbose)
@@ -303,6 +304,8 @@ class Tracer(ProcessTree, ExtensionHost):
         elif op == pt.SYSCALL_INFO_EXIT:
             sc = t.sc
             t.sc = None
+            if sc is None and self.late_rmdirs:
+                fastpath.late_rmdir(self, t.pid, _signed(info.nr))
             if sc is not None:
                 try:
                     self._exit(t, sc, _signed(info.nr))
