@@ -11,10 +11,9 @@ words and prints what it always prints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ocirun.cli.proot_ext import OPTIONS as EXTENSION_OPTIONS
 from ocirun.cli.proot_options import ALIAS_OPTIONS, REGULAR_OPTIONS, ProotOption
+from ocirun.util.records import dataclass
 
 
 @dataclass

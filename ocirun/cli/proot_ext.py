@@ -4,11 +4,11 @@ words, and the plan hooks that turn them into engine extensions and QEMU."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ocirun.cli.proot_options import ProotOption
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.plan import EnginePlan
 

@@ -7,7 +7,7 @@ line with it without importing click.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ocirun.util.records import dataclass
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ runs), extensions/ (the optional behaviours). ARCHITECTURE.md has the map.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.plan import EnginePlan
 

@@ -10,10 +10,9 @@ call it multiplexes (ocirun/engine/multiplex.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ocirun.engine.multiplex import MuxArgs, demux
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.ptrace import SyscallInfo
     from ocirun.engine.syscalls import Abi, SyscallSpec

@@ -14,10 +14,10 @@ import errno
 import os
 import stat
 import struct
-from typing import TYPE_CHECKING
 
 from ocirun.engine.path.errors import GuestPathError
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.path.translator import PathTranslator
     from ocirun.engine.plan import Binding

@@ -6,8 +6,8 @@ kernel, the value is copied on fork and reset by exec."""
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

@@ -25,9 +25,9 @@ import os
 import stat
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ocirun.engine.path.errors import GuestPathError
+from ocirun.util.records import dataclass, field
 
 MAX_CHAIN = 4  # interpreters of interpreters, as Linux allows
 BINPRM_BUF_SIZE = 256

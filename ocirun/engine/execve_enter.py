@@ -8,12 +8,12 @@ import errno
 import os
 import struct
 import sys
-from typing import TYPE_CHECKING
 
 from ocirun.engine import fastexec, fastpath
 from ocirun.engine import ptrace as pt
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
     from ocirun.engine.syscall import Syscall

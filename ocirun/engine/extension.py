@@ -43,11 +43,13 @@ Queries (an extension asks the Engine, the first extension that knows answers):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
+from ocirun.util.records import dataclass
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from types import ModuleType
+    from typing import Protocol
 
     from ocirun.engine.arch import Arch
     from ocirun.engine.extensions.shared.statbuf import StatView
@@ -56,6 +58,8 @@ if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
     from ocirun.engine.view import View
+else:
+    Protocol = object  # typing's Protocol matters to type checkers only (start-up time)
 
 
 # Stop.kind: what the tracee stopped at (the kernel's ptrace-stops, as the core met them)

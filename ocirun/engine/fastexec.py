@@ -23,11 +23,11 @@ import os
 import stat
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from ocirun.engine.execve import ExecPlan, parse_elf, parse_shebang
 from ocirun.engine.extension import Extension
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
     from ocirun.engine.tracee import Tracee

@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from ocirun.engine import fastexec
 from ocirun.engine import ptrace as pt
@@ -47,6 +46,7 @@ from ocirun.engine.path.glue import GLUE_PREFIX
 from ocirun.engine.scratch import PREFIX as SCRATCH_PREFIX
 from ocirun.engine.syscalls import FLAG_FOLLOW, FLAG_NOFOLLOW, FOLLOW, NOFOLLOW, OPEN
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
     from ocirun.engine.syscalls import SyscallSpec

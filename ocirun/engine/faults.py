@@ -8,10 +8,10 @@ which the guest would have met for a write of its own) and the loop goes on.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from ocirun.util.log import log
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.tracee import Tracee
 

@@ -16,7 +16,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from typing import Protocol
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # typing's Protocol matters to type checkers only (start-up time)
 
 LAZY_XATTR = "user.ocirun.lazy"
 MARK_FILE = ".ocirun-lazy"

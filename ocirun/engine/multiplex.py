@@ -13,9 +13,10 @@ traps (socketcall_rule).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from ocirun.util.records import dataclass
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.syscalls import Abi

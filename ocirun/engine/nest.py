@@ -20,7 +20,6 @@ import ctypes
 import errno
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
 from ocirun.engine import ptrace as pt
 from ocirun.engine.execve import ExecPlanner
@@ -33,7 +32,10 @@ from ocirun.engine.view import View
 from ocirun.errors import OcirunError
 from ocirun.util.log import log
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocirun.engine.loop import Tracer
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

@@ -26,10 +26,10 @@ from __future__ import annotations
 import ctypes
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from ocirun.engine.arch import Arch
 from ocirun.engine.ptrace import libc
+from ocirun.util.records import dataclass, field
 
 BPF_LD_W_ABS = 0x20
 BPF_JEQ_K = 0x15

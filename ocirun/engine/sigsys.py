@@ -38,10 +38,10 @@ from __future__ import annotations
 import errno
 import signal
 import struct
-from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.arch.base import Arch
     from ocirun.engine.loop import Tracer

@@ -9,7 +9,6 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ocirun.engine import fastpath, seccomp
 from ocirun.engine import ptrace as pt
@@ -18,6 +17,7 @@ from ocirun.engine.path.errors import GuestPathError
 from ocirun.engine.tracee import Tracee
 from ocirun.errors import OcirunError
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
 

@@ -48,8 +48,7 @@ and needs it restored asks for want_exit() and restores it with set_arg.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.multiplex import MuxArgs
     from ocirun.engine.syscalls import SyscallSpec

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from ocirun.engine import ptrace as pt
+from ocirun.util.records import dataclass, field
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.syscalls import Abi

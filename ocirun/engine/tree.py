@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import TYPE_CHECKING
 
 from ocirun.engine import abi as abi_of
 from ocirun.engine import extension as hooks
@@ -19,6 +18,7 @@ from ocirun.engine import ptrace as pt
 from ocirun.engine.sigsys import answer_sigsys
 from ocirun.engine.tracee import FsState, Tracee
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
     from ocirun.engine.syscalls import Abi

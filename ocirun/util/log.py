@@ -12,8 +12,8 @@ on its first use: most runs warn about nothing, and importing logging is a few m
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     import logging
 

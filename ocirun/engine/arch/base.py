@@ -4,7 +4,7 @@ facts plus the few register calls in which its kernel interface differs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ocirun.util.records import dataclass, field
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 

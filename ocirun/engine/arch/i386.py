@@ -9,11 +9,10 @@ __USER32_CS. Pointers in its memory are 4 bytes.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING
-
 from ocirun.engine.arch.x86_64 import ARCH as X86_64
+from ocirun.util.records import replace
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

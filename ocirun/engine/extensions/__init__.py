@@ -14,11 +14,11 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ocirun.errors import OcirunError
 from ocirun.util.fmt import int_pair
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.cow import ContainerTree
     from ocirun.engine.extension import Extension

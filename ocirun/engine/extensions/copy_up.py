@@ -14,12 +14,12 @@ import os
 import stat
 import struct
 import time
-from typing import TYPE_CHECKING
 
 from ocirun.engine.cow import ContainerTree, ContainerView, copy_up, unreadable_shared
 from ocirun.engine.extension import Extension
 from ocirun.util.linux import O_ACCMODE, O_CREAT, O_TRUNC
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.path.fsview import FsView
     from ocirun.engine.syscall import Syscall

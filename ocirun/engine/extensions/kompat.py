@@ -15,18 +15,18 @@ missing syscall needs emulating; PRoot's emulation of old-kernel gaps
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.shared.common import host_errors_reported, patch_auxv
 from ocirun.engine.extensions.shared.utsname import UTSNAME_SIZE, FakeUname
+from ocirun.util import records
 from ocirun.util.linux import AT_HWCAP
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall
@@ -115,7 +115,7 @@ class Kompat(Extension):
             sc.skip(-errno.EFAULT)
             return
         value = raw.decode("utf-8", "surrogateescape")
-        self.fake = dataclasses.replace(self.fake, **{field: value})
+        self.fake = records.replace(self.fake, **{field: value})
         self._write_file(proc_file, value + "\n")
         sc.skip(0)
 

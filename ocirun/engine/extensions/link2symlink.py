@@ -24,7 +24,6 @@ import os
 import secrets
 import sqlite3
 import stat
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.shared import statbuf
@@ -32,6 +31,7 @@ from ocirun.engine.extensions.shared.common import host_errors_reported, rewrite
 from ocirun.engine.syscalls import O_NOFOLLOW
 from ocirun.util.linux import AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall

@@ -14,12 +14,12 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.shared import sockaddr as sa
 from ocirun.engine.extensions.shared.common import host_errors_reported
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

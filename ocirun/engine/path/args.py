@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
 from ocirun.engine.extension import see_paths
@@ -29,6 +28,7 @@ from ocirun.engine.syscalls import (
 )
 from ocirun.util.linux import AT_FDCWD, AT_REMOVEDIR, O_CREAT, O_EXCL
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.loop import Tracer
     from ocirun.engine.plan import Binding

@@ -9,7 +9,12 @@ stats, opens or lists anything else.
 from __future__ import annotations
 
 import os
-from typing import Protocol
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # typing's Protocol matters to type checkers only (start-up time)
 
 # Kinds returned by FsView.lstat_kind. Plain ints: compared on every path component.
 MISSING = 0  # ENOENT: nothing there (a creat/mkdir target, or an error if used as a directory)

@@ -11,11 +11,11 @@ returned absolute host path to openat2 with these flags cleared.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from ocirun.engine.path.errors import GuestPathError, check_length
 from ocirun.engine.path.proc import is_proc_magic_link
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.path.translator import PathTranslator
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ocirun.engine.path import openat2
 from ocirun.engine.path.bindings import BindingMap, normpath
@@ -56,6 +55,7 @@ from ocirun.engine.path.openat2 import RESOLVE_BENEATH, RESOLVE_NO_XDEV
 from ocirun.engine.path.proc import is_proc_magic_link, proc_link
 from ocirun.engine.path.walk import TAIL_SLASH, host_with_tail, push_target, tail_kind
 from ocirun.engine.plan import Binding
+from ocirun.util.records import dataclass
 
 MAXSYMLINKS = 40  # Linux: the 41st symlink in one lookup is ELOOP
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+
+from ocirun.util.records import dataclass, field
 
 # ELF constants used below (elf.h).
 ELFCLASS32, ELFCLASS64 = 1, 2

@@ -13,10 +13,10 @@ import os
 import shlex
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ocirun.engine.qemu.arch import Arch
 from ocirun.errors import EXIT_OCIRUN, OcirunError
+from ocirun.util.records import dataclass, field
 
 # File names tried on PATH, best first.
 CANDIDATES: tuple[str, ...] = ("qemu-{arch}-static", "qemu-{arch}")

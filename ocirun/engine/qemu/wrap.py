@@ -38,7 +38,6 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ocirun.engine.plan import Binding, EnginePlan
@@ -53,6 +52,7 @@ from ocirun.engine.qemu.arch import (
 from ocirun.engine.qemu.elfinfo import interp_of
 from ocirun.engine.qemu.locate import QemuCommand, describe, find_qemu
 from ocirun.errors import OcirunError
+from ocirun.util.records import dataclass, field
 
 HOST_ROOTFS = "/host-rootfs"
 

@@ -12,7 +12,6 @@ their own handler: execve, getcwd, readlink, sockets, ...) and `invalidate`
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field, replace
 
 from ocirun.engine.arch import ARCHES, Arch
 from ocirun.engine.syscalls.model import (
@@ -27,6 +26,7 @@ from ocirun.engine.syscalls.model import (
     SyscallSpec,
 )
 from ocirun.engine.syscalls.specs import SPECS
+from ocirun.util.records import dataclass, field, replace
 
 __all__ = [
     "FLAG_FOLLOW", "FLAG_NOFOLLOW", "FOLLOW", "NOFOLLOW", "O_NOFOLLOW", "OPEN", "OPENAT2",

@@ -4,7 +4,8 @@ treated (FOLLOW, NOFOLLOW, ...), `PathArg` and `SyscallSpec`."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+from ocirun.util.records import dataclass, field
 
 # How the last component of a path argument is treated.
 FOLLOW = "follow"  # symlink at the end is dereferenced (stat, open, chdir, ...)

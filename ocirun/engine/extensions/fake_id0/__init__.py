@@ -24,7 +24,6 @@ import os
 import sqlite3
 import stat
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.fake_id0.creds import Creds
@@ -60,6 +59,7 @@ from ocirun.engine.extensions.shared.common import (
 from ocirun.util.linux import AT_EGID, AT_EUID, AT_GID, AT_UID
 from ocirun.util.log import log
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from types import ModuleType
 

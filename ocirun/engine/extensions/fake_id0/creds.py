@@ -16,7 +16,8 @@ Every method returns 0 or a negative errno, like the syscall it emulates.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field, replace
+
+from ocirun.util.records import dataclass, field, replace
 
 NOCHANGE = 0xFFFFFFFF  # (uid_t)-1 as the kernel sees the argument
 NGROUPS_MAX = 65536

@@ -32,12 +32,17 @@ import sqlite3
 import stat as statmod
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Protocol
 
 from ocirun.engine.extensions.shared import statbuf
 from ocirun.errors import OcirunError
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
+from ocirun.util.records import dataclass, replace
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # typing's Protocol matters to type checkers only (start-up time)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inodes (

@@ -12,10 +12,10 @@ user has the rights, or is root): the fast path checks that with one access(2)."
 from __future__ import annotations
 
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.fake_id0.tables import _ACCESS, _STAT_AT_EXIT
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.extensions.fake_id0 import FakeId0
     from ocirun.engine.extensions.fake_id0.fakeroot_db import FakeRootDB, Record

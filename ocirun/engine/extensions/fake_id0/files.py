@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.fake_id0.creds import NOCHANGE
 from ocirun.engine.extensions.fake_id0.tables import (
@@ -33,6 +32,7 @@ from ocirun.engine.extensions.shared.common import (
 )
 from ocirun.util.linux import AT_SYMLINK_NOFOLLOW
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

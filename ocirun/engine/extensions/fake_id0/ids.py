@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.fake_id0.creds import NGROUPS_MAX
 from ocirun.engine.extensions.fake_id0.fast import mirror_ids
@@ -22,6 +21,7 @@ from ocirun.engine.extensions.fake_id0.tables import (
     _full_caps,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.fake_id0.creds import Creds
 from ocirun.engine.extensions.fake_id0.files import open_flags
@@ -20,6 +19,7 @@ from ocirun.engine.extensions.fake_id0.tables import (
     RENAME_EXCHANGE,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

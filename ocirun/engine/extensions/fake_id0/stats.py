@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.fake_id0.tables import (
     _STAT,
@@ -17,6 +16,7 @@ from ocirun.engine.extensions.shared import statbuf
 from ocirun.engine.extensions.shared.common import bad_fd, fd_path, rewrite_guest_bytes
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

@@ -6,12 +6,12 @@ import ctypes
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ocirun.engine import syscalls
 from ocirun.engine.extensions.fake_id0.creds import Creds
 from ocirun.engine.extensions.shared.statbuf import STAT_LAYOUTS, StatLayout
 from ocirun.util.linux import AT_EACCESS, AT_REMOVEDIR, O_ACCMODE, O_CREAT, O_PATH, O_TRUNC  # noqa: F401
+from ocirun.util.records import dataclass
 
 RENAME_EXCHANGE = 2
 ST_RDONLY = 1

@@ -27,7 +27,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
 from ocirun.engine.extension import (
@@ -52,6 +51,7 @@ from ocirun.engine.extensions.ptrace.state import (
     stopped,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall

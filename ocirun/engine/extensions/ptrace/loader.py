@@ -8,12 +8,11 @@ strace they would show as extra lines; PRoot hides its loader's the same way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ocirun.engine import ptrace as pt
 from ocirun.engine.extension import STOP_ENTRY
 from ocirun.engine.extensions.ptrace.state import LoaderSteps
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine, Stop
     from ocirun.engine.extensions.ptrace.state import Ptracee

@@ -17,10 +17,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import struct
-from typing import TYPE_CHECKING
 
 from ocirun.engine import ptrace as pt
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.tracee import Tracee
 

@@ -3,12 +3,11 @@ statuses the kernel would give the guest tracer (include/uapi/linux/ptrace.h, wa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 from ocirun.engine import extension as ext
 from ocirun.engine import ptrace as pt
+from ocirun.util.records import dataclass, field
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee

@@ -8,11 +8,13 @@ import os
 import struct
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from ocirun.util.linux import AT_EMPTY_PATH, AT_FDCWD, AT_NULL
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
 
@@ -25,7 +27,7 @@ def report_error(tracee: Tracee, sc: Syscall, exc: Exception) -> None:
         print(f"ocirun: [{tracee.pid}] {sc.name}: extension: {exc}", file=sys.stderr)
 
 
-Hook = Callable[[Any, "Tracee", "Syscall"], None]
+Hook = Callable[["Any", "Tracee", "Syscall"], None]
 
 
 def host_errors_reported(*errors: type[Exception]) -> Callable[[Hook], Hook]:

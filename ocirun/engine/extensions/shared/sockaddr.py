@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass, field
+
+from ocirun.util.records import dataclass, field
 
 AF_INET = socket.AF_INET  # 2
 AF_INET6 = socket.AF_INET6  # 10

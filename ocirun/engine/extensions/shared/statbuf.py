@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import struct
-from dataclasses import dataclass
+
+from ocirun.util.records import dataclass
 
 # Where each field is: name -> (offset, struct format). A "<II" field is a device
 # number as (major, minor) (statx); the others are plain integers.

@@ -10,7 +10,8 @@ hexadecimal, -1 keeps the real one). As in PRoot, a value longer than the kernel
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from ocirun.util.records import dataclass
 
 UTS_FIELD = 65  # __NEW_UTS_LEN + 1
 UTSNAME_SIZE = 6 * UTS_FIELD

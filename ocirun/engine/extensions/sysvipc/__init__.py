@@ -20,7 +20,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extension import Extension
 from ocirun.engine.extensions.sysvipc.abi import Perm
@@ -28,6 +27,7 @@ from ocirun.engine.extensions.sysvipc.msg import MessageQueues
 from ocirun.engine.extensions.sysvipc.sem import Semaphores
 from ocirun.engine.extensions.sysvipc.shm import SharedMemory
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall

@@ -8,7 +8,8 @@ x86_64 pads semid64_ds (arch/x86/include/uapi/asm/sembuf.h), so its offsets are 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+from ocirun.util.records import dataclass
 
 IPC_PRIVATE = 0
 IPC_CREAT, IPC_EXCL, IPC_NOWAIT = 0o1000, 0o2000, 0o4000

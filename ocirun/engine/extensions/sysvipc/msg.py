@@ -8,8 +8,6 @@ import errno
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.sysvipc import abi
 from ocirun.engine.extensions.sysvipc.abi import (
@@ -28,7 +26,9 @@ from ocirun.engine.extensions.sysvipc.abi import (
     Perm,
 )
 from ocirun.engine.extensions.sysvipc.table import IpcTable, stat_reply
+from ocirun.util.records import dataclass, field
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall

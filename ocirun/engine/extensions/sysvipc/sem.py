@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import errno
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.sysvipc.abi import (
     GETALL,
@@ -37,7 +35,9 @@ from ocirun.engine.extensions.sysvipc.abi import (
     semid_ds,
 )
 from ocirun.engine.extensions.sysvipc.table import IpcTable, set_perm, stat_reply
+from ocirun.util.records import dataclass, field
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.extension import Engine
     from ocirun.engine.syscall import Syscall

@@ -11,8 +11,6 @@ import errno
 import mmap
 import os
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ocirun.engine.extensions.sysvipc.abi import (
     IPC_64,
@@ -36,7 +34,9 @@ from ocirun.engine.extensions.sysvipc.abi import (
 )
 from ocirun.engine.extensions.sysvipc.table import IpcTable, set_perm, stat_reply
 from ocirun.util.linux import AT_FDCWD
+from ocirun.util.records import dataclass
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from ocirun.engine.syscall import Syscall
     from ocirun.engine.tracee import Tracee
