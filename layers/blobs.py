@@ -16,13 +16,14 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 from ocirun.errors import OcirunError
 from ocirun.util.locks import file_lock
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:  # (hashlib is imported where a blob is hashed: a cached run hashes none)
     import hashlib
+    from typing import BinaryIO
 
 # algorithm -> hex length; the OCI image-spec's registered algorithms.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}

@@ -20,13 +20,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from layers.blobs import digest_file, parse_digest
 from ocirun.errors import OcirunError
 from ocirun.util.fs import atomic_write, tree_size
+from ocirun.util.records import dataclass
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 REPAIR_HINT = "run 'ocirun system check --repair'"
 

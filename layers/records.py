@@ -4,12 +4,17 @@ docker shows them, the record files' names, and what the store asks of the runne
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from layers.blobs import parse_digest
 from layers.check import Finding
+from ocirun.util.records import dataclass, field
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # typing's Protocol matters to type checkers only (start-up time)
 
 META = "meta.json"  # written last: an image without it is not complete
 HEXID = re.compile(r"^[0-9a-f]{1,64}$")

@@ -33,7 +33,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from layers.blobs import BlobError, BlobStore
 from layers.records import (
@@ -52,7 +51,10 @@ from ocirun.util.fs import atomic_write, rmtree, tree_size
 from ocirun.util.locks import file_lock
 from ocirun.util.paths import store_root
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:  # (layers.unpack is imported when a layer is unpacked: a cached run needs none of it)
+    from typing import Any
+
     from layers.unpack import LayerSpec
 
 _LAYER_MARKERS = ("tar", "layer")  # media types that carry filesystem layers

@@ -10,7 +10,6 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from layers.records import (
     HEXID,
@@ -23,6 +22,10 @@ from layers.records import (
 from ocirun.errors import OcirunError
 from ocirun.util.fs import rmtree, tree_size
 from ocirun.util.locks import file_lock
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Removal:

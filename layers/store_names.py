@@ -8,7 +8,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from layers import check
 from layers.records import (
@@ -24,6 +23,10 @@ from layers.records import (
 from ocirun.errors import OcirunError
 from ocirun.util.fs import atomic_write
 from ocirun.util.log import log
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class NameTable:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocirun.errors import OcirunError
+from ocirun.util.records import dataclass, field
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"

@@ -11,8 +11,12 @@ import os
 import platform as _pyplatform
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+
+from ocirun.util.records import dataclass
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # alias -> (architecture, variant implied by the alias or None)
 ARCH_ALIASES: dict[str, tuple[str, str | None]] = {

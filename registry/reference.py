@@ -9,9 +9,9 @@ transports `docker-archive:PATH`, `oci:PATH[:ref]` and `oci-archive:PATH[:ref]`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ocirun.errors import OcirunError
+from ocirun.util.records import dataclass
 from registry.config import DOCKER_HUB, DOCKER_HUB_ALIASES, RegistryConfig
 
 # distribution/reference's grammar, as data.

@@ -7,7 +7,8 @@ issue asks, an image named like a subcommand needs `ocirun run`).
 Subcommands live in their own modules and are listed in COMMANDS as
 "module:attribute", so `ocirun proot /bin/true` never imports the registry code.
 `ocirun proot` does not import click either when its options are all ones
-cli/proot_argv.py reads (start-up time); help, version and errors go to click.
+cli/proot_argv.py reads (start-up time), nor does a run with the options
+cli/run_argv.py reads; help, version and errors go to click.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def _silence(stream) -> None:
 
 
 def _dispatch(args: list[str]) -> object:
-    """Run the command `args` names: `ocirun proot` without click when it can, else click."""
+    """Run the command `args` names: `ocirun proot` and a common `ocirun run` without
+    click when they can, else click."""
     if args[:1] == ["proot"] and "_OCIRUN_COMPLETE" not in os.environ:
         from ocirun.cli.proot_argv import parse
 
@@ -134,6 +136,13 @@ def _dispatch(args: list[str]) -> object:
             from ocirun.cli.proot_run import run_guest
 
             return run_guest(parsed.options, parsed.command, parsed.order)
+    elif "_OCIRUN_COMPLETE" not in os.environ:
+        from ocirun.cli.run_argv import parse as parse_run
+        from ocirun.cli.run_argv import run_parsed
+
+        run = parse_run(args)
+        if run is not None:
+            return run_parsed(run)
     from ocirun.cli.group import cli
 
     return cli.main(args=args, prog_name="ocirun", standalone_mode=False)

@@ -133,7 +133,7 @@ def push(ctx: click.Context, all_tags: bool, quiet: bool, name: str) -> None:
     if all_tags:
         if ":" in name.rsplit("/", 1)[-1]:
             raise OcirunError("tag can't be used with --all-tags/-a")
-        from dataclasses import replace
+        from ocirun.util.records import replace
 
         tags = sorted({t for repo, t, _rec, _d in store.table_rows() if repo == familiar(ref.name) and t != "<none>"})
         if not tags:

@@ -26,10 +26,6 @@ class ParsedProot:
     command: tuple[str, ...]
 
 
-def _table() -> dict[str, ProotOption]:
-    return {name: opt for opt in (*REGULAR_OPTIONS, *ALIAS_OPTIONS, *EXTENSION_OPTIONS) for name in opt.names}
-
-
 class _GiveUp(Exception):
     """A command line only click may answer (its errors, help and version)."""
 
@@ -85,7 +81,13 @@ def _short(word: str, rest: list[str], table: dict[str, ProotOption], parsed: Pa
 
 def parse(args: list[str]) -> ParsedProot | None:
     """`ocirun proot ARGS` read as click reads it, or None to let click answer."""
-    table = _table()
+    return read(args, (*REGULAR_OPTIONS, *ALIAS_OPTIONS, *EXTENSION_OPTIONS))
+
+
+def read(args: list[str], options: tuple[ProotOption, ...]) -> ParsedProot | None:
+    """ARGS read as click reads a command with these options and no interspersed
+    arguments (`ocirun run` reads its common options with it too), or None."""
+    table = {name: opt for opt in options for name in opt.names}
     parsed = ParsedProot({opt.dest: opt.empty() for opt in table.values()}, [], ())
     rest = list(args)
     try:

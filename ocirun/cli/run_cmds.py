@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ocirun.cli import GuestExit
 from ocirun.cli.group import DockerCommand
-from ocirun.cli.stores import container_store, each_container, stores
+from ocirun.cli.stores import container_store, each_container, root_option, stores
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.options import (
     IGNORED_FLAGS,
@@ -26,6 +24,7 @@ from ocirun.run.options import (
     parse_env_file,
     parse_env_item,
 )
+from ocirun.util.records import fields
 
 if TYPE_CHECKING:
     from ocirun.run.containers import Container
@@ -163,16 +162,9 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool, 
     Usage:  ocirun run [OPTIONS] IMAGE [COMMAND] [ARG...]
             ocirun [OPTIONS] IMAGE [COMMAND] [ARG...]
     """
-    from ocirun.run.runner import create_container, start_container, start_detached
+    from ocirun.cli.run_argv import run_container
 
-    opts = build_options(_raw_args(image, command, params, rm, detach))
-    store, cstore = stores(ctx)
-    c = create_container(store, cstore, opts, hold=not detach)
-    if detach:
-        start_detached(cstore, c)
-        click.echo(c.id)
-        return 0
-    raise GuestExit(start_container(cstore, c))  # its clean-up done: no teardown needed (cli.GuestExit)
+    return run_container(_raw_args(image, command, params, rm, detach), root_option(ctx))
 
 
 @click.command(cls=_RunCommand, context_settings=_RUN_CONTEXT)

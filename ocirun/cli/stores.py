@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import click
 
 from ocirun.errors import OcirunError
 from ocirun.util.paths import store_root
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
     from layers.store import Store
     from ocirun.run.containers import Container, ContainerStore

@@ -25,9 +25,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ocirun.engine import cow
 from ocirun.errors import OcirunError
@@ -37,8 +35,12 @@ from ocirun.util.fs import atomic_write, rmtree, writable_dir
 from ocirun.util.locks import flocked
 from ocirun.util.log import log
 from ocirun.util.paths import store_root
+from ocirun.util.records import asdict, dataclass, field
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from layers.check import Finding
     from layers.store import Store
 

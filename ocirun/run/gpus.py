@@ -17,9 +17,9 @@ from __future__ import annotations
 import glob
 import os
 import re
-from dataclasses import dataclass, field
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
+from ocirun.util.records import dataclass, field
 
 GUEST_LIB_DIR = "/.ocirun/gpu/lib"
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib64",

@@ -10,12 +10,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.gpus import GpuRequest, parse_gpus
 from ocirun.util.fmt import int_pair
+from ocirun.util.records import dataclass, field, fields
 
 # Bare platform words users type, mapped to os/arch[/variant] (docker accepts these too).
 _ARCH_ALIASES: dict[str, str] = {

@@ -18,14 +18,17 @@ Docker's rules implemented here:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ocirun.errors import EXIT_OCIRUN, OcirunError
 from ocirun.run.gpus import GpuSetup, gpu_setup
 from ocirun.run.options import Publish, RunOptions, Volume
 from ocirun.run.scheduler import rendezvous_dirs, scheduler_env, scheduler_hostname
+from ocirun.util.records import asdict, dataclass, field
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_STOP_SIGNAL = "SIGTERM"

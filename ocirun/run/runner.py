@@ -13,7 +13,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ocirun.engine.plan import Binding, EnginePlan
 from ocirun.errors import EXIT_OCIRUN, OcirunError
@@ -23,6 +22,10 @@ from ocirun.run.options import RunOptions, Volume
 from ocirun.run.plan import RunPlan, build_run_plan, resolv_conf
 from ocirun.util.fs import writable_dir
 from ocirun.util.log import log
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # What the guest sees of the host, as `proot -R` and docker give it.
 HOST_BINDINGS = ("/proc", "/sys", "/dev")

@@ -5,10 +5,11 @@ start of ocirun imports, without the cost of `import dataclasses`.
 `ocirun proot /bin/true`), and makes each class in ~0.3 ms. This module makes the same
 methods the same way (generated source, so instances cost what a dataclass's cost) for
 the subset ocirun uses: __init__ with defaults, default_factory and init=False fields,
-__post_init__, __repr__, __eq__, the __hash__ rules, frozen, slots, __match_args__.
-Not supported (TypeError at class creation): order, unsafe_hash, kw_only, InitVar;
+__post_init__, __repr__, __eq__, the __hash__ rules, frozen, slots, kw_only (for the whole
+class), __match_args__; `fields`, `replace`, `asdict`.
+Not supported (TypeError at class creation): order, unsafe_hash, per-field kw_only, InitVar;
 ClassVar annotations are class attributes, as in dataclasses. Classes made here are not
-dataclasses for the `dataclasses` module: use this module's `replace` and `fields`.
+dataclasses for the `dataclasses` module: use this module's functions on them.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ class FrozenInstanceError(AttributeError):
 class Field:
     """One field: its name, default or default_factory, and what the methods use it for."""
 
-    __slots__ = ("name", "default", "default_factory", "init", "repr", "compare", "hash")
+    __slots__ = ("name", "default", "default_factory", "init", "repr", "compare", "hash", "kw_only")
 
     def __init__(self, default=_MISSING, default_factory=_MISSING, init=True, repr=True,
                  compare=True, hash=None):
         if default is not _MISSING and default_factory is not _MISSING:
             raise ValueError("cannot specify both default and default_factory")
-        self.name = ""
+        self.name, self.kw_only = "", False
         self.default, self.default_factory = default, default_factory
         self.init, self.repr, self.compare, self.hash = init, repr, compare, hash
 
@@ -44,11 +45,11 @@ def field(*, default=_MISSING, default_factory=_MISSING, init=True, repr=True, c
     return Field(default, default_factory, init, repr, compare, hash)
 
 
-def dataclass(cls=None, /, *, frozen=False, eq=True, slots=False, init=True, repr=True):
+def dataclass(cls=None, /, *, frozen=False, eq=True, slots=False, init=True, repr=True, kw_only=False):
     """The class decorator: `@dataclass` or `@dataclass(frozen=True, ...)`."""
 
     def wrap(c: type) -> type:
-        return _make(c, frozen=frozen, eq=eq, slots=slots, init=init, repr=repr)
+        return _make(c, frozen=frozen, eq=eq, slots=slots, init=init, repr=repr, kw_only=kw_only)
 
     return wrap if cls is None else wrap(cls)
 
@@ -59,6 +60,21 @@ def fields(obj) -> tuple[Field, ...]:
         return tuple(getattr(obj, _FIELDS).values())
     except AttributeError:
         raise TypeError("must be called with a record class or instance") from None
+
+
+def asdict(obj) -> dict:
+    """A record as a dict, records in it (also in lists, tuples, dicts) as dicts too."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in getattr(obj, _FIELDS).values()}
+
+
+def _plain(value):
+    if hasattr(type(value), _FIELDS):
+        return asdict(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((_plain(k), _plain(v)) for k, v in value.items())
+    return value
 
 
 def replace(obj, /, **changes):
@@ -73,7 +89,7 @@ def replace(obj, /, **changes):
     return obj.__class__(**changes)
 
 
-def _own_fields(cls: type) -> list[Field]:
+def _own_fields(cls: type, kw_only: bool) -> list[Field]:
     """The fields cls's own annotations declare (string annotations: ClassVar by name)."""
     own = []
     for name, note in cls.__dict__.get("__annotations__", {}).items():
@@ -87,16 +103,17 @@ def _own_fields(cls: type) -> list[Field]:
         if f.default.__class__ in (list, dict, set):
             raise ValueError(f"mutable default {type(f.default)} for field {name} is not allowed: "
                              "use default_factory")
-        f.name = name
+        f.name, f.kw_only = name, kw_only
         own.append(f)
     return own
 
 
-def _make(cls: type, *, frozen: bool, eq: bool, slots: bool, init: bool, repr: bool) -> type:
+def _make(cls: type, *, frozen: bool, eq: bool, slots: bool, init: bool, repr: bool,
+          kw_only: bool) -> type:
     all_fields: dict[str, Field] = {}
     for base in cls.__mro__[-1:0:-1]:
         all_fields.update(getattr(base, _FIELDS, {}) if _FIELDS in base.__dict__ else {})
-    for f in _own_fields(cls):
+    for f in _own_fields(cls, kw_only):
         all_fields[f.name] = f
         if isinstance(cls.__dict__.get(f.name), Field):
             if f.default is _MISSING:
@@ -121,34 +138,39 @@ def _make(cls: type, *, frozen: bool, eq: bool, slots: bool, init: bool, repr: b
             scope[name].__qualname__ = f"{cls.__qualname__}.{name}"
             setattr(cls, name, scope[name])
     _set_hash(cls, values, eq, frozen)
-    cls.__match_args__ = tuple(f.name for f in values if f.init)
+    cls.__match_args__ = tuple(f.name for f in values if f.init and not f.kw_only)
     return _with_slots(cls, values) if slots else cls
 
 
 def _init_source(values: list[Field], frozen: bool, post_init: bool, scope: dict) -> str:
     """__init__'s source; defaults and factories go in `scope` under _d_NAME / _f_NAME."""
-    params, body, seen_default = ["self"], [], False
+    params, keyword, body, seen_default = ["self"], [], [], False
     for f in values:
         if f.default is not _MISSING:
             scope[f"_d_{f.name}"] = f.default
         if f.default_factory is not _MISSING:
             scope[f"_f_{f.name}"] = f.default_factory
         if f.init:
+            here = keyword if f.kw_only else params
             if f.default is not _MISSING:
-                params.append(f"{f.name}=_d_{f.name}")
+                here.append(f"{f.name}=_d_{f.name}")
             elif f.default_factory is not _MISSING:
-                params.append(f"{f.name}=_MISSING")
+                here.append(f"{f.name}=_MISSING")
+            elif f.kw_only:
+                here.append(f.name)
             elif seen_default:
                 raise TypeError(f"non-default argument {f.name!r} follows default argument")
             else:
                 params.append(f.name)
-            seen_default = seen_default or f.default is not _MISSING or f.default_factory is not _MISSING
+            seen_default = seen_default or not f.kw_only and (f.default is not _MISSING
+                                                              or f.default_factory is not _MISSING)
         value = _init_value(f)
         if value is not None:
             body.append(f"object.__setattr__(self, {f.name!r}, {value})" if frozen
                         else f"self.{f.name} = {value}")
     if post_init:
         body.append("self.__post_init__()")
+    params += ["*", *keyword] if keyword else []
     return f"def __init__({', '.join(params)}):\n    " + "\n    ".join(body or ["pass"])
 
 

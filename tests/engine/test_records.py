@@ -119,3 +119,33 @@ def test_start_imports_no_dataclasses_nor_typing():
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": ":".join(sys.path)})
     assert out.stdout.split() == []
+
+
+def test_kw_only_and_asdict_like_dataclasses():
+    def body(dc, field):
+        @dc
+        class Inner:
+            v: int = 1
+
+        @dc(kw_only=True)
+        class Base:
+            image: str
+            tags: tuple[str, ...] = ()
+
+        @dc(kw_only=True)
+        class Given(Base):
+            inner: list[Inner] = field(default_factory=lambda: [Inner(), Inner(2)])
+            named: dict[str, Inner] = field(default_factory=dict)
+
+        return Given, Inner
+
+    (std, std_inner), (own, own_inner) = body(dataclasses.dataclass, dataclasses.field), \
+        body(records.dataclass, records.field)
+    for cls in (std, own):
+        with pytest.raises(TypeError):
+            cls("positional")
+    a_std = std(image="x", named={"k": std_inner(3)})
+    a_own = own(image="x", named={"k": own_inner(3)})
+    assert records.asdict(a_own) == dataclasses.asdict(a_std)
+    assert own.__match_args__ == std.__match_args__ == ()
+    assert [f.name for f in records.fields(a_own)] == [f.name for f in dataclasses.fields(a_std)]
