@@ -122,21 +122,21 @@ def _make(cls: type, *, frozen: bool, eq: bool, slots: bool, init: bool, repr: b
                 setattr(cls, f.name, f.default)
     setattr(cls, _FIELDS, all_fields)
     values = list(all_fields.values())
-    code: list[str] = []
-    scope: dict = {"_MISSING": _MISSING, "FrozenInstanceError": FrozenInstanceError}
-    if init:
-        code.append(_init_source(values, frozen, hasattr(cls, "__post_init__"), scope))
+    methods = {}
+    if init:  # generated source, as dataclasses' (instances are made often); the rest are closures
+        scope: dict = {"_MISSING": _MISSING}
+        exec(_init_source(values, frozen, hasattr(cls, "__post_init__"), scope), scope)
+        methods["__init__"] = scope["__init__"]
     if repr:
-        code.append(_repr_source(values))
+        methods["__repr__"] = _repr_method(tuple(f.name for f in values if f.repr))
     if eq:
-        code.append(_eq_source(values))
+        methods["__eq__"] = _eq_method(tuple(f.name for f in values if f.compare))
     if frozen:
-        code.append(_FROZEN_SOURCE)
-    exec("\n".join(code), scope)  # the source is made above from the field names
-    for name in ("__init__", "__repr__", "__eq__", "__setattr__", "__delattr__"):
-        if name in scope:
-            scope[name].__qualname__ = f"{cls.__qualname__}.{name}"
-            setattr(cls, name, scope[name])
+        methods.update(__setattr__=_frozen_setattr, __delattr__=_frozen_delattr)
+    for name, method in methods.items():
+        if name in ("__init__", "__repr__", "__eq__"):
+            method.__qualname__ = f"{cls.__qualname__}.{name}"
+        setattr(cls, name, method)
     _set_hash(cls, values, eq, frozen)
     cls.__match_args__ = tuple(f.name for f in values if f.init and not f.kw_only)
     return _with_slots(cls, values) if slots else cls
@@ -183,26 +183,29 @@ def _init_value(f: Field) -> str | None:
     return None if f.default is _MISSING else f"_d_{f.name}"
 
 
-def _repr_source(values: list[Field]) -> str:
-    parts = ", ".join(f"{f.name}={{self.{f.name}!r}}" for f in values if f.repr)
-    return f"def __repr__(self):\n    return f'{{self.__class__.__qualname__}}({parts})'"
+def _repr_method(names: tuple[str, ...]):
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        return f"{self.__class__.__qualname__}({shown})"
+
+    return __repr__
 
 
-def _eq_source(values: list[Field]) -> str:
-    names = [f"self.{f.name}," for f in values if f.compare]
-    other = [f"other.{f.name}," for f in values if f.compare]
-    return ("def __eq__(self, other):\n"
-            "    if other.__class__ is self.__class__:\n"
-            f"        return ({''.join(names)}) == ({''.join(other)})\n"
-            "    return NotImplemented")
+def _eq_method(names: tuple[str, ...]):
+    def __eq__(self, other) -> bool:
+        if other.__class__ is self.__class__:
+            return tuple(getattr(self, n) for n in names) == tuple(getattr(other, n) for n in names)
+        return NotImplemented
+
+    return __eq__
 
 
-_FROZEN_SOURCE = """
-def __setattr__(self, name, value):
+def _frozen_setattr(self, name: str, value) -> None:
     raise FrozenInstanceError(f"cannot assign to field {name!r}")
-def __delattr__(self, name):
+
+
+def _frozen_delattr(self, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r}")
-"""
 
 
 def _set_hash(cls: type, values: list[Field], eq: bool, frozen: bool) -> None:
