@@ -8,7 +8,6 @@ Normalisation follows containerd's `platforms` package, which docker uses: the n
 from __future__ import annotations
 
 import os
-import platform as _pyplatform
 import struct
 from collections.abc import Iterable, Sequence
 
@@ -164,7 +163,7 @@ def host_platform() -> Platform:
     override = os.environ.get("OCIRUN_HOST_ARCH")
     if override:
         return Platform.of("linux", override)
-    plat = Platform.of("linux", _pyplatform.machine() or "amd64")
+    plat = Platform.of("linux", os.uname().machine or "amd64")  # (platform.machine(): its module costs every start)
     if _userland_bits() == 32 and plat.architecture in USERLAND_32:
         plat = Platform.of("linux", USERLAND_32[plat.architecture])
     return plat
