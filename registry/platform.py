@@ -155,6 +155,11 @@ def _userland_bits() -> int:
     return struct.calcsize("P") * 8
 
 
+def _machine() -> str:
+    """uname -m (platform.machine()'s answer, without importing that module at every run)."""
+    return os.uname().machine
+
+
 def host_platform() -> Platform:
     """The platform of this machine's userland (`OCIRUN_HOST_ARCH` overrides uname -m).
 
@@ -163,7 +168,7 @@ def host_platform() -> Platform:
     override = os.environ.get("OCIRUN_HOST_ARCH")
     if override:
         return Platform.of("linux", override)
-    plat = Platform.of("linux", os.uname().machine or "amd64")  # (platform.machine(): its module costs every start)
+    plat = Platform.of("linux", _machine() or "amd64")
     if _userland_bits() == 32 and plat.architecture in USERLAND_32:
         plat = Platform.of("linux", USERLAND_32[plat.architecture])
     return plat

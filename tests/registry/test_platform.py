@@ -92,10 +92,10 @@ def test_no_match_lists_available() -> None:
 def test_32_bit_userland_on_64_bit_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     import registry.platform as rp
 
-    monkeypatch.setattr(rp._pyplatform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(rp, "_machine", lambda: "aarch64")
     monkeypatch.setattr(rp, "_userland_bits", lambda: 32)
     assert host_platform() == P("linux", "arm", "v7")
-    monkeypatch.setattr(rp._pyplatform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(rp, "_machine", lambda: "x86_64")
     assert host_platform() == P("linux", "386", None)
     monkeypatch.setattr(rp, "_userland_bits", lambda: 64)
     assert host_platform() == P("linux", "amd64", None)
