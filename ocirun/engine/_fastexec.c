@@ -58,7 +58,7 @@ typedef struct {
     int argv0;                  /* the loader takes --argv0 */
     char *names[EXEC_NAMES], *links[EXEC_NAMES];  /* names executed -> links to the loader */
 } exec_rec_t;
-typedef struct { int pid; char *guest, *argv0; int words; } exec_done_t;
+typedef struct { int pid; char *guest, *argv0; int words; long cs; } exec_done_t;  /* cs: 0 unknown */
 
 static exec_rec_t *exec_recs[EXEC_RECORDS];
 static int plain_stops;       /* set_plain_stops */
@@ -96,7 +96,7 @@ static void exec_done_forget(int pid) {
     exec_done_t *d = &exec_done[(unsigned)pid % EXECS];
     if (d->pid != pid) return;
     free(d->guest); free(d->argv0);
-    *d = (exec_done_t){0, NULL, NULL, 0};
+    *d = (exec_done_t){0, NULL, NULL, 0, 0};
 }
 
 static void exec_clear_records(void) {
@@ -138,15 +138,18 @@ static void tree_forget(int pid) {
 static int queue_exec(pid_t pid) {
     unsigned long former = 0;
     if (ptrace(PTRACE_GETEVENTMSG, pid, 0, &former) != 0 || (pid_t)former != pid) return 0;
-    errno = 0;
-    long cs = ptrace(PTRACE_PEEKUSER, pid, 17 * 8, 0);  /* user_regs_struct.cs */
-    if (errno) return 0;
+    exec_done_t *d = &exec_done[(unsigned)pid % EXECS];
+    long cs = d->pid == pid ? d->cs : 0;  /* an x86_64 ELF executed here: its segment is known */
+    if (!cs) {
+        errno = 0;
+        cs = ptrace(PTRACE_PEEKUSER, pid, 17 * 8, 0);  /* user_regs_struct.cs */
+        if (errno) return 0;
+    }
     tree_event_t *q = &queue[n_queue];
     *q = (tree_event_t){Q_EXEC, pid, cs, NULL, NULL, 0};
-    exec_done_t *d = &exec_done[(unsigned)pid % EXECS];
     if (d->pid == pid) {  /* the execve done here: its exe and loader words travel with the event */
         q->exe = d->guest; q->argv0 = d->argv0; q->words = d->words;
-        *d = (exec_done_t){0, NULL, NULL, 0};
+        *d = (exec_done_t){0, NULL, NULL, 0, 0};
     }
     tree_forget(pid);
     n_queue++;
@@ -231,6 +234,14 @@ static int exec_host(const char *key, char *host) {
         table_put(&cache, key, host, 1);
     }
     return strncmp(host, "/proc/", 6) != 0;
+}
+
+/* The code segment a process runs in after executing the record's program: 64-bit
+ * user code for an x86_64 ELF (ELFCLASS64, EM_X86_64; its loader is one too), else 0
+ * (unknown: read at the exec event). */
+static long exec_cs(const exec_rec_t *r) {
+    const unsigned char *h = r->head;
+    return r->head_len > 19 && h[4] == 2 && h[5] == 1 && h[18] == 62 && h[19] == 0 ? 0x33 : 0;
 }
 
 /* The program file is still what its record was made from (1). */
@@ -360,7 +371,7 @@ static int exec_fast(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp) 
     if (argv_addr != args[1] && ptrace(PTRACE_POKEUSER, pid, arg_off[1], argv_addr) != 0) FALL(nr, R_WRITE);
     exec_done_forget(pid);
     *d = (exec_done_t){pid, strdup(r->guest), r->interp && r->argv0 ? strdup(argv0) : NULL,
-                       r->interp ? (r->argv0 ? 4 : 1) : 0};
+                       r->interp ? (r->argv0 ? 4 : 1) : 0, exec_cs(r)};
     return 1;
 }
 
