@@ -19,6 +19,20 @@
  * to come when the fast path is turned off are Python's (take_rmdirs).
  */
 
+/* dir_host's walk met a name that does not exist at out[..hl]: the names still below
+ * it (names[n-1] .. names[0]) go after it as they are (1), if the result fits. */
+static int rest_missing(char *out, size_t hl, const char **names, int n, int *missing) {
+    while (n--) {
+        size_t nl = strlen(names[n]);
+        if (hl + nl + 2 > PATH_MAX_) return 0;
+        out[hl] = '/';
+        memcpy(out + hl + 1, names[n], nl + 1);
+        hl += nl + 1;
+    }
+    *missing = 1;
+    return 1;
+}
+
 static char **dir_stops;        /* host paths whose to_guest is not derived from the parent's */
 static size_t n_dir_stops;
 static char **dir_private;      /* name prefixes of the tracer's own directories */

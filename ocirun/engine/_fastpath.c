@@ -217,8 +217,11 @@ static int clean(const char *key) {
 /* The followed translation of clean directory `dir` ("" for the root), without a
  * trailing '/': mirrored, or, as the translator's walk finds it, a mirrored ancestor's
  * plus the names below it when each is a real directory (at most WALK_UP of them,
- * one lstat each; a binding's name, a symlink or anything else: 0, Python walks). */
-static int dir_host(const char *dir, char *out) {
+ * one lstat each; a binding's name, a symlink or anything else: 0, Python walks).
+ * With `missing`, a name that does not exist ends the walk too (*missing = 1), the
+ * names below it as given: the kernel fails that path with ENOENT there, as Python's
+ * translator does (a locale or PATH search's tries), and it is not to be cached. */
+static int dir_host(const char *dir, char *out, int *missing) {
     char buf[KEY_MAX];
     const char *names[WALK_UP];
     int n = 0;
@@ -245,7 +248,9 @@ static int dir_host(const char *dir, char *out) {
         out[hl] = '/';
         memcpy(out + hl + 1, names[n], nl + 1);
         hl += nl + 1;
-        if (strncmp(out, "/proc/", 6) == 0 || lstat(out, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+        if (strncmp(out, "/proc/", 6) == 0) return 0;
+        if (lstat(out, &st) != 0) return errno == ENOENT && missing && rest_missing(out, hl, names, n, missing);
+        if (!S_ISDIR(st.st_mode)) return 0;
         /* remembered as the walk's result (a real directory): the next name in it costs no lstat */
         size_t gl = (size_t)(names[n] - buf) + nl;  /* buf[gl] is already 0 (a cut, or the end) */
         memcpy(buf, dir, gl);  /* (the names still to walk lie past gl) */
@@ -254,26 +259,29 @@ static int dir_host(const char *dir, char *out) {
     return 1;
 }
 
-/* A miss: the parent directory's followed translation plus the name (PathTranslator._leaf). */
-static int derive(const char *key, int follow, char *out) {
+/* A miss: the parent directory's followed translation plus the name (PathTranslator._leaf);
+ * with `missing`, also through a directory that does not exist (dir_host). */
+static int derive_(const char *key, int follow, char *out, int *missing) {
     const char *slash = strrchr(key, '/'), *name = slash + 1;
     if (!clean(key) || in_list(plain_names, n_plain, name, strlen(name))) return 0;
     char parent[KEY_MAX];
     size_t plen = (size_t)(slash - key);
     memcpy(parent, key, plen);
     parent[plen] = 0;
-    if (!dir_host(parent, out)) return 0;
+    if (!dir_host(parent, out, missing)) return 0;
     size_t hlen = strlen(out);
     if (hlen + strlen(name) + 2 > PATH_MAX_) return 0;
     out[hlen] = '/';
     strcpy(out + hlen + 1, name);
     if (strncmp(out, "/proc/", 6) == 0) return 0;
-    if (follow) {
+    if (follow && !(missing && *missing)) {
         struct stat st;
         if (lstat(out, &st) == 0 ? S_ISLNK(st.st_mode) : errno != ENOENT) return 0;
     }
     return 1;
 }
+
+static int derive(const char *key, int follow, char *out) { return derive_(key, follow, out, NULL); }
 
 static int rewrite(pid_t pid, uint64_t nr, const spec_t *s, uint64_t ptr, uint64_t sp, const char *host) {
     pending_t *p = pending_of(pid);
@@ -318,10 +326,11 @@ int fp_host_path(pid_t pid, uint64_t nr, const spec_t *s, const uint64_t *args, 
         memcpy(host, e->host, e->host_len + 1);
         return 1;
     }
-    if (!derive(key, follow, host)) FALL(nr, R_MISS);
+    int missing = 0;
+    if (!derive_(key, follow, host, &missing)) FALL(nr, R_MISS);
     /* remembered as Python would have cached it: the same invalidations clear it
      * (every one clears the whole mirror), and the next lookup is a hit */
-    table_put(&cache, key, host, (uint8_t)follow);
+    if (!missing) table_put(&cache, key, host, (uint8_t)follow);
     return 1;
 }
 

@@ -12,10 +12,12 @@ seccomp mode with the root view only. What it needs of Python's state is mirrore
 - the guest cwd of each process whose FsState is not shared (pushed where Python
   learns it, also a parent's from a child that has it from its fork, copied to a child
   at a fork in C; forgotten at chdir/fchdir, sharing and exit), for AT_FDCWD-relative
-  paths; View.to_guest of the directories dirfds name (constant), for the others,
-  and of those below them derived from it (_fastdirs.c: not at a binding's host
-  path or the tracer's own directories); /proc/self/fd/N handed on as it is when
-  the guest's /proc is the host's;
+  paths; View.to_guest of the directories dirfds name (constant: the rootfs's and
+  the bindings' given at the start), for the others, and of those below them
+  derived from it (_fastdirs.c: not at a binding's host path or the tracer's own
+  directories); /proc/self/fd/N handed on as it is when the guest's /proc is the
+  host's; a path through a directory that does not exist handed on (the kernel
+  fails it with ENOENT as the translator does), never cached;
 - the host directories whose listings Python fixes up (their opens go to Python) and
   whether one is open (getdents64 goes to Python then);
 - unlinkat of a plain file by a plain name is let through, its host path handed back
@@ -117,6 +119,8 @@ def _dirs(tracer: Tracer, mod: ModuleType) -> None:
     it is (the guest's /proc is the host's, with no binding below it)."""
     hosts, guests = tracer.translator.bound_paths()
     mod.set_dir_stops([_b(h) for h in hosts], [_b(GLUE_PREFIX), _b(SCRATCH_PREFIX)])
+    for host, guest in hosts.items():  # (what the first dirfd relative to them would push)
+        mod.push_dir(_b(host), _b(guest))
     try:
         host_proc = tracer.translator.to_host("/proc", "/", True) == "/proc"
     except (GuestPathError, OSError):

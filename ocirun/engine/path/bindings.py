@@ -155,9 +155,9 @@ class BindingMap:
         key = self._longest(self._by_guest, guest_path)
         return None if key is None else _rebase(guest_path, key, self._by_guest[key])
 
-    def paths(self) -> tuple[list[str], list[str]]:
-        """The host paths and the guest paths the lookups know."""
-        return list(self._by_host), list(self._by_guest)
+    def paths(self) -> tuple[dict[str, str], list[str]]:
+        """Each host path with its guest path (host_to_guest of it), and every guest path."""
+        return dict(self._by_host), list(self._by_guest)
 
     def host_to_guest(self, host_path: str) -> str | None:
         """Guest path of a host path through the longest binding (by host), None if unbound."""

@@ -164,8 +164,9 @@ class PathTranslator:
         """Host directory standing for the virtual guest dir `guest` (ocirun/engine/path/glue.py)."""
         return self._gluetree.dir(guest, self._glue_children, self._virtual, self._bind_exact)
 
-    def bound_paths(self) -> tuple[list[str], list[str]]:
-        """(host paths, guest paths) of the rootfs and the bindings, as to_guest matches them."""
+    def bound_paths(self) -> tuple[dict[str, str], list[str]]:
+        """The rootfs's and the bindings' host paths with their to_guest (no glue, no
+        socket alias is one), and every guest path of them."""
         return self._map.paths()
 
     @property
