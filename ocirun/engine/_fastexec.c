@@ -16,8 +16,9 @@
  *  - the name executed has its link to the loader (ScratchDir.named_link) made.
  * Then the loader (or the static program) and the new argv are written below the red
  * zone as enter_execve writes them, and the process's new /proc/self/exe and the
- * loader's words are kept for Python's exec event (exec_taken). Anything else, a
- * script, a foreign ELF, a /proc path, an argv without argv[0], is Python's. A program
+ * loader's words are kept for Python's exec event (exec_taken). A script with one "#!"
+ * line whose interpreter has a record is run the same way (_fastscript.c). Anything
+ * else, a foreign ELF, a /proc path, an argv without argv[0], is Python's. A program
  * that does not exist (a PATH search's tries) fails with ENOENT here, as in Python.
  *
  * Two stops of every fork+exec need nothing of Python when no extension keeps them
@@ -73,6 +74,10 @@ static int defer_exec, defer_exit, defer_fork, keep_pid;
 static PyObject *on_tree;
 static size_t n_exec_recs;
 static exec_done_t exec_done[EXECS];
+/* _fastscript.c */
+static int script_of(const char *host, const struct stat *st, const char **interp, const char **arg, char *ihost,
+                     struct stat *ist);
+static void script_clear(void);
 /* _fastfork.c */
 static int fork_event(pid_t pid, int event);
 static void fork_early(int pid);
@@ -102,6 +107,7 @@ static void exec_done_forget(int pid) {
 static void exec_clear_records(void) {
     for (size_t i = 0; i < EXEC_RECORDS; i++) { exec_rec_free(exec_recs[i]); exec_recs[i] = NULL; }
     n_exec_recs = 0;
+    script_clear();
 }
 
 /* A process exec'd or is gone: what was kept for it. */
@@ -302,10 +308,9 @@ static uint64_t exec_put(char *blob, size_t *used, uint64_t end, const void *s, 
     return end - at;
 }
 
-/* 1: the execve is carried out (registers written, resumed by the caller); 0: Python's. */
-static int exec_fast(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp) {
-    char path[PATH_MAX_], key[KEY_MAX], host[PATH_MAX_], argv0[PATH_MAX_];
-    uint64_t ptr = args[0];
+/* The guest path execve names, made absolute (the cwd mirrored for a relative one) in
+ * `key`; `path` as the guest wrote it. 0: Python's. */
+static int exec_key(pid_t pid, uint64_t nr, uint64_t ptr, uint64_t sp, char *path, char *key) {
     if (!ptr || (ptr < sp && ptr + 65536 > sp)) FALL(nr, R_POINTER);
     if (!read_path(pid, ptr, path)) FALL(nr, R_READ);
     size_t plen = strlen(path);
@@ -322,49 +327,77 @@ static int exec_fast(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp) 
         strcpy(key + bl + 1, path);
     }
     if (strncmp(key, "/proc/", 6) == 0) FALL(nr, R_PROC);
+    return 1;
+}
+
+/* The link named `name` to the loader of `r` (comm, ps), or the program itself (static). */
+static const char *exec_link(const exec_rec_t *r, const char *name, const char *prog) {
+    if (!r->interp) return prog;
+    for (int i = 0; i < EXEC_NAMES && r->names[i]; i++)
+        if (strcmp(r->names[i], name) == 0) return r->links[i];
+    return NULL;
+}
+
+/* The argv the kernel gets, built down from the guest's own (read at argv + 6, its count
+ * `argc`): a script's "interp [arg] path" in place of its argv[0] (path: the guest's own
+ * string at `ptr`), then the loader's words as ExecPlanner._with_loader puts them (the
+ * program named by `pkey`, argv[0] kept for --argv0, copied to `argv0` for Python).
+ * Returns where the vector starts, or NULL when the blob is full or a string unreadable. */
+static uint64_t *exec_vector(pid_t pid, const exec_rec_t *r, const char *interp, const char *arg, uint64_t ptr,
+                             const char *pkey, uint64_t *argv, char *blob, size_t *used, uint64_t end, char *argv0) {
+    long p = 6;
+    if (interp) {
+        argv[6] = ptr;
+        if (arg && !(argv[--p] = exec_put(blob, used, end, arg, strlen(arg) + 1))) return NULL;
+        if (!(argv[--p] = exec_put(blob, used, end, interp, strlen(interp) + 1))) return NULL;
+    }
+    if (!r->interp) return argv + p;
+    uint64_t a0 = argv[p];
+    if (interp) strcpy(argv0, interp);
+    else if (r->argv0 && !read_path(pid, a0, argv0)) return NULL;
+    if (!interp && !(argv[p] = exec_put(blob, used, end, pkey, strlen(pkey) + 1))) return NULL;  /* the program */
+    if (r->argv0) {
+        argv[--p] = a0;
+        if (!(argv[--p] = exec_put(blob, used, end, "--argv0", 8))) return NULL;
+    }
+    if (!(argv[--p] = exec_put(blob, used, end, r->interp, strlen(r->interp) + 1))) return NULL;
+    return argv + p;
+}
+
+/* 1: the execve is carried out (registers written, resumed by the caller); 0: Python's. */
+static int exec_fast(pid_t pid, uint64_t nr, const uint64_t *args, uint64_t sp) {
+    char path[PATH_MAX_], key[KEY_MAX], host[PATH_MAX_], ihost[PATH_MAX_], argv0[PATH_MAX_];
+    if (!exec_key(pid, nr, args[0], sp, path, key)) return 0;
     if (!exec_host(key, host)) FALL(nr, R_MISS);
     struct stat st;
     if (stat(host, &st) != 0) {
         if (errno == ENOENT) return exec_missing(pid, nr, args[1]);
         FALL(nr, R_EXEC);
     }
+    const char *interp = NULL, *arg = NULL, *prog = host, *pkey = key;
     const exec_rec_t *r = exec_recs[exec_slot(host)];
-    if (!r) FALL(nr, R_EXEC);
-    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path, *link = host;
-    if (r->interp) {
-        link = NULL;
-        for (int i = 0; i < EXEC_NAMES && r->names[i]; i++)
-            if (strcmp(r->names[i], name) == 0) link = r->links[i];
-        if (!link) FALL(nr, R_EXEC);
+    if (!r) {  /* a script whose interpreter has a record (_fastscript.c) */
+        if (!script_of(host, &st, &interp, &arg, ihost, &st) || !(r = exec_recs[exec_slot(ihost)])) FALL(nr, R_EXEC);
+        prog = ihost;
+        pkey = interp;
     }
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path, *link = exec_link(r, name, prog);
+    if (!link) FALL(nr, R_EXEC);
     exec_done_t *d = &exec_done[(unsigned)pid % EXECS];
     if (d->pid && d->pid != pid) FALL(nr, R_SLOT);
-    if (!exec_same_program(r, host, &st) || (r->interp && !exec_same_loader(r))) FALL(nr, R_EXEC);
-    static uint64_t argv[ARGV_MAX + 4];
-    long argc = 0;
-    if (r->interp) {
-        argc = args[1] ? exec_argv(pid, args[1], argv + 3) : -1;
-        if (argc < 1 || !read_path(pid, argv[3], argv0)) FALL(nr, R_EXEC);
-    } else if (!args[1] || exec_argv(pid, args[1], argv) < 1) {
-        FALL(nr, R_EXEC);  /* no argv[0]: the plan makes one */
-    }
-    /* the blob below the red zone: the file to execute, then (loader) its argv strings and array */
+    if (!exec_same_program(r, prog, &st) || (r->interp && !exec_same_loader(r))) FALL(nr, R_EXEC);
+    static uint64_t argv[ARGV_MAX + 8];
+    long argc = args[1] ? exec_argv(pid, args[1], argv + 6) : -1;
+    if (argc < 1) FALL(nr, R_EXEC);  /* no argv[0]: the plan makes one */
+    /* the blob below the red zone: the file to execute, then its argv strings and array */
     static char blob[EXEC_BLOB];
     size_t used = 0;
     uint64_t end = (sp - RED_ZONE) & ~(uint64_t)15;
     uint64_t path_addr = exec_put(blob, &used, end, link, strlen(link) + 1), argv_addr = args[1];
-    if (r->interp) {
-        uint64_t *vec = argv + 3 - (r->argv0 ? 3 : 1);
-        if (!(vec[0] = exec_put(blob, &used, end, r->interp, strlen(r->interp) + 1))) FALL(nr, R_EXEC);
-        if (r->argv0) {
-            if (!(vec[1] = exec_put(blob, &used, end, "--argv0", 8))) FALL(nr, R_EXEC);
-            vec[2] = argv[3];  /* argv[0]: the guest's own string */
-        }
-        if (!(argv[3] = exec_put(blob, &used, end, key, strlen(key) + 1))) FALL(nr, R_EXEC);  /* the program */
-        size_t n = (size_t)(argv + 3 + argc - vec) + 1;  /* with argv's NULL */
-        if (!(argv_addr = exec_put(blob, &used, end, vec, n * 8))) FALL(nr, R_EXEC);
-    }
-    if (!path_addr) FALL(nr, R_EXEC);
+    uint64_t *vec = exec_vector(pid, r, interp, arg, args[0], pkey, argv, blob, &used, end, argv0);
+    if (!vec || !path_addr) FALL(nr, R_EXEC);
+    if (vec != argv + 6 && !(argv_addr = exec_put(blob, &used, end, vec, (size_t)(argv + 7 + argc - vec) * 8)))
+        FALL(nr, R_EXEC);  /* (with argv's NULL) */
     struct iovec l = {blob + EXEC_BLOB - used, used}, rv = {(void *)(uintptr_t)(end - used), used};
     if (process_vm_writev(pid, &l, 1, &rv, 1, 0) != (ssize_t)used) FALL(nr, R_WRITE);
     if (ptrace(PTRACE_POKEUSER, pid, arg_off[0], path_addr) != 0) FALL(nr, R_WRITE);

@@ -1,11 +1,12 @@
 """The compiled fast path's execve (ocirun/engine/_fastexec.c), fed from Python's plans.
 
 An execve that enter_execve carried out with a plan the fast path can repeat (a native
-ELF, static or run by the guest's loader, no script, no QEMU, the root view) leaves an
-exec record: the program's host file and the first bytes its plan was parsed from, its
+ELF, static or run by the guest's loader, no QEMU, the root view) leaves an exec record: the program's host file and the first bytes its plan was parsed from, its
 /proc/self/exe, PT_INTERP with the loader's host path and stat identity (whether it
 takes --argv0 was read from that file), and the name executed with its link to the
-loader. The translations it used are mirrored as any path's. The fast path repeats
+loader; a script run by such an ELF (one "#!" line) also a script record: its host file,
+its bytes to the end of that line, the interpreter and its argument (_fastscript.c).
+The translations it used are mirrored as any path's. The fast path repeats
 the plan only while all of it is still so (it reads the bytes again); the exe and the
 loader's words of an execve it carried out come back to Python at the exec event.
 
@@ -24,8 +25,9 @@ import stat
 import sys
 from types import ModuleType
 
-from ocirun.engine.execve import ExecPlan, parse_elf, parse_shebang
+from ocirun.engine.execve import BINPRM_BUF_SIZE, ExecPlan, parse_elf, parse_shebang
 from ocirun.engine.extension import Extension
+from ocirun.engine.path.errors import GuestPathError
 
 TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -90,11 +92,11 @@ def applies(tracer: Tracer) -> bool:
 def note(tracer: Tracer, t: Tracee, guest: str, plan: ExecPlan, host_file: str) -> None:
     """After enter_execve carried out `plan` for guest path `guest` (an execve, not
     execveat) by executing `host_file`: the exec record, when the plan is one the fast
-    path can repeat."""
+    path can repeat (a script's: with its interpreter's, one "#!" line)."""
     fast = tracer.fast
     elf = plan.elf
-    if (fast is None or t.view is not tracer.root_view or plan.chain or elf is None or plan.new_env is not None
-            or guest[:1] == "" or guest[-1:] == "/" or not applies(tracer)):
+    if (fast is None or t.view is not tracer.root_view or len(plan.chain) > 1 or elf is None
+            or plan.new_env is not None or guest[:1] == "" or guest[-1:] == "/" or not applies(tracer)):
         return
     host = plan.program_host
     if tracer.to_guest(host) != plan.guest_path or _under_scratch(tracer, host):
@@ -104,8 +106,13 @@ def note(tracer: Tracer, t: Tracee, guest: str, plan: ExecPlan, host_file: str) 
         return
     cwd = t.guest_cwd()
     key = guest if guest[0] == "/" else ("" if cwd == "/" else cwd) + "/" + guest
+    script = _script(tracer, key, host) if plan.chain else None
+    if plan.chain and script is None:
+        return
     mirror = tracer.path_args.mirror
-    mirror(t, key, host, True)
+    mirror(t, key, script[0] if script else host, True)
+    if script:
+        mirror(t, script[2], host, True)
     interp = loader = name = link = b""
     ident = (0, 0, 0, 0, 0, 0, 0)
     argv0 = False
@@ -126,6 +133,31 @@ def note(tracer: Tracer, t: Tracee, guest: str, plan: ExecPlan, host_file: str) 
     elif host_file != host:
         return
     fast.exec_record(_b(host), head, want, _b(plan.guest_path), interp, loader, ident, argv0, name, link)
+    if script:
+        fast.script_record(_b(script[0]), script[1], _b(script[2]), _b(script[3]))
+
+
+def _script(tracer: Tracer, key: str, interp_host: str) -> tuple[str, bytes, str, str] | None:
+    """A script's record: its host file, its first bytes to the end of the "#!" line (a
+    line the file's first BINPRM_BUF_SIZE bytes end: else the bytes after them could
+    change it), the interpreter (absolute, the plan's `interp_host`) and its argument."""
+    try:
+        host = tracer.to_host(key)
+        with open(host, "rb") as f:
+            data = f.read(BINPRM_BUF_SIZE)
+    except (GuestPathError, OSError):
+        return None
+    end = data.find(b"\n")
+    shebang = parse_shebang(data[:end + 1]) if end > 0 else None
+    if shebang is None or _under_scratch(tracer, host):
+        return None
+    interp, arg = shebang
+    try:
+        if interp[:1] != "/" or interp[:6] == "/proc/" or tracer.to_host(interp) != interp_host:
+            return None
+    except (GuestPathError, OSError):
+        return None
+    return host, data[:end + 1], interp, arg or ""
 
 
 def _head(host: str, elf: object) -> tuple[bytes | None, int]:

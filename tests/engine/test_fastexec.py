@@ -102,3 +102,30 @@ def test_relative_execs_after_cd(debian_rootfs: Path, tmp_path: Path, no_fastpat
     assert p.stdout.split() == ["/w/a/prog"] * 5 + ["/w/b/prog"] * 5 + ["/w/a/prog", "/w/b/prog"] * 2, p.stderr
     if no_fastpath == "0":  # one relative exec in Python after each of the 4 cds
         assert sum(int(n) for n in BASE.findall(p.stderr)) <= 4, p.stderr
+
+
+# scripts (one "#!" line, an interpreter with an exec record) run again from C: $0, the
+# arguments, the interpreter's cmdline, exe and comm, by a relative name and a symlink;
+# then the line changed (another interpreter, an argument), the script made unexecutable,
+# its interpreter gone
+SCRIPTS = r"""
+printf '#!/bin/sh -e\necho "$0" "$@"; tr "\\0" " " < /proc/$$/cmdline; echo; readlink /proc/$$/exe; cat /proc/$$/comm\n' > /w/s
+chmod +x /w/s; ln -s /w/s /w/t
+for i in 1 2; do /w/s a "b c"; done
+cd /w; for i in 1 2; do ./s d; ./t; done; cd /
+printf '#!/bin/bash\necho "bash $0 ${BASH_VERSION%%%%.*}"\n' > /w/s; for i in 1 2; do /w/s; done
+printf '#!/bin/sh\necho "sh $0 $1"\n' > /w/s; for i in 1 2; do /w/s e; done
+chmod a-x /w/s; for i in 1 2; do /w/s 2>/dev/null; echo "noexec: $?"; done; chmod a+x /w/s
+printf '#!/w/nothere\n' > /w/s; for i in 1 2; do /w/s 2>/dev/null; echo "no interpreter: $?"; done
+"""
+SCRIPTS_OUT = (["/w/s a b c", "/bin/sh -e /w/s a b c ", "/usr/bin/dash", "s"] * 2
+               + ["./s d", "/bin/sh -e ./s d ", "/usr/bin/dash", "s", "./t", "/bin/sh -e ./t ", "/usr/bin/dash", "t"] * 2
+               + ["bash /w/s 5"] * 2 + ["sh /w/s e"] * 2 + ["noexec: 126"] * 2 + ["no interpreter: 127"] * 2)
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_scripts_run_again_from_c(debian_rootfs: Path, tmp_path: Path, no_fastpath: str) -> None:
+    p = _run_in_w(debian_rootfs, tmp_path, no_fastpath, SCRIPTS)
+    assert p.stdout.split("\n")[:-1] == SCRIPTS_OUT, p.stderr
+    if no_fastpath == "0":  # the first run of each program and script, each change, the failures
+        assert sum(int(n) for n in FALLBACKS.findall(p.stderr)) <= 15, p.stderr  # 20 with no script in C
