@@ -33,6 +33,24 @@ static int rest_missing(char *out, size_t hl, const char **names, int n, int *mi
     return 1;
 }
 
+static char *root_host;  /* the translation of "/" (set_root): kept in the mirror through every clear */
+
+/* After each clear, the root's translation is mirrored again: it does not change while the
+ * fast path runs (the bindings are fixed, a new root view turns the fast path off), and
+ * what lies below it is derived again, walked as the translator walks (dir_host). */
+static void root_keep(void) {
+    if (root_host) table_put(&cache, "/", root_host, 1);
+}
+
+static PyObject *set_root(PyObject *self, PyObject *a) {
+    const char *host;
+    if (!PyArg_ParseTuple(a, "y", &host)) return NULL;
+    free(root_host);
+    if (!(root_host = strdup(host))) return PyErr_NoMemory();
+    root_keep();
+    Py_RETURN_NONE;
+}
+
 static char **dir_stops;        /* host paths whose to_guest is not derived from the parent's */
 static size_t n_dir_stops;
 static char **dir_private;      /* name prefixes of the tracer's own directories */
@@ -122,6 +140,9 @@ static int rmdir_exit(pid_t pid, int status) {
 
 static void dirs_reset(void) {
     proc_fd = 0;
+    free(root_host);
+    root_host = NULL;
+    table_clear(&cache);  /* (the root's, put back by the clear before) */
     resume_exit = 0;
     for (int i = 0; i < PENDING; i++) rmdir_forget(rmdirs[i].pid);
 }
@@ -157,6 +178,7 @@ static PyMethodDef dirs_methods[] = {
     {"set_dir_stops", set_dir_stops, METH_VARARGS,
      "set_dir_stops(hosts, prefixes): where a dirfd's to_guest is not its parent's plus its name."},
     {"set_proc_fd", set_proc_fd, METH_VARARGS, "set_proc_fd(bool): /proc/self/fd/N goes to the kernel as it is."},
+    {"set_root", set_root, METH_VARARGS, "set_root(host: bytes): the translation of / (kept through clears)."},
     {"take_rmdirs", take_rmdirs, METH_NOARGS, "[(pid, host)]: the rmdirs whose exit is to come (now Python's)."},
     {NULL, NULL, 0, NULL},
 };

@@ -100,7 +100,8 @@ static void table_clear(table_t *t) {
     t->n_entries = t->n_used = 0;
 }
 
-static void cache_clear(void) { table_clear(&cache); }
+static void root_keep(void);  /* _fastdirs.c */
+static void cache_clear(void) { table_clear(&cache); root_keep(); }
 
 static const entry_t *table_get(const table_t *t, const char *guest, uint8_t follow) {
     uint64_t h = hash_str(guest, follow);

@@ -5,7 +5,8 @@ one path argument, no kind handler, no exit stop, no cache invalidation, and no
 extension's (the extensions loaded look only at their own syscalls), on x86_64 in
 seccomp mode with the root view only. What it needs of Python's state is mirrored, each piece with its own exact invalidation:
 - the root translator's result cache (pushed as Python fills it, the mirror cleared at
-  its every invalidation), and the followed translations of the parent directories of
+  its every invalidation but for the translation of "/", which does not change), and
+  the followed translations of the parent directories of
   the paths Python resolved, from which a miss of another name in them is derived as
   the translator's warm shortcut does (the name binding-free and, if followed, no
   symlink);
@@ -98,7 +99,7 @@ def start(tracer: Tracer) -> ModuleType | None:
     mod.set_info_buffer(*pt.info_buffer())
     root = tracer.translator.to_host("/", "/", True)
     if tracer.translator.cached("/", True) == root:
-        mod.push(b"/", _b(root), True)
+        mod.set_root(_b(root))
     _share(tracer, mod)
     mod.set_enabled(True)
     tracer.translator.on_invalidate = mod.clear
