@@ -14,6 +14,14 @@ here are not dataclasses for the `dataclasses` module: use this module's functio
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any, dataclass_transform
+else:
+    def dataclass_transform(**_kwargs):
+        """PEP 681's marker: type checkers read `dataclass` below as dataclasses' own."""
+        return lambda decorator: decorator
+
 _MISSING = object()
 _FIELDS = "__record_fields__"
 
@@ -40,11 +48,13 @@ class Field:
 
 
 def field(*, default=_MISSING, default_factory=_MISSING, init=True, repr=True, compare=True,
-          hash=None) -> Field:
-    """A field with options (dataclasses.field's keywords that ocirun uses)."""
+          hash=None) -> Any:
+    """A field with options (dataclasses.field's keywords that ocirun uses); typed Any, as
+    dataclasses types its field(), so that `x: list = field(default_factory=list)` checks."""
     return Field(default, default_factory, init, repr, compare, hash)
 
 
+@dataclass_transform(field_specifiers=(Field, field))
 def dataclass(cls=None, /, *, frozen=False, eq=True, slots=False, init=True, repr=True, kw_only=False):
     """The class decorator: `@dataclass` or `@dataclass(frozen=True, ...)`."""
 
