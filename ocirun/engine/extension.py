@@ -155,6 +155,11 @@ class Extension:
     #: fast path may resume those itself (ocirun/engine/fastexec.py).
     plain_stops: bool = False
 
+    #: Its on_fork needs nothing of the fork's stop (it keeps state of its own, which
+    #: each later stop it sees finds updated): the fast path may resume a fork event and
+    #: have the hook run when it hands the event to Python, in order (fastexec.started).
+    fork_hook_later: bool = False
+
     #: This extension answers stat calls in the tracer (the kernel never runs
     #: them, so exit hooks never see them): it applies Engine.stat_changes.
     answers_stat: bool = False

@@ -50,7 +50,8 @@ def start(tracer: Tracer, fast: ModuleType) -> None:
 def started(tracer: Tracer) -> None:
     """The first process runs (Tracer.run): fork and exec events, and the ends of the
     other processes, may be resumed by the fast path and handed to Python later, when no
-    extension has a hook for them (or its hooks keep nothing: plain_stops). Forks only
+    extension has a hook for them (or its hooks keep nothing: plain_stops; its fork hook
+    needs nothing of the stop: fork_hook_later). Forks only
     while the CPU pinning holds: once released, Python unpins each new child."""
     fast = tracer.fast
     if fast is None:
@@ -58,7 +59,7 @@ def started(tracer: Tracer) -> None:
     exts = tracer.extensions
     execs = all(type(e).on_exec is Extension.on_exec for e in exts)
     ends = all(type(e).on_process_exit is Extension.on_process_exit or e.plain_stops for e in exts)
-    forks = all(type(e).on_fork is Extension.on_fork for e in exts)
+    forks = all(type(e).on_fork is Extension.on_fork or e.fork_hook_later for e in exts)
     pinning = tracer.pinning
     fast.set_fork_pinning(not (pinning.released and pinning.enabled))
     pinning.on_release = lambda: fast.set_fork_pinning(False)

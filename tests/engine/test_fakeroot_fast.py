@@ -141,3 +141,21 @@ def test_ids_follow_set_id_threads_fork_exec(bb_rw: Path, cprogs: Path, no_fastp
     p = _guest(bb_rw, cprogs, "/c/fakestat.static", "ids", no_fastpath=no_fastpath)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.splitlines() == IDS
+
+
+# under -0 the fork events are resumed in C too (FakeId0.fork_hook_later): each child has
+# the ids its parent had at the fork, not those the parent set just after it
+FORKS = ('for (1..3) { if (my $p = fork) { $> = 1000 + $_; waitpid($p, 0); print "p $< $>\\n"; $> = 0 }'
+         ' else { select(undef, undef, undef, 0.1); print "c $< $>\\n"; exit 0 } }')
+TREE = re.compile(r"first stops, \d+ exec events, \d+ ends, (\d+) fork events")
+
+
+@pytest.mark.parametrize("no_fastpath", ["0", "1"])
+def test_children_have_the_ids_of_the_fork(debian_rootfs: Path, no_fastpath: str) -> None:
+    env = ocirun_env({"OCIRUN_NO_FASTPATH": no_fastpath, "OCIRUN_FASTPATH_STATS": "1", "OCIRUN_NO_SECCOMP": "0"})
+    p = subprocess.run(ocirun_argv("proot", "-0", "-r", debian_rootfs, "-b", "/dev", "perl", "-e", FORKS), env=env,
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd="/")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["c 0 0", "p 0 1001", "c 0 0", "p 0 1002", "c 0 0", "p 0 1003"], p.stderr
+    tree = TREE.search(p.stderr)
+    assert (tree is None) if no_fastpath == "1" else (tree is not None and int(tree[1]) >= 1), p.stderr

@@ -78,6 +78,7 @@ class FakeId0(IdCalls, FileCalls, StatCalls, DbRecords, Extension):
     # lookups that meet a directory the real user cannot search (lend_search), which
     # the fast path leaves to Python: the fast path may run, and answers stats (fast.py).
     only_own_syscalls = True
+    fork_hook_later = True  # on_fork copies the parent's credentials: the ones it had at the fork
 
     def __init__(self, uid: int = 0, gid: int = 0, db_path: str | None = None,
                  ownership_file: str | None = None,
