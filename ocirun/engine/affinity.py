@@ -18,13 +18,15 @@ a tenth of a second). The samples are the scheduler's nanosecond counters
 (/proc/PID/schedstat: time on a CPU, time waiting for one), with /proc/PID/stat's
 clock ticks where the kernel has no schedstat.
 
-OCIRUN_PIN=0 turns pinning off.
+OCIRUN_PIN=0 turns pinning off. The monitor is a bare `_thread` (no `threading`
+import, and start() does not wait for the new thread to run: the guest is starting
+on the same CPU).
 """
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -80,8 +82,9 @@ class CpuPinning:
         self.allowed = os.sched_getaffinity(0)
         self.enabled = os.environ.get("OCIRUN_PIN", "1") != "0" and len(self.allowed) > 1
         self.released = not self.enabled
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._stop = _thread.allocate_lock()  # held until stop(): the monitor sleeps on it
+        self._stop.acquire()
+        self._done: _thread.LockType | None = None  # held while the monitor runs
         self.on_release: Callable[[], None] | None = None  # told first (the fast path's forks)
 
     def pin(self) -> None:
@@ -99,8 +102,15 @@ class CpuPinning:
     def start(self, pids: Callable[[], list[int]]) -> None:
         if self.released:
             return
-        self._thread = threading.Thread(target=self._monitor, args=(pids,), daemon=True, name="ocirun-affinity")
-        self._thread.start()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        _thread.start_new_thread(self._run, (pids,))
+
+    def _run(self, pids: Callable[[], list[int]]) -> None:
+        try:
+            self._monitor(pids)
+        finally:
+            self._done.release()
 
     def _monitor(self, pids: Callable[[], list[int]]) -> None:
         me = os.getpid()  # the tracer's main thread: the loop runs there
@@ -108,7 +118,7 @@ class CpuPinning:
         last_me = _sched_ns(me)[0]
         start = time.monotonic()
         for interval, early in _intervals():
-            if self._stop.wait(interval):
+            if self._stop.acquire(timeout=interval):
                 return
             now_t = time.monotonic()
             window, start = (now_t - start) * 1e9, now_t
@@ -152,9 +162,10 @@ class CpuPinning:
             pass
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(1)
+        if self._stop.locked():
+            self._stop.release()
+        if self._done is not None and self._done.acquire(timeout=1):
+            self._done.release()
         if self.enabled:
             try:
                 os.sched_setaffinity(0, self.allowed)

@@ -4,10 +4,10 @@ signals sent to ocirun to that first process."""
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import signal
-import threading
 from collections.abc import Callable
 
 from ocirun.engine import fastpath, seccomp
@@ -172,7 +172,9 @@ class SignalForwarder:
     <= 0) are forwarded, so a Ctrl-C is not delivered twice. As in PRoot, one a
     guest process sends to the tracer (`kill $TracerPid`) is ignored. The signals
     are blocked in the tracer from before the guest starts (one sent meanwhile
-    waits) and read by this thread with sigwaitinfo once the guest's pid is known.
+    waits) and read by this thread with sigwaitinfo once the guest's pid is known. The
+    thread is a bare `_thread`: start() does not wait for it to run (the guest is starting
+    on the same CPU), a SIGUSR2 sent before it waits stays pending for it.
     """
 
     def __init__(self, is_guest: Callable[[int], bool] = lambda pid: False):
@@ -181,12 +183,19 @@ class SignalForwarder:
         self.sigs = set(FORWARDED_SIGNALS)
         self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.sigs | {signal.SIGUSR2})
         self.running = True
-        self.thread: threading.Thread | None = None
+        self.thread: int | None = None  # its ident
+        self.done = _thread.allocate_lock()  # held while it runs
 
     def start(self, pid: int) -> None:
         self.pid = pid
-        self.thread = threading.Thread(target=self._run, daemon=True, name="ocirun-signals")
-        self.thread.start()
+        self.done.acquire()
+        self.thread = _thread.start_new_thread(self._serve, ())
+
+    def _serve(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.done.release()
 
     def _run(self) -> None:
         while self.running:
@@ -208,8 +217,9 @@ class SignalForwarder:
         self.running = False
         if self.thread is not None:
             try:
-                signal.pthread_kill(self.thread.ident, signal.SIGUSR2)
-            except (OSError, TypeError):
+                signal.pthread_kill(self.thread, signal.SIGUSR2)
+            except OSError:
                 pass
-            self.thread.join(0.5)
+            if self.done.acquire(timeout=0.5):
+                self.done.release()
         signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
