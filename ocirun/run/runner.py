@@ -147,8 +147,14 @@ def _uts_spec(hostname: str, release: str | None) -> str:
     return "\\" + "".join(f + "\\" for f in fields)
 
 
+# the platform a 64-bit Python's own programs have on each host: no QEMU to look for
+_OWN_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
+
+
 def _qemu(platform: str | None) -> list[str] | None:
-    if not platform:
+    """EnginePlan.qemu for an image of `platform`; the QEMU modules are imported only for
+    another platform than the host's own (start-up time)."""
+    if not platform or platform == _OWN_PLATFORM.get(os.uname().machine) and sys.maxsize > 2**32:
         return None
     from ocirun.engine.qemu import qemu_for_platform
 
