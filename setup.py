@@ -9,4 +9,4 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("ocirun.engine._fastpath", ["ocirun/engine/_fastpath.c", "ocirun/engine/_fakeroot.c"],
                              depends=["ocirun/engine/_fastpath.h", "ocirun/engine/_fastexec.c", "ocirun/engine/_fastdirs.c",
-                                      "ocirun/engine/_fastfork.c", "ocirun/engine/_fastscript.c"], optional=True)])
+                                      "ocirun/engine/_fasttree.c", "ocirun/engine/_fastscript.c"], optional=True)])

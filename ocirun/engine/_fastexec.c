@@ -20,21 +20,7 @@
  * line whose interpreter has a record is run the same way (_fastscript.c). Anything
  * else, a foreign ELF, a /proc path, an argv without argv[0], is Python's. A program
  * that does not exist (a PATH search's tries) fails with ENOENT here, as in Python.
- *
- * Two stops of every fork+exec need nothing of Python when no extension keeps them
- * (set_plain_stops: the ptrace emulation keeps none before it turns the fast path off):
- *  - a signal-delivery stop of a process whose last stop was finished here (Python has
- *    no syscall of it in flight, nothing to resume it otherwise): the signal is
- *    delivered, as _signal_stop does (not SIGSYS: a host filter's, sigsys.py answers it);
- *  - the first stop of a child whose fork event Python has handled (expect_first), or
- *    that was resumed here.
- * And three more are resumed here at once and handed to Python later, in order, before
- * it handles its next stop (set_deferred, on_tree), when no extension looks at them:
- *  - the fork/vfork/clone event (_fastfork.c);
- *  - the exec event of a process that exec'd itself (not a thread in another's place),
- *    with its code segment (the ABI it runs now) and the exe of the execve done here;
- *  - the end of a process other than the first one (whose end ends the run).
- * Python then does what the event's handler does, without the resume.
+ * The other stops of a fork+exec are _fasttree.c's, which shares the state below.
  */
 #include <fcntl.h>
 
@@ -78,7 +64,7 @@ static exec_done_t exec_done[EXECS];
 static int script_of(const char *host, const struct stat *st, const char **interp, const char **arg, char *ihost,
                      struct stat *ist);
 static void script_clear(void);
-/* _fastfork.c */
+/* _fasttree.c */
 static int fork_event(pid_t pid, int event);
 static void fork_early(int pid);
 static void born_taken(void);
@@ -130,98 +116,6 @@ static void exec_reset(void) {
     n_queue = 0;
     Py_CLEAR(on_tree);
     fork_reset();
-}
-
-/* What Python's fast.forget(pid) clears, done here for an event Python sees later. */
-static void tree_forget(int pid) {
-    pending_t *p = pending_of(pid);
-    if (p->pid == pid) p->pid = 0;
-    exec_forget_pid(pid);
-    fr_forget_ids(pid);
-}
-
-/* The exec event of `pid`, resumed: 1, queued; 0: Python's (a thread's exec, no registers). */
-static int queue_exec(pid_t pid) {
-    unsigned long former = 0;
-    if (ptrace(PTRACE_GETEVENTMSG, pid, 0, &former) != 0 || (pid_t)former != pid) return 0;
-    exec_done_t *d = &exec_done[(unsigned)pid % EXECS];
-    long cs = d->pid == pid ? d->cs : 0;  /* an x86_64 ELF executed here: its segment is known */
-    if (!cs) {
-        errno = 0;
-        cs = ptrace(PTRACE_PEEKUSER, pid, 17 * 8, 0);  /* user_regs_struct.cs */
-        if (errno) return 0;
-    }
-    tree_event_t *q = &queue[n_queue];
-    *q = (tree_event_t){Q_EXEC, pid, cs, NULL, NULL, 0};
-    if (d->pid == pid) {  /* the execve done here: its exe and loader words travel with the event */
-        q->exe = d->guest; q->argv0 = d->argv0; q->words = d->words;
-        *d = (exec_done_t){0, NULL, NULL, 0, 0};
-    }
-    tree_forget(pid);
-    n_queue++;
-    ptrace(PTRACE_CONT, pid, 0, 0);
-    return 1;
-}
-
-/* The end of `pid`: queued (1) unless it is the first process's. */
-static int queue_exit(pid_t pid, int status) {
-    if (!defer_exit || pid == keep_pid || n_queue >= QUEUE_MAX) return 0;
-    tree_forget(pid);
-    cwd_forget(pid);
-    queue[n_queue++] = (tree_event_t){Q_EXIT, pid, status, NULL, NULL, 0};
-    return 1;
-}
-
-/* Hand the queued events to Python: on_tree([(kind, pid, value, exe, words, argv0)]) (a fork:
-   the parent, the child, None, the clone flags CLONE_FS and CLONE_THREAD, None). */
-static int report_tree(void) {
-    if (!n_queue) return 1;
-    PyObject *list = PyList_New(0);
-    for (size_t i = 0; i < n_queue; i++) {
-        tree_event_t *q = &queue[i];
-        PyObject *e = list ? Py_BuildValue("(iilyiy)", q->kind, q->pid, q->value, q->exe, q->words, q->argv0) : NULL;
-        if (!e || PyList_Append(list, e) < 0) Py_CLEAR(list);
-        Py_XDECREF(e);
-        free(q->exe); free(q->argv0);
-    }
-    n_queue = 0;
-    int ok = hand_over(on_tree, list);
-    born_taken();
-    return ok;
-}
-
-/* After pump's look at a stop of `pid`: finished here (1, resumed) or Python's (0). */
-static void plain_note(int pid, int finished) {
-    unsigned k = (unsigned)pid % EXECS;
-    if (finished) plain[k] = pid;
-    else if (plain[k] == pid) plain[k] = 0;
-}
-
-static unsigned long long n_tree[5];  /* finished here: signal stops, first stops, exec events, ends, forks */
-
-/* A stop other than a seccomp stop: finished here (1 + its kind in n_tree) or 0 (see the top of this file). */
-static int tree_stop_(pid_t pid, int status) {
-    if (!plain_stops) return 0;
-    if (!WIFSTOPPED(status)) return queue_exit(pid, status) ? 4 : 0;
-    unsigned k = (unsigned)pid % EXECS;
-    int event = status >> 16, sig = WSTOPSIG(status);
-    if (event == PTRACE_EVENT_EXEC) return defer_exec && n_queue < QUEUE_MAX && queue_exec(pid) ? 3 : 0;
-    if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_CLONE)
-        return fork_event(pid, event) ? 5 : 0;  /* _fastfork.c */
-    if (event == PTRACE_EVENT_STOP && first[k] == pid) {
-        first[k] = 0;
-        return ptrace(PTRACE_CONT, pid, 0, 0) == 0 ? 2 : 0;
-    }
-    if (event == 0 && sig != (SIGTRAP | 0x80) && sig != SIGSYS && plain[k] == pid)  /* (SIGSYS: sigsys.py's) */
-        return ptrace(PTRACE_CONT, pid, 0, sig) == 0 ? 1 : 0;
-    return 0;
-}
-
-static int tree_stop(pid_t pid, int status) {
-    int done = tree_stop_(pid, status);
-    if (done > 0) n_tree[done - 1]++;
-    else if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP) fork_early(pid);
-    return done > 0;
 }
 
 static ident_t ident_of(const struct stat *st) {
@@ -486,60 +380,11 @@ static PyObject *exec_forget(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
-static PyObject *set_plain_stops(PyObject *self, PyObject *a) {
-    if (!PyArg_ParseTuple(a, "p", &plain_stops)) return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *set_deferred(PyObject *self, PyObject *a) {
-    PyObject *fn;
-    if (!PyArg_ParseTuple(a, "pppiO", &defer_exec, &defer_exit, &defer_fork, &keep_pid, &fn)) return NULL;
-    Py_XSETREF(on_tree, fn == Py_None ? NULL : (Py_INCREF(fn), fn));
-    Py_RETURN_NONE;
-}
-
-static PyObject *tree_events(PyObject *self, PyObject *unused) {
-    if (!report_tree()) return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *expect_first(PyObject *self, PyObject *a) {
-    int pid;
-    if (!PyArg_ParseTuple(a, "i", &pid)) return NULL;
-    unsigned k = (unsigned)pid % EXECS;
-    if (!plain_stops || !enabled || (first[k] && first[k] != pid)) Py_RETURN_FALSE;
-    first[k] = pid;
-    Py_RETURN_TRUE;
-}
-
-static PyObject *first_expected(PyObject *self, PyObject *unused) {
-    PyObject *out = PyList_New(0);
-    for (int i = 0; out && i < EXECS; i++) {
-        PyObject *p = first[i] ? PyLong_FromLong(first[i]) : NULL;
-        if (first[i] && (!p || PyList_Append(out, p) < 0)) { Py_XDECREF(p); Py_CLEAR(out); }
-        Py_XDECREF(p);
-    }
-    return out;
-}
-
-static PyObject *tree_stats(PyObject *self, PyObject *unused) {
-    return Py_BuildValue("(KKKKK)", n_tree[0], n_tree[1], n_tree[2], n_tree[3], n_tree[4]);
-}
-
 static PyMethodDef exec_methods[] = {
     {"exec_record", exec_record, METH_VARARGS,
      "exec_record(host, head, want, guest, interp, loader, loader_id, argv0, name, link): a planned execve."},
     {"exec_taken", exec_taken, METH_VARARGS,
      "exec_taken(pid): (exe: bytes, loader words, argv0: bytes | None) of the execve done here, or None."},
     {"exec_forget", exec_forget, METH_VARARGS, "exec_forget(pid): Python carries out this process's execve."},
-    {"set_plain_stops", set_plain_stops, METH_VARARGS,
-     "set_plain_stops(bool): no extension keeps a signal-delivery stop or a child's first stop."},
-    {"set_deferred", set_deferred, METH_VARARGS,
-     "set_deferred(exec events, exits, forks, first pid, on_tree): which events are resumed here and handed on later."},
-    {"tree_stats", tree_stats, METH_NOARGS, "(signal stops, first stops, exec events, ends, forks) finished here."},
-    {"tree_events", tree_events, METH_NOARGS, "Hand the queued events to on_tree now."},
-    {"expect_first", expect_first, METH_VARARGS,
-     "expect_first(pid): its first stop is resumed here (True), or comes to Python (False)."},
-    {"first_expected", first_expected, METH_NOARGS, "The children whose first stop is still expected here."},
     {NULL, NULL, 0, NULL},
 };

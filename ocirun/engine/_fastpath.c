@@ -419,7 +419,7 @@ static int report_gone(void) {
 }
 
 #include "_fastexec.c"
-#include "_fastfork.c"
+#include "_fasttree.c"
 #include "_fastscript.c"
 
 /* 1: the stop is finished (resumed); 0: Python must handle it (nothing changed that it sees) */
@@ -685,7 +685,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (m && PyModule_AddFunctions(m, fakeroot_methods) < 0) Py_CLEAR(m);
     if (m && PyModule_AddFunctions(m, exec_methods) < 0) Py_CLEAR(m);
     if (m && PyModule_AddFunctions(m, dirs_methods) < 0) Py_CLEAR(m);
-    if (m && PyModule_AddFunctions(m, fork_methods) < 0) Py_CLEAR(m);
+    if (m && PyModule_AddFunctions(m, tree_methods) < 0) Py_CLEAR(m);
     if (m && PyModule_AddFunctions(m, script_methods) < 0) Py_CLEAR(m);
     return m;
 }
