@@ -6,7 +6,10 @@ the parents work. Private to one translator, made lazily, removed by close()."""
 from __future__ import annotations
 
 import os
-import weakref
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    import weakref
 
 GLUE_PREFIX = "ocirun-glue-"  # the tree's directory's name starts so
 
@@ -29,6 +32,7 @@ class GlueTree:
         if root is None:
             import shutil  # (only when a glue directory is needed: start-up time)
             import tempfile
+            import weakref
 
             root = tempfile.mkdtemp(prefix=GLUE_PREFIX, dir=self.parent_dir)
             self.root = root
