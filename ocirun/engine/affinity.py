@@ -166,7 +166,7 @@ class CpuPinning:
             self._stop.release()
         if self._done is not None and self._done.acquire(timeout=1):
             self._done.release()
-        if self.enabled:
+        if self.enabled and not self.released:  # (release() unpinned every thread already)
             try:
                 os.sched_setaffinity(0, self.allowed)
             except OSError:
