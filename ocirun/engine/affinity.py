@@ -161,9 +161,13 @@ class CpuPinning:
         except OSError:
             pass
 
-    def stop(self) -> None:
+    def wake(self) -> None:
+        """Tell the monitor to end (stop() waits for it)."""
         if self._stop.locked():
             self._stop.release()
+
+    def stop(self) -> None:
+        self.wake()
         if self._done is not None and self._done.acquire(timeout=1):
             self._done.release()
         if self.enabled and not self.released:  # (release() unpinned every thread already)

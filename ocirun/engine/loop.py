@@ -185,14 +185,18 @@ class Tracer(ProcessTree, ExtensionHost):
         try:
             self._loop()
         finally:
-            self.pinning.stop()
-            forwarder.stop()
-            fastpath.report(self, self.fast)
-            for ext in self.extensions + self.nested_extensions:
-                ext.detach(self)
-            self.scratch.cleanup()
-            for view in self.views:
-                view.translator.close()
+            self.pinning.wake()  # the helper threads end while the rest is put away
+            forwarder.wake()
+            try:
+                fastpath.report(self, self.fast)
+                for ext in self.extensions + self.nested_extensions:
+                    ext.detach(self)
+                self.scratch.cleanup()
+                for view in self.views:
+                    view.translator.close()
+            finally:
+                self.pinning.stop()
+                forwarder.stop()
         return self.exit_status if self.exit_status is not None else 0
 
     def _loop(self) -> None:

@@ -213,13 +213,19 @@ class SignalForwarder:
                 except OSError:
                     pass
 
-    def stop(self) -> None:
-        self.running = False
-        if self.thread is not None:
+    def wake(self) -> None:
+        """Tell the thread to end (stop() waits for it)."""
+        if self.running and self.thread is not None:
+            self.running = False
             try:
                 signal.pthread_kill(self.thread, signal.SIGUSR2)
             except OSError:
                 pass
+        self.running = False
+
+    def stop(self) -> None:
+        self.wake()
+        if self.thread is not None:
             if self.done.acquire(timeout=0.5):
                 self.done.release()
         signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
