@@ -6,22 +6,35 @@ the stack red zone below sp, the ELF machine, the register slots and the
 register plumbing (a `SlotRegisters` subclass). Porting the engine to a new
 architecture is a new module here (that table and, if its kernel interface
 differs, a few register calls), a syscall table under
-ocirun/engine/syscalls/ and one line in ARCHES; nothing else in the engine
+ocirun/engine/syscalls/ and its name in MODULES; nothing else in the engine
 switches on the architecture.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
-from ocirun.engine.arch import aarch64, i386, x86_64
 from ocirun.engine.arch.base import Arch, SlotRegisters
 from ocirun.errors import OcirunError
 
 __all__ = ["ARCHES", "Arch", "SlotRegisters", "host_arch", "native_arches"]
 
+MODULES = ("x86_64", "aarch64", "i386")  # ocirun/engine/arch/NAME.py, each with its ARCH
 
-ARCHES: dict[str, Arch] = {a.name: a for a in (x86_64.ARCH, aarch64.ARCH, i386.ARCH)}
+
+class _Arches(dict):
+    """name -> Arch, each module imported at its first look-up (a host needs its own
+    and its compat ABIs': start-up time)."""
+
+    def __missing__(self, name: str) -> Arch:
+        if name not in MODULES:
+            raise KeyError(name)
+        arch = self[name] = importlib.import_module(f"ocirun.engine.arch.{name}").ARCH
+        return arch
+
+
+ARCHES: dict[str, Arch] = _Arches()
 
 
 def native_arches(host: Arch) -> tuple[Arch, ...]:
