@@ -20,11 +20,13 @@ _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
-PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
-SHA256_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+# patterns, compiled by re.match at their first use (a run names no digest and mostly no
+# registry: no compiling at every start)
+PATH_RE = rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$"
+DOMAIN_RE = rf"^{_DOMAIN}$"
+TAG_RE = r"^[\w][\w.-]{0,127}$"
+DIGEST_RE = r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$"
+SHA256_RE = r"^sha256:[a-f0-9]{64}$"
 NAME_MAX = 255
 
 ARCHIVE_TRANSPORTS = ("docker-archive", "oci-archive", "oci")
@@ -113,16 +115,16 @@ def parse_image_reference(text: str, config: RegistryConfig | None = None) -> Re
     digest = None
     if "@" in text:
         text, _, digest = text.partition("@")
-        if not DIGEST_RE.match(digest):
+        if not re.match(DIGEST_RE, digest):
             raise OcirunError(f"invalid reference format: bad digest in {original!r}")
-        if digest.startswith("sha256:") and not SHA256_RE.match(digest):
+        if digest.startswith("sha256:") and not re.match(SHA256_RE, digest):
             raise OcirunError(f"invalid reference format: bad sha256 digest in {original!r}")
     tag = None
     slash = text.rfind("/")
     colon = text.rfind(":")
     if colon > slash:
         text, tag = text[:colon], text[colon + 1 :]
-        if not TAG_RE.match(tag):
+        if not re.match(TAG_RE, tag):
             raise OcirunError(f"invalid reference format: bad tag {tag!r} in {original!r}")
 
     first, sep, remainder = text.partition("/")
@@ -131,7 +133,7 @@ def parse_image_reference(text: str, config: RegistryConfig | None = None) -> Re
     )
     if is_domain:
         domain, path = first, remainder
-        if not DOMAIN_RE.match(domain):
+        if not re.match(DOMAIN_RE, domain):
             raise OcirunError(f"invalid reference format: bad registry {domain!r} in {original!r}")
         if domain in DOCKER_HUB_ALIASES:
             domain = DOCKER_HUB
@@ -145,7 +147,7 @@ def parse_image_reference(text: str, config: RegistryConfig | None = None) -> Re
 
     if path.lower() != path:
         raise OcirunError(f"invalid reference format: repository name must be lowercase: {original!r}")
-    if not PATH_RE.match(path):
+    if not re.match(PATH_RE, path):
         raise OcirunError(f"invalid reference format: {original!r}")
     if len(domain) + 1 + len(path) > NAME_MAX:
         raise OcirunError(f"invalid reference format: repository name too long: {original!r}")

@@ -328,13 +328,13 @@ def parse_publish(spec: str) -> list[Publish]:
     return [Publish(c, h, host_ip, proto) for h, c in zip(host, cont, strict=True)]
 
 
-_ENV_NAME = re.compile(r"^[^=\s]+$")
+_ENV_NAME = r"^[^=\s]+$"  # (compiled at its first use: start-up time)
 
 
 def parse_env_item(item: str, host_env: dict[str, str]) -> tuple[str, str] | None:
     """`NAME=value`, or bare `NAME` taken from ocirun's environment (dropped if unset)."""
     name, sep, value = item.partition("=")
-    if not name or not _ENV_NAME.match(name):
+    if not name or not re.match(_ENV_NAME, name):
         raise bad(f"invalid environment variable {item!r}")
     if sep:
         return name, value
@@ -395,7 +395,7 @@ def parse_user(spec: str) -> str:
     return spec
 
 
-_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_NAME = r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$"  # (the same)
 
 
 def parse_stop_signal(value: str) -> str:
@@ -413,7 +413,7 @@ def parse_stop_signal(value: str) -> str:
 
 def parse_name(value: str) -> str:
     """Container names as docker allows them: [a-zA-Z0-9][a-zA-Z0-9_.-]*."""
-    if not _NAME.match(value):
+    if not re.match(_NAME, value):
         raise bad(f"invalid container name {value!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     return value.lstrip("/")
 
