@@ -12,7 +12,8 @@
  *    plus the name (the translator's own warm shortcut), when the name names no
  *    binding and, if followed, is no symlink (one lstat);
  *  - opens of a directory whose listing Python fixes up (set_listed) go to Python;
- *    getdents64 is let through while no such directory is open (set_listing).
+ *    getdents64 is let through but on an fd number that such a directory has open in
+ *    some process (set_listing: fd numbers only, whichever process; Python sorts it out).
  * The host path is written below the red zone and the argument register pointed at
  * it (unless the kernel would resolve the guest's string to the same path), then
  * PTRACE_CONT. Every other stop is returned to Python as (pid, status), as waitpid
@@ -60,7 +61,17 @@ static spec_t specs[NR_MAX];
 typedef struct { entry_t *buckets[BUCKETS]; uint32_t used[CACHE_MAX]; size_t n_entries, n_used; } table_t;
 static table_t cache;  /* (guest path, follow) -> host path: the translator's result cache */
 static table_t dirs;   /* host directory -> guest path: View.to_guest (constant while the fast path runs) */
-static int enabled, listing;
+static int enabled;
+#define LISTING_FDS 1024
+static uint8_t listing[LISTING_FDS / 8];  /* fd numbers of open listed directories, any process */
+static int listing_high;                  /* one of them is >= LISTING_FDS: those all go to Python */
+
+static int fd_listing(uint64_t arg) {
+    int fd = (int)arg;
+    if (fd < 0) return 0;  /* EBADF from the kernel, nothing to fix up */
+    if (fd >= LISTING_FDS) return listing_high;
+    return listing[fd / 8] >> (fd % 8) & 1;
+}
 static const long arg_off[6] = {14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8}; /* rdi rsi rdx r10 r8 r9 */
 static pending_t pending[PENDING];
 static cwd_t cwds[CWDS];
@@ -449,7 +460,7 @@ static int try_fast(pid_t pid) {
         ok = exec_fast(pid, nr, args, info.stack_pointer);  /* _fastexec.c */
     else if (specs[nr].mode != F_LISTING)
         ok = translate(pid, nr, &specs[nr], args, info.stack_pointer);
-    else if (listing)
+    else if (fd_listing(args[0]))
         fallback[nr][R_LISTED]++;
     else
         ok = 1;  /* getdents64 of a directory that needs no fix-up */
@@ -600,8 +611,22 @@ static PyObject *set_listed(PyObject *self, PyObject *seq) {
     Py_RETURN_NONE;
 }
 
-static PyObject *set_listing(PyObject *self, PyObject *a) {
-    if (!PyArg_ParseTuple(a, "p", &listing)) return NULL;
+static PyObject *set_listing(PyObject *self, PyObject *fds) {
+    uint8_t bits[LISTING_FDS / 8] = {0};
+    int high = 0;
+    PyObject *it = PyObject_GetIter(fds), *item;
+    if (!it) return NULL;
+    while ((item = PyIter_Next(it))) {
+        long fd = PyLong_AsLong(item);
+        Py_DECREF(item);
+        if (fd == -1 && PyErr_Occurred()) break;
+        if (fd >= LISTING_FDS) high = 1;
+        else if (fd >= 0) bits[fd / 8] |= (uint8_t)(1u << (fd % 8));
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    memcpy(listing, bits, sizeof listing);
+    listing_high = high;
     Py_RETURN_NONE;
 }
 
@@ -615,7 +640,8 @@ static PyObject *set_enabled(PyObject *self, PyObject *a) {
         for (int i = 0; i < CWDS; i++) cwd_forget(cwds[i].pid);
         cache_clear();
         table_clear(&dirs);
-        listing = 0;
+        memset(listing, 0, sizeof listing);
+        listing_high = 0;
         for (size_t i = 0; i < n_gone; i++) free(gone[i]);
         n_gone = 0;
         gone_overflow = 0;
@@ -670,7 +696,7 @@ static PyMethodDef methods[] = {
      "set_syscall(nr, arg, mode, flag_arg, mask, abs_only, dirfd, listed): a pure syscall."},
     {"set_plain_names", set_plain_names, METH_O, "Relative names that always go to Python."},
     {"set_listed", set_listed, METH_O, "Host directories whose opens go to Python."},
-    {"set_listing", set_listing, METH_VARARGS, "set_listing(bool): some listed directory is open."},
+    {"set_listing", set_listing, METH_O, "set_listing(fds): the fd numbers of the open listed directories."},
     {"set_enabled", set_enabled, METH_VARARGS, "Turn the fast path on or off (off: forgets all)."},
     {"forget", forget, METH_VARARGS, "forget(pid): a tracee exec'd or exited."},
     {"fallbacks", fallbacks, METH_NOARGS, "[(nr, reason, count)]: the stops that went to Python, and why."},

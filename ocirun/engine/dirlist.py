@@ -57,11 +57,11 @@ class DirListing:
         # host dir -> guest dir; empty: getdents64 needs no trap for this
         self.listed_dirs = dirs_missing_bindings(translator, bindings)
         self.open_dirs: dict[tuple[int, int], tuple[str, str, list[str] | None]] = {}
-        self.fast = None  # the compiled fast path lets getdents64 through while none is open
+        self.fast = None  # the compiled fast path lets getdents64 through but on these fds
 
     def _changed(self) -> None:
         if self.fast is not None:
-            self.fast.set_listing(bool(self.open_dirs))
+            self.fast.set_listing({fd for _, fd in self.open_dirs})
 
     def note_open(self, sc: Syscall, spec: SyscallSpec) -> None:
         """An open of a directory that lacks a bound name: learn its fd at the exit."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import re
 import subprocess
 import tarfile
@@ -155,3 +156,26 @@ def test_a_hard_link_to_a_symlink_is_followed_at_once(bb_rw: Path, no_fastpath: 
     cp = subprocess.run(ocirun_argv("proot", "-r", bb_rw, "sh", "-c", script), env=env, capture_output=True,
                         text=True, timeout=120)
     assert cp.stdout.splitlines() == ["missing", "directory", "symbolic link"], cp.stdout + cp.stderr
+
+
+LISTED_FD = """
+exec 9</tmp
+find /usr/share | wc -l
+ls /tmp
+"""
+LISTED = re.compile(r"(\d+) getdents64 to Python: listed")
+
+
+def test_getdents64_of_other_fds_stays_in_c_while_a_listed_dir_is_open(debian_rootfs: Path, tmp_path: Path) -> None:
+    """/tmp lacks the bound name, so its listing is fixed up in Python: while the shell
+    holds it open on fd 9, find's getdents64 on its own fds is still finished in C, and
+    ls's own open of /tmp (another fd) still lists the bound name."""
+    env = ocirun_env({"OCIRUN_FASTPATH_STATS": "2", "OCIRUN_NO_SECCOMP": "0", "OCIRUN_NO_FASTPATH": "0"})
+    p = subprocess.run(ocirun_argv("proot", "-r", debian_rootfs, "-b", f"{tmp_path}:/tmp/bound", "-w", "/",
+                                   "sh", "-c", LISTED_FD), env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    entries = 1 + sum(len(dirs) + len(files) for _, dirs, files in os.walk(debian_rootfs / "usr/share"))
+    assert p.stdout.split("\n")[:-1] == [str(entries), "bound"]
+    listed = LISTED.search(p.stderr)
+    assert listed, p.stderr  # ls's listing of /tmp went to Python
+    assert int(listed[1]) <= 4, p.stderr  # ls's getdents64 of /tmp only, not find's (one per directory)
