@@ -35,8 +35,8 @@ for its fallback (faccessat2's path pointer for faccessat), and no exit hook run
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` builds its enums at import (~2 ms a start)
 import errno
-import signal
 import struct
 
 from ocirun.engine import ptrace as pt

@@ -4,10 +4,10 @@ signals sent to ocirun to that first process."""
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` builds its enums at import (~2 ms a start)
 import _thread
 import errno
 import os
-import signal
 from collections.abc import Callable
 
 from ocirun.engine import fastpath, seccomp

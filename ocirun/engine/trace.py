@@ -11,7 +11,6 @@ several times the CPU per stop of the engine's own ctypes calls (ptrace.py).
 from __future__ import annotations
 
 import sys
-from functools import cache
 
 TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -23,9 +22,8 @@ _SIGNED = frozenset({"int", "long", "pid_t", "loff_t", "off_t", "ssize_t", "cloc
 _UNKNOWN: Prototype = tuple(("", f"arg{i}") for i in range(4))
 
 
-@cache
 def _prototypes() -> dict[str, tuple[str, Prototype]]:
-    from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES  # imported only for -v 2
+    from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES  # only for -v 2 (once)
 
     return SYSCALL_PROTOTYPES
 

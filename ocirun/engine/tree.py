@@ -8,8 +8,8 @@ place so that extensions' on_fork/on_exec/on_process_exit hooks see one order.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` builds its enums at import (~2 ms a start)
 import os
-import signal
 
 from ocirun.engine import abi as abi_of
 from ocirun.engine import extension as hooks

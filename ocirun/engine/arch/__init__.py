@@ -12,11 +12,11 @@ switches on the architecture.
 
 from __future__ import annotations
 
-import importlib
 import os
 
 from ocirun.engine.arch.base import Arch, SlotRegisters
 from ocirun.errors import OcirunError
+from ocirun.util.imports import import_module
 
 __all__ = ["ARCHES", "Arch", "SlotRegisters", "host_arch", "native_arches"]
 
@@ -30,7 +30,7 @@ class _Arches(dict):
     def __missing__(self, name: str) -> Arch:
         if name not in MODULES:
             raise KeyError(name)
-        arch = self[name] = importlib.import_module(f"ocirun.engine.arch.{name}").ARCH
+        arch = self[name] = import_module(f"ocirun.engine.arch.{name}").ARCH
         return arch
 
 

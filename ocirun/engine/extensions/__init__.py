@@ -11,12 +11,12 @@ call's success), fake_id0, portmap.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 
 from ocirun.errors import OcirunError
 from ocirun.util.fmt import int_pair
+from ocirun.util.imports import import_module
 
 TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ ALWAYS_ON = ("ptrace",)  # every tracer loads these
 def load(name: str) -> type[Extension]:
     """The extension class registered as `name`."""
     module, _, cls = EXTENSIONS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return getattr(import_module(module), cls)
 
 
 def always_on() -> list[Extension]:

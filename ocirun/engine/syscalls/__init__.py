@@ -11,8 +11,6 @@ their own handler: execve, getcwd, readlink, sockets, ...) and `invalidate`
 
 from __future__ import annotations
 
-import importlib
-
 from ocirun.engine.arch import ARCHES, Arch
 from ocirun.engine.syscalls.model import (
     FLAG_FOLLOW,
@@ -26,6 +24,7 @@ from ocirun.engine.syscalls.model import (
     SyscallSpec,
 )
 from ocirun.engine.syscalls.specs import SPECS
+from ocirun.util.imports import import_module
 from ocirun.util.records import dataclass, field
 
 __all__ = [
@@ -36,7 +35,7 @@ __all__ = [
 
 def names(arch: str) -> dict[str, int]:
     """Every syscall name of `arch` -> number (not only the path ones): for extensions."""
-    return dict(importlib.import_module(ARCHES[arch].syscalls).NUMBERS)
+    return dict(import_module(ARCHES[arch].syscalls).NUMBERS)
 
 
 def load(arch: str) -> dict[int, SyscallSpec]:
