@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shlex
@@ -19,6 +18,7 @@ from ocirun.cli.run_cmds import CMD_CONTEXT, CONTAINERS, create, exec_, run, sta
 from ocirun.cli.stores import container_store, each_container
 from ocirun.errors import OcirunError
 from ocirun.util.fmt import human_ago, table
+from ocirun.util.imports import import_module
 
 if TYPE_CHECKING:
     from ocirun.run.containers import Container
@@ -286,4 +286,4 @@ for _name, _cmd in {
 }.items():
     container.add_command(_cmd, _name)
 for _name, _attr in {"commit": "commit", "cp": "cp"}.items():  # docker's `container commit|cp`: the lifecycle commands
-    container.add_command(getattr(importlib.import_module("ocirun.cli.lifecycle_cmds"), _attr), _name)
+    container.add_command(getattr(import_module("ocirun.cli.lifecycle_cmds"), _attr), _name)

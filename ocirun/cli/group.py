@@ -7,7 +7,6 @@ proot_argv.py): click is imported only for the other commands, help and errors.
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import click
@@ -15,6 +14,7 @@ import click
 from ocirun import __version__
 from ocirun.cli import COMMANDS, _Interrupted, _say
 from ocirun.errors import EXIT_OCIRUN
+from ocirun.util.imports import import_module
 
 # Global options the group itself takes before the subcommand (or image).
 _GLOBAL_FLAGS = {"-D", "--debug", "--version", "-h", "--help"}
@@ -174,7 +174,7 @@ class OcirunGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return getattr(import_module(module_name), attr)
 
     def get_help(self, ctx: click.Context) -> str:
         return docker_help(self, ctx)

@@ -1,8 +1,8 @@
-"""Imports by name for the modules every start imports.
+"""Imports by name (extensions, architectures, syscall tables, lazily loaded commands).
 
-`importlib.import_module` is avoided there: the importlib package imports `warnings`
-(~1.5 ms at every start of `ocirun proot` and `ocirun run`), and `__import__` does the
-same job for an absolute name.
+Not `importlib.import_module`: the importlib package imports `warnings` (~1.5 ms at
+every start of `ocirun proot` and `ocirun run`), and `__import__` does the same job for
+an absolute name.
 """
 
 from __future__ import annotations
